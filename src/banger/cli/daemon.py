@@ -1,0 +1,57 @@
+"""`banger daemon status|socket|stop`."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from banger.cli.main import Context, pass_ctx
+from banger.cli.render import print_fields, print_json
+
+
+@click.group()
+def daemon() -> None:
+    """Manage bangerd (started automatically on first use)."""
+
+
+@daemon.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Show the daemon's PID, socket and log."""
+    info = ctx.client.status()
+    if as_json:
+        print_json(info)
+        return
+    print_fields([
+        ("pid", str(info["pid"])), ("version", info["version"]), ("socket", info["socket"]),
+        ("log", info["log"]), ("state", info["state_dir"]),
+        ("backend", f"{info['backend']} ({info['accel']})"), ("vms", str(info["vms"])),
+    ])
+
+
+@daemon.command()
+@pass_ctx
+def socket(ctx: Context) -> None:
+    """Print the daemon's socket path."""
+    click.echo(str(ctx.client.paths.socket))
+
+
+@daemon.command()
+@pass_ctx
+def stop(ctx: Context) -> None:
+    """Stop the daemon. Running VMs keep running and are adopted by the next daemon."""
+    from banger.client import Client
+
+    client = Client(ctx.client.paths, autostart=False)
+    if not client.ping():
+        click.echo("bangerd is not running")
+        return
+    client.shutdown()
+    for _ in range(100):
+        if not client.ping():
+            click.echo("bangerd stopped")
+            return
+        time.sleep(0.05)
+    raise click.ClickException("bangerd did not stop within 5s")

@@ -1,0 +1,80 @@
+"""`banger`: the CLI. Thin: parse, call the client, render. Errors become one `error:` line
+and a `hint:` line, never a traceback (unless --debug)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from banger import __version__
+from banger.core.errors import BangerError
+
+if TYPE_CHECKING:
+    from banger.client import Client
+
+
+class Context:
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from banger.client import Client
+
+            self._client = Client()
+        return self._client
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="banger")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """One-command development sandboxes on microVMs."""
+    ctx.obj = Context(debug)
+
+
+def _register() -> None:
+    from banger.cli import daemon, doctor, image, vm
+
+    cli.add_command(vm.vm)
+    cli.add_command(image.image)
+    cli.add_command(daemon.daemon)
+    cli.add_command(doctor.doctor)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        return cli.main(args=argv, prog_name="banger", standalone_mode=False)
+    except BangerError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

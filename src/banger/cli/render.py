@@ -1,0 +1,67 @@
+"""Output helpers: progress to stderr (one live line on a TTY, plain lines otherwise),
+tables and JSON to stdout."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from banger.core.models import ProgressEvent
+
+
+class ProgressPrinter:
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._live = False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        # The spec line and stage results stay on screen; chatty build output is overwritten.
+        persistent = event.stage in ("spec", "ready", "create") or not self._tty
+        if self._tty:
+            width = 100
+            text = event.message[:width]
+            if persistent:
+                self._stream.write(f"\r\033[K{text}\n")
+                self._live = False
+            else:
+                self._stream.write(f"\r\033[K{text}")
+                self._live = True
+        else:
+            self._stream.write(f"{event.message}\n")
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._live:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+            self._live = False
+
+
+def print_json(value: Any) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif isinstance(value, list):
+        value = [
+            dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
+            else v for v in value
+        ]
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in [list(headers), *rows]:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        sys.stdout.write(line.rstrip() + "\n")
+
+
+def print_fields(pairs: Sequence[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        sys.stdout.write(f"{key + ':':<{width + 1}} {value}\n")

@@ -1,0 +1,50 @@
+"""Reaching a guest from the CLI: the system `ssh`, so interactive sessions get a real TTY,
+with banger's key and banger's known_hosts (the VM's pinned host key, never TOFU)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+
+
+def ssh_argv(
+    access: dict[str, str], command: Sequence[str], *, cwd: str | None = None,
+    interactive: bool,
+) -> list[str]:
+    argv = [
+        "ssh",
+        "-F", "none",
+        "-i", access["identity_file"],
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={access['known_hosts']}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "LogLevel=ERROR",
+        "-o", "ConnectTimeout=10",
+        "-o", "ServerAliveInterval=30",
+    ]
+    if interactive:
+        argv.append("-t")
+    else:
+        argv += ["-o", "BatchMode=yes"]
+    argv.append(f"{access['user']}@{access['ip']}")
+    remote = shlex.join(command) if command else ""
+    if cwd:
+        remote = f"cd {shlex.quote(cwd)} && " + (remote or "exec \"$SHELL\" -l")
+    if remote:
+        argv += ["--", remote]
+    return argv
+
+
+def exec_ssh(argv: list[str]) -> None:
+    """Replace this process with ssh (the interactive path)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
+
+
+def run_ssh(argv: list[str]) -> int:
+    return subprocess.call(argv)

@@ -1,0 +1,281 @@
+"""`banger vm ...`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+
+import click
+
+from banger.cli.main import Context, pass_ctx
+from banger.cli.render import ProgressPrinter, print_fields, print_json, print_table
+from banger.core.errors import BangerError, InvalidInput
+from banger.core.models import VM
+from banger.core.units import format_size
+
+
+class TrailingCommand(click.Command):
+    """Everything after `--` is the guest command, never a positional argument of ours."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            index = args.index("--")
+            ctx.meta["guest_command"] = tuple(args[index + 1:])
+            args = args[:index]
+        return super().parse_args(ctx, args)
+
+
+def _guest_command() -> tuple[str, ...]:
+    command: tuple[str, ...] = click.get_current_context().meta.get("guest_command", ())
+    return command
+
+
+@click.group()
+def vm() -> None:
+    """Create, run and manage VMs."""
+
+
+def _size_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option("--disk-size", help="Work disk size (/root), e.g. 8G.")(func)
+    func = click.option("--memory", type=int, help="RAM in MiB.")(func)
+    func = click.option("--vcpu", type=int, help="Number of vCPUs.")(func)
+    return func
+
+
+def _create(
+    ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
+    memory: int | None, disk_size: str | None, start: bool,
+) -> VM:
+    printer = ProgressPrinter()
+    try:
+        return ctx.client.create_vm(
+            name=name, image=image, vcpu=vcpu, memory_mib=memory, disk_size=disk_size,
+            start=start, on_progress=printer,
+        )
+    finally:
+        printer.done()
+
+
+@vm.command(cls=TrailingCommand)
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--name", help="VM name (a DNS label); generated when omitted.")
+@click.option("--image", help="Image to boot (default: default_image_name).")
+@_size_options
+@click.option("--rm", "remove", is_flag=True, help="Delete the VM when the session ends.")
+@click.option("--branch", help="Workspace mode: check out this new branch in the guest copy.")
+@click.option("--from", "from_ref", help="Workspace mode: start --branch from this ref.")
+@pass_ctx
+def run(
+    ctx: Context, path: str | None, name: str | None,
+    image: str | None, vcpu: int | None, memory: int | None, disk_size: str | None,
+    remove: bool, branch: str | None, from_ref: str | None,
+) -> None:
+    """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
+
+    \b
+      banger vm run                      # shell in a fresh sandbox
+      banger vm run --rm -- make test    # run a command, exit with its status
+    """
+    from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
+
+    command = _guest_command()
+    if path is not None:
+        raise InvalidInput(
+            f"workspace mode (PATH {path!r}) is not available yet",
+            hint="run without a PATH, or put the command after `--`",
+        )
+    if branch or from_ref:
+        raise InvalidInput("--branch/--from need a workspace PATH")
+    created = _create(
+        ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True
+    )
+    access = ctx.client.vm_access(created.name)
+    argv = ssh_argv(access, command, interactive=sys.stdin.isatty())
+    if not remove:
+        if not command:
+            click.echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
+                       err=True)
+        exec_ssh(argv)
+    code = run_ssh(argv)
+    try:
+        ctx.client.delete_vm(created.name, force=True)
+    except BangerError as exc:
+        click.echo(f"warning: could not delete {created.name}: {exc.message}", err=True)
+    sys.exit(code)
+
+
+@vm.command()
+@click.option("--name", help="VM name (a DNS label); generated when omitted.")
+@click.option("--image", help="Image to boot (default: default_image_name).")
+@_size_options
+@click.option("--no-start", is_flag=True, help="Provision only; do not boot.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def create(
+    ctx: Context, name: str | None, image: str | None, vcpu: int | None,
+    memory: int | None, disk_size: str | None, no_start: bool, as_json: bool,
+) -> None:
+    """Create a VM (and boot it, unless --no-start)."""
+    created = _create(
+        ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size,
+        start=not no_start,
+    )
+    if as_json:
+        print_json(created)
+    else:
+        click.echo(f"{created.name} {created.state} {created.ip}")
+
+
+@vm.command()
+@click.argument("name")
+@pass_ctx
+def start(ctx: Context, name: str) -> None:
+    """Boot a stopped VM and wait until ssh answers."""
+    printer = ProgressPrinter()
+    try:
+        started = ctx.client.start_vm(name, printer)
+    finally:
+        printer.done()
+    click.echo(f"{started.name} {started.state} {started.ip}")
+
+
+@vm.command()
+@click.argument("name")
+@pass_ctx
+def stop(ctx: Context, name: str) -> None:
+    """Shut a VM down gracefully (killed after stop_timeout)."""
+    stopped = ctx.client.stop_vm(name)
+    click.echo(f"{stopped.name} {stopped.state}")
+
+
+@vm.command()
+@click.argument("name")
+@pass_ctx
+def restart(ctx: Context, name: str) -> None:
+    """Stop and start a VM."""
+    printer = ProgressPrinter()
+    try:
+        restarted = ctx.client.restart_vm(name, printer)
+    finally:
+        printer.done()
+    click.echo(f"{restarted.name} {restarted.state} {restarted.ip}")
+
+
+@vm.command()
+@click.argument("name")
+@click.option("--signal", "signal_name", default="KILL", show_default=True,
+              help="Signal for the VMM process (TERM, KILL, INT, ...).")
+@pass_ctx
+def kill(ctx: Context, name: str, signal_name: str) -> None:
+    """Send a signal to a VM's VMM process."""
+    killed = ctx.client.kill_vm(name, signal_name)
+    click.echo(f"{killed.name} {killed.state}")
+
+
+@vm.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Kill and delete running VMs too.")
+@pass_ctx
+def delete(ctx: Context, names: tuple[str, ...], force: bool) -> None:
+    """Delete VMs and all their host artifacts."""
+    for name in names:
+        deleted = ctx.client.delete_vm(name, force=force)
+        click.echo(f"deleted {deleted.name}")
+
+
+@vm.command("set")
+@click.argument("name")
+@_size_options
+@pass_ctx
+def set_(
+    ctx: Context, name: str, vcpu: int | None, memory: int | None, disk_size: str | None
+) -> None:
+    """Change a stopped VM's size (the work disk can only grow)."""
+    updated = ctx.client.set_vm(name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size)
+    click.echo(
+        f"{updated.name}: {updated.spec.vcpu} vCPU, {updated.spec.memory_mib} MiB, "
+        f"{format_size(updated.spec.disk_size_bytes)} disk"
+    )
+
+
+@vm.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_(ctx: Context, as_json: bool) -> None:
+    """List VMs."""
+    vms = ctx.client.list_vms()
+    if as_json:
+        print_json(vms)
+        return
+    print_table(
+        ["NAME", "STATE", "IP", "IMAGE", "VCPU", "MEMORY", "DISK", "CREATED"],
+        [
+            [v.name, str(v.state), v.ip, v.image, str(v.spec.vcpu), f"{v.spec.memory_mib}M",
+             format_size(v.spec.disk_size_bytes), _ago(v.created_at)]
+            for v in vms
+        ],
+    )
+
+
+@vm.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def show(ctx: Context, name: str, as_json: bool) -> None:
+    """Show one VM."""
+    v = ctx.client.get_vm(name)
+    if as_json:
+        print_json(v)
+        return
+    pairs = [
+        ("name", v.name), ("id", v.id), ("state", str(v.state)), ("image", v.image),
+        ("ip", v.ip), ("dns", f"{v.name}.vm"), ("mac", v.mac), ("tap", v.tap),
+        ("vcpu", str(v.spec.vcpu)), ("memory", f"{v.spec.memory_mib} MiB"),
+        ("disk", format_size(v.spec.disk_size_bytes)),
+        ("backend", f"{v.backend} ({v.accel})"), ("pid", str(v.pid or "-")),
+        ("created", datetime.fromtimestamp(v.created_at).isoformat(timespec="seconds")),
+        ("dir", v.dir),
+    ]
+    if v.last_error:
+        pairs.append(("last error", v.last_error))
+    print_fields(pairs)
+
+
+@vm.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
+@pass_ctx
+def logs(ctx: Context, name: str, follow: bool) -> None:
+    """Print a VM's serial console."""
+    offset = 0
+    out = sys.stdout.buffer
+    while True:
+        data, offset = ctx.client.vm_logs(name, offset)
+        if data:
+            out.write(data)
+            out.flush()
+        if not follow:
+            return
+        if not data:
+            time.sleep(0.5)
+
+
+@vm.command(cls=TrailingCommand)
+@click.argument("name")
+@pass_ctx
+def ssh(ctx: Context, name: str) -> None:
+    """Open a shell in a running VM, or run COMMAND (after `--`)."""
+    from banger.cli.sshexec import exec_ssh, ssh_argv
+
+    access = ctx.client.vm_access(name)
+    exec_ssh(ssh_argv(access, _guest_command(), interactive=sys.stdin.isatty()))
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(0, int(time.time() - timestamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+

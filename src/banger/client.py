@@ -1,0 +1,262 @@
+"""The typed API client (used by the CLI; also the Python SDK).
+
+Speaks HTTP/1.1 over the daemon's Unix socket with the standard library only, so `banger`
+starts fast, and starts the daemon on first use."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from banger.core.errors import BangerError, DaemonUnavailable, error_from_dict
+from banger.core.models import VM, Image, ProgressEvent, image_from_dict, vm_from_dict
+from banger.core.paths import Paths, paths_from_env
+
+OnProgress = Callable[[ProgressEvent], None]
+_DAEMON_START_TIMEOUT = 20.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class Client:
+    def __init__(
+        self, paths: Paths | None = None, *, autostart: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.paths = paths or paths_from_env(env if env is not None else os.environ)
+        self._autostart = autostart
+
+    # Transport
+
+    def _connect(self, timeout: float | None) -> _UnixConnection:
+        return _UnixConnection(str(self.paths.socket), timeout)
+
+    def _open(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+    ) -> tuple[_UnixConnection, http.client.HTTPResponse]:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in (1, 2):
+            conn = self._connect(timeout)
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                return conn, conn.getresponse()
+            except (FileNotFoundError, ConnectionRefusedError):
+                conn.close()
+                if attempt == 2 or not self._autostart:
+                    raise DaemonUnavailable(
+                        f"bangerd is not running (no socket at {self.paths.socket})",
+                        hint="any banger command starts it; see `banger daemon status`",
+                    ) from None
+                self.start_daemon()
+        raise AssertionError("unreachable")
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None,
+        *, timeout: float | None = 60.0,
+    ) -> Any:
+        conn, response = self._open(method, path, body, timeout)
+        try:
+            data = json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+        if isinstance(data, dict) and "error" in data and response.status >= 400:
+            raise error_from_dict(data["error"])
+        return data
+
+    def stream(
+        self, method: str, path: str, body: dict[str, Any] | None, on_progress: OnProgress,
+    ) -> Any:
+        """Send a long operation; hand each progress event to `on_progress`; return the
+        result line's value or raise its error."""
+        conn, response = self._open(method, path, body, None)
+        try:
+            if response.status >= 400:
+                data = json.loads(response.read() or b"null")
+                raise error_from_dict(data["error"])
+            for item in _ndjson(response):
+                if "event" in item:
+                    on_progress(ProgressEvent(**item["event"]))
+                elif "error" in item:
+                    raise error_from_dict(item["error"])
+                elif "result" in item:
+                    return item["result"]
+        finally:
+            conn.close()
+        raise DaemonUnavailable("bangerd closed the stream early", hint="see bangerd.log")
+
+    # Daemon lifecycle
+
+    def ping(self) -> bool:
+        conn = self._connect(2.0)
+        try:
+            conn.request("GET", "/v1/status")
+            conn.getresponse().read()
+            return True
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def start_daemon(self) -> None:
+        """Start bangerd detached and wait for its socket; explain its failure if it dies."""
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self.paths.daemon_log
+        start_offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "banger.daemon.main"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, close_fds=True,
+            )
+        deadline = time.monotonic() + _DAEMON_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.paths.socket.exists() and self.ping():
+                return
+            code = proc.poll()
+            if code is not None and code != 3:  # 3: another bangerd won the lock
+                raise _startup_error(log_path, start_offset, code)
+            time.sleep(0.05)
+        raise DaemonUnavailable(f"bangerd did not come up within {_DAEMON_START_TIMEOUT:.0f}s")
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/v1/status")
+        return result
+
+    def shutdown(self) -> None:
+        self.request("POST", "/v1/shutdown")
+
+    def doctor(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/v1/doctor", timeout=120)
+        return result
+
+    # VMs
+
+    def list_vms(self) -> list[VM]:
+        return [vm_from_dict(v) for v in self.request("GET", "/v1/vms")]
+
+    def get_vm(self, name: str) -> VM:
+        return vm_from_dict(self.request("GET", f"/v1/vms/{_q(name)}"))
+
+    def create_vm(
+        self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
+        memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
+        on_progress: OnProgress = lambda _: None,
+    ) -> VM:
+        body = {
+            "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory_mib,
+            "disk_size": disk_size, "start": start,
+        }
+        return vm_from_dict(self.stream("POST", "/v1/vms", body, on_progress))
+
+    def start_vm(self, name: str, on_progress: OnProgress = lambda _: None) -> VM:
+        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/start", {}, on_progress))
+
+    def restart_vm(self, name: str, on_progress: OnProgress = lambda _: None) -> VM:
+        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/restart", {}, on_progress))
+
+    def stop_vm(self, name: str) -> VM:
+        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/stop", timeout=None))
+
+    def kill_vm(self, name: str, signal_name: str = "KILL") -> VM:
+        return vm_from_dict(
+            self.request("POST", f"/v1/vms/{_q(name)}/kill", {"signal": signal_name})
+        )
+
+    def delete_vm(self, name: str, *, force: bool = False) -> VM:
+        query = "?force=1" if force else ""
+        return vm_from_dict(self.request("DELETE", f"/v1/vms/{_q(name)}{query}", timeout=None))
+
+    def set_vm(
+        self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
+        disk_size: str | None = None,
+    ) -> VM:
+        body = {"vcpu": vcpu, "memory_mib": memory_mib, "disk_size": disk_size}
+        return vm_from_dict(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
+
+    def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+        import base64
+
+        data = self.request("GET", f"/v1/vms/{_q(name)}/logs?{urlencode({'offset': offset})}")
+        return base64.b64decode(data["data"]), int(data["offset"])
+
+    def vm_access(self, name: str) -> dict[str, str]:
+        result: dict[str, str] = self.request("GET", f"/v1/vms/{_q(name)}/access")
+        return result
+
+    # Images
+
+    def list_images(self) -> list[Image]:
+        return [image_from_dict(i) for i in self.request("GET", "/v1/images")]
+
+    def get_image(self, name: str) -> Image:
+        return image_from_dict(self.request("GET", f"/v1/images/{_q(name)}"))
+
+    def pull_image(
+        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
+    ) -> Image:
+        body = {"name": name, "force": force}
+        return image_from_dict(self.stream("POST", "/v1/images/pull", body, on_progress))
+
+    def register_image(
+        self, name: str, rootfs: str, kernel: str, initrd: str | None = None
+    ) -> Image:
+        body = {"name": name, "rootfs": rootfs, "kernel": kernel, "initrd": initrd}
+        return image_from_dict(self.request("POST", "/v1/images/register", body))
+
+    def delete_image(self, name: str) -> Image:
+        return image_from_dict(self.request("DELETE", f"/v1/images/{_q(name)}"))
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _ndjson(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    while True:
+        line = response.readline()
+        if not line:
+            return
+        if line.strip():
+            item: dict[str, Any] = json.loads(line)
+            yield item
+
+
+def _startup_error(log_path: Path, offset: int, code: int) -> BangerError:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("code"):
+            return error_from_dict({
+                "code": entry["code"], "message": entry.get("msg", ""),
+                "hint": entry.get("hint", ""),
+            })
+    last = lines[-1] if lines else f"exit status {code}"
+    return DaemonUnavailable(f"bangerd failed to start: {last}", hint=f"see {log_path}")

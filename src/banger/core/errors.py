@@ -1,0 +1,139 @@
+"""The one exception tree. Every error a user can see has a stable ``code`` and a ``hint``.
+
+The API serialises these as ``{"error": {"code", "message", "hint"}}`` and the client
+re-raises the same class on the other side, so the CLI renders daemon and local errors alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BangerError(Exception):
+    code: ClassVar[str] = "internal"
+    default_hint: ClassVar[str] = ""
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class InvalidInput(BangerError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+    default_hint = "names are DNS labels: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+
+
+class ConfigError(InvalidInput):
+    code = "config_invalid"
+    default_hint = "fix ~/.config/banger/config.toml (see README, Config)"
+
+
+class NotFound(BangerError):
+    code = "not_found"
+    http_status = 404
+
+
+class VMNotFound(NotFound):
+    code = "vm_not_found"
+    default_hint = "see `banger vm list` for existing VMs"
+
+
+class ImageNotFound(NotFound):
+    code = "image_missing"
+    default_hint = "see `banger image list`; `banger image pull debian-bookworm` builds the default"
+
+
+class Conflict(BangerError):
+    code = "conflict"
+    http_status = 409
+
+
+class NameTaken(Conflict):
+    code = "name_taken"
+    default_hint = "pick another --name or delete the existing VM"
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+
+
+class ResourceBusy(Conflict):
+    code = "busy"
+
+
+class NetworkExhausted(Conflict):
+    code = "network_exhausted"
+    default_hint = "delete unused VMs or widen `cidr` in config"
+
+
+class HostError(BangerError):
+    """A host tool or system call failed."""
+
+    code = "host_error"
+
+
+class MissingTool(HostError):
+    code = "missing_tool"
+    default_hint = "run `banger doctor` to see what is missing and how to install it"
+
+
+class KVMUnavailable(HostError):
+    code = "kvm_unavailable"
+    default_hint = "set accel = \"tcg\" in config, or run `banger doctor`"
+
+
+class PermissionDenied(HostError):
+    code = "permission_denied"
+    default_hint = "run as root, or allow passwordless sudo for ip/nft"
+
+
+class ImageBuildFailed(HostError):
+    code = "image_build_failed"
+
+
+class BootFailed(HostError):
+    code = "boot_failed"
+
+
+class SSHTimeout(BootFailed):
+    code = "ssh_timeout"
+
+
+class GuestCommandFailed(HostError):
+    code = "guest_command_failed"
+
+
+class DaemonUnavailable(BangerError):
+    code = "daemon_unavailable"
+    default_hint = "see ~/.local/state/banger/bangerd.log, or run `banger daemon status`"
+
+
+class APIError(BangerError):
+    """An error from the daemon whose code this client does not know."""
+
+
+def _all_subclasses(cls: type[BangerError]) -> list[type[BangerError]]:
+    found: list[type[BangerError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_from_dict(data: dict[str, Any]) -> BangerError:
+    """Rebuild the typed error the daemon raised from its wire form."""
+    code = str(data.get("code", "internal"))
+    classes: list[type[BangerError]] = [BangerError, *_all_subclasses(BangerError)]
+    by_code = {sub.code: sub for sub in classes}
+    error_class = by_code.get(code, APIError)
+    return error_class(str(data.get("message", "unknown error")), hint=str(data.get("hint") or ""))

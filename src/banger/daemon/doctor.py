@@ -1,0 +1,115 @@
+"""`banger doctor`: each host requirement as ok/warn/fail with a hint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from banger.core.config import Config
+from banger.core.models import Check
+from banger.core.sizing import SizeDefaults
+from banger.core.units import GIB, format_size
+from banger.host import hostinfo
+from banger.host.hostinfo import AccelChoice, KVMFacts
+
+
+def run_checks(
+    *,
+    config: Config,
+    state_dir: Path,
+    facts: KVMFacts,
+    accel: AccelChoice,
+    sizes: SizeDefaults,
+    default_image_local: bool,
+    default_image_in_catalog: bool,
+    apt_sources_ok: Callable[[], str | None],
+) -> list[Check]:
+    checks: list[Check] = []
+
+    def tool(name: str, binary: str, hint: str, *, required: bool = True) -> str | None:
+        found = hostinfo.which(binary)
+        checks.append(Check(
+            name, "ok" if found else ("fail" if required else "warn"),
+            found or f"{binary} not found", "" if found else hint, required,
+        ))
+        return found
+
+    tool("qemu", config.qemu_bin, "apt-get install qemu-system-x86")
+    tool("qemu-img", "qemu-img", "apt-get install qemu-utils")
+    kvm_detail = (
+        f"/dev/kvm: {'present' if facts.device else 'absent'}"
+        f"{', emulated pvm module' if facts.pvm else ''}"
+        f"{', hardware virtualisation' if facts.vendor_module or facts.cpu_flag else ''}"
+    )
+    if accel.accel == "kvm" and not facts.real:
+        checks.append(Check(
+            "accel", "warn", f"kvm ({accel.reason}); {kvm_detail}",
+            "this KVM is not hardware KVM: accel = \"tcg\" is usually faster", False,
+        ))
+    else:
+        checks.append(Check("accel", "ok", f"{accel.accel}: {accel.reason}; {kvm_detail}"))
+    tool("mkfs.ext4", "mkfs.ext4", "apt-get install e2fsprogs")
+    tool("resize2fs", "resize2fs", "apt-get install e2fsprogs")
+    tool("ssh", "ssh", "apt-get install openssh-client")
+    tool("ssh-keygen", "ssh-keygen", "apt-get install openssh-client")
+    ip_found = tool("ip", "ip", "apt-get install iproute2")
+    if ip_found:
+        if os.geteuid() == 0:
+            checks.append(Check("network privileges", "ok", "running as root"))
+        elif hostinfo.which("sudo"):
+            checks.append(Check(
+                "network privileges", "warn", "not root: bridge/TAP changes use `sudo -n`",
+                "allow passwordless sudo for `ip`, or run bangerd as root", False,
+            ))
+        else:
+            checks.append(Check(
+                "network privileges", "fail", "not root and no sudo",
+                "run as root or install sudo with a rule for `ip`",
+            ))
+    free = hostinfo.free_bytes(state_dir)
+    status = "ok" if free >= 10 * GIB else ("warn" if free >= 2 * GIB else "fail")
+    checks.append(Check(
+        "free disk", status, f"{format_size(free)} free under {state_dir}",
+        "" if status == "ok" else "images need ~2G, each VM's disks grow as the guest writes",
+        status == "fail",
+    ))
+    mmdebstrap = tool(
+        "mmdebstrap", "mmdebstrap", "apt-get install mmdebstrap (needed to build images)",
+        required=not default_image_local,
+    )
+    if default_image_local:
+        checks.append(Check("default image", "ok", f"{config.default_image_name} is local"))
+    elif default_image_in_catalog:
+        problem = apt_sources_ok()
+        if mmdebstrap and problem is None:
+            checks.append(Check(
+                "default image", "ok",
+                f"{config.default_image_name} is built on first use (~1 min)",
+            ))
+        else:
+            checks.append(Check(
+                "default image", "fail",
+                f"{config.default_image_name} cannot be built: {problem or 'no mmdebstrap'}",
+                "install mmdebstrap and set debian_mirror in config if apt has no Debian source",
+            ))
+    else:
+        checks.append(Check(
+            "default image", "fail", f"{config.default_image_name} is not registered",
+            "banger image register --name ... or set default_image_name",
+        ))
+    tsc = hostinfo.tsc_khz()
+    if accel.accel == "tcg":
+        checks.append(Check(
+            "tsc rate", "ok" if tsc else "warn",
+            f"{tsc} kHz passed as tsc_early_khz" if tsc else "unknown host TSC rate",
+            "" if tsc else "boots under TCG may hang at TSC calibration", False,
+        ))
+    checks.append(Check(
+        "vm defaults", "ok",
+        f"{sizes.vcpu.value} vCPU ({sizes.vcpu.source}), "
+        f"{sizes.memory_mib.value} MiB ({sizes.memory_mib.source}), "
+        f"{format_size(sizes.disk_size_bytes.value)} disk ({sizes.disk_size_bytes.source})",
+        required=False,
+    ))
+    return checks

@@ -1,0 +1,176 @@
+"""bangerd: one daemon per user, found through its Unix socket (mode 0600)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from banger.core.config import Config, parse_config
+from banger.core.errors import BangerError
+from banger.core.paths import Paths, paths_from_env
+from banger.daemon.api import make_app
+from banger.daemon.services import Adapters, Services, build_services, client_key_path
+
+log = logging.getLogger("banger.daemon")
+
+EXIT_ALREADY_RUNNING = 3
+EXIT_STARTUP_ERROR = 2
+
+
+class JSONLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("code", "hint", "vm"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(log_file: Path, level: str) -> None:
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(JSONLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"warn": "WARNING"}.get(level, level.upper()))
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def load_config(paths: Paths) -> Config:
+    try:
+        text = paths.config_file.read_text()
+    except FileNotFoundError:
+        return Config()
+    return parse_config(text, source=str(paths.config_file))
+
+
+def _acquire_lock(path: Path) -> TextIO | None:
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _bind_socket(path: Path) -> socket.socket:
+    """Create the API socket ourselves so it is 0600 from the first instant."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+def real_adapters(config: Config) -> Adapters:
+    from banger.host import hostinfo
+    from banger.host.aptconfig import host_apt_sources
+    from banger.host.disks import HostDisks
+    from banger.host.imagebuild import DebianImageBuilder
+    from banger.host.network import IPRoute2Network
+    from banger.host.processes import SubprocessRunner
+    from banger.host.ssh import AsyncSSHProbe, SSHKeygen
+    from banger.host.vmm.qemu import QemuHypervisor
+
+    runner = SubprocessRunner()
+    return Adapters(
+        network=IPRoute2Network(runner),
+        disks=HostDisks(runner),
+        hypervisor=QemuHypervisor(config.qemu_bin),
+        keys=SSHKeygen(runner),
+        probe=AsyncSSHProbe(),
+        image_builder=DebianImageBuilder(),
+        apt_sources=lambda suite: host_apt_sources(suite, config.debian_mirror),
+        kvm=hostinfo.kvm_facts(),
+        host_cpus=hostinfo.cpu_count(),
+        host_memory=hostinfo.memory_bytes(),
+    )
+
+
+async def _ensure_client_key(services: Services) -> None:
+    key = client_key_path(services.paths, services.config)
+    if not key.exists():
+        services.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await services.adapters.keys.make_ed25519(key, "banger")
+
+
+async def serve(paths: Paths, services: Services) -> None:
+    await _ensure_client_key(services)
+    await services.vms.reconcile()
+    stop = asyncio.Event()
+    app = make_app(services, stop.set)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    sock = _bind_socket(paths.socket)
+    site = web.SockSite(runner, sock)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = asyncio.create_task(services.vms.supervise())
+    log.info("bangerd listening on %s (pid %d)", paths.socket, os.getpid())
+    await stop.wait()
+    log.info("bangerd shutting down; running VMs keep running")
+    supervisor.cancel()
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    await runner.cleanup()
+    services.store.close()
+
+
+def main() -> None:
+    paths = paths_from_env(os.environ)
+    for directory in (paths.state_dir, paths.config_dir, paths.cache_dir, paths.runtime_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = _acquire_lock(paths.daemon_lock)
+    if lock is None:
+        print("bangerd is already running", file=sys.stderr)
+        sys.exit(EXIT_ALREADY_RUNNING)
+    _setup_logging(paths.daemon_log, "info")
+    try:
+        config = load_config(paths)
+        _setup_logging(paths.daemon_log, config.log_level)
+        services = build_services(paths, config, real_adapters(config))
+    except BangerError as exc:
+        # The CLI reads this line back to explain why the daemon did not come up.
+        log.error(exc.message, extra={"code": exc.code, "hint": exc.hint})
+        sys.exit(EXIT_STARTUP_ERROR)
+    asyncio.run(serve(paths, services))
+    lock.close()
+
+
+if __name__ == "__main__":
+    main()

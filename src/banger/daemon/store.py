@@ -1,0 +1,94 @@
+"""The store: SQLite, one row per VM and per image, the single source of truth.
+
+Rows hold the record as JSON next to the columns we query by; the schema version lives in
+`PRAGMA user_version` and migrations run in order at open."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from banger.core.models import VM, Image, image_from_dict, to_dict, vm_from_dict
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], object]] = [
+    lambda db: db.executescript(
+        """
+        CREATE TABLE vms (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            data TEXT NOT NULL
+        );
+        CREATE TABLE images (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL
+        );
+        """
+    ),
+]
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for index in range(version, len(_MIGRATIONS)):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                _MIGRATIONS[index](self._db)
+                self._db.execute(f"PRAGMA user_version = {index + 1}")
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    # VMs
+    def put_vm(self, vm: VM) -> None:
+        self._db.execute(
+            "INSERT INTO vms (id, name, data) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data",
+            (vm.id, vm.name, json.dumps(to_dict(vm))),
+        )
+
+    def get_vm(self, name_or_id: str) -> VM | None:
+        row = self._db.execute(
+            "SELECT data FROM vms WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
+            (name_or_id, name_or_id, name_or_id),
+        ).fetchone()
+        return vm_from_dict(json.loads(row[0])) if row else None
+
+    def list_vms(self) -> list[VM]:
+        rows = self._db.execute("SELECT data FROM vms ORDER BY name").fetchall()
+        return [vm_from_dict(json.loads(row[0])) for row in rows]
+
+    def delete_vm(self, vm_id: str) -> None:
+        self._db.execute("DELETE FROM vms WHERE id = ?", (vm_id,))
+
+    # Images
+    def put_image(self, image: Image) -> None:
+        self._db.execute(
+            "INSERT INTO images (name, data) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+            (image.name, json.dumps(to_dict(image))),
+        )
+
+    def get_image(self, name: str) -> Image | None:
+        row = self._db.execute("SELECT data FROM images WHERE name = ?", (name,)).fetchone()
+        return image_from_dict(json.loads(row[0])) if row else None
+
+    def list_images(self) -> list[Image]:
+        rows = self._db.execute("SELECT data FROM images ORDER BY name").fetchall()
+        return [image_from_dict(json.loads(row[0])) for row in rows]
+
+    def delete_image(self, name: str) -> None:
+        self._db.execute("DELETE FROM images WHERE name = ?", (name,))

@@ -1,0 +1,486 @@
+"""VMService: the VM lifecycle (create, start, stop, kill, delete), crash reconciliation and
+the state the CLI needs to reach a guest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import builtins
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from banger.core.config import Config
+from banger.core.errors import (
+    BangerError,
+    InvalidInput,
+    InvalidState,
+    NameTaken,
+    SSHTimeout,
+    VMNotFound,
+)
+from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
+from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
+from banger.core.names import generate_name, validate_name
+from banger.core.netplan import mac_for, tap_name_for
+from banger.core.sizing import SizeDefaults, effective_spec, spec_line
+from banger.core.units import parse_size
+from banger.daemon.images import ImageService
+from banger.daemon.network import HostNetwork
+from banger.daemon.progress import Progress, no_progress
+from banger.daemon.store import Store
+from banger.host.disks import DiskAdapter
+from banger.host.ssh import GuestProbe, KeyMaker
+from banger.host.vmm.base import Hypervisor, LaunchSpec
+
+log = logging.getLogger("banger.vms")
+
+ALIVE_STATES = {VMState.STARTING, VMState.RUNNING, VMState.STOPPING, VMState.ERROR}
+HOST_KEY = "ssh_host_ed25519_key"
+
+
+@dataclass(frozen=True)
+class GuestAccess:
+    """What a client needs to ssh into a VM with banger's key and pinned host key."""
+
+    name: str
+    ip: str
+    user: str
+    identity_file: str
+    known_hosts: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Host facts VMService needs when it launches a VM."""
+
+    backend: str
+    accel: str
+    tsc_khz: int | None
+    preflight: Callable[[], None]
+
+
+class VMService:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        vms_dir: Path,
+        images: ImageService,
+        network: HostNetwork,
+        disks: DiskAdapter,
+        hypervisor: Hypervisor,
+        keys: KeyMaker,
+        probe: GuestProbe,
+        machine: Machine,
+        client_key: Path,
+        known_hosts: Path,
+        size_defaults: SizeDefaults,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._dir = vms_dir
+        self._images = images
+        self._net = network
+        self._disks = disks
+        self._hv = hypervisor
+        self._keys = keys
+        self._probe = probe
+        self._machine = machine
+        self._client_key = client_key
+        self._known_hosts = known_hosts
+        self.size_defaults = size_defaults
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._create_lock = asyncio.Lock()
+
+    # Queries
+
+    def list(self) -> builtins.list[VM]:
+        return self._store.list_vms()
+
+    def get(self, name: str) -> VM:
+        vm = self._store.get_vm(name)
+        if vm is None:
+            raise VMNotFound(f"no VM named {name!r}")
+        return vm
+
+    def images_in_use(self, image: str) -> builtins.list[str]:
+        return [vm.name for vm in self._store.list_vms() if vm.image == image]
+
+    def access(self, name: str) -> GuestAccess:
+        vm = self.get(name)
+        if vm.state not in (VMState.RUNNING, VMState.ERROR) or not self._alive(vm):
+            raise InvalidState(
+                f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
+            )
+        return GuestAccess(
+            vm.name, vm.ip, "root", str(self._client_key), str(self._known_hosts)
+        )
+
+    def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
+        vm = self.get(name)
+        path = Path(vm.dir) / "console.log"
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if offset > size:  # the log restarted with a new boot
+                    offset = 0
+                f.seek(offset)
+                data = f.read(1 << 20)
+        except FileNotFoundError:
+            return b"", 0
+        return data, offset + len(data)
+
+    # Lifecycle
+
+    async def create(
+        self,
+        *,
+        name: str | None,
+        image: str | None,
+        vcpu: int | None,
+        memory_mib: int | None,
+        disk_size: str | None,
+        start: bool,
+        progress: Progress = no_progress,
+    ) -> VM:
+        if name is not None:
+            validate_name(name)
+            if self._store.get_vm(name) is not None:
+                raise NameTaken(f"a VM named {name!r} already exists")
+        if vcpu is not None and not 1 <= vcpu <= 64:
+            raise InvalidInput(f"invalid --vcpu {vcpu}: use 1..64")
+        if memory_mib is not None and memory_mib < 128:
+            raise InvalidInput(f"invalid --memory {memory_mib}: at least 128 MiB")
+        spec = effective_spec(
+            self.size_defaults, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size
+        )
+        if start:
+            self._machine.preflight()
+        image_name = image or self._config.default_image_name
+        progress(ProgressEvent("spec", spec_line(spec)))
+        resolved = await self._images.ensure(image_name, progress)
+
+        async with self._create_lock:
+            taken = {vm.name for vm in self._store.list_vms()}
+            if name is None:
+                name = generate_name(taken)
+            elif name in taken:
+                raise NameTaken(f"a VM named {name!r} already exists")
+            vm_id = secrets.token_hex(6)
+            vm_dir = self._dir / vm_id
+            vm = VM(
+                id=vm_id,
+                name=name,
+                image=resolved.name,
+                state=VMState.CREATED,
+                spec=spec,
+                ip=self._net.allocate_ip(),
+                mac=mac_for(vm_id),
+                tap=tap_name_for(vm_id),
+                dir=str(vm_dir),
+                backend=self._machine.backend,
+                accel=self._machine.accel,
+                created_at=time.time(),
+            )
+            progress(ProgressEvent("create", f"creating VM {name} ({vm.ip})"))
+            try:
+                await self._make_disks(vm, resolved)
+                self._store.put_vm(vm)
+            except BaseException:
+                shutil.rmtree(vm_dir, ignore_errors=True)
+                raise
+        self._write_known_hosts()
+        if not start:
+            return vm
+        try:
+            return await self.start(vm.name, progress)
+        except SSHTimeout:
+            raise
+        except BaseException:
+            # A VM that never came up is not worth keeping: leave nothing behind.
+            with contextlib.suppress(Exception):
+                await self.delete(vm.name, force=True)
+            raise
+
+    async def _make_disks(self, vm: VM, image: Image) -> None:
+        vm_dir = Path(vm.dir)
+        vm_dir.mkdir(parents=True, mode=0o700)
+        host_key = await self._keys.make_ed25519(vm_dir / HOST_KEY, f"banger-{vm.name}")
+        staging = vm_dir / "work-staging"
+        seed = staging / SEED_DIR
+        (staging / ".ssh").mkdir(parents=True, mode=0o700)
+        seed.mkdir(mode=0o700)
+        client_pub = self._client_key.with_name(self._client_key.name + ".pub")
+        authorized = staging / ".ssh" / "authorized_keys"
+        authorized.write_text(client_pub.read_text())
+        authorized.chmod(0o600)
+        # The guest's own host key pair: the private half belongs to the guest, not the host
+        # user, and the daemon pins the public half before the first connection.
+        shutil.copy(vm_dir / HOST_KEY, seed / HOST_KEY)
+        (seed / f"{HOST_KEY}.pub").write_text(host_key + "\n")
+        (seed / "machine-id").write_text(secrets.token_hex(16) + "\n")
+        try:
+            await self._disks.create_overlay(Path(image.rootfs), vm_dir / "root.qcow2")
+            await self._disks.create_work_disk(
+                vm_dir / "work.ext4", vm.spec.disk_size_bytes, staging
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    async def start(self, name: str, progress: Progress = no_progress) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            if self._alive(vm):
+                raise InvalidState(f"VM {vm.name!r} is already running")
+            self._machine.preflight()
+            image = self._images.get(vm.image)
+            progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
+            await self._net.attach(vm.tap)
+            try:
+                launch = self._launch_spec(vm, image)
+                pid = await self._hv.start(launch)
+            except BaseException:
+                await self._net.detach(vm.tap)
+                raise
+            vm = self._save(replace(
+                vm, state=VMState.STARTING, pid=pid, started_at=time.time(), last_error=""
+            ))
+            progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
+            started = time.monotonic()
+            try:
+                await self._probe.wait_ready(
+                    vm.ip,
+                    client_key=self._client_key,
+                    host_key=self._host_key(vm),
+                    timeout=self._config.boot_timeout,
+                    alive=lambda: self._hv.is_running(pid, Path(vm.dir)),
+                )
+            except SSHTimeout as exc:
+                self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))
+                raise
+            except BaseException as exc:
+                await self._halt(vm)
+                message = exc.message if isinstance(exc, BangerError) else repr(exc)
+                self._save(replace(self.get(vm.id), last_error=message))
+                raise
+            progress(ProgressEvent(
+                "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to ssh)"
+            ))
+            return self._save(replace(vm, state=VMState.RUNNING))
+
+    async def stop(self, name: str) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            if not self._alive(vm):
+                return await self._mark_stopped(vm)
+            self._save(replace(vm, state=VMState.STOPPING))
+            assert vm.pid is not None
+            graceful = await self._hv.stop(vm.pid, Path(vm.dir), self._config.stop_timeout)
+            if not graceful:
+                log.warning("VM %s did not shut down in time; killed", vm.name)
+            return await self._mark_stopped(vm)
+
+    async def restart(self, name: str, progress: Progress = no_progress) -> VM:
+        await self.stop(name)
+        return await self.start(name, progress)
+
+    async def kill(self, name: str, signal_name: str) -> VM:
+        vm = self.get(name)
+        signal_number = _parse_signal(signal_name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            if not self._alive(vm):
+                raise InvalidState(f"VM {vm.name!r} is not running")
+            assert vm.pid is not None
+            self._hv.kill(vm.pid, signal_number)
+            for _ in range(50):
+                if not self._alive(vm):
+                    return await self._mark_stopped(vm)
+                await asyncio.sleep(0.1)
+            return vm
+
+    async def delete(self, name: str, *, force: bool) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            if self._alive(vm):
+                if not force:
+                    raise InvalidState(
+                        f"VM {vm.name!r} is running",
+                        hint=f"stop it first (banger vm stop {vm.name}) or pass --force",
+                    )
+                await self._halt(vm)
+            await self._net.detach(vm.tap)
+            shutil.rmtree(vm.dir, ignore_errors=True)
+            self._store.delete_vm(vm.id)
+        self._locks.pop(vm.id, None)
+        self._write_known_hosts()
+        return vm
+
+    async def set(
+        self, name: str, *, vcpu: int | None, memory_mib: int | None, disk_size: str | None
+    ) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            if self._alive(vm):
+                raise InvalidState(
+                    f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
+                )
+            spec = vm.spec
+            if disk_size is not None:
+                size = parse_size(disk_size, what="disk size")
+                await self._disks.grow_work_disk(Path(vm.dir) / "work.ext4", size)
+                spec = replace(spec, disk_size_bytes=size)
+            if vcpu is not None:
+                spec = replace(spec, vcpu=vcpu)
+            if memory_mib is not None:
+                spec = replace(spec, memory_mib=memory_mib)
+            return self._save(replace(vm, spec=VMSpec(spec.vcpu, spec.memory_mib,
+                                                      spec.disk_size_bytes)))
+
+    # Crash recovery and supervision
+
+    async def reconcile(self) -> None:
+        """After a (re)start of the daemon: adopt guests that still run, mark dead ones
+        stopped, remove TAPs and VMM processes no record owns."""
+        owned_taps: set[str] = set()
+        for vm in self._store.list_vms():
+            if self._alive(vm):
+                owned_taps.add(vm.tap)
+                if vm.state in (VMState.STARTING, VMState.STOPPING, VMState.CREATED,
+                                VMState.STOPPED):
+                    self._save(replace(vm, state=VMState.RUNNING))
+                log.info("adopted running VM %s (pid %s)", vm.name, vm.pid)
+            elif vm.state in ALIVE_STATES:
+                await self._mark_stopped(vm)
+                log.info("VM %s was not running any more; marked stopped", vm.name)
+        for tap in await self._net.banger_taps():
+            if tap not in owned_taps:
+                await self._net.detach(tap)
+                log.info("removed orphaned TAP %s", tap)
+        self._kill_orphan_vmms()
+        self._write_known_hosts()
+
+    async def supervise(self, interval: float = 1.0) -> None:
+        """Notice guests that powered themselves off and release their host resources."""
+        while True:
+            await asyncio.sleep(interval)
+            for vm in self._store.list_vms():
+                lock = self._locks.get(vm.id)
+                if lock is not None and lock.locked():
+                    continue
+                if vm.state in (VMState.RUNNING, VMState.ERROR) and vm.pid and not self._alive(vm):
+                    async with self._lock(vm):
+                        current = self._store.get_vm(vm.id)
+                        if current is not None and not self._alive(current):
+                            await self._mark_stopped(current)
+                            log.info("VM %s exited; marked stopped", vm.name)
+
+    def _kill_orphan_vmms(self) -> None:
+        known = {vm.pid for vm in self._store.list_vms() if self._alive(vm)}
+        marker = str(self._dir) + "/"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in known or pid == os.getpid():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(marker.encode() in part for part in argv) and b"-qmp" in argv:
+                log.warning("killing orphaned VMM process %d", pid)
+                self._hv.kill(pid, signal.SIGKILL)
+
+    # Helpers
+
+    def _lock(self, vm: VM) -> asyncio.Lock:
+        return self._locks.setdefault(vm.id, asyncio.Lock())
+
+    def _alive(self, vm: VM) -> bool:
+        return vm.pid is not None and self._hv.is_running(vm.pid, Path(vm.dir))
+
+    def _save(self, vm: VM) -> VM:
+        self._store.put_vm(vm)
+        return vm
+
+    async def _halt(self, vm: VM) -> None:
+        if vm.pid is not None and self._alive(vm):
+            self._hv.kill(vm.pid, signal.SIGKILL)
+            for _ in range(50):
+                if not self._alive(vm):
+                    break
+                await asyncio.sleep(0.1)
+        await self._mark_stopped(vm)
+
+    async def _mark_stopped(self, vm: VM) -> VM:
+        await self._net.detach(vm.tap)
+        current = self._store.get_vm(vm.id) or vm
+        return self._save(replace(current, state=VMState.STOPPED, pid=None))
+
+    def _host_key(self, vm: VM) -> str:
+        return (Path(vm.dir) / f"{HOST_KEY}.pub").read_text().strip()
+
+    def _launch_spec(self, vm: VM, image: Image) -> LaunchSpec:
+        identity = BootIdentity(
+            ip=vm.ip,
+            prefix_len=self._net.prefix_len,
+            gateway=self._net.gateway,
+            dns=self._config.dns_server,
+            hostname=vm.name,
+        )
+        tsc = self._machine.tsc_khz if vm.accel == "tcg" else None
+        return LaunchSpec(
+            vm_id=vm.id,
+            name=vm.name,
+            vcpu=vm.spec.vcpu,
+            memory_mib=vm.spec.memory_mib,
+            kernel=Path(image.kernel),
+            initrd=Path(image.initrd) if image.initrd else None,
+            cmdline=kernel_cmdline(identity, tsc_khz=tsc),
+            root_disk=Path(vm.dir) / "root.qcow2",
+            work_disk=Path(vm.dir) / "work.ext4",
+            tap=vm.tap,
+            mac=vm.mac,
+            vm_dir=Path(vm.dir),
+            accel=vm.accel,
+        )
+
+    def _write_known_hosts(self) -> None:
+        """banger's own known_hosts, regenerated from the store: each VM's pinned key under
+        its IP and `<name>.vm`. Addresses are reused, so stale lines must go."""
+        lines = []
+        for vm in self._store.list_vms():
+            try:
+                lines.append(f"{vm.ip},{vm.name}.vm {self._host_key(vm)}\n")
+            except OSError:
+                continue
+        self._known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._known_hosts.with_suffix(".tmp")
+        tmp.write_text("".join(lines))
+        tmp.chmod(0o600)
+        tmp.replace(self._known_hosts)
+
+
+def _parse_signal(name: str) -> int:
+    text = name.upper().removeprefix("SIG")
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[f"SIG{text}"])
+    except KeyError:
+        raise InvalidInput(
+            f"unknown signal {name!r}", hint="use a name like TERM, KILL, INT or a number"
+        ) from None

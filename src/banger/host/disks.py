@@ -1,0 +1,69 @@
+"""VM disks: a qcow2 overlay over the shared read-only base (never a copy of it) and the
+persistent ext4 work disk built from a staging directory with `mkfs.ext4 -d` (no mounts)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from banger.core.errors import InvalidInput
+from banger.core.guest import WORK_DISK_LABEL
+from banger.host.processes import CommandRunner
+
+
+class DiskAdapter(Protocol):
+    async def create_overlay(self, base: Path, overlay: Path) -> None: ...
+    async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None: ...
+    async def grow_work_disk(self, path: Path, size_bytes: int) -> None: ...
+
+
+class HostDisks:
+    def __init__(self, runner: CommandRunner) -> None:
+        self._run = runner
+
+    async def create_overlay(self, base: Path, overlay: Path) -> None:
+        await self._run.run([
+            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+            "-b", str(base.resolve()), str(overlay),
+        ])
+
+    async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None:
+        with open(path, "wb") as f:
+            f.truncate(size_bytes)  # sparse: costs only what is written
+        await self._run.run([
+            "mkfs.ext4", "-q", "-F", "-L", WORK_DISK_LABEL, "-E", "root_owner=0:0",
+            "-d", str(staging), str(path),
+        ])
+
+    async def grow_work_disk(self, path: Path, size_bytes: int) -> None:
+        current = path.stat().st_size
+        if size_bytes < current:
+            raise InvalidInput(
+                "shrinking the work disk is not supported",
+                hint=f"the disk is {current} bytes; pass a larger --disk-size",
+            )
+        if size_bytes == current:
+            return
+        os.truncate(path, size_bytes)
+        await self._run.run(["e2fsck", "-f", "-y", str(path)], check=False)
+        await self._run.run(["resize2fs", str(path)])
+
+
+class FakeDisks:
+    def __init__(self) -> None:
+        self.overlays: dict[Path, Path] = {}
+        self.work: dict[Path, int] = {}
+
+    async def create_overlay(self, base: Path, overlay: Path) -> None:
+        overlay.write_bytes(b"qcow2")
+        self.overlays[overlay] = base
+
+    async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None:
+        path.write_bytes(b"ext4")
+        self.work[path] = size_bytes
+
+    async def grow_work_disk(self, path: Path, size_bytes: int) -> None:
+        if size_bytes < self.work.get(path, 0):
+            raise InvalidInput("shrinking the work disk is not supported")
+        self.work[path] = size_bytes

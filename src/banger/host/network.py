@@ -1,0 +1,89 @@
+"""The host side of guest networking: one bridge, one TAP per VM (via `ip`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from banger.core.errors import HostError
+from banger.host.processes import CommandRunner
+
+
+class HostNetworkAdapter(Protocol):
+    async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None: ...
+    async def create_tap(self, tap: str, bridge: str) -> None: ...
+    async def delete_tap(self, tap: str) -> None: ...
+    async def list_taps(self, prefix: str) -> list[str]: ...
+    async def link_exists(self, name: str) -> bool: ...
+
+
+class IPRoute2Network:
+    def __init__(self, runner: CommandRunner) -> None:
+        self._run = runner
+
+    async def link_exists(self, name: str) -> bool:
+        result = await self._run.run(["ip", "-json", "link", "show", "dev", name], check=False)
+        return result.returncode == 0
+
+    async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None:
+        if not await self.link_exists(name):
+            await self._run.run(["ip", "link", "add", name, "type", "bridge"], privileged=True)
+        addrs = await self._run.run(["ip", "-json", "addr", "show", "dev", name])
+        have = {
+            f"{a['local']}/{a['prefixlen']}"
+            for link in json.loads(addrs.stdout or "[]")
+            for a in link.get("addr_info", [])
+            if a.get("family") == "inet"
+        }
+        if f"{ip}/{prefix_len}" not in have:
+            await self._run.run(
+                ["ip", "addr", "add", f"{ip}/{prefix_len}", "dev", name], privileged=True
+            )
+        await self._run.run(["ip", "link", "set", name, "up"], privileged=True)
+
+    async def create_tap(self, tap: str, bridge: str) -> None:
+        if await self.link_exists(tap):
+            await self.delete_tap(tap)
+        await self._run.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], privileged=True)
+        try:
+            await self._run.run(["ip", "link", "set", tap, "master", bridge], privileged=True)
+            await self._run.run(["ip", "link", "set", tap, "up"], privileged=True)
+        except HostError:
+            await self.delete_tap(tap)
+            raise
+
+    async def delete_tap(self, tap: str) -> None:
+        if await self.link_exists(tap):
+            await self._run.run(["ip", "link", "del", "dev", tap], privileged=True, check=False)
+
+    async def list_taps(self, prefix: str) -> list[str]:
+        result = await self._run.run(["ip", "-json", "link", "show", "type", "tun"], check=False)
+        if result.returncode != 0:
+            return []
+        return [
+            link["ifname"] for link in json.loads(result.stdout or "[]")
+            if link.get("ifname", "").startswith(prefix)
+        ]
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.bridges: dict[str, str] = {}
+        self.taps: dict[str, str] = {}
+
+    async def link_exists(self, name: str) -> bool:
+        return name in self.bridges or name in self.taps
+
+    async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None:
+        self.bridges[name] = f"{ip}/{prefix_len}"
+
+    async def create_tap(self, tap: str, bridge: str) -> None:
+        if bridge not in self.bridges:
+            raise HostError(f"no bridge {bridge}")
+        self.taps[tap] = bridge
+
+    async def delete_tap(self, tap: str) -> None:
+        self.taps.pop(tap, None)
+
+    async def list_taps(self, prefix: str) -> list[str]:
+        return [t for t in self.taps if t.startswith(prefix)]

@@ -1,0 +1,69 @@
+"""Guest access from the daemon: key generation, the readiness probe and command execution."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from banger.core.errors import HostError, SSHTimeout
+from banger.host.processes import CommandRunner
+
+
+class KeyMaker(Protocol):
+    async def make_ed25519(self, path: Path, comment: str) -> str:
+        """Create `path` (private, 0600) and `path.pub`; return the public key line."""
+        ...
+
+
+class SSHKeygen:
+    def __init__(self, runner: CommandRunner) -> None:
+        self._run = runner
+
+    async def make_ed25519(self, path: Path, comment: str) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self._run.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
+        )
+        path.chmod(0o600)
+        return path.with_suffix(".pub").read_text().strip()
+
+
+class GuestProbe(Protocol):
+    async def wait_ready(
+        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None: ...
+
+
+class AsyncSSHProbe:
+    """Connects with banger's key, trusting only the VM's pinned host key."""
+
+    async def wait_ready(
+        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None:
+        import asyncssh
+
+        trusted = asyncssh.import_known_hosts(f"{ip} {host_key}\n")
+        deadline = time.monotonic() + timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if not alive():
+                raise HostError("the VM exited while booting", hint="see `banger vm logs`")
+            try:
+                async with asyncssh.connect(
+                    ip, username="root", client_keys=[str(client_key)], known_hosts=trusted,
+                    connect_timeout=3, agent_path=None, config=[],
+                ) as conn:
+                    await conn.run("true", check=True, timeout=10)
+                    return
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                last_error = str(exc) or type(exc).__name__
+            await asyncio.sleep(0.25)
+        raise SSHTimeout(
+            f"ssh to {ip} not ready after {timeout:.0f}s ({last_error})",
+            hint="the VM is kept; see `banger vm logs NAME`",
+        )

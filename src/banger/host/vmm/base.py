@@ -1,0 +1,55 @@
+"""The one seam every VMM backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    vm_id: str
+    name: str
+    vcpu: int
+    memory_mib: int
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+    root_disk: Path
+    work_disk: Path
+    tap: str
+    mac: str
+    vm_dir: Path
+    accel: str  # "kvm" | "tcg"
+
+    @property
+    def console_log(self) -> Path:
+        return self.vm_dir / "console.log"
+
+    @property
+    def vmm_log(self) -> Path:
+        return self.vm_dir / "vmm.log"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.vm_dir / "control.sock"
+
+
+class Hypervisor(Protocol):
+    name: str
+
+    async def start(self, spec: LaunchSpec) -> int:
+        """Launch the VM detached from the daemon (it must survive a daemon crash); return
+        the VMM's PID once it is up or raise BootFailed with its own words."""
+        ...
+
+    async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        """Ask the guest to shut down; kill after `timeout`. True if it stopped gracefully."""
+        ...
+
+    def kill(self, pid: int, signal_number: int) -> None: ...
+
+    def is_running(self, pid: int | None, vm_dir: Path) -> bool:
+        """True if `pid` is alive and is this backend's process for the VM in `vm_dir`."""
+        ...

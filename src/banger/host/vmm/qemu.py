@@ -1,0 +1,127 @@
+"""QEMU `-M microvm` backend: virtio-mmio disks/net/rng, serial console to a file, QMP for
+control. The process is started in its own session so it outlives a crashed daemon, which
+re-adopts it by PID and command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from banger.core.errors import BootFailed, HostError, MissingTool
+from banger.host.processes import pid_alive, pid_cmdline
+from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.qmp import qmp_command
+
+_STARTUP_GRACE = 10.0
+
+
+def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
+    cpu = "host" if spec.accel == "kvm" else "max"
+    argv = [
+        qemu_bin,
+        "-name", f"banger-{spec.name},process=banger-{spec.vm_id}",
+        # pit/pic/rtc: the Debian kernel needs a legacy timer to calibrate under TCG.
+        "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off",
+        "-accel", spec.accel,
+        "-cpu", cpu,
+        "-smp", str(spec.vcpu),
+        "-m", str(spec.memory_mib),
+        "-nodefaults", "-no-user-config", "-nographic",
+        "-kernel", str(spec.kernel),
+        "-append", spec.cmdline,
+        "-chardev", f"file,id=console,path={spec.console_log}",
+        "-serial", "chardev:console",
+        "-drive", f"id=root,file={spec.root_disk},format=qcow2,if=none,discard=unmap",
+        "-device", "virtio-blk-device,drive=root",
+        "-drive", f"id=work,file={spec.work_disk},format=raw,if=none,discard=unmap",
+        "-device", "virtio-blk-device,drive=work",
+        "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
+        "-device", f"virtio-net-device,netdev=net0,mac={spec.mac}",
+        "-object", "rng-random,id=rng0,filename=/dev/urandom",
+        "-device", "virtio-rng-device,rng=rng0",
+        "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
+        "-pidfile", str(spec.vm_dir / "vmm.pid"),
+    ]
+    if spec.initrd:
+        argv[argv.index("-append"):argv.index("-append")] = ["-initrd", str(spec.initrd)]
+    return argv
+
+
+class QemuHypervisor:
+    name = "qemu"
+
+    def __init__(self, qemu_bin: str = "qemu-system-x86_64") -> None:
+        self._bin = qemu_bin
+        # Children we started; polled so they never linger as zombies.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    async def start(self, spec: LaunchSpec) -> int:
+        argv = qemu_argv(self._bin, spec)
+        spec.console_log.write_bytes(b"")
+        with contextlib.suppress(FileNotFoundError):
+            spec.control_socket.unlink()
+        try:
+            with open(spec.vmm_log, "wb") as log:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                )
+        except FileNotFoundError as exc:
+            raise MissingTool(
+                f"{self._bin} not found", hint="apt-get install qemu-system-x86"
+            ) from exc
+        self._children[proc.pid] = proc
+        deadline = time.monotonic() + _STARTUP_GRACE
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._children.pop(proc.pid, None)
+                words = spec.vmm_log.read_text(errors="replace").strip().splitlines()
+                raise BootFailed(
+                    f"qemu exited at start: {words[-1] if words else f'exit {proc.returncode}'}",
+                    hint=f"full output in {spec.vmm_log}",
+                )
+            if spec.control_socket.exists():
+                return proc.pid
+            await asyncio.sleep(0.05)
+        return proc.pid
+
+    def is_running(self, pid: int | None, vm_dir: Path) -> bool:
+        if pid is None:
+            return False
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            self._children.pop(pid, None)
+            return False
+        if not pid_alive(pid):
+            return False
+        return any(str(vm_dir) in part for part in pid_cmdline(pid))
+
+    async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        if not self.is_running(pid, vm_dir):
+            return True
+        with contextlib.suppress(HostError):
+            await qmp_command(vm_dir / "control.sock", "system_powerdown")
+        if await self._wait_exit(pid, vm_dir, timeout):
+            return True
+        self.kill(pid, signal.SIGTERM)
+        if not await self._wait_exit(pid, vm_dir, 5.0):
+            self.kill(pid, signal.SIGKILL)
+            await self._wait_exit(pid, vm_dir, 5.0)
+        return False
+
+    def kill(self, pid: int, signal_number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+    async def _wait_exit(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running(pid, vm_dir):
+                return True
+            await asyncio.sleep(0.1)
+        return not self.is_running(pid, vm_dir)
