@@ -30,14 +30,15 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 
-ONE_LINE = """\
-# a comment
-deb http://mirror.example.test/debian bookworm main contrib
-deb-src http://mirror.example.test/debian bookworm main
-
-deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] http://sec.example.test/debian-security bookworm-security main # trailing
-deb http://mirror.example.test/debian bookworm-updates main
-"""
+ONE_LINE = (
+    "# a comment\n"
+    "deb http://mirror.example.test/debian bookworm main contrib\n"
+    "deb-src http://mirror.example.test/debian bookworm main\n"
+    "\n"
+    "deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] "
+    "http://sec.example.test/debian-security bookworm-security main # trailing\n"
+    "deb http://mirror.example.test/debian bookworm-updates main\n"
+)
 
 
 def test_deb822_stanzas_with_comments_inside() -> None:

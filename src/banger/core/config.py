@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from banger.core.errors import ConfigError
+from banger.core.errors import ConfigError, InvalidInput
 from banger.core.netplan import bridge_network
 from banger.core.units import parse_size
 
@@ -26,7 +26,11 @@ class VMDefaults(_Strict):
     @classmethod
     def _size(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_size(value, what="disk_size")
+            try:
+                parse_size(value, what="disk_size")
+            except InvalidInput as exc:
+                # pydantic only turns ValueError into a validation error naming the key.
+                raise ValueError(exc.message) from None
         return value
 
 

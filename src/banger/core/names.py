@@ -27,7 +27,8 @@ NOUNS = (
 
 
 def validate_name(name: str) -> str:
-    if not _LABEL.match(name):
+    # fullmatch: with match, "$" also accepts a trailing newline.
+    if not _LABEL.fullmatch(name):
         raise InvalidName(f"invalid name {name!r}")
     return name
 

@@ -49,4 +49,4 @@ class HostNetwork:
         await self._net.delete_tap(tap)
 
     async def banger_taps(self) -> list[str]:
-        return await self._net.list_taps(TAP_PREFIX)
+        return await self._net.list_taps(TAP_PREFIX, self._config.bridge_name)

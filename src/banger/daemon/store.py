@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 from banger.core.models import VM, Image, image_from_dict, to_dict, vm_from_dict
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], object]] = [
-    lambda db: db.executescript(
-        """
-        CREATE TABLE vms (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            data TEXT NOT NULL
-        );
-        CREATE TABLE images (
-            name TEXT PRIMARY KEY,
-            data TEXT NOT NULL
-        );
-        """
-    ),
+# Each migration is a list of statements run in one transaction (not executescript, which
+# commits on its own and would break the all-or-nothing upgrade).
+_MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL)",
+        "CREATE TABLE images (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
+    ],
 ]
 
 
@@ -42,7 +34,8 @@ class Store:
         for index in range(version, len(_MIGRATIONS)):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                _MIGRATIONS[index](self._db)
+                for statement in _MIGRATIONS[index]:
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {index + 1}")
                 self._db.execute("COMMIT")
             except Exception:

@@ -155,10 +155,7 @@ class VMService:
             validate_name(name)
             if self._store.get_vm(name) is not None:
                 raise NameTaken(f"a VM named {name!r} already exists")
-        if vcpu is not None and not 1 <= vcpu <= 64:
-            raise InvalidInput(f"invalid --vcpu {vcpu}: use 1..64")
-        if memory_mib is not None and memory_mib < 128:
-            raise InvalidInput(f"invalid --memory {memory_mib}: at least 128 MiB")
+        _check_size_flags(vcpu, memory_mib)
         spec = effective_spec(
             self.size_defaults, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size
         )
@@ -330,6 +327,7 @@ class VMService:
     async def set(
         self, name: str, *, vcpu: int | None, memory_mib: int | None, disk_size: str | None
     ) -> VM:
+        _check_size_flags(vcpu, memory_mib)
         vm = self.get(name)
         async with self._lock(vm):
             vm = self.get(vm.id)
@@ -474,13 +472,22 @@ class VMService:
         tmp.replace(self._known_hosts)
 
 
+def _check_size_flags(vcpu: int | None, memory_mib: int | None) -> None:
+    if vcpu is not None and not 1 <= vcpu <= 64:
+        raise InvalidInput(f"invalid --vcpu {vcpu}: use 1..64")
+    if memory_mib is not None and memory_mib < 128:
+        raise InvalidInput(f"invalid --memory {memory_mib}: at least 128 MiB")
+
+
 def _parse_signal(name: str) -> int:
     text = name.upper().removeprefix("SIG")
-    if text.isdigit():
-        return int(text)
     try:
-        return int(signal.Signals[f"SIG{text}"])
+        number = int(text) if text.isdigit() else int(signal.Signals[f"SIG{text}"])
     except KeyError:
+        number = 0  # not a signal: rejected below
+    # A number the kernel does not know would fail in kill(2) as an internal error.
+    if number not in signal.valid_signals():
         raise InvalidInput(
             f"unknown signal {name!r}", hint="use a name like TERM, KILL, INT or a number"
-        ) from None
+        )
+    return number

@@ -13,7 +13,10 @@ class HostNetworkAdapter(Protocol):
     async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None: ...
     async def create_tap(self, tap: str, bridge: str) -> None: ...
     async def delete_tap(self, tap: str) -> None: ...
-    async def list_taps(self, prefix: str) -> list[str]: ...
+    async def list_taps(self, prefix: str, bridge: str) -> list[str]:
+        """TAPs named with `prefix` attached to `bridge` (only ours, never another
+        installation's)."""
+        ...
     async def link_exists(self, name: str) -> bool: ...
 
 
@@ -56,13 +59,13 @@ class IPRoute2Network:
         if await self.link_exists(tap):
             await self._run.run(["ip", "link", "del", "dev", tap], privileged=True, check=False)
 
-    async def list_taps(self, prefix: str) -> list[str]:
+    async def list_taps(self, prefix: str, bridge: str) -> list[str]:
         result = await self._run.run(["ip", "-json", "link", "show", "type", "tun"], check=False)
         if result.returncode != 0:
             return []
         return [
             link["ifname"] for link in json.loads(result.stdout or "[]")
-            if link.get("ifname", "").startswith(prefix)
+            if link.get("ifname", "").startswith(prefix) and link.get("master") == bridge
         ]
 
 
@@ -85,5 +88,5 @@ class FakeNetwork:
     async def delete_tap(self, tap: str) -> None:
         self.taps.pop(tap, None)
 
-    async def list_taps(self, prefix: str) -> list[str]:
-        return [t for t in self.taps if t.startswith(prefix)]
+    async def list_taps(self, prefix: str, bridge: str) -> list[str]:
+        return [t for t, master in self.taps.items() if t.startswith(prefix) and master == bridge]

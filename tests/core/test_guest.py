@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from banger.core import guest
+from banger.core.guest import BootIdentity, kernel_cmdline
+
+IDENTITY = BootIdentity(
+    ip="172.16.0.2", prefix_len=24, gateway="172.16.0.1", dns="172.16.0.1", hostname="calm-otter"
+)
+
+
+def test_cmdline_carries_the_identity() -> None:
+    words = kernel_cmdline(IDENTITY).split()
+    assert "console=ttyS0" in words
+    assert "root=/dev/vda" in words
+    assert "banger.ip=172.16.0.2/24" in words
+    assert "banger.gw=172.16.0.1" in words
+    assert "banger.dns=172.16.0.1" in words
+    assert "banger.hostname=calm-otter" in words
+
+
+def test_tsc_early_khz_only_when_given() -> None:
+    assert "tsc_early_khz" not in kernel_cmdline(IDENTITY)
+    assert "tsc_early_khz" not in kernel_cmdline(IDENTITY, tsc_khz=None)
+    assert "tsc_early_khz" not in kernel_cmdline(IDENTITY, tsc_khz=0)
+    assert "tsc_early_khz=2995200" in kernel_cmdline(IDENTITY, tsc_khz=2995200).split()
+
+
+def test_extra_goes_last() -> None:
+    line = kernel_cmdline(IDENTITY, tsc_khz=1000, extra="systemd.unit=rescue.target")
+    assert line.endswith(" systemd.unit=rescue.target")
+
+
+def test_boot_script_reads_the_same_keys_the_cmdline_sets() -> None:
+    for key in ("banger.ip", "banger.gw", "banger.dns", "banger.hostname"):
+        assert f"arg {key})" in guest.BOOT_SCRIPT
+    assert "__SEED__" not in guest.BOOT_SCRIPT
+    assert f"/root/{guest.SEED_DIR}" in guest.BOOT_SCRIPT
+    assert f"ExecStart={guest.BOOT_SCRIPT_PATH}" in guest.BOOT_UNIT
+
+
+def test_fstab_mounts_the_work_disk_by_label() -> None:
+    assert f"LABEL={guest.WORK_DISK_LABEL} /root ext4" in guest.FSTAB

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from banger.core.config import Config
+from banger.core.paths import Paths
+from banger.daemon.services import Adapters, Services, build_services
+from banger.host import hostinfo
+from banger.host.disks import FakeDisks
+from banger.host.hostinfo import KVMFacts
+from banger.host.imagebuild import FakeImageBuilder
+from banger.host.network import FakeNetwork
+from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe
+
+NO_KVM = KVMFacts(device=False, usable=False, pvm=False, vendor_module=False, cpu_flag=False)
+APT_SOURCES = ["deb http://deb.example.test/debian bookworm main"]
+
+
+@dataclass
+class Env:
+    services: Services
+    paths: Paths
+    network: FakeNetwork
+    disks: FakeDisks
+    hypervisor: FakeHypervisor
+    keys: FakeKeyMaker
+    probe: FakeProbe
+    builder: FakeImageBuilder
+
+    def leftovers(self) -> tuple[list[str], list[str], list[str]]:
+        """VM dirs, store rows and TAPs: what a failed operation must not add to."""
+        vms_dir = self.paths.vms_dir
+        dirs = sorted(p.name for p in vms_dir.iterdir()) if vms_dir.exists() else []
+        rows = [vm.name for vm in self.services.store.list_vms()]
+        return dirs, rows, sorted(self.network.taps)
+
+
+def make_paths(root: Path) -> Paths:
+    return Paths(
+        config_dir=root / "config",
+        state_dir=root / "state",
+        cache_dir=root / "cache",
+        runtime_dir=root / "run",
+    )
+
+
+def make_env(
+    root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None
+) -> Env:
+    """Services wired the way bangerd wires them (build_services), on fake adapters."""
+    paths = make_paths(root)
+    network, disks, hypervisor = FakeNetwork(), FakeDisks(), FakeHypervisor()
+    keys, probe = FakeKeyMaker(), FakeProbe()
+    builder = builder or FakeImageBuilder()
+    adapters = Adapters(
+        network=network,
+        disks=disks,
+        hypervisor=hypervisor,
+        keys=keys,
+        probe=probe,
+        image_builder=builder,
+        apt_sources=lambda suite: list(APT_SOURCES),
+        kvm=NO_KVM,
+        host_cpus=8,
+        host_memory=16 * 1024**3,
+    )
+    services = build_services(paths, config or Config(), adapters)
+    return Env(services, paths, network, disks, hypervisor, keys, probe, builder)
+
+
+@pytest.fixture(autouse=True)
+def qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start preflight looks for qemu; the fake hypervisor needs none."""
+    monkeypatch.setattr(hostinfo, "which", lambda tool: f"/usr/bin/{tool}")
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    built = make_env(tmp_path)
+    # What bangerd does at startup: banger's own client key pair.
+    await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
+    yield built
+    built.services.store.close()
+

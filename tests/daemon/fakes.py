@@ -1,0 +1,109 @@
+"""Fakes for the adapters the daemon's services receive (the host ones that ship with banger
+live next to their real implementations in banger.host)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from banger.core.errors import HostError
+from banger.core.models import ProgressEvent
+from banger.host.imagebuild import BuiltImage, FakeImageBuilder
+from banger.host.vmm.base import LaunchSpec
+
+_pids = itertools.count(4_000_000)
+
+
+class FakeHypervisor:
+    """Processes are entries in `running` (pid -> VM dir). Every signal ends the process."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.running: dict[int, Path] = {}
+        self.launched: list[LaunchSpec] = []
+        self.signals: list[tuple[int, int]] = []
+        self.stopped: list[int] = []
+        self.fail_start: Exception | None = None
+        self.graceful = True
+
+    async def start(self, spec: LaunchSpec) -> int:
+        self.launched.append(spec)
+        if self.fail_start is not None:
+            raise self.fail_start
+        pid = next(_pids)
+        self.running[pid] = spec.vm_dir
+        return pid
+
+    async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        self.stopped.append(pid)
+        self.running.pop(pid, None)
+        return self.graceful
+
+    def kill(self, pid: int, signal_number: int) -> None:
+        self.signals.append((pid, signal_number))
+        self.running.pop(pid, None)
+
+    def is_running(self, pid: int | None, vm_dir: Path) -> bool:
+        return pid is not None and self.running.get(pid) == vm_dir
+
+    def exit(self, pid: int) -> None:
+        """The guest powers itself off (or the VMM crashes)."""
+        self.running.pop(pid)
+
+
+class FakeKeyMaker:
+    """Writes a key pair of text, like ssh-keygen: `path` (0600) and `path` + `.pub`."""
+
+    def __init__(self) -> None:
+        self.made: list[Path] = []
+
+    async def make_ed25519(self, path: Path, comment: str) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        public = f"ssh-ed25519 AAAAfake{len(self.made):04d}{abs(hash(path)) % 10**8} {comment}"
+        path.write_text(f"-----BEGIN FAKE PRIVATE KEY-----\n{comment}\n-----END-----\n")
+        path.chmod(0o600)
+        path.with_name(path.name + ".pub").write_text(public + "\n")
+        self.made.append(path)
+        return public
+
+
+class FakeProbe:
+    """Answers at once: ready, or the error in `outcome` (an SSHTimeout, a HostError, ...)."""
+
+    def __init__(self) -> None:
+        self.outcome: Exception | None = None
+        self.calls: list[tuple[str, str]] = []
+
+    async def wait_ready(
+        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None:
+        self.calls.append((ip, host_key))
+        if not alive():
+            raise HostError("the VM exited while booting")
+        if self.outcome is not None:
+            raise self.outcome
+
+
+class SlowImageBuilder(FakeImageBuilder):
+    """Yields to the event loop while building, so concurrent callers really overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def build(
+        self,
+        *,
+        suite: str,
+        dest_dir: Path,
+        apt_sources: Sequence[str],
+        progress: Callable[[ProgressEvent], None],
+    ) -> BuiltImage:
+        await self.release.wait()
+        return await super().build(
+            suite=suite, dest_dir=dest_dir, apt_sources=apt_sources, progress=progress
+        )

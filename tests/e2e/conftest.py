@@ -1,0 +1,254 @@
+"""End-to-end fixture: a network namespace made by the test session, a bangerd inside it with
+its own XDG dirs, the real CLI, and real guests (QEMU; TCG on hosts without real KVM).
+
+The Debian test image is built once (by banger itself, outside the namespace, since the
+build needs the Debian mirror) and cached by recipe version under BANGER_TEST_IMAGE_CACHE,
+then registered into each test environment. Everything the session creates (namespace,
+bridge, TAPs, VMs, daemons, temp dirs) is torn down even when tests fail."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BANGER = [sys.executable, "-m", "banger.cli.main"]
+IMAGE_CACHE = Path(os.environ.get("BANGER_TEST_IMAGE_CACHE", "/var/tmp/banger-test-image"))
+REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "ip", "ssh")
+
+
+def _missing_prerequisites() -> str | None:
+    if os.geteuid() != 0:
+        return "end-to-end tests need root (network namespaces, bridges, TAPs)"
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"end-to-end tests need {', '.join(missing)}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _missing_prerequisites()
+    for item in items:
+        if "e2e" not in item.nodeid:
+            continue
+        item.add_marker(pytest.mark.e2e)
+        if reason:
+            if os.environ.get("BANGER_REQUIRE_E2E"):
+                raise pytest.UsageError(f"BANGER_REQUIRE_E2E is set but {reason}")
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@dataclass
+class Netns:
+    name: str
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(
+            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def links(self) -> list[str]:
+        out = subprocess.run(
+            self.exec_argv(["ip", "-json", "link", "show"]), capture_output=True, text=True,
+            check=True,
+        ).stdout
+        return [link["ifname"] for link in json.loads(out)]
+
+
+@dataclass
+class BangerEnv:
+    """One banger installation: its own HOME/XDG dirs and daemon, in the test namespace."""
+
+    root: Path
+    netns: Netns
+    config: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        home = self.root / "home"
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_STATE_HOME": str(home / ".local/state"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_RUNTIME_DIR": str(self.root / "run"),
+        }
+        self.env.pop("SSH_AUTH_SOCK", None)
+        (home / ".config/banger").mkdir(parents=True)
+        (self.root / "run").mkdir(mode=0o700)
+        self.write_config(self.config)
+
+    def write_config(self, text: str) -> None:
+        (self.root / "home/.config/banger/config.toml").write_text(text)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "home/.local/state/banger"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run/banger/bangerd.sock"
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 600, input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.netns.exec_argv([*BANGER, *args]), env=self.env, capture_output=True,
+            text=True, timeout=timeout, input=input, stdin=None if input else subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"banger {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def daemon_pid(self) -> int | None:
+        lock = self.state_dir / "bangerd.lock"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        return None
+
+    def shutdown(self) -> None:
+        """Stop the daemon and every VM it started (by PID, from its own records)."""
+        with contextlib.suppress(Exception):
+            for vm in self.json("vm", "list"):
+                self.run("vm", "delete", "--force", vm["name"], check=False, timeout=60)
+        with contextlib.suppress(Exception):
+            self.run("daemon", "stop", check=False, timeout=30)
+        pid = self.daemon_pid()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def netns() -> Iterator[Netns]:
+    ns = Netns(f"bgt-{uuid.uuid4().hex[:8]}")
+    subprocess.run(["ip", "netns", "add", ns.name], check=True)
+    subprocess.run(ns.exec_argv(["ip", "link", "set", "lo", "up"]), check=True)
+    try:
+        yield ns
+    finally:
+        # Only processes inside our own namespace: the daemons and VMs this session started.
+        for _ in range(3):
+            pids = ns.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        subprocess.run(["ip", "netns", "del", ns.name], check=False)
+
+
+def _short_tmpdir(prefix: str) -> Path:
+    # Unix socket paths are limited to 108 bytes: keep test roots short.
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def test_image() -> dict[str, str]:
+    """The Debian test image, built by `banger image pull` once per recipe version."""
+    from banger.host.imagebuild import RECIPE_VERSION
+
+    cache = IMAGE_CACHE / RECIPE_VERSION
+    manifest = cache / "image.json"
+    if not manifest.exists():
+        builder_root = _short_tmpdir("bgb-")
+        try:
+            build_env = BangerEnv(builder_root, Netns("host"))
+            build_env.netns = _HostNamespace()  # the build needs the Debian mirror
+            build_env.run("image", "pull", "debian-bookworm", timeout=1800)
+            image = build_env.json("image", "show", "debian-bookworm")
+            build_env.run("daemon", "stop", check=False)
+            staging = cache.with_name(cache.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            files = {}
+            for key in ("rootfs", "kernel", "initrd"):
+                source = Path(image[key])
+                shutil.move(source, staging / source.name)
+                files[key] = str(cache / source.name)
+            (staging / "image.json").write_text(json.dumps(files))
+            shutil.rmtree(cache, ignore_errors=True)
+            staging.rename(cache)
+        finally:
+            shutil.rmtree(builder_root, ignore_errors=True)
+    files: dict[str, str] = json.loads(manifest.read_text())
+    return files
+
+
+class _HostNamespace(Netns):
+    def __init__(self) -> None:
+        super().__init__("host")
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        return argv
+
+
+def make_env(
+    netns: Netns, test_image: dict[str, str], config: str = "", *, register: bool = True
+) -> BangerEnv:
+    env = BangerEnv(_short_tmpdir("bgt-"), netns, config)
+    if register:
+        env.run(
+            "image", "register", "--name", "debian-bookworm", "--rootfs", test_image["rootfs"],
+            "--kernel", test_image["kernel"], "--initrd", test_image["initrd"],
+        )
+    return env
+
+
+@pytest.fixture(scope="session")
+def banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
+    """The session's main banger installation (default bridge banger0, 172.16.0.1/24)."""
+    env = make_env(netns, test_image)
+    try:
+        yield env
+    finally:
+        env.shutdown()
+        shutil.rmtree(env.root, ignore_errors=True)
+
+
+@pytest.fixture
+def second_banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
+    """A separate installation on its own bridge and subnet, for config-specific tests."""
+    envs: list[BangerEnv] = []
+
+    def factory(config: str = "", register: bool = True) -> BangerEnv:
+        network = (
+            'bridge_name = "bgt1"\nbridge_ip = "172.16.1.1"\ncidr = "172.16.1.0/24"\n'
+        )
+        env = make_env(netns, test_image, network + config, register=register)
+        envs.append(env)
+        return env
+
+    try:
+        yield factory  # type: ignore[misc]
+    finally:
+        for env in envs:
+            env.shutdown()
+            shutil.rmtree(env.root, ignore_errors=True)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from banger.core.guest import BootIdentity, kernel_cmdline
+from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.qemu import qemu_argv
+
+VM_DIR = Path("/state/banger/vms/0123456789ab")
+CMDLINE = kernel_cmdline(
+    BootIdentity("172.16.0.2", 24, "172.16.0.1", "172.16.0.1", "calm-otter"), tsc_khz=2995200
+)
+
+
+def spec(**changes: object) -> LaunchSpec:
+    values: dict[str, object] = {
+        "vm_id": "0123456789ab",
+        "name": "calm-otter",
+        "vcpu": 2,
+        "memory_mib": 1024,
+        "kernel": Path("/images/debian/vmlinuz"),
+        "initrd": Path("/images/debian/initrd.img"),
+        "cmdline": CMDLINE,
+        "root_disk": VM_DIR / "root.qcow2",
+        "work_disk": VM_DIR / "work.ext4",
+        "tap": "bgr0123456789ab",
+        "mac": "02:aa:bb:cc:dd:ee",
+        "vm_dir": VM_DIR,
+        "accel": "tcg",
+    }
+    values.update(changes)
+    return LaunchSpec(**values)  # type: ignore[arg-type]
+
+
+def option(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def options(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == flag]
+
+
+def test_microvm_with_legacy_timers() -> None:
+    argv = qemu_argv("qemu-system-x86_64", spec())
+    assert argv[0] == "qemu-system-x86_64"
+    machine = option(argv, "-M").split(",")
+    assert machine[0] == "microvm"
+    assert {"pit=on", "pic=on", "rtc=on"} <= set(machine[1:])
+
+
+def test_tcg_accel_and_cpu() -> None:
+    argv = qemu_argv("qemu", spec())
+    assert option(argv, "-accel") == "tcg"
+    assert option(argv, "-cpu") == "max"
+
+
+def test_kvm_accel_uses_host_cpu() -> None:
+    argv = qemu_argv("qemu", spec(accel="kvm"))
+    assert option(argv, "-accel") == "kvm"
+    assert option(argv, "-cpu") == "host"
+
+
+def test_kernel_cmdline_is_one_argument() -> None:
+    argv = qemu_argv("qemu", spec())
+    assert option(argv, "-append") == CMDLINE
+    assert option(argv, "-kernel") == "/images/debian/vmlinuz"
+    assert option(argv, "-initrd") == "/images/debian/initrd.img"
+
+
+def test_no_initrd() -> None:
+    assert "-initrd" not in qemu_argv("qemu", spec(initrd=None))
+
+
+def test_tap_and_mac() -> None:
+    argv = qemu_argv("qemu", spec())
+    assert "tap,id=net0,ifname=bgr0123456789ab,script=no,downscript=no" in options(argv, "-netdev")
+    assert "virtio-net-device,netdev=net0,mac=02:aa:bb:cc:dd:ee" in options(argv, "-device")
+
+
+def test_size_disks_console_and_control() -> None:
+    argv = qemu_argv("qemu", spec(vcpu=4, memory_mib=4096))
+    assert option(argv, "-smp") == "4"
+    assert option(argv, "-m") == "4096"
+    drives = options(argv, "-drive")
+    assert any(f"file={VM_DIR}/root.qcow2,format=qcow2" in d for d in drives)
+    assert any(f"file={VM_DIR}/work.ext4,format=raw" in d for d in drives)
+    assert option(argv, "-chardev") == f"file,id=console,path={VM_DIR}/console.log"
+    assert option(argv, "-qmp") == f"unix:{VM_DIR}/control.sock,server=on,wait=off"
+    # The daemon recognises its own VMMs after a restart by the VM dir in the command line.
+    assert sum(str(VM_DIR) in word for word in argv) >= 4
