@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from banger.core.errors import BangerError, DaemonUnavailable, error_from_dict
+from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
 from banger.core.models import VM, Image, ProgressEvent, image_from_dict, vm_from_dict
 from banger.core.paths import Paths, paths_from_env
 
@@ -76,7 +76,7 @@ class Client:
     ) -> Any:
         conn, response = self._open(method, path, body, timeout)
         try:
-            data = json.loads(response.read() or b"null")
+            data = _json_body(response)
         finally:
             conn.close()
         if isinstance(data, dict) and "error" in data and response.status >= 400:
@@ -91,7 +91,7 @@ class Client:
         conn, response = self._open(method, path, body, None)
         try:
             if response.status >= 400:
-                data = json.loads(response.read() or b"null")
+                data = _json_body(response)
                 raise error_from_dict(data["error"])
             for item in _ndjson(response):
                 if "event" in item:
@@ -229,6 +229,20 @@ class Client:
 
 def _q(name: str) -> str:
     return quote(name, safe="")
+
+
+def _json_body(response: http.client.HTTPResponse) -> Any:
+    raw = response.read()
+    try:
+        return json.loads(raw or b"null")
+    except json.JSONDecodeError:
+        # Not an answer of the API itself: most likely a bangerd older than this client (it
+        # keeps running across upgrades) that lacks the route.
+        raise APIError(
+            f"bangerd answered {response.status} {response.reason}: "
+            f"{raw[:200].decode(errors='replace').strip()}",
+            hint="restart it with `banger daemon stop` (running VMs keep running)",
+        ) from None
 
 
 def _ndjson(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:

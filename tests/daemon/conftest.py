@@ -39,20 +39,21 @@ class Env:
         return dirs, rows, sorted(self.network.taps)
 
 
-def make_paths(root: Path) -> Paths:
+def make_paths(root: Path, runtime_dir: Path | None = None) -> Paths:
     return Paths(
         config_dir=root / "config",
         state_dir=root / "state",
         cache_dir=root / "cache",
-        runtime_dir=root / "run",
+        runtime_dir=runtime_dir or root / "run",
     )
 
 
 def make_env(
-    root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None
+    root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
+    runtime_dir: Path | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters."""
-    paths = make_paths(root)
+    paths = make_paths(root, runtime_dir)
     network, disks, hypervisor = FakeNetwork(), FakeDisks(), FakeHypervisor()
     keys, probe = FakeKeyMaker(), FakeProbe()
     builder = builder or FakeImageBuilder()
@@ -78,11 +79,16 @@ def qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostinfo, "which", lambda tool: f"/usr/bin/{tool}")
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    built = make_env(tmp_path)
+async def ready_env(root: Path, runtime_dir: Path | None = None) -> Env:
+    built = make_env(root, runtime_dir=runtime_dir)
     # What bangerd does at startup: banger's own client key pair.
     await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
+    return built
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    built = await ready_env(tmp_path)
     yield built
     built.services.store.close()
 

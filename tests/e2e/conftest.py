@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-BANGER = [sys.executable, "-m", "banger.cli.main"]
+BANGER = [sys.executable, "-m", "banger.cli"]
 IMAGE_CACHE = Path(os.environ.get("BANGER_TEST_IMAGE_CACHE", "/var/tmp/banger-test-image"))
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "ip", "ssh")
 

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from banger.cli.main import Context, pass_ctx
+from banger.cli.context import Context, pass_ctx
 from banger.cli.render import print_fields, print_json
 
 

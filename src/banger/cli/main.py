@@ -4,32 +4,14 @@ and a `hint:` line, never a traceback (unless --debug)."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from banger import __version__
+from banger.cli import daemon, doctor, image, vm
+from banger.cli.context import Context
 from banger.core.errors import BangerError
-
-if TYPE_CHECKING:
-    from banger.client import Client
-
-
-class Context:
-    def __init__(self, debug: bool) -> None:
-        self.debug = debug
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            from banger.client import Client
-
-            self._client = Client()
-        return self._client
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,16 +23,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = Context(debug)
 
 
-def _register() -> None:
-    from banger.cli import daemon, doctor, image, vm
-
-    cli.add_command(vm.vm)
-    cli.add_command(image.image)
-    cli.add_command(daemon.daemon)
-    cli.add_command(doctor.doctor)
-
-
-_register()
+cli.add_command(vm.vm)
+cli.add_command(image.image)
+cli.add_command(daemon.daemon)
+cli.add_command(doctor.doctor)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from banger.cli.main import Context, pass_ctx
+from banger.cli.context import Context, pass_ctx
 from banger.cli.render import ProgressPrinter, print_fields, print_json, print_table
 from banger.core.errors import BangerError, InvalidInput
 from banger.core.models import VM

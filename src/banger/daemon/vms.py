@@ -4,13 +4,13 @@ the state the CLI needs to reach a guest."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import os
 import secrets
 import shutil
 import signal
-import builtins
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Protocol
 
 from banger.core import guest
-from banger.core.aptsources import AptSource, mmdebstrap_sources, parse_sources_file
 from banger.core.errors import ImageBuildFailed, MissingTool
 from banger.core.models import ProgressEvent
 
@@ -403,33 +402,6 @@ def customize_tree(root: Path) -> None:
         _mask(root, unit)
 
     _lock_root_password(root)
-
-
-# -- reading the host's apt configuration -------------------------------------------------
-
-
-def read_host_apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[AptSource]:
-    """The entries apt itself would read: sources.list and sources.list.d/*.list|*.sources."""
-    files = [etc_apt / "sources.list"]
-    parts = etc_apt / "sources.list.d"
-    if parts.is_dir():
-        files += sorted(p for p in parts.iterdir() if p.suffix in (".list", ".sources"))
-    found: list[AptSource] = []
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        found += parse_sources_file(path.name, text)
-    return found
-
-
-def resolve_apt_sources(
-    suite: str, *, mirror: str | None = None, etc_apt: Path = Path("/etc/apt")
-) -> list[str]:
-    """The ``deb ...`` lines to build ``suite`` from: the ``debian_mirror`` override, else the
-    host's own Debian sources."""
-    return mmdebstrap_sources(suite, mirror=mirror, host_sources=read_host_apt_sources(etc_apt))
 
 
 # -- the real builder ---------------------------------------------------------------------

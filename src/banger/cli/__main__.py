@@ -1,0 +1,3 @@
+from banger.cli.main import main
+
+main()

@@ -1,0 +1,27 @@
+"""What every command receives: the lazily built API client and the --debug flag."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from banger.client import Client
+
+
+class Context:
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from banger.client import Client
+
+            self._client = Client()
+        return self._client
+
+
+pass_ctx = click.make_pass_decorator(Context)

@@ -1,0 +1,422 @@
+"""The CLI against a fake client: parsing, rendering, and how errors reach the user."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import banger.client
+from banger.cli import sshexec
+from banger.cli.main import main
+from banger.core.errors import (
+    BangerError,
+    DaemonUnavailable,
+    ImageBuildFailed,
+    InvalidInput,
+    VMNotFound,
+)
+from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
+from banger.core.paths import Paths
+
+VM_DEV = VM(
+    id="0123456789ab", name="dev", image="debian-bookworm", state=VMState.RUNNING,
+    spec=VMSpec(2, 2048, 8 << 30), ip="172.16.0.2", mac="02:aa:bb:cc:dd:ee",
+    tap="bgr0123456789ab", dir="/state/vms/0123456789ab", backend="qemu",
+    created_at=1_700_000_000.0, accel="tcg", pid=4242,
+)
+IMAGE = Image(
+    name="debian-bookworm", rootfs="/i/rootfs.ext4", kernel="/i/vmlinuz",
+    initrd="/i/initrd.img", managed=True, created_at=1_700_000_000.0,
+    source="catalog: Debian bookworm", size_bytes=700 << 20,
+)
+ACCESS = {
+    "name": "dev", "ip": "172.16.0.2", "user": "root",
+    "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
+}
+
+
+class FakeClient:
+    """Stands in for banger.client.Client: canned answers, recorded calls, injected errors."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.fail: dict[str, BangerError] = {}
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, args, kwargs))
+        if method in self.fail:
+            raise self.fail[method]
+
+    def called(self, method: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        return [(args, kwargs) for name, args, kwargs in self.calls if name == method]
+
+    def status(self) -> dict[str, Any]:
+        self._call("status")
+        return {"pid": 1, "version": "0.1.0", "socket": str(self.paths.socket),
+                "log": "/s/bangerd.log", "state_dir": "/s", "backend": "qemu",
+                "accel": "tcg", "vms": 1}
+
+    def ping(self) -> bool:
+        self._call("ping")
+        return False
+
+    def doctor(self) -> list[dict[str, Any]]:
+        self._call("doctor")
+        return [
+            {"name": "qemu", "status": "ok", "detail": "/usr/bin/qemu", "hint": "",
+             "required": True},
+            {"name": "mmdebstrap", "status": "warn", "detail": "not found",
+             "hint": "apt-get install mmdebstrap", "required": False},
+        ]
+
+    def list_vms(self) -> list[VM]:
+        self._call("list_vms")
+        return [VM_DEV, replace(VM_DEV, id="ba9876543210", name="idle",
+                                state=VMState.STOPPED, pid=None, ip="172.16.0.3")]
+
+    def get_vm(self, name: str) -> VM:
+        self._call("get_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def create_vm(self, *, on_progress: Any, **kwargs: Any) -> VM:
+        self._call("create_vm", **kwargs)
+        on_progress(ProgressEvent("spec", "spec: 2 vCPU, 2048 MiB RAM, 8G disk"))
+        on_progress(ProgressEvent("ready", "dev is up (1.0s to ssh)"))
+        state = VMState.RUNNING if kwargs["start"] else VMState.CREATED
+        return replace(VM_DEV, name=kwargs["name"] or "calm-otter", state=state)
+
+    def start_vm(self, name: str, on_progress: Any = None) -> VM:
+        self._call("start_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def stop_vm(self, name: str) -> VM:
+        self._call("stop_vm", name)
+        return replace(VM_DEV, name=name, state=VMState.STOPPED, pid=None)
+
+    def kill_vm(self, name: str, signal_name: str = "KILL") -> VM:
+        self._call("kill_vm", name, signal_name)
+        return replace(VM_DEV, name=name, state=VMState.STOPPED, pid=None)
+
+    def delete_vm(self, name: str, *, force: bool = False) -> VM:
+        self._call("delete_vm", name, force=force)
+        return replace(VM_DEV, name=name)
+
+    def set_vm(self, name: str, **kwargs: Any) -> VM:
+        self._call("set_vm", name, **kwargs)
+        return replace(VM_DEV, name=name, spec=VMSpec(4, 4096, 16 << 30))
+
+    def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+        self._call("vm_logs", name, offset)
+        return b"[    0.000000] Linux version 6.1\n", 34
+
+    def vm_access(self, name: str) -> dict[str, str]:
+        self._call("vm_access", name)
+        return {**ACCESS, "name": name}
+
+    def list_images(self) -> list[Image]:
+        self._call("list_images")
+        return [IMAGE]
+
+    def get_image(self, name: str) -> Image:
+        self._call("get_image", name)
+        return replace(IMAGE, name=name)
+
+    def pull_image(self, name: str, *, force: bool = False, on_progress: Any = None) -> Image:
+        self._call("pull_image", name, force=force)
+        return IMAGE
+
+    def register_image(self, *args: Any) -> Image:
+        self._call("register_image", *args)
+        return replace(IMAGE, name=args[0], managed=False)
+
+    def delete_image(self, name: str) -> Image:
+        self._call("delete_image", name)
+        return IMAGE
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeClient:
+    fake = FakeClient(Paths(tmp_path / "c", tmp_path / "s", tmp_path / "k", tmp_path / "r"))
+    monkeypatch.setattr(banger.client, "Client", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    return fake
+
+
+@pytest.fixture
+def ssh(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
+    """Record instead of running ssh; exec ends the process like the real one."""
+    calls: dict[str, list[list[str]]] = {"exec": [], "run": []}
+
+    def exec_ssh(argv: list[str]) -> None:
+        calls["exec"].append(argv)
+        raise SystemExit(0)
+
+    def run_ssh(argv: list[str]) -> int:
+        calls["run"].append(argv)
+        return 3
+
+    monkeypatch.setattr(sshexec, "exec_ssh", exec_ssh)
+    monkeypatch.setattr(sshexec, "run_ssh", run_ssh)
+    return calls
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# errors
+
+
+@pytest.mark.parametrize(
+    ("args", "method", "error"),
+    [
+        (["vm", "show", "ghost"], "get_vm", VMNotFound("no VM named 'ghost'")),
+        (["vm", "delete", "ghost"], "delete_vm", VMNotFound("no VM named 'ghost'")),
+        (["vm", "create", "--no-start"], "create_vm",
+         ImageBuildFailed("mmdebstrap failed", hint="see the build log")),
+        (["image", "pull", "debian-bookworm"], "pull_image",
+         ImageBuildFailed("mmdebstrap failed", hint="see the build log")),
+        (["daemon", "status"], "status", DaemonUnavailable("bangerd is not running")),
+    ],
+)
+def test_errors_print_error_and_hint_and_exit_1(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str], method: str,
+    error: BangerError,
+) -> None:
+    client.fail[method] = error
+    code, out, err = run(args, capsys)
+    assert code == 1
+    assert out == ""
+    error_lines = [line for line in err.splitlines() if line.startswith(("error:", "hint:"))]
+    assert error_lines == [f"error: {error.message}", f"hint: {error.hint}"]
+    assert err.endswith(f"error: {error.message}\nhint: {error.hint}\n")
+    assert "Traceback" not in err
+
+
+def test_error_output_is_exactly_two_lines(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["get_vm"] = VMNotFound("no VM named 'ghost'")
+    assert run(["vm", "show", "ghost"], capsys) == (
+        1, "", "error: no VM named 'ghost'\nhint: see `banger vm list` for existing VMs\n"
+    )
+
+
+def test_error_without_hint_prints_one_line(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["stop_vm"] = InvalidInput("nope", hint="")
+    assert run(["vm", "stop", "dev"], capsys) == (1, "", "error: nope\n")
+
+
+def test_debug_shows_the_exception(client: FakeClient) -> None:
+    client.fail["get_vm"] = VMNotFound("no VM named 'ghost'")
+    with pytest.raises(VMNotFound):
+        main(["--debug", "vm", "show", "ghost"])
+
+
+def test_usage_errors_exit_2_without_traceback(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["vm", "show"], capsys)
+    assert code == 2
+    assert "Missing argument" in err
+    assert "Traceback" not in err
+    code, _, err = run(["vm", "frobnicate"], capsys)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+def test_help_and_version(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    assert "vm" in out and "image" in out
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0
+    assert "banger" in out
+    assert client.calls == []
+
+
+# vm run / ssh and the guest command
+
+
+def test_run_passes_everything_after_the_double_dash_to_the_guest(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(["vm", "run", "--", "ls", "-la", "--name", "x", "a b"], capsys)
+    assert code == 0
+    [(_, kwargs)] = client.called("create_vm")
+    assert kwargs["name"] is None
+    assert kwargs["start"] is True
+    [argv] = ssh["exec"]
+    assert argv[-2:] == ["--", "ls -la --name x 'a b'"]
+    assert argv[argv.index("--") - 1] == "root@172.16.0.2"
+    assert client.called("delete_vm") == []
+
+
+def test_run_options_before_the_double_dash_are_ours(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["vm", "run", "--name", "dev", "--vcpu", "4", "--disk-size", "20G", "--", "make"]
+    assert run(args, capsys)[0] == 0
+    [(_, kwargs)] = client.called("create_vm")
+    assert (kwargs["name"], kwargs["vcpu"], kwargs["disk_size"]) == ("dev", 4, "20G")
+    assert ssh["exec"][0][-1] == "make"
+    assert client.called("vm_access") == [(("dev",), {})]
+
+
+def test_run_keeps_a_double_dash_inside_the_guest_command(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(["vm", "run", "--", "git", "log", "--", "README.md"], capsys)
+    assert ssh["exec"][0][-1] == "git log -- README.md"
+
+
+def test_run_rm_deletes_the_vm_and_exits_with_the_guest_status(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(["vm", "run", "--rm", "--name", "dev", "--", "false"], capsys)
+    assert code == 3
+    assert ssh["exec"] == []
+    assert ssh["run"][0][-1] == "false"
+    assert "BatchMode=yes" in ssh["run"][0]
+    assert client.called("delete_vm") == [(("dev",), {"force": True})]
+
+
+def test_run_without_command_opens_a_shell(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["vm", "run"], capsys)
+    assert code == 0
+    [argv] = ssh["exec"]
+    assert "--" not in argv
+    assert argv[-1] == "root@172.16.0.2"
+    assert "connecting to calm-otter" in err
+
+
+def test_run_prints_progress_on_stderr(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, err = run(["vm", "run", "--", "true"], capsys)
+    assert "spec: 2 vCPU, 2048 MiB RAM, 8G disk\n" in err
+    assert out == ""
+
+
+def test_run_with_a_workspace_path_is_not_available(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    code, _, err = run(["vm", "run", str(tmp_path), "--", "make"], capsys)
+    assert code == 1
+    assert err.startswith("error: workspace mode")
+    assert client.calls == []
+
+
+def test_ssh_runs_the_guest_command(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(["vm", "ssh", "dev", "--", "uname", "-a"], capsys)
+    [argv] = ssh["exec"]
+    assert argv[-2:] == ["--", "uname -a"]
+    assert f"UserKnownHostsFile={ACCESS['known_hosts']}" in argv
+
+
+# rendering
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["vm", "list", "--json"],
+        ["vm", "show", "dev", "--json"],
+        ["vm", "create", "--no-start", "--json"],
+        ["image", "list", "--json"],
+        ["image", "show", "debian-bookworm", "--json"],
+        ["daemon", "status", "--json"],
+        ["doctor", "--json"],
+    ],
+)
+def test_json_output_parses(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, out, _ = run(args, capsys)
+    assert code == 0
+    json.loads(out)
+
+
+def test_vm_json_fields(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(["vm", "show", "dev", "--json"], capsys)
+    data = json.loads(out)
+    assert data["state"] == "running"
+    assert data["spec"] == {"vcpu": 2, "memory_mib": 2048, "disk_size_bytes": 8 << 30}
+    _, out, _ = run(["vm", "list", "--json"], capsys)
+    assert [v["name"] for v in json.loads(out)] == ["dev", "idle"]
+
+
+def test_vm_list_table(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(["vm", "list"], capsys)
+    header, first, second = out.splitlines()
+    assert header.split()[:3] == ["NAME", "STATE", "IP"]
+    assert first.split()[:3] == ["dev", "running", "172.16.0.2"]
+    assert second.split()[:3] == ["idle", "stopped", "172.16.0.3"]
+
+
+def test_vm_show_fields(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(["vm", "show", "dev"], capsys)
+    assert "dns:" in out and "dev.vm" in out
+    assert "8G" in out
+
+
+def test_lifecycle_commands(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["vm", "stop", "dev"], capsys)[1] == "dev stopped\n"
+    assert run(["vm", "kill", "dev", "--signal", "TERM"], capsys)[1] == "dev stopped\n"
+    assert client.called("kill_vm") == [(("dev", "TERM"), {})]
+    assert run(["vm", "delete", "-f", "a", "b"], capsys)[1] == "deleted a\ndeleted b\n"
+    assert client.called("delete_vm") == [(("a",), {"force": True}), (("b",), {"force": True})]
+    _, out, _ = run(["vm", "set", "dev", "--memory", "4096", "--disk-size", "16G"], capsys)
+    assert out == "dev: 4 vCPU, 4096 MiB, 16G disk\n"
+    assert client.called("set_vm") == [
+        (("dev",), {"vcpu": None, "memory_mib": 4096, "disk_size": "16G"})
+    ]
+
+
+def test_logs(client: FakeClient, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    main(["vm", "logs", "dev"])
+    assert capfdbinary.readouterr().out == b"[    0.000000] Linux version 6.1\n"
+
+
+def test_doctor_exits_1_only_on_required_failures(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(["doctor"], capsys)
+    assert code == 0
+    assert "hint: apt-get install mmdebstrap" in out
+    checks = client.doctor() + [{"name": "qemu-img", "status": "fail", "detail": "missing",
+                                 "hint": "install", "required": True}]
+    monkeypatch.setattr(client, "doctor", lambda: checks)
+    assert run(["doctor"], capsys)[0] == 1
+
+
+def test_image_register(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rootfs, kernel = tmp_path / "rootfs.ext4", tmp_path / "vmlinuz"
+    rootfs.write_bytes(b"r")
+    kernel.write_bytes(b"k")
+    args = ["image", "register", "--name", "mine", "--rootfs", str(rootfs), "--kernel",
+            str(kernel)]
+    assert run(args, capsys)[:2] == (0, "registered mine\n")
+    assert client.called("register_image") == [(("mine", str(rootfs), str(kernel), None), {})]

@@ -1,0 +1,278 @@
+"""The daemon's HTTP API on a real Unix socket, driven by the real client (in a thread, as the
+CLI is synchronous) and by raw requests where the wire format itself is the point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from banger.client import Client
+from banger.core import errors
+from banger.core.errors import (
+    APIError,
+    BangerError,
+    ImageNotFound,
+    InvalidInput,
+    InvalidName,
+    InvalidState,
+    NameTaken,
+    VMNotFound,
+)
+from banger.core.models import ProgressEvent, VMState
+from banger.daemon.api import make_app
+from banger.daemon.main import _bind_socket
+from tests.daemon.conftest import Env, ready_env
+
+T = TypeVar("T")
+
+
+@dataclass
+class Api:
+    env: Env
+    client: Client
+    shutdowns: list[bool] = field(default_factory=list)
+
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    def session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.UnixConnector(path=str(self.env.paths.socket))
+        return aiohttp.ClientSession(connector=connector)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
+    runtime = Path(tempfile.mkdtemp(prefix="bgr-", dir="/tmp")) / "banger"
+    env = await ready_env(tmp_path, runtime_dir=runtime)
+    shutdowns: list[bool] = []
+    app = make_app(env.services, lambda: shutdowns.append(True))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, _bind_socket(env.paths.socket)).start()
+    try:
+        yield Api(env, Client(env.paths, autostart=False), shutdowns)
+    finally:
+        await runner.cleanup()
+        env.services.store.close()
+        shutil.rmtree(runtime.parent, ignore_errors=True)
+
+
+async def test_socket_is_private(api: Api) -> None:
+    mode = api.env.paths.socket.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+
+
+async def test_status(api: Api) -> None:
+    info = await api.call(api.client.status)
+    assert info["socket"] == str(api.env.paths.socket)
+    assert info["state_dir"] == str(api.env.paths.state_dir)
+    assert (info["backend"], info["accel"], info["vms"]) == ("qemu", "tcg", 0)
+
+
+async def test_errors_carry_code_message_and_hint(api: Api) -> None:
+    async with api.session() as session, session.get("http://bangerd/v1/vms/ghost") as response:
+        assert response.status == 404
+        body = await response.json()
+    assert body == {"error": {
+        "code": "vm_not_found",
+        "message": "no VM named 'ghost'",
+        "hint": errors.VMNotFound.default_hint,
+    }}
+
+
+ERROR_CLASSES = [
+    cls for cls in errors._all_subclasses(BangerError) if cls is not errors.APIError
+]
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda cls: cls.code)
+async def test_every_error_comes_back_as_the_same_class(
+    api: Api, monkeypatch: pytest.MonkeyPatch, cls: type[BangerError]
+) -> None:
+    def fail(name: str) -> None:
+        raise cls(f"{name} went wrong", hint="do the other thing")
+
+    monkeypatch.setattr(api.env.services.vms, "get", fail)
+    with pytest.raises(BangerError) as info:
+        await api.call(api.client.get_vm, "dev")
+    assert type(info.value) is cls
+    assert info.value.message == "dev went wrong"
+    assert info.value.hint == "do the other thing"
+
+
+async def test_unexpected_exceptions_are_internal_errors(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash() -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(api.env.services.vms, "list", crash)
+    async with api.session() as session, session.get("http://bangerd/v1/vms") as response:
+        assert response.status == 500
+        body = await response.json()
+    assert body["error"]["code"] == "internal"
+    assert "disk on fire" in body["error"]["message"]
+    assert "bangerd.log" in body["error"]["hint"]
+    with pytest.raises(APIError, match="disk on fire"):
+        await api.call(api.client.list_vms)
+
+
+async def test_create_streams_progress_then_the_result(api: Api) -> None:
+    events: list[ProgressEvent] = []
+    vm = await api.call(api.client.create_vm, name="dev", on_progress=events.append)
+    assert vm.name == "dev"
+    assert vm.state == VMState.RUNNING
+    assert events[0].stage == "spec"
+    assert events[0].message.startswith("spec: ")
+    assert events[-1].stage == "ready"
+    assert await api.call(api.client.get_vm, "dev") == vm
+
+
+async def test_create_stream_on_the_wire(api: Api) -> None:
+    async with api.session() as session, session.post(
+        "http://bangerd/v1/vms", json={"name": "dev", "start": False}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in (await response.read()).splitlines()]
+    *events, last = lines
+    assert events
+    assert all(set(item) == {"event"} for item in events)
+    assert set(events[0]["event"]) == {"stage", "message", "fraction"}
+    assert set(last) == {"result"}
+    assert last["result"]["name"] == "dev"
+    assert last["result"]["state"] == "created"
+
+
+async def test_errors_during_a_stream_end_it(api: Api) -> None:
+    await api.call(api.client.create_vm, name="dev", start=False)
+    async with api.session() as session, session.post(
+        "http://bangerd/v1/vms", json={"name": "dev"}
+    ) as response:
+        lines = [json.loads(line) for line in (await response.read()).splitlines()]
+    assert lines[-1]["error"]["code"] == "name_taken"
+    assert lines[-1]["error"]["hint"]
+    with pytest.raises(NameTaken):
+        await api.call(api.client.create_vm, name="dev")
+    with pytest.raises(InvalidName):
+        await api.call(api.client.create_vm, name="Not_A_Label")
+    with pytest.raises(ImageNotFound):
+        await api.call(api.client.create_vm, name="other", image="no-such-image")
+    assert [vm.name for vm in await api.call(api.client.list_vms)] == ["dev"]
+
+
+async def test_bad_request_bodies(api: Api) -> None:
+    async with api.session() as session:
+        async with session.post(
+            "http://bangerd/v1/vms", data=b"{not json",
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["code"] == "invalid_input"
+        async with session.post("http://bangerd/v1/vms", json=["a", "list"]) as response:
+            assert response.status == 400
+            assert "JSON object" in (await response.json())["error"]["message"]
+    with pytest.raises(InvalidInput, match="vcpu must be an integer"):
+        await api.call(api.client.create_vm, name="dev", vcpu="two")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="offset"):
+        await api.call(api.client.request, "GET", "/v1/vms/dev/logs?offset=x")
+
+
+async def test_vm_lifecycle_through_the_client(api: Api) -> None:
+    c = api.client
+    created = await api.call(c.create_vm, name="dev", start=False)
+    assert created.state == VMState.CREATED
+    started = await api.call(c.start_vm, "dev")
+    assert started.state == VMState.RUNNING
+    with pytest.raises(InvalidState):
+        await api.call(c.set_vm, "dev", vcpu=4)
+    with pytest.raises(InvalidState):
+        await api.call(c.delete_vm, "dev")
+    access = await api.call(c.vm_access, "dev")
+    assert access["ip"] == started.ip
+    assert access["known_hosts"] == str(api.env.paths.known_hosts)
+    (Path(started.dir) / "console.log").write_bytes(b"hello\n")
+    assert await api.call(c.vm_logs, "dev") == (b"hello\n", 6)
+    assert await api.call(c.vm_logs, "dev", 6) == (b"", 6)
+    stopped = await api.call(c.stop_vm, "dev")
+    assert stopped.state == VMState.STOPPED
+    resized = await api.call(c.set_vm, "dev", vcpu=3, disk_size="10G")
+    assert resized.spec.vcpu == 3
+    restarted = await api.call(c.restart_vm, "dev")
+    assert restarted.state == VMState.RUNNING
+    with pytest.raises(InvalidInput, match="signal"):
+        await api.call(c.kill_vm, "dev", "NOPE")
+    killed = await api.call(c.kill_vm, "dev", "TERM")
+    assert killed.state == VMState.STOPPED
+    await api.call(c.start_vm, "dev")
+    deleted = await api.call(c.delete_vm, "dev", force=True)
+    assert deleted.name == "dev"
+    assert await api.call(c.list_vms) == []
+
+
+async def test_unknown_vm_before_a_stream_starts(api: Api) -> None:
+    with pytest.raises(VMNotFound):
+        await api.call(api.client.start_vm, "ghost")
+    with pytest.raises(VMNotFound):
+        await api.call(api.client.restart_vm, "ghost")
+
+
+async def test_images_through_the_client(api: Api, tmp_path: Path) -> None:
+    c = api.client
+    events: list[ProgressEvent] = []
+    pulled = await api.call(c.pull_image, "debian-bookworm", on_progress=events.append)
+    assert pulled.managed
+    assert events
+    assert [i.name for i in await api.call(c.list_images)] == ["debian-bookworm"]
+    assert await api.call(c.get_image, "debian-bookworm") == pulled
+    with pytest.raises(ImageNotFound):
+        await api.call(c.pull_image, "not-in-catalog")
+    with pytest.raises(InvalidInput, match="name is required"):
+        await api.call(c.request, "POST", "/v1/images/pull", {})
+    with pytest.raises(InvalidInput, match="absolute"):
+        await api.call(c.register_image, "mine", "rootfs.ext4", "vmlinuz")
+    rootfs, kernel = tmp_path / "rootfs.ext4", tmp_path / "vmlinuz"
+    rootfs.write_bytes(b"r")
+    kernel.write_bytes(b"k")
+    registered = await api.call(c.register_image, "mine", str(rootfs), str(kernel))
+    assert registered.source == "registered"
+    assert (await api.call(c.delete_image, "mine")).name == "mine"
+
+
+async def test_unknown_route_is_a_banger_error(api: Api) -> None:
+    # A CLI newer than the running daemon may call a route the daemon does not have.
+    with pytest.raises(BangerError) as info:
+        await api.call(api.client.request, "GET", "/v1/no-such-route")
+    assert "404" in info.value.message
+    assert "daemon stop" in info.value.hint
+    with pytest.raises(BangerError, match="404"):
+        await api.call(api.client.stream, "POST", "/v1/no-such-route", {}, lambda _: None)
+
+
+async def test_shutdown_calls_back(api: Api) -> None:
+    assert await api.call(api.client.request, "POST", "/v1/shutdown") == {"ok": True}
+    await asyncio.sleep(0)
+    assert api.shutdowns == [True]
+
+
+async def test_no_daemon_is_daemon_unavailable(tmp_path: Path) -> None:
+    env = await ready_env(tmp_path)
+    client = Client(env.paths, autostart=False)
+    with pytest.raises(errors.DaemonUnavailable) as info:
+        await asyncio.to_thread(client.list_vms)
+    assert str(env.paths.socket) in info.value.message
+    assert not client.ping()
+    env.services.store.close()
