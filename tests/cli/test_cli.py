@@ -404,8 +404,9 @@ def test_doctor_exits_1_only_on_required_failures(
     code, out, _ = run(["doctor"], capsys)
     assert code == 0
     assert "hint: apt-get install mmdebstrap" in out
-    checks = client.doctor() + [{"name": "qemu-img", "status": "fail", "detail": "missing",
-                                 "hint": "install", "required": True}]
+    failing = {"name": "qemu-img", "status": "fail", "detail": "missing", "hint": "install",
+               "required": True}
+    checks = [*client.doctor(), failing]
     monkeypatch.setattr(client, "doctor", lambda: checks)
     assert run(["doctor"], capsys)[0] == 1
 

@@ -125,4 +125,4 @@ def test_unusable_cidr() -> None:
 def test_config_is_immutable() -> None:
     config = parse_config("")
     with pytest.raises(ValueError):
-        config.accel = "kvm"  # type: ignore[misc]
+        config.accel = "kvm"

@@ -62,7 +62,7 @@ class FakeKeyMaker:
 
     async def make_ed25519(self, path: Path, comment: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
-        public = f"ssh-ed25519 AAAAfake{len(self.made):04d}{abs(hash(path)) % 10**8} {comment}"
+        public = f"ssh-ed25519 AAAAfakekey{len(self.made):04d} {comment}"
         path.write_text(f"-----BEGIN FAKE PRIVATE KEY-----\n{comment}\n-----END-----\n")
         path.chmod(0o600)
         path.with_name(path.name + ".pub").write_text(public + "\n")

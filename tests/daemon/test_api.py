@@ -186,7 +186,7 @@ async def test_bad_request_bodies(api: Api) -> None:
             assert response.status == 400
             assert "JSON object" in (await response.json())["error"]["message"]
     with pytest.raises(InvalidInput, match="vcpu must be an integer"):
-        await api.call(api.client.create_vm, name="dev", vcpu="two")  # type: ignore[arg-type]
+        await api.call(api.client.create_vm, name="dev", vcpu="two")
     with pytest.raises(InvalidInput, match="offset"):
         await api.call(api.client.request, "GET", "/v1/vms/dev/logs?offset=x")
 

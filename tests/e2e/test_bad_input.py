@@ -13,9 +13,9 @@ from tests.e2e.conftest import BangerEnv
 
 def _assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert proc.returncode != 0
+    # Progress lines may come first; the error is the last thing said, on one line.
     lines = proc.stderr.strip().splitlines()
-    assert lines[0].startswith("error: "), proc.stderr
-    assert any(line.startswith("hint: ") for line in lines), proc.stderr
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     for needle in needles:
         assert needle in proc.stderr

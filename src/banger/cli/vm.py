@@ -86,7 +86,10 @@ def run(
             hint="run without a PATH, or put the command after `--`",
         )
     if branch or from_ref:
-        raise InvalidInput("--branch/--from need a workspace PATH")
+        raise InvalidInput(
+            "--branch/--from need a workspace PATH",
+            hint="banger vm run ./repo --branch NAME [--from REF]",
+        )
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True
     )

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 class BangerError(Exception):
     code: ClassVar[str] = "internal"
-    default_hint: ClassVar[str] = ""
+    default_hint: ClassVar[str] = "run again with --debug; the daemon log is bangerd.log"
     http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -25,6 +25,7 @@ class BangerError(Exception):
 
 class InvalidInput(BangerError):
     code = "invalid_input"
+    default_hint = "see the command's --help"
     http_status = 400
 
 
@@ -65,10 +66,12 @@ class NameTaken(Conflict):
 
 class InvalidState(Conflict):
     code = "invalid_state"
+    default_hint = "see `banger vm list` for each VM's state"
 
 
 class ResourceBusy(Conflict):
     code = "busy"
+    default_hint = "try again when the other operation has finished"
 
 
 class NetworkExhausted(Conflict):
@@ -80,6 +83,7 @@ class HostError(BangerError):
     """A host tool or system call failed."""
 
     code = "host_error"
+    default_hint = "run `banger doctor`; details are in ~/.local/state/banger/bangerd.log"
 
 
 class MissingTool(HostError):
@@ -103,6 +107,7 @@ class ImageBuildFailed(HostError):
 
 class BootFailed(HostError):
     code = "boot_failed"
+    default_hint = "see `banger vm logs NAME` for the guest console"
 
 
 class SSHTimeout(BootFailed):

@@ -23,6 +23,8 @@ from banger.daemon.services import Services
 log = logging.getLogger("banger.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Operations outlive the request that started them; keep a reference until they finish.
+_TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -74,13 +76,17 @@ async def _stream(
             queue.put_nowait({"result": _plain(result)})
         except BangerError as exc:
             queue.put_nowait({"error": exc.to_dict()})
-        except Exception as exc:
+        except BaseException as exc:
+            # Also on cancellation (daemon shutdown): the stream must always end.
             log.exception("operation failed")
-            queue.put_nowait({"error": BangerError(f"internal error: {exc!r}").to_dict()})
+            queue.put_nowait({"error": BangerError(f"internal error: {exc!r}",
+                              hint="see bangerd.log").to_dict()})
+            if not isinstance(exc, Exception):
+                raise
 
     task = asyncio.create_task(run())
-    request.app["tasks"].add(task)
-    task.add_done_callback(request.app["tasks"].discard)
+    request.app[_TASKS].add(task)
+    task.add_done_callback(request.app[_TASKS].discard)
     client_gone = False
     while True:
         item = await queue.get()
@@ -124,7 +130,7 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
 
 def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Application:
     app = web.Application(middlewares=[_errors])
-    app["tasks"] = set()
+    app[_TASKS] = set()
     vms = services.vms
     images = services.images
     routes = web.RouteTableDef()

@@ -153,7 +153,7 @@ class VMService:
     ) -> VM:
         if name is not None:
             validate_name(name)
-            if self._store.get_vm(name) is not None:
+            if any(vm.name == name for vm in self._store.list_vms()):
                 raise NameTaken(f"a VM named {name!r} already exists")
         _check_size_flags(vcpu, memory_mib)
         spec = effective_spec(
@@ -237,7 +237,10 @@ class VMService:
         async with self._lock(vm):
             vm = self.get(vm.id)
             if self._alive(vm):
-                raise InvalidState(f"VM {vm.name!r} is already running")
+                raise InvalidState(
+                    f"VM {vm.name!r} is already running",
+                    hint=f"banger vm ssh {vm.name}, or banger vm restart {vm.name}",
+                )
             self._machine.preflight()
             image = self._images.get(vm.image)
             progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
@@ -263,7 +266,11 @@ class VMService:
                 )
             except SSHTimeout as exc:
                 self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))
-                raise
+                raise SSHTimeout(
+                    f"{vm.name}: {exc.message}",
+                    hint=f"the VM is kept for inspection: banger vm logs {vm.name}; "
+                    f"remove it with banger vm delete --force {vm.name}",
+                ) from None
             except BaseException as exc:
                 await self._halt(vm)
                 message = exc.message if isinstance(exc, BangerError) else repr(exc)

@@ -28,7 +28,7 @@ class SSHKeygen:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
         )
         path.chmod(0o600)
-        return path.with_suffix(".pub").read_text().strip()
+        return path.with_name(path.name + ".pub").read_text().strip()
 
 
 class GuestProbe(Protocol):
