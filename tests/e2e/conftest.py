@@ -145,15 +145,16 @@ class BangerEnv:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def netns() -> Iterator[Netns]:
+@contextlib.contextmanager
+def temporary_netns() -> Iterator[Netns]:
+    """A network namespace of our own; on exit, every process inside it (only ever the
+    daemons and VMs we started there) is killed and the namespace deleted."""
     ns = Netns(f"bgt-{uuid.uuid4().hex[:8]}")
     subprocess.run(["ip", "netns", "add", ns.name], check=True)
     subprocess.run(ns.exec_argv(["ip", "link", "set", "lo", "up"]), check=True)
     try:
         yield ns
     finally:
-        # Only processes inside our own namespace: the daemons and VMs this session started.
         for _ in range(3):
             pids = ns.pids()
             if not pids:
@@ -165,6 +166,12 @@ def netns() -> Iterator[Netns]:
         subprocess.run(["ip", "netns", "del", ns.name], check=False)
 
 
+@pytest.fixture(scope="session")
+def netns() -> Iterator[Netns]:
+    with temporary_netns() as ns:
+        yield ns
+
+
 def _short_tmpdir(prefix: str) -> Path:
     # Unix socket paths are limited to 108 bytes: keep test roots short.
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -172,6 +179,10 @@ def _short_tmpdir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session")
 def test_image() -> dict[str, str]:
+    return ensure_test_image()
+
+
+def ensure_test_image() -> dict[str, str]:
     """The Debian test image, built by `banger image pull` once per recipe version."""
     from banger.host.imagebuild import RECIPE_VERSION
 
