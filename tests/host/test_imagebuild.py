@@ -187,6 +187,8 @@ def test_customize_installs_the_boot_contract(tree: Path) -> None:
         f"/etc/systemd/system/{guest.BOOT_UNIT_NAME}"
     )
     assert (tree / "etc/ssh/sshd_config.d/banger.conf").read_text() == guest.SSHD_CONFIG
+    drop_in = (tree / "etc/systemd/system/ssh.service.d/banger.conf").read_text()
+    assert "ExecStartPre=\n" in drop_in
     fstab = (tree / "etc/fstab").read_text()
     assert fstab.startswith("# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
     assert fstab.endswith(guest.FSTAB)

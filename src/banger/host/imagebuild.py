@@ -134,6 +134,14 @@ MASKED_GENERATORS: tuple[str, ...] = (
 # is no VGA console on a microVM, so no getty on tty1 (the serial console keeps its own).
 DISABLED_UNITS: tuple[str, ...] = ("docker.service", "containerd.service", "getty@tty1.service")
 
+# sshd's config is ours and fixed, so skip the extra `sshd -t` exec Debian's unit runs before
+# sshd on every boot: ~0.5 s on the way to ssh under TCG.
+SSH_DROP_IN = """\
+# Managed by banger.
+[Service]
+ExecStartPre=
+"""
+
 DEFAULT_HOSTNAME = "banger"
 GIB = 1024**3
 
@@ -384,6 +392,7 @@ def customize_tree(root: Path) -> None:
     _symlink(root, f"/etc/systemd/system/sysinit.target.wants/{guest.BOOT_UNIT_NAME}", unit_path)
 
     _write(root, "/etc/ssh/sshd_config.d/banger.conf", guest.SSHD_CONFIG)
+    _write(root, "/etc/systemd/system/ssh.service.d/banger.conf", SSH_DROP_IN)
     # Each VM gets its own host keys from the daemon; none may be shared through the image.
     for key in _inside(root, "/etc/ssh").glob("ssh_host_*"):
         key.unlink()
