@@ -5,10 +5,8 @@ starts fast, and starts the daemon on first use."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +18,10 @@ from urllib.parse import quote, urlencode
 from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
 from banger.core.models import VM, Image, ProgressEvent, image_from_dict, vm_from_dict
 from banger.core.paths import Paths, paths_from_env
+from banger.transport import HTTPResponse, UnixHTTPConnection
 
 OnProgress = Callable[[ProgressEvent], None]
 _DAEMON_START_TIMEOUT = 20.0
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 class Client:
@@ -47,12 +34,12 @@ class Client:
 
     # Transport
 
-    def _connect(self, timeout: float | None) -> _UnixConnection:
-        return _UnixConnection(str(self.paths.socket), timeout)
+    def _connect(self, timeout: float | None) -> UnixHTTPConnection:
+        return UnixHTTPConnection(str(self.paths.socket), timeout)
 
     def _open(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
-    ) -> tuple[_UnixConnection, http.client.HTTPResponse]:
+    ) -> tuple[UnixHTTPConnection, HTTPResponse]:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         for attempt in (1, 2):
@@ -231,7 +218,7 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
-def _json_body(response: http.client.HTTPResponse) -> Any:
+def _json_body(response: HTTPResponse) -> Any:
     raw = response.read()
     try:
         return json.loads(raw or b"null")
@@ -245,7 +232,7 @@ def _json_body(response: http.client.HTTPResponse) -> Any:
         ) from None
 
 
-def _ndjson(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+def _ndjson(response: HTTPResponse) -> Iterator[dict[str, Any]]:
     while True:
         line = response.readline()
         if not line:

@@ -3,18 +3,40 @@ and a `hint:` line, never a traceback (unless --debug)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
 
 from banger import __version__
-from banger.cli import daemon, doctor, image, vm
 from banger.cli.context import Context
 from banger.core.errors import BangerError
 
+# Noun -> "module:attribute". Only the invoked noun's module is imported, which keeps every
+# command (and shell completion) fast.
+COMMANDS = {
+    "vm": "banger.cli.vm:vm",
+    "image": "banger.cli.image:image",
+    "daemon": "banger.cli.daemon:daemon",
+    "doctor": "banger.cli.doctor:doctor",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="banger")
 @click.pass_context
@@ -22,11 +44,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """One-command development sandboxes on microVMs."""
     ctx.obj = Context(debug)
 
-
-cli.add_command(vm.vm)
-cli.add_command(image.image)
-cli.add_command(daemon.daemon)
-cli.add_command(doctor.doctor)
 
 
 def main(argv: list[str] | None = None) -> Any:

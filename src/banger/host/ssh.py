@@ -53,17 +53,37 @@ class AsyncSSHProbe:
         while time.monotonic() < deadline:
             if not alive():
                 raise HostError("the VM exited while booting", hint="see `banger vm logs`")
+            # Cheap first: until sshd sends its banner, a full ssh attempt only burns time
+            # (a connect to a guest whose network is not up yet hangs until its timeout).
+            if not await _sshd_banner(ip):
+                last_error = "sshd not answering yet"
+                await asyncio.sleep(0.1)
+                continue
             try:
                 async with asyncssh.connect(
                     ip, username="root", client_keys=[str(client_key)], known_hosts=trusted,
-                    connect_timeout=3, agent_path=None, config=[],
+                    connect_timeout=10, agent_path=None, config=[],
                 ) as conn:
                     await conn.run("true", check=True, timeout=10)
                     return
             except (OSError, asyncssh.Error, TimeoutError) as exc:
                 last_error = str(exc) or type(exc).__name__
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.1)
         raise SSHTimeout(
             f"ssh to {ip} not ready after {timeout:.0f}s ({last_error})",
             hint="the VM is kept; see `banger vm logs NAME`",
         )
+
+
+async def _sshd_banner(ip: str, port: int = 22) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        line = await asyncio.wait_for(reader.readline(), 2.0)
+        return line.startswith(b"SSH-")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
