@@ -147,11 +147,13 @@ class Client:
     def create_vm(
         self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
         memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
-        on_progress: OnProgress = lambda _: None,
+        on_progress: OnProgress = lambda _: None, ready: str = "login",
     ) -> VM:
+        """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
+        right away themselves; the default waits for a verified login."""
         body = {
             "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory_mib,
-            "disk_size": disk_size, "start": start,
+            "disk_size": disk_size, "start": start, "ready": ready,
         }
         return vm_from_dict(self.stream("POST", "/v1/vms", body, on_progress))
 

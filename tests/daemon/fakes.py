@@ -76,12 +76,14 @@ class FakeProbe:
     def __init__(self) -> None:
         self.outcome: Exception | None = None
         self.calls: list[tuple[str, str]] = []
+        self.logins: list[bool] = []
 
     async def wait_ready(
         self, ip: str, *, client_key: Path, host_key: str, timeout: float,
-        alive: Callable[[], bool],
+        alive: Callable[[], bool], login: bool = True,
     ) -> None:
         self.calls.append((ip, host_key))
+        self.logins.append(login)
         if not alive():
             raise HostError("the VM exited while booting")
         if self.outcome is not None:

@@ -534,3 +534,10 @@ async def test_supervisor_notices_a_guest_that_powered_off(env: Env) -> None:
         supervisor.cancel()
     assert env.services.vms.get("dev").state == VMState.STOPPED
     assert env.network.taps == {}
+
+
+
+async def test_create_can_stop_waiting_at_the_sshd_banner(env: Env) -> None:
+    """`vm run` logs in itself right away, so the daemon skips its own login check."""
+    await create(env, name="quick", login_check=False)
+    assert env.probe.logins == [False]

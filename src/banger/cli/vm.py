@@ -45,13 +45,13 @@ def _size_options(func: click.decorators.FC) -> click.decorators.FC:
 
 def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
-    memory: int | None, disk_size: str | None, start: bool,
+    memory: int | None, disk_size: str | None, start: bool, ready: str = "login",
 ) -> VM:
     printer = ProgressPrinter()
     try:
         return ctx.client.create_vm(
             name=name, image=image, vcpu=vcpu, memory_mib=memory, disk_size=disk_size,
-            start=start, on_progress=printer,
+            start=start, on_progress=printer, ready=ready,
         )
     finally:
         printer.done()
@@ -90,8 +90,10 @@ def run(
             "--branch/--from need a workspace PATH",
             hint="banger vm run ./repo --branch NAME [--from REF]",
         )
+    # We log in right away ourselves (with the pinned host key), so the daemon need not.
     created = _create(
-        ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True
+        ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
+        ready="sshd",
     )
     access = ctx.client.vm_access(created.name)
     argv = ssh_argv(access, command, interactive=sys.stdin.isatty())

@@ -176,6 +176,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
             disk_size=_opt_str(data, "disk_size"),
             start=bool(data.get("start", True)),
             progress=progress,
+            login_check=data.get("ready", "login") != "sshd",
         ))
 
     @routes.post("/v1/vms/{name}/start")

@@ -150,6 +150,7 @@ class VMService:
         disk_size: str | None,
         start: bool,
         progress: Progress = no_progress,
+        login_check: bool = True,
     ) -> VM:
         if name is not None:
             validate_name(name)
@@ -198,7 +199,7 @@ class VMService:
         if not start:
             return vm
         try:
-            return await self.start(vm.name, progress)
+            return await self.start(vm.name, progress, login_check=login_check)
         except SSHTimeout:
             raise
         except BaseException:
@@ -232,7 +233,11 @@ class VMService:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    async def start(self, name: str, progress: Progress = no_progress) -> VM:
+    async def start(
+        self, name: str, progress: Progress = no_progress, *, login_check: bool = True
+    ) -> VM:
+        """Boot and wait for ssh. `login_check=False` returns once sshd answers, for callers
+        that log in right away themselves (`vm run`): one ssh handshake fewer per run."""
         vm = self.get(name)
         async with self._lock(vm):
             vm = self.get(vm.id)
@@ -263,6 +268,7 @@ class VMService:
                     host_key=self._host_key(vm),
                     timeout=self._config.boot_timeout,
                     alive=lambda: self._hv.is_running(pid, Path(vm.dir)),
+                    login=login_check,
                 )
             except SSHTimeout as exc:
                 self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))

@@ -34,8 +34,11 @@ class SSHKeygen:
 class GuestProbe(Protocol):
     async def wait_ready(
         self, ip: str, *, client_key: Path, host_key: str, timeout: float,
-        alive: Callable[[], bool],
-    ) -> None: ...
+        alive: Callable[[], bool], login: bool = True,
+    ) -> None:
+        """Wait until the guest's sshd answers; with `login`, until a real login (our key,
+        the pinned host key) runs a command."""
+        ...
 
 
 class AsyncSSHProbe:
@@ -43,7 +46,7 @@ class AsyncSSHProbe:
 
     async def wait_ready(
         self, ip: str, *, client_key: Path, host_key: str, timeout: float,
-        alive: Callable[[], bool],
+        alive: Callable[[], bool], login: bool = True,
     ) -> None:
         import asyncssh
 
@@ -59,6 +62,8 @@ class AsyncSSHProbe:
                 last_error = "sshd not answering yet"
                 await asyncio.sleep(0.1)
                 continue
+            if not login:
+                return
             try:
                 async with asyncssh.connect(
                     ip, username="root", client_keys=[str(client_key)], known_hosts=trusted,
