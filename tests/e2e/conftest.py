@@ -9,6 +9,7 @@ bridge, TAPs, VMs, daemons, temp dirs) is torn down even when tests fail."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -188,29 +189,36 @@ def ensure_test_image() -> dict[str, str]:
 
     cache = IMAGE_CACHE / RECIPE_VERSION
     manifest = cache / "image.json"
-    if not manifest.exists():
-        builder_root = _short_tmpdir("bgb-")
-        try:
-            build_env = BangerEnv(builder_root, Netns("host"))
-            build_env.netns = _HostNamespace()  # the build needs the Debian mirror
-            build_env.run("image", "pull", "debian-bookworm", timeout=1800)
-            image = build_env.json("image", "show", "debian-bookworm")
-            build_env.run("daemon", "stop", check=False)
-            staging = cache.with_name(cache.name + ".tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            files = {}
-            for key in ("rootfs", "kernel", "initrd"):
-                source = Path(image[key])
-                shutil.move(source, staging / source.name)
-                files[key] = str(cache / source.name)
-            (staging / "image.json").write_text(json.dumps(files))
-            shutil.rmtree(cache, ignore_errors=True)
-            staging.rename(cache)
-        finally:
-            shutil.rmtree(builder_root, ignore_errors=True)
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    # Several test runs may start at once: one builds, the others wait for it.
+    with open(IMAGE_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not manifest.exists():
+            _build_test_image(cache)
     files: dict[str, str] = json.loads(manifest.read_text())
     return files
+
+
+def _build_test_image(cache: Path) -> None:
+    builder_root = _short_tmpdir("bgb-")
+    try:
+        build_env = BangerEnv(builder_root, _HostNamespace())  # the build needs the mirror
+        build_env.run("image", "pull", "debian-bookworm", timeout=1800)
+        image = build_env.json("image", "show", "debian-bookworm")
+        build_env.run("daemon", "stop", check=False)
+        staging = cache.with_name(cache.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        files = {}
+        for key in ("rootfs", "kernel", "initrd"):
+            source = Path(image[key])
+            shutil.move(source, staging / source.name)
+            files[key] = str(cache / source.name)
+        (staging / "image.json").write_text(json.dumps(files))
+        shutil.rmtree(cache, ignore_errors=True)
+        staging.rename(cache)
+    finally:
+        shutil.rmtree(builder_root, ignore_errors=True)
 
 
 class _HostNamespace(Netns):
