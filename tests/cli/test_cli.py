@@ -128,8 +128,11 @@ class FakeClient:
         self._call("get_image", name)
         return replace(IMAGE, name=name)
 
-    def pull_image(self, name: str, *, force: bool = False, on_progress: Any = None) -> Image:
-        self._call("pull_image", name, force=force)
+    def pull_image(
+        self, name: str, *, force: bool = False, on_progress: Any = None, **options: Any
+    ) -> Image:
+        self._call("pull_image", name, force=force,
+                   **{k: v for k, v in options.items() if v is not None})
         return IMAGE
 
     def register_image(self, *args: Any) -> Image:
@@ -315,13 +318,13 @@ def test_run_prints_progress_on_stderr(
     assert out == ""
 
 
-def test_run_with_a_workspace_path_is_not_available(
+def test_run_with_a_path_outside_git_fails_before_making_a_vm(
     client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     code, _, err = run(["vm", "run", str(tmp_path), "--", "make"], capsys)
     assert code == 1
-    assert err.startswith("error: workspace mode")
+    assert err.startswith(f"error: {tmp_path} is not inside a git repository\nhint: ")
     assert client.calls == []
 
 
@@ -389,7 +392,7 @@ def test_lifecycle_commands(client: FakeClient, capsys: pytest.CaptureFixture[st
     _, out, _ = run(["vm", "set", "dev", "--memory", "4096", "--disk-size", "16G"], capsys)
     assert out == "dev: 4 vCPU, 4096 MiB, 16G disk\n"
     assert client.called("set_vm") == [
-        (("dev",), {"vcpu": None, "memory_mib": 4096, "disk_size": "16G"})
+        (("dev",), {"vcpu": None, "memory_mib": 4096, "disk_size": "16G", "nat": None})
     ]
 
 

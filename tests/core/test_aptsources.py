@@ -232,3 +232,16 @@ def test_no_host_sources_no_mirror_raises() -> None:
 )
 def test_security_for_mirror(mirror: str, expected: str | None) -> None:
     assert security_for_mirror(mirror) == expected
+
+
+def test_archive_for_suite_falls_back_to_any_debian_archive() -> None:
+    from banger.core.aptsources import archive_for_suite
+
+    host = parse_deb822(DEB822)
+    assert archive_for_suite("bookworm", host_sources=host) == "http://mirror.example.test/debian"
+    assert archive_for_suite("trixie", host_sources=host) == "http://mirror.example.test/debian"
+    assert archive_for_suite("trixie", mirror="http://m.example.test/debian/") == (
+        "http://m.example.test/debian"
+    )
+    with pytest.raises(ImageBuildFailed):
+        archive_for_suite("trixie", host_sources=parse_one_line("deb http://x.test/other s main"))

@@ -13,8 +13,10 @@ from banger.host import hostinfo
 from banger.host.disks import FakeDisks
 from banger.host.hostinfo import KVMFacts
 from banger.host.imagebuild import FakeImageBuilder
+from banger.host.kernelpull import FakeKernelFetcher
 from banger.host.network import FakeNetwork
-from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe
+from banger.host.ocipull import FakeImagePuller
+from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
 
 NO_KVM = KVMFacts(device=False, usable=False, pvm=False, vendor_module=False, cpu_flag=False)
 APT_SOURCES = ["deb http://deb.example.test/debian bookworm main"]
@@ -68,6 +70,10 @@ def make_env(
         kvm=NO_KVM,
         host_cpus=8,
         host_memory=16 * 1024**3,
+        integration=fake_integration(),
+        image_puller=FakeImagePuller(),
+        kernel_fetcher=FakeKernelFetcher(),
+        debian_archive=lambda suite: "http://deb.example.test/debian",
     )
     services = build_services(paths, config or Config(), adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from banger.core.errors import HostError
 from banger.core.models import ProgressEvent
+from banger.daemon.integration import IntegrationAdapters
+from banger.host.dns import FakeDNSListener, FakeForwarder, FakeResolved
 from banger.host.imagebuild import BuiltImage, FakeImageBuilder
+from banger.host.nat import FakeNat
+from banger.host.stats import FakeGuestStats, FakeProcStats
 from banger.host.vmm.base import LaunchSpec
 
 _pids = itertools.count(4_000_000)
@@ -109,3 +113,15 @@ class SlowImageBuilder(FakeImageBuilder):
         return await super().build(
             suite=suite, dest_dir=dest_dir, apt_sources=apt_sources, progress=progress
         )
+
+
+def fake_integration() -> IntegrationAdapters:
+    return IntegrationAdapters(
+        dns_listener=FakeDNSListener(),
+        dns_forwarder=FakeForwarder(),
+        resolved=FakeResolved(available=False),
+        resolv_conf=lambda: "nameserver 192.0.2.53\n",
+        nat=FakeNat(),
+        proc=FakeProcStats(),
+        guest_stats=FakeGuestStats(),
+    )

@@ -238,8 +238,12 @@ async def test_images_through_the_client(api: Api, tmp_path: Path) -> None:
     assert events
     assert [i.name for i in await api.call(c.list_images)] == ["debian-bookworm"]
     assert await api.call(c.get_image, "debian-bookworm") == pulled
-    with pytest.raises(ImageNotFound):
-        await api.call(c.pull_image, "not-in-catalog")
+    # A name outside the catalog is an OCI reference (docker.io/library/... by default).
+    oci = await api.call(c.pull_image, "not-in-catalog")
+    assert oci.source == "oci: docker.io/library/not-in-catalog:latest"
+    assert oci.kernel == "" and oci.kernel_name == "generic-6.1"
+    with pytest.raises(InvalidInput, match="invalid repository"):
+        await api.call(c.pull_image, "Not_A/Ref")
     with pytest.raises(InvalidInput, match="name is required"):
         await api.call(c.request, "POST", "/v1/images/pull", {})
     with pytest.raises(InvalidInput, match="absolute"):

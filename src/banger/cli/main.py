@@ -4,6 +4,7 @@ and a `hint:` line, never a traceback (unless --debug)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -18,8 +19,11 @@ from banger.core.errors import BangerError
 COMMANDS = {
     "vm": "banger.cli.vm:vm",
     "image": "banger.cli.image:image",
+    "kernel": "banger.cli.kernel:kernel",
     "daemon": "banger.cli.daemon:daemon",
     "doctor": "banger.cli.doctor:doctor",
+    "ssh-config": "banger.cli.sshconfig:ssh_config",
+    "completion": "banger.cli.completion:completion",
 }
 
 
@@ -48,6 +52,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if "_BANGER_COMPLETE" in os.environ:  # a shell asking for completions
+        from banger.cli.completion import register_shells
+
+        register_shells()
     try:
         return cli.main(args=argv, prog_name="banger", standalone_mode=False)
     except BangerError as exc:

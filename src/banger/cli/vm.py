@@ -8,8 +8,10 @@ from datetime import datetime
 
 import click
 
+from banger.cli.completion import image_names, kernel_names, vm_names
 from banger.cli.context import Context, pass_ctx
 from banger.cli.render import ProgressPrinter, print_fields, print_json, print_table
+from banger.cli.workspace import workspace
 from banger.core.errors import BangerError, InvalidInput
 from banger.core.models import VM
 from banger.core.units import format_size
@@ -36,6 +38,9 @@ def vm() -> None:
     """Create, run and manage VMs."""
 
 
+vm.add_command(workspace)
+
+
 def _size_options(func: click.decorators.FC) -> click.decorators.FC:
     func = click.option("--disk-size", help="Work disk size (/root), e.g. 8G.")(func)
     func = click.option("--memory", type=int, help="RAM in MiB.")(func)
@@ -46,12 +51,14 @@ def _size_options(func: click.decorators.FC) -> click.decorators.FC:
 def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, start: bool, ready: str = "login",
+    nat: bool = False, backend: str | None = None, kernel: str | None = None,
 ) -> VM:
     printer = ProgressPrinter()
     try:
         return ctx.client.create_vm(
             name=name, image=image, vcpu=vcpu, memory_mib=memory, disk_size=disk_size,
-            start=start, on_progress=printer, ready=ready,
+            start=start, on_progress=printer, ready=ready, nat=nat, backend=backend,
+            kernel=kernel,
         )
     finally:
         printer.done()
@@ -60,10 +67,12 @@ def _create(
 @vm.command(cls=TrailingCommand)
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--name", help="VM name (a DNS label); generated when omitted.")
-@click.option("--image", help="Image to boot (default: default_image_name).")
+@click.option("--image", shell_complete=image_names,
+              help="Image to boot (default: default_image_name).")
 @_size_options
 @click.option("--rm", "remove", is_flag=True, help="Delete the VM when the session ends.")
-@click.option("--branch", help="Workspace mode: check out this new branch in the guest copy.")
+@click.option("--branch",
+              help="Workspace mode: check out this branch in the guest copy (made if new).")
 @click.option("--from", "from_ref", help="Workspace mode: start --branch from this ref.")
 @pass_ctx
 def run(
@@ -73,58 +82,91 @@ def run(
 ) -> None:
     """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
 
+    With PATH (a git checkout), the VM gets a copy of it at /root/repo first (tracked and
+    untracked, not-ignored files as they are now, plus .git) and the shell or COMMAND
+    starts there.
+
     \b
       banger vm run                      # shell in a fresh sandbox
       banger vm run --rm -- make test    # run a command, exit with its status
+      banger vm run ./repo -- make test  # the same, in a copy of ./repo
     """
     from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
 
     command = _guest_command()
-    if path is not None:
-        raise InvalidInput(
-            f"workspace mode (PATH {path!r}) is not available yet",
-            hint="run without a PATH, or put the command after `--`",
-        )
-    if branch or from_ref:
+    if path is None and (branch or from_ref):
         raise InvalidInput(
             "--branch/--from need a workspace PATH",
             hint="banger vm run ./repo --branch NAME [--from REF]",
         )
+    if from_ref and not branch:
+        raise InvalidInput("--from needs --branch", hint="--branch NAME --from REF")
+    repo = None
+    if path is not None:
+        from banger.client.workspace import find_repo
+
+        repo = find_repo(path)  # before a VM exists: a bad PATH costs nothing
     # We log in right away ourselves (with the pinned host key), so the daemon need not.
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
         ready="sshd",
     )
     access = ctx.client.vm_access(created.name)
-    argv = ssh_argv(access, command, interactive=sys.stdin.isatty())
+    cwd = None
+    if repo is not None:
+        from banger.cli.workspace import prepare
+
+        try:
+            # The mise bootstrap is for interactive sessions; a COMMAND must not race it.
+            prepared = prepare(
+                ctx, created.name, str(repo.root), access=access, branch=branch,
+                from_ref=from_ref, bootstrap_tooling=not command, repo=repo,
+            )
+        except BangerError:
+            if remove:
+                _delete_quietly(ctx, created.name)
+            raise
+        cwd = prepared.workspace.guest_path
+    argv = ssh_argv(access, command, cwd=cwd, interactive=sys.stdin.isatty())
     if not remove:
         if not command:
             click.echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
                        err=True)
         exec_ssh(argv)
     code = run_ssh(argv)
-    try:
-        ctx.client.delete_vm(created.name, force=True)
-    except BangerError as exc:
-        click.echo(f"warning: could not delete {created.name}: {exc.message}", err=True)
+    _delete_quietly(ctx, created.name)
     sys.exit(code)
+
+
+def _delete_quietly(ctx: Context, name: str) -> None:
+    try:
+        ctx.client.delete_vm(name, force=True)
+    except BangerError as exc:
+        click.echo(f"warning: could not delete {name}: {exc.message}", err=True)
 
 
 @vm.command()
 @click.option("--name", help="VM name (a DNS label); generated when omitted.")
-@click.option("--image", help="Image to boot (default: default_image_name).")
+@click.option("--image", shell_complete=image_names,
+              help="Image to boot (default: default_image_name).")
 @_size_options
 @click.option("--no-start", is_flag=True, help="Provision only; do not boot.")
+@click.option("--nat", is_flag=True, help="Give the guest outbound access through the host.")
+@click.option("--backend", type=click.Choice(["qemu", "firecracker"]),
+              help="VMM for this VM (default: the daemon's backend, see `banger doctor`).")
+@click.option("--kernel", shell_complete=kernel_names, help="Kernel to boot (see `banger "
+              "kernel list`; default: the image's own or default kernel).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def create(
     ctx: Context, name: str | None, image: str | None, vcpu: int | None,
-    memory: int | None, disk_size: str | None, no_start: bool, as_json: bool,
+    memory: int | None, disk_size: str | None, no_start: bool, nat: bool,
+    backend: str | None, kernel: str | None, as_json: bool,
 ) -> None:
     """Create a VM (and boot it, unless --no-start)."""
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size,
-        start=not no_start,
+        start=not no_start, nat=nat, backend=backend, kernel=kernel,
     )
     if as_json:
         print_json(created)
@@ -133,7 +175,7 @@ def create(
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @pass_ctx
 def start(ctx: Context, name: str) -> None:
     """Boot a stopped VM and wait until ssh answers."""
@@ -146,7 +188,7 @@ def start(ctx: Context, name: str) -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @pass_ctx
 def stop(ctx: Context, name: str) -> None:
     """Shut a VM down gracefully (killed after stop_timeout)."""
@@ -155,7 +197,7 @@ def stop(ctx: Context, name: str) -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @pass_ctx
 def restart(ctx: Context, name: str) -> None:
     """Stop and start a VM."""
@@ -168,7 +210,7 @@ def restart(ctx: Context, name: str) -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @click.option("--signal", "signal_name", default="KILL", show_default=True,
               help="Signal for the VMM process (TERM, KILL, INT, ...).")
 @pass_ctx
@@ -179,7 +221,7 @@ def kill(ctx: Context, name: str, signal_name: str) -> None:
 
 
 @vm.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=vm_names)
 @click.option("--force", "-f", is_flag=True, help="Kill and delete running VMs too.")
 @pass_ctx
 def delete(ctx: Context, names: tuple[str, ...], force: bool) -> None:
@@ -190,18 +232,62 @@ def delete(ctx: Context, names: tuple[str, ...], force: bool) -> None:
 
 
 @vm.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @_size_options
+@click.option("--nat/--no-nat", default=None,
+              help="Turn outbound access through the host on or off (also while running).")
 @pass_ctx
 def set_(
-    ctx: Context, name: str, vcpu: int | None, memory: int | None, disk_size: str | None
+    ctx: Context, name: str, vcpu: int | None, memory: int | None, disk_size: str | None,
+    nat: bool | None,
 ) -> None:
-    """Change a stopped VM's size (the work disk can only grow)."""
-    updated = ctx.client.set_vm(name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size)
+    """Change a stopped VM's size (the work disk can only grow), or its NAT setting."""
+    updated = ctx.client.set_vm(
+        name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size, nat=nat
+    )
+    nat_part = "" if nat is None else f", nat {'on' if updated.nat else 'off'}"
     click.echo(
         f"{updated.name}: {updated.spec.vcpu} vCPU, {updated.spec.memory_mib} MiB, "
-        f"{format_size(updated.spec.disk_size_bytes)} disk"
+        f"{format_size(updated.spec.disk_size_bytes)} disk{nat_part}"
     )
+
+
+@vm.command()
+@click.argument("name", shell_complete=vm_names)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def stats(ctx: Context, name: str, as_json: bool) -> None:
+    """Show a VM's CPU, memory, disk and network usage, now and recently."""
+    from banger.core.stats import HISTORY_HEADERS, history_rows, summary_fields
+
+    report = ctx.client.vm_stats(name)
+    if as_json:
+        print_json(report)
+        return
+    print_fields(summary_fields(report, time.time()))
+    rows = history_rows(report)
+    if len(rows) > 1:
+        click.echo()
+        print_table(HISTORY_HEADERS, rows)
+
+
+@vm.command()
+@click.argument("name", shell_complete=vm_names)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def ports(ctx: Context, name: str, as_json: bool) -> None:
+    """List the TCP and UDP sockets listening in a running VM, with their process and the
+    NAME.vm:PORT address the host reaches them at ("-": not from the host, e.g. loopback)."""
+    from banger.cli.workspace import guest_command
+    from banger.client.ports import list_ports
+    from banger.core.ports import PORT_HEADERS, port_rows
+
+    access = ctx.client.vm_access(name)
+    found = list_ports(guest_command(ctx, name, access), vm=access["name"], ip=access["ip"])
+    if as_json:
+        print_json(found)
+    else:
+        print_table(PORT_HEADERS, port_rows(found))
 
 
 @vm.command("list")
@@ -224,7 +310,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
@@ -239,6 +325,7 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("vcpu", str(v.spec.vcpu)), ("memory", f"{v.spec.memory_mib} MiB"),
         ("disk", format_size(v.spec.disk_size_bytes)),
         ("backend", f"{v.backend} ({v.accel})"), ("pid", str(v.pid or "-")),
+        ("nat", "on" if v.nat else "off"),
         ("created", datetime.fromtimestamp(v.created_at).isoformat(timespec="seconds")),
         ("dir", v.dir),
     ]
@@ -248,7 +335,7 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
 @pass_ctx
 def logs(ctx: Context, name: str, follow: bool) -> None:
@@ -267,7 +354,7 @@ def logs(ctx: Context, name: str, follow: bool) -> None:
 
 
 @vm.command(cls=TrailingCommand)
-@click.argument("name")
+@click.argument("name", shell_complete=vm_names)
 @pass_ctx
 def ssh(ctx: Context, name: str) -> None:
     """Open a shell in a running VM, or run COMMAND (after `--`)."""
@@ -283,4 +370,3 @@ def _ago(timestamp: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
-

@@ -124,7 +124,14 @@ def find_archives(sources: Iterable[AptSource], suite: str) -> DebianArchives:
 
     Raises ImageBuildFailed when no enabled binary entry carries the suite.
     """
+    sources = list(sources)
     main, security = _scan(sources, suite)
+    if main is None:
+        # A Debian archive carries every suite under one URI: a bookworm host can build
+        # trixie from its own mirror.
+        main = _any_debian_archive(sources)
+        if main is not None:
+            security = security_for_mirror(main)
     if main is None:
         raise ImageBuildFailed(
             f"no Debian {suite} archive found in the host's apt sources", hint=_MIRROR_HINT
@@ -198,3 +205,26 @@ def mmdebstrap_sources(
     if archives.security is not None:
         lines.append(f"deb {archives.security} {suite}-security main")
     return lines
+
+
+def _any_debian_archive(sources: Iterable[AptSource]) -> str | None:
+    for source in sources:
+        if not source.enabled or "deb" not in source.types:
+            continue
+        if source.components and "main" not in source.components:
+            continue
+        for uri in source.uris:
+            base = uri.rstrip("/")
+            if uri.startswith(_USABLE_SCHEMES) and base.endswith("/debian"):
+                return base
+    return None
+
+
+def archive_for_suite(
+    suite: str, *, mirror: str | None = None, host_sources: Iterable[AptSource] = ()
+) -> str:
+    """The base URI to fetch ``dists/<suite>`` from: the configured mirror, else the host's
+    archive for the suite, else any Debian archive the host uses."""
+    if mirror is not None:
+        return mmdebstrap_sources(suite, mirror=mirror)[0].split()[1]
+    return find_archives(host_sources, suite).main

@@ -6,9 +6,11 @@ from __future__ import annotations
 import tomllib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from banger.core.durations import parse_duration
 from banger.core.errors import ConfigError, InvalidInput
+from banger.core.filesync import check_host_path, parse_mode, work_disk_path
 from banger.core.netplan import bridge_network
 from banger.core.units import parse_size
 
@@ -34,6 +36,34 @@ class VMDefaults(_Strict):
         return value
 
 
+class FileSync(_Strict):
+    """One `[[file_sync]]` entry: copied from the host onto the work disk at create time."""
+
+    host: str
+    guest: str
+    mode: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FileSync:
+        # Checked together so the message can name the entry by its host path.
+        try:
+            check_host_path(self.host)
+            work_disk_path(self.guest)
+            if self.mode is not None:
+                parse_mode(self.mode)
+        except ValueError as exc:
+            raise ValueError(f"entry host = {self.host!r}: {exc}") from None
+        return self
+
+    @property
+    def relative_guest_path(self) -> str:
+        return work_disk_path(self.guest)
+
+    @property
+    def file_mode(self) -> int | None:
+        return parse_mode(self.mode) if self.mode is not None else None
+
+
 class Config(_Strict):
     log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"
     default_image_name: str = "debian-bookworm"
@@ -50,6 +80,56 @@ class Config(_Strict):
     boot_timeout: float = Field(default=180.0, gt=0)
     stop_timeout: float = Field(default=30.0, gt=0)
     vm_defaults: VMDefaults = VMDefaults()
+    # None: the host's /etc/resolv.conf nameservers; []: never forward (answer REFUSED).
+    dns_upstreams: list[str] | None = None
+    stats_poll_interval: str = "10s"
+    auto_stop_stale_after: str | None = None
+    file_sync: list[FileSync] = []
+    # OCI pulls: the most an image may take once extracted (default: half the free space
+    # of the state dir, at most 64G); registries spoken to over plain HTTP (loopback ones
+    # always are).
+    image_max_size: str | None = None
+    insecure_registries: list[str] = []
+    default_kernel: str = "generic-6.1"
+
+    @field_validator("stats_poll_interval", "auto_stop_stale_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("image_max_size")
+    @classmethod
+    def _max_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_size(value, what="image_max_size")
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("dns_upstreams")
+    @classmethod
+    def _upstreams(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            parts = address.split(".")
+            if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+                raise ValueError(f"{address!r} is not an IPv4 address")
+        return value
+
+    @property
+    def stats_poll_seconds(self) -> float:
+        return max(1.0, parse_duration(self.stats_poll_interval))
+
+    @property
+    def auto_stop_seconds(self) -> float | None:
+        if self.auto_stop_stale_after is None:
+            return None
+        return parse_duration(self.auto_stop_stale_after)
 
     def check_network(self) -> None:
         bridge_network(self.bridge_ip, self.cidr)
@@ -65,7 +145,8 @@ def _format_error(exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
         return f"unknown config key {key!r}"
-    return f"bad value for config key {key!r}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"bad value for config key {key!r}: {message}"
 
 
 def parse_config(text: str, *, source: str = "config.toml") -> Config:

@@ -105,6 +105,35 @@ class ImageBuildFailed(HostError):
     code = "image_build_failed"
 
 
+class RegistryError(HostError):
+    """An OCI registry refused, failed or answered something we cannot use."""
+
+    code = "registry_error"
+    default_hint = "check the image reference, the registry's address and your credentials"
+
+
+class UnsafeLayer(InvalidInput):
+    """An image layer tries to write outside its root or is otherwise not extractable."""
+
+    code = "unsafe_layer"
+    default_hint = "the image is malformed or malicious; it was not imported"
+
+
+class ImageTooLarge(InvalidInput):
+    code = "image_too_large"
+    default_hint = "raise `image_max_size` in config (or free disk space) if the image is trusted"
+
+
+class ChecksumMismatch(HostError):
+    code = "checksum_mismatch"
+    default_hint = "the download or the file is corrupt; run the command again"
+
+
+class KernelNotFound(NotFound):
+    code = "kernel_missing"
+    default_hint = "see `banger kernel list`; `banger kernel pull NAME` fetches a catalog kernel"
+
+
 class BootFailed(HostError):
     code = "boot_failed"
     default_hint = "see `banger vm logs NAME` for the guest console"

@@ -155,3 +155,143 @@ def kernel_cmdline(
     if extra:
         parts.append(extra)
     return " ".join(parts)
+
+
+# --- Root overlay for VMMs without qcow2 (Firecracker) -----------------------------------------
+# Where the filesystem cannot reflink the base image, the VM gets the image's root read-only
+# (/dev/vda) and a writable overlay disk of its own, combined into an overlayfs `/` in the
+# initramfs. Nothing is baked into the image: the daemon appends a small cpio archive to the
+# image's initramfs-tools initrd (the kernel unpacks concatenated archives in order) and boots
+# with `rdinit=`, so the hook runs the image's own /init after adding one init-bottom step.
+
+OVERLAY_DISK_LABEL = "banger-overlay"
+OVERLAY_RDINIT_PATH = "/banger/rdinit"
+OVERLAY_HOOK_PATH = "/banger/overlay"
+# Where the layers stay visible in the running guest (the layout Ubuntu's overlayroot uses).
+OVERLAY_LOWER_MOUNT = "/media/root-ro"
+OVERLAY_UPPER_MOUNT = "/media/root-rw"
+# Bump when the two scripts below change, so cached initrds are rebuilt.
+OVERLAY_VERSION = "1"
+
+OVERLAY_RDINIT = r"""#!/bin/sh
+# banger: put the root overlay step first in initramfs-tools' init-bottom, then run /init.
+order=/scripts/init-bottom/ORDER
+if [ -f "$order" ]; then
+    { echo '__HOOK__ "$@"'; cat "$order"; } > /banger/ORDER
+    cat /banger/ORDER > "$order"
+else
+    echo "banger: no $order in this initramfs; / stays read-only" > /dev/console
+fi
+exec /init "$@"
+""".replace("__HOOK__", OVERLAY_HOOK_PATH)
+
+OVERLAY_HOOK = r"""#!/bin/sh
+# banger: make / an overlayfs: the image's read-only root below, this VM's disk above.
+dev=
+for word in $(cat /proc/cmdline); do
+    case "$word" in banger.overlay=*) dev="${word#*=}" ;; esac
+done
+[ -n "$dev" ] || exit 0
+fail() {
+    echo "banger-overlay: $*; / stays read-only" > /dev/console
+    exit 0
+}
+i=0
+while [ ! -b "$dev" ] && [ "$i" -lt 20 ]; do sleep 1; i=$((i + 1)); done
+[ -b "$dev" ] || fail "no overlay disk $dev"
+# overlay.ko lives in the image, not in a small initrd.
+modprobe -d "$rootmnt" overlay 2>/dev/null || modprobe overlay 2>/dev/null || true
+mkdir -p /banger/ro /banger/rw
+mount -t ext4 "$dev" /banger/rw || fail "cannot mount $dev"
+mkdir -p /banger/rw/upper /banger/rw/work
+mount -n -o move "$rootmnt" /banger/ro || fail "cannot move the root mount"
+if ! mount -t overlay -o lowerdir=/banger/ro,upperdir=/banger/rw/upper,workdir=/banger/rw/work \
+        overlay "$rootmnt"; then
+    mount -n -o move /banger/ro "$rootmnt"
+    fail "cannot mount the overlay"
+fi
+mkdir -p "$rootmnt__LOWER__" "$rootmnt__UPPER__"
+mount -n -o move /banger/ro "$rootmnt__LOWER__"
+mount -n -o move /banger/rw "$rootmnt__UPPER__"
+exit 0
+""".replace("__LOWER__", OVERLAY_LOWER_MOUNT).replace("__UPPER__", OVERLAY_UPPER_MOUNT)
+
+
+def overlay_initramfs_files() -> dict[str, tuple[int, bytes]]:
+    """The archive appended to the image's initrd: path -> (mode, content); b"" with a
+    directory mode for directories."""
+    return {
+        "banger": (0o040755, b""),
+        OVERLAY_RDINIT_PATH.lstrip("/"): (0o100755, OVERLAY_RDINIT.encode()),
+        OVERLAY_HOOK_PATH.lstrip("/"): (0o100755, OVERLAY_HOOK.encode()),
+    }
+
+
+def overlay_boot_args(device: str) -> str:
+    """Kernel arguments for a root overlay on `device`; the base root is mounted read-only."""
+    return f"ro rdinit={OVERLAY_RDINIT_PATH} banger.overlay={device}"
+
+
+# --- First boot of images without sshd (OCI pulls) ---------------------------------------------
+# An image pulled from a registry may lack openssh-server. This unit installs it with the
+# guest's own package manager on the first boot (it needs the VM to reach a mirror: --nat),
+# or says on the console, which `banger vm logs` shows, why it cannot.
+
+SSH_INSTALL_SCRIPT_PATH = "/usr/local/lib/banger/banger-install-ssh"
+SSH_INSTALL_UNIT_NAME = "banger-install-ssh.service"
+
+SSH_INSTALL_SCRIPT = r"""#!/bin/sh
+# banger-install-ssh: install openssh-server once, with the image's package manager.
+say() { echo "banger: $*" > /dev/console; echo "banger: $*"; }
+say "this image has no openssh-server; installing it (needs network: vm create --nat)"
+i=0
+while ! grep -q "$(printf '^[^\t]*\t00000000')" /proc/net/route && [ "$i" -lt 20 ]; do
+    sleep 1; i=$((i + 1))
+done
+ok=1
+if command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            openssh-server && ok=0
+elif command -v dnf >/dev/null; then dnf install -y openssh-server && ok=0
+elif command -v microdnf >/dev/null; then microdnf install -y openssh-server && ok=0
+elif command -v zypper >/dev/null; then zypper --non-interactive install openssh && ok=0
+elif command -v apk >/dev/null; then apk add --no-cache openssh-server && ok=0
+elif command -v pacman >/dev/null; then pacman -Sy --noconfirm openssh && ok=0
+else
+    say "FAILED: no known package manager (apt-get, dnf, zypper, apk, pacman) in this image"
+    exit 1
+fi
+if [ "$ok" != 0 ]; then
+    say "FAILED to install openssh-server: the VM has no route to a package mirror?" \
+        "Create the VM with --nat, or pull an image that contains openssh-server."
+    exit 1
+fi
+mkdir -p /etc/ssh/sshd_config.d
+for unit in ssh.service sshd.service; do
+    if systemctl cat "$unit" >/dev/null 2>&1; then
+        systemctl enable "$unit" || true
+        systemctl restart "$unit" && say "openssh-server installed; $unit started" && exit 0
+    fi
+done
+say "FAILED: openssh-server installed but no ssh unit could be started"
+exit 1
+"""
+
+SSH_INSTALL_UNIT = f"""\
+[Unit]
+Description=banger: install openssh-server on first boot
+After=network-online.target {BOOT_UNIT_NAME} systemd-networkd.service
+Wants=network-online.target
+ConditionPathExists=!/usr/sbin/sshd
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={SSH_INSTALL_SCRIPT_PATH}
+StandardOutput=journal+console
+TimeoutStartSec=15min
+
+[Install]
+WantedBy=multi-user.target
+"""

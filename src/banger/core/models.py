@@ -27,6 +27,19 @@ class VMSpec:
     disk_size_bytes: int
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """A git checkout copied into a VM: where it is and the commit it started from, which
+    `vm workspace export` diffs against."""
+
+    guest_path: str
+    base_commit: str  # "" when the repository had no commits
+    source: str = ""  # where it came from, as the client named it (informational)
+    branch: str = ""
+    readonly: bool = False
+    prepared_at: float = 0.0
+
+
 @dataclass
 class VM:
     id: str
@@ -45,6 +58,8 @@ class VM:
     started_at: float | None = None
     nat: bool = False
     last_error: str = ""
+    workspaces: list[Workspace] = field(default_factory=list)
+    kernel: str = ""  # a kernel catalog entry overriding the image's kernel (vm create --kernel)
 
 
 @dataclass
@@ -58,6 +73,28 @@ class Image:
     source: str
     size_bytes: int = 0
     recipe_version: str = ""
+    # The image's default kernel from the kernel store, used when `kernel` is "" (OCI
+    # pulls carry no kernel of their own).
+    kernel_name: str = ""
+    # sshd is installed by the guest on its first boot (needs the VM to have NAT).
+    ssh_on_first_boot: bool = False
+    digest: str = ""  # OCI manifest digest of a pulled image
+
+
+@dataclass
+class Kernel:
+    """A kernel in the kernel store: from the catalog (pulled) or registered host files."""
+
+    name: str
+    vmlinuz: str
+    initrd: str | None
+    managed: bool
+    created_at: float
+    source: str
+    version: str = ""
+    vmlinux: str | None = None  # uncompressed ELF, for Firecracker
+    modules: str | None = None  # the modules tree (lib/modules/<version>)
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,11 +125,20 @@ def vm_from_dict(data: dict[str, Any]) -> VM:
     values = dict(data)
     values["state"] = VMState(values["state"])
     values["spec"] = VMSpec(**values["spec"])
+    values["workspaces"] = [workspace_from_dict(w) for w in values.get("workspaces") or []]
     return VM(**_known(VM, values))
+
+
+def workspace_from_dict(data: dict[str, Any]) -> Workspace:
+    return Workspace(**_known(Workspace, data))
 
 
 def image_from_dict(data: dict[str, Any]) -> Image:
     return Image(**_known(Image, data))
+
+
+def kernel_from_dict(data: dict[str, Any]) -> Kernel:
+    return Kernel(**_known(Kernel, data))
 
 
 def _known(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from banger import __version__
 from banger.core.errors import BangerError, InvalidInput
-from banger.core.models import ProgressEvent, to_dict
+from banger.core.models import ProgressEvent, Workspace, to_dict
 from banger.daemon.progress import Progress
 from banger.daemon.services import Services
+from banger.daemon.workspaces import WorkspaceService
 
 log = logging.getLogger("banger.api")
 
@@ -119,6 +120,15 @@ def _opt_int(data: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def _opt_bool(data: dict[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{key} must be true or false")
+    return value
+
+
 def _opt_str(data: dict[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
@@ -133,6 +143,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app[_TASKS] = set()
     vms = services.vms
     images = services.images
+    workspaces = WorkspaceService(services.store, vms)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/status")
@@ -168,6 +179,9 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.post("/v1/vms")
     async def create_vm(request: web.Request) -> web.StreamResponse:
         data = await _body(request)
+        nat = _opt_bool(data, "nat") or False
+        if nat:
+            services.integration.nat.require()
         return await _stream(request, lambda progress: vms.create(
             name=_opt_str(data, "name"),
             image=_opt_str(data, "image"),
@@ -177,6 +191,9 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
             start=bool(data.get("start", True)),
             progress=progress,
             login_check=data.get("ready", "login") != "sshd",
+            nat=nat,
+            backend=_opt_str(data, "backend"),
+            kernel=_opt_str(data, "kernel"),
         ))
 
     @routes.post("/v1/vms/{name}/start")
@@ -204,11 +221,15 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.patch("/v1/vms/{name}")
     async def set_vm(request: web.Request) -> web.Response:
         data = await _body(request)
+        nat = _opt_bool(data, "nat")
+        if nat:
+            services.integration.nat.require()
         vm = await vms.set(
             request.match_info["name"],
             vcpu=_opt_int(data, "vcpu"),
             memory_mib=_opt_int(data, "memory_mib"),
             disk_size=_opt_str(data, "disk_size"),
+            nat=nat,
         )
         return _json(to_dict(vm))
 
@@ -226,9 +247,37 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
         data, next_offset = vms.console_log(request.match_info["name"], max(0, offset))
         return _json({"data": base64.b64encode(data).decode(), "offset": next_offset})
 
+    @routes.get("/v1/vms/{name}/stats")
+    async def vm_stats(request: web.Request) -> web.Response:
+        return _json(_plain(await services.integration.stats.stats(request.match_info["name"])))
+
     @routes.get("/v1/vms/{name}/access")
     async def vm_access(request: web.Request) -> web.Response:
         return _json(to_dict(vms.access(request.match_info["name"])))
+
+    @routes.get("/v1/vms/{name}/workspaces")
+    async def list_workspaces(request: web.Request) -> web.Response:
+        return _json([to_dict(w) for w in workspaces.list(request.match_info["name"])])
+
+    @routes.get("/v1/vms/{name}/workspace")
+    async def show_workspace(request: web.Request) -> web.Response:
+        path = request.query.get("guest_path", "")
+        return _json(to_dict(workspaces.get(request.match_info["name"], path)))
+
+    @routes.put("/v1/vms/{name}/workspace")
+    async def record_workspace(request: web.Request) -> web.Response:
+        data = await _body(request)
+        path = _opt_str(data, "guest_path")
+        if not path:
+            raise InvalidInput("guest_path is required")
+        workspace = Workspace(
+            guest_path=path,
+            base_commit=_opt_str(data, "base_commit") or "",
+            source=_opt_str(data, "source") or "",
+            branch=_opt_str(data, "branch") or "",
+            readonly=bool(_opt_bool(data, "readonly")),
+        )
+        return _json(to_dict(workspaces.record(request.match_info["name"], workspace)))
 
     @routes.get("/v1/images")
     async def list_images(_: web.Request) -> web.Response:
@@ -245,7 +294,10 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
         if not name:
             raise InvalidInput("name is required")
         force = bool(data.get("force", False))
-        return await _stream(request, lambda progress: images.pull(name, progress, force=force))
+        as_name, kernel = _opt_str(data, "as_name"), _opt_str(data, "kernel")
+        return await _stream(request, lambda progress: images.pull(
+            name, progress, force=force, as_name=as_name, kernel=kernel,
+        ))
 
     @routes.post("/v1/images/register")
     async def register_image(request: web.Request) -> web.Response:
@@ -261,4 +313,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
         return _json(to_dict(images.delete(request.match_info["name"])))
 
     app.add_routes(routes)
+    from banger.daemon.imageapi import image_routes
+
+    app.add_routes(image_routes(services))
     return app

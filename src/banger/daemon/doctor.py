@@ -10,6 +10,7 @@ from banger.core.config import Config
 from banger.core.models import Check
 from banger.core.sizing import SizeDefaults
 from banger.core.units import GIB, format_size
+from banger.daemon.backends import backend_checks
 from banger.host import hostinfo
 from banger.host.hostinfo import AccelChoice, KVMFacts
 
@@ -37,6 +38,7 @@ def run_checks(
 
     tool("qemu", config.qemu_bin, "apt-get install qemu-system-x86")
     tool("qemu-img", "qemu-img", "apt-get install qemu-utils")
+    checks.extend(backend_checks(config, facts))
     kvm_detail = (
         f"/dev/kvm: {'present' if facts.device else 'absent'}"
         f"{', emulated pvm module' if facts.pvm else ''}"

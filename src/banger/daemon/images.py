@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from banger.core.errors import ImageNotFound, InvalidInput, ResourceBusy
 from banger.core.models import Image, ProgressEvent
@@ -17,8 +18,11 @@ from banger.daemon.progress import Progress
 from banger.daemon.store import Store
 from banger.host.imagebuild import RECIPE_VERSION, ImageBuilder
 
+if TYPE_CHECKING:
+    from banger.daemon.ociimages import OCIImages
+
 # name -> Debian suite built by the image builder.
-CATALOG: dict[str, str] = {"debian-bookworm": "bookworm"}
+CATALOG: dict[str, str] = {"debian-bookworm": "bookworm", "debian-trixie": "trixie"}
 
 
 class ImageService:
@@ -29,7 +33,9 @@ class ImageService:
         builder: ImageBuilder,
         apt_sources: Callable[[str], list[str]],
         images_in_use: Callable[[str], list[str]],
+        oci: OCIImages | None = None,
     ) -> None:
+        self._oci = oci
         self._store = store
         self._dir = images_dir
         self._builder = builder
@@ -59,7 +65,14 @@ class ImageService:
             self.get(name)
         return await self.pull(name, progress)
 
-    async def pull(self, name: str, progress: Progress, *, force: bool = False) -> Image:
+    async def pull(
+        self, name: str, progress: Progress, *, force: bool = False, as_name: str | None = None,
+        kernel: str | None = None,
+    ) -> Image:
+        """A catalog image by name, or else `name` is an OCI reference (docker.io/...)."""
+        if name not in CATALOG and self._oci is not None:
+            return await self._oci.pull(name, progress, force=force, as_name=as_name,
+                                        kernel=kernel)
         if name not in CATALOG:
             raise ImageNotFound(
                 f"{name!r} is not in the image catalog",

@@ -21,6 +21,7 @@ from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
 from banger.core.paths import Paths, paths_from_env
 from banger.daemon.api import make_app
+from banger.daemon.integration import real_integration_adapters
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
 
 log = logging.getLogger("banger.daemon")
@@ -95,14 +96,18 @@ def _bind_socket(path: Path) -> socket.socket:
     return sock
 
 
-def real_adapters(config: Config) -> Adapters:
+def real_adapters(config: Config, paths: Paths) -> Adapters:
+    from banger.core.aptsources import archive_for_suite
     from banger.host import hostinfo
-    from banger.host.aptconfig import host_apt_sources
+    from banger.host.aptconfig import host_apt_sources, read_host_sources
     from banger.host.disks import HostDisks
     from banger.host.imagebuild import DebianImageBuilder
+    from banger.host.kernelpull import DebianKernelFetcher
     from banger.host.network import IPRoute2Network
+    from banger.host.ocipull import OCIPuller
     from banger.host.processes import SubprocessRunner
     from banger.host.ssh import AsyncSSHProbe, SSHKeygen
+    from banger.host.vmm.firecracker import FirecrackerHypervisor
     from banger.host.vmm.qemu import QemuHypervisor
 
     runner = SubprocessRunner()
@@ -117,6 +122,17 @@ def real_adapters(config: Config) -> Adapters:
         kvm=hostinfo.kvm_facts(),
         host_cpus=hostinfo.cpu_count(),
         host_memory=hostinfo.memory_bytes(),
+        integration=real_integration_adapters(),
+        firecracker=FirecrackerHypervisor(
+            config.firecracker_bin, paths.state_dir / "firecracker", runner=runner
+        ),
+        image_puller=OCIPuller(
+            paths.cache_dir / "oci", insecure=tuple(config.insecure_registries)
+        ),
+        kernel_fetcher=DebianKernelFetcher(paths.cache_dir),
+        debian_archive=lambda suite: archive_for_suite(
+            suite, mirror=config.debian_mirror, host_sources=read_host_sources()
+        ),
     )
 
 
@@ -130,6 +146,7 @@ async def _ensure_client_key(services: Services) -> None:
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
     await services.vms.reconcile()
+    await services.integration.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -145,6 +162,7 @@ async def serve(paths: Paths, services: Services) -> None:
     await stop.wait()
     log.info("bangerd shutting down; running VMs keep running")
     supervisor.cancel()
+    await services.integration.close()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()
     await runner.cleanup()
@@ -163,7 +181,7 @@ def main() -> None:
     try:
         config = load_config(paths)
         _setup_logging(paths.daemon_log, config.log_level)
-        services = build_services(paths, config, real_adapters(config))
+        services = build_services(paths, config, real_adapters(config, paths))
     except BangerError as exc:
         # The CLI reads this line back to explain why the daemon did not come up.
         log.error(exc.message, extra={"code": exc.code, "hint": exc.hint})

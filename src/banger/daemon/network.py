@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from banger.core.config import Config
 from banger.core.netplan import TAP_PREFIX, allocate_ip, prefix_len
@@ -17,6 +18,8 @@ class HostNetwork:
         self._store = store
         self._bridge_ready = False
         self._lock = asyncio.Lock()
+        # Called after the bridge was (re)made, e.g. to point the host's resolver at it.
+        self.bridge_listeners: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def gateway(self) -> str:
@@ -40,6 +43,11 @@ class HostNetwork:
                 self._config.bridge_name, self._config.bridge_ip, self.prefix_len
             )
             self._bridge_ready = True
+            for listener in self.bridge_listeners:
+                await listener()
+
+    async def bridge_exists(self) -> bool:
+        return await self._net.link_exists(self._config.bridge_name)
 
     async def attach(self, tap: str) -> None:
         await self.ensure_bridge()

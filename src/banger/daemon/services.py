@@ -6,21 +6,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from banger.core.backends import BackendChoice
 from banger.core.config import Config
 from banger.core.errors import BangerError, ConfigError, MissingTool
 from banger.core.models import Check
 from banger.core.paths import Paths
 from banger.core.sizing import size_defaults
+from banger.core.units import parse_size
 from banger.daemon import doctor
+from banger.daemon.backends import default_backend, firecracker_machine
 from banger.daemon.images import CATALOG, ImageService
+from banger.daemon.integration import Integration, IntegrationAdapters, build_integration
+from banger.daemon.kernels import KernelService
 from banger.daemon.network import HostNetwork
+from banger.daemon.ociimages import OCIImages
+from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
 from banger.daemon.vms import Machine, VMService
 from banger.host import hostinfo
 from banger.host.disks import DiskAdapter
 from banger.host.hostinfo import AccelChoice, KVMFacts
 from banger.host.imagebuild import ImageBuilder
+from banger.host.kernelpull import FetchedKernel, KernelFetcher
 from banger.host.network import HostNetworkAdapter
+from banger.host.ocipull import ImagePuller
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import Hypervisor
 
@@ -37,6 +46,12 @@ class Adapters:
     kvm: KVMFacts
     host_cpus: int
     host_memory: int
+    integration: IntegrationAdapters
+    firecracker: Hypervisor | None = None
+    # Images from OCI registries and kernels from the Debian archive (None: unavailable).
+    image_puller: ImagePuller | None = None
+    kernel_fetcher: KernelFetcher | None = None
+    debian_archive: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -50,6 +65,8 @@ class Services:
     machine: Machine
     accel: AccelChoice
     adapters: Adapters
+    integration: Integration
+    kernels: KernelService | None = None
 
     def doctor(self) -> list[Check]:
         def apt_ok() -> str | None:
@@ -60,7 +77,7 @@ class Services:
             return None
 
         name = self.config.default_image_name
-        return doctor.run_checks(
+        return [*doctor.run_checks(
             config=self.config,
             state_dir=self.paths.state_dir,
             facts=self.adapters.kvm,
@@ -69,7 +86,7 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
-        )
+        ), *self.integration.checks()]
 
 
 def client_key_path(paths: Paths, config: Config) -> Path:
@@ -87,11 +104,6 @@ def client_key_path(paths: Paths, config: Config) -> Path:
 def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services:
     store = Store(paths.db)
     accel = hostinfo.choose_accel(config.accel, adapters.kvm)
-    if config.backend == "firecracker":
-        raise ConfigError(
-            "backend = \"firecracker\" is not available yet",
-            hint="use backend = \"auto\" or \"qemu\"",
-        )
 
     def preflight() -> None:
         if hostinfo.which(config.qemu_bin) is None:
@@ -100,14 +112,30 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
                 hint="apt-get install qemu-system-x86 (or set qemu_bin in config)",
             )
 
-    machine = Machine(
+    qemu = Machine(
         backend="qemu", accel=accel.accel, tsc_khz=hostinfo.tsc_khz(), preflight=preflight
     )
+    backends: dict[str, tuple[Machine, Hypervisor]] = {"qemu": (qemu, adapters.hypervisor)}
+    if adapters.firecracker is not None:
+        backends["firecracker"] = (firecracker_machine(config), adapters.firecracker)
+    choice = default_backend(config, adapters.kvm)
+    if choice.name not in backends:
+        if config.backend == choice.name:
+            raise ConfigError(f"backend = \"{choice.name}\" is not available in this daemon")
+        choice = BackendChoice("qemu", "the default")
+    machine, hypervisor = backends[choice.name]
     network = HostNetwork(config, adapters.network, store)
     vms_holder: list[VMService] = []
+    kernels = _kernel_service(paths, config, store, adapters)
+    oci = None if adapters.image_puller is None else OCIImages(
+        store, paths.images_dir, adapters.image_puller, catalog=lambda n: n in CATALOG,
+        images_in_use=lambda name: vms_holder[0].images_in_use(name),
+        default_kernel=config.default_kernel,
+        max_bytes=parse_size(config.image_max_size) if config.image_max_size else None,
+    )
     images = ImageService(
         store, paths.images_dir, adapters.image_builder, adapters.apt_sources,
-        lambda name: vms_holder[0].images_in_use(name),
+        lambda name: vms_holder[0].images_in_use(name), oci,
     )
     vms = VMService(
         config=config,
@@ -116,13 +144,50 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         images=images,
         network=network,
         disks=adapters.disks,
-        hypervisor=adapters.hypervisor,
+        hypervisor=hypervisor,
         keys=adapters.keys,
         probe=adapters.probe,
         machine=machine,
         client_key=client_key_path(paths, config),
         known_hosts=paths.known_hosts,
         size_defaults=size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory),
+        backends=backends,
+        kernels=kernels,
     )
     vms_holder.append(vms)
-    return Services(paths, config, store, images, network, vms, machine, accel, adapters)
+    ssh_config = SSHConfigFile(
+        store, paths.ssh_config, identity_file=client_key_path(paths, config),
+        known_hosts=paths.known_hosts,
+    )
+    vms.listeners.append(ssh_config.on_vm_event)
+    ssh_config.write()
+    integration = build_integration(config, store, network, vms, adapters.integration)
+    services = Services(
+        paths, config, store, images, network, vms, machine, accel, adapters, integration
+    )
+    services.kernels = kernels
+    return services
+
+
+def _kernel_service(
+    paths: Paths, config: Config, store: Store, adapters: Adapters
+) -> KernelService:
+    fetcher = adapters.kernel_fetcher
+    archive = adapters.debian_archive
+
+    def in_use(name: str) -> list[str]:
+        users = [f"VM {vm.name}" for vm in store.list_vms() if vm.kernel == name]
+        return users + [f"image {i.name}" for i in store.list_images() if i.kernel_name == name]
+
+    def no_fetcher(_: str) -> str:
+        raise MissingTool("kernel pull is not available in this daemon")
+
+    return KernelService(
+        store, paths.state_dir / "kernels",
+        fetcher if fetcher is not None else _NoFetcher(), archive or no_fetcher, in_use,
+    )
+
+
+class _NoFetcher:
+    async def fetch(self, **_: object) -> FetchedKernel:
+        raise MissingTool("kernel pull is not available in this daemon")

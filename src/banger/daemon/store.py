@@ -9,7 +9,15 @@ import json
 import sqlite3
 from pathlib import Path
 
-from banger.core.models import VM, Image, image_from_dict, to_dict, vm_from_dict
+from banger.core.models import (
+    VM,
+    Image,
+    Kernel,
+    image_from_dict,
+    kernel_from_dict,
+    to_dict,
+    vm_from_dict,
+)
 
 # Each migration is a list of statements run in one transaction (not executescript, which
 # commits on its own and would break the all-or-nothing upgrade).
@@ -18,6 +26,7 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL)",
         "CREATE TABLE images (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
     ],
+    ["CREATE TABLE kernels (name TEXT PRIMARY KEY, data TEXT NOT NULL)"],
 ]
 
 
@@ -85,3 +94,22 @@ class Store:
 
     def delete_image(self, name: str) -> None:
         self._db.execute("DELETE FROM images WHERE name = ?", (name,))
+
+    # Kernels
+    def put_kernel(self, kernel: Kernel) -> None:
+        self._db.execute(
+            "INSERT INTO kernels (name, data) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+            (kernel.name, json.dumps(to_dict(kernel))),
+        )
+
+    def get_kernel(self, name: str) -> Kernel | None:
+        row = self._db.execute("SELECT data FROM kernels WHERE name = ?", (name,)).fetchone()
+        return kernel_from_dict(json.loads(row[0])) if row else None
+
+    def list_kernels(self) -> list[Kernel]:
+        rows = self._db.execute("SELECT data FROM kernels ORDER BY name").fetchall()
+        return [kernel_from_dict(json.loads(row[0])) for row in rows]
+
+    def delete_kernel(self, name: str) -> None:
+        self._db.execute("DELETE FROM kernels WHERE name = ?", (name,))

@@ -12,9 +12,10 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from banger.core.config import Config
 from banger.core.errors import (
@@ -31,18 +32,29 @@ from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import SizeDefaults, effective_spec, spec_line
 from banger.core.units import parse_size
+from banger.daemon.filesync import stage_file_sync
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.store import Store
 from banger.host.disks import DiskAdapter
 from banger.host.ssh import GuestProbe, KeyMaker
-from banger.host.vmm.base import Hypervisor, LaunchSpec
+from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot
 
 log = logging.getLogger("banger.vms")
 
 ALIVE_STATES = {VMState.STARTING, VMState.RUNNING, VMState.STOPPING, VMState.ERROR}
+# Called with the VM after it was created, changed state or settings, or deleted; listeners
+# (DNS, NAT, stats) rebuild what they derive from the store. Their errors are logged only.
+VMListener = Callable[[VM], Awaitable[None]]
 HOST_KEY = "ssh_host_ed25519_key"
+
+
+class KernelChooser(Protocol):
+    """Which kernel a VM boots: its --kernel, else its image's own or default kernel."""
+
+    def check(self, name: str) -> None: ...
+    async def boot_image(self, kernel: str, image: Image, progress: Progress) -> Image: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,10 @@ class VMService:
         client_key: Path,
         known_hosts: Path,
         size_defaults: SizeDefaults,
+        backends: Mapping[str, tuple[Machine, Hypervisor]] | None = None,
+        kernels: KernelChooser | None = None,
     ) -> None:
+        self._kernels = kernels
         self._config = config
         self._store = store
         self._dir = vms_dir
@@ -94,11 +109,14 @@ class VMService:
         self._keys = keys
         self._probe = probe
         self._machine = machine
+        # Every backend this daemon can run, by name; `machine`/`hypervisor` is the default.
+        self._backends = {machine.backend: (machine, hypervisor), **(backends or {})}
         self._client_key = client_key
         self._known_hosts = known_hosts
         self.size_defaults = size_defaults
         self._locks: dict[str, asyncio.Lock] = {}
         self._create_lock = asyncio.Lock()
+        self.listeners: builtins.list[VMListener] = []
 
     # Queries
 
@@ -151,7 +169,12 @@ class VMService:
         start: bool,
         progress: Progress = no_progress,
         login_check: bool = True,
+        nat: bool = False,
+        backend: str | None = None,
+        kernel: str | None = None,
     ) -> VM:
+        if kernel and self._kernels is not None:
+            self._kernels.check(kernel)
         if name is not None:
             validate_name(name)
             if any(vm.name == name for vm in self._store.list_vms()):
@@ -160,11 +183,15 @@ class VMService:
         spec = effective_spec(
             self.size_defaults, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size
         )
+        machine = self._machine_named(backend)
         if start:
-            self._machine.preflight()
+            machine.preflight()
         image_name = image or self._config.default_image_name
         progress(ProgressEvent("spec", spec_line(spec)))
         resolved = await self._images.ensure(image_name, progress)
+        if resolved.ssh_on_first_boot and not nat:
+            progress(ProgressEvent("warning", f"warning: image {resolved.name} has no sshd; it "
+                                   "is installed on first boot, which needs --nat"))
 
         async with self._create_lock:
             taken = {vm.name for vm in self._store.list_vms()}
@@ -184,18 +211,21 @@ class VMService:
                 mac=mac_for(vm_id),
                 tap=tap_name_for(vm_id),
                 dir=str(vm_dir),
-                backend=self._machine.backend,
-                accel=self._machine.accel,
+                backend=machine.backend,
+                accel=machine.accel,
                 created_at=time.time(),
+                nat=nat,
+                kernel=kernel or "",
             )
             progress(ProgressEvent("create", f"creating VM {name} ({vm.ip})"))
             try:
-                await self._make_disks(vm, resolved)
+                await self._make_disks(vm, resolved, progress)
                 self._store.put_vm(vm)
             except BaseException:
                 shutil.rmtree(vm_dir, ignore_errors=True)
                 raise
         self._write_known_hosts()
+        await self._notify(vm)
         if not start:
             return vm
         try:
@@ -208,7 +238,7 @@ class VMService:
                 await self.delete(vm.name, force=True)
             raise
 
-    async def _make_disks(self, vm: VM, image: Image) -> None:
+    async def _make_disks(self, vm: VM, image: Image, progress: Progress = no_progress) -> None:
         vm_dir = Path(vm.dir)
         vm_dir.mkdir(parents=True, mode=0o700)
         host_key = await self._keys.make_ed25519(vm_dir / HOST_KEY, f"banger-{vm.name}")
@@ -225,8 +255,19 @@ class VMService:
         shutil.copy(vm_dir / HOST_KEY, seed / HOST_KEY)
         (seed / f"{HOST_KEY}.pub").write_text(host_key + "\n")
         (seed / "machine-id").write_text(secrets.token_hex(16) + "\n")
+        for warning in await asyncio.to_thread(
+            stage_file_sync, self._config.file_sync, staging, Path.home()
+        ):
+            log.warning("%s: %s", vm.name, warning)
+            progress(ProgressEvent("warning", f"warning: {warning}"))
+        hypervisor = self._backend(vm)[1]
         try:
-            await self._disks.create_overlay(Path(image.rootfs), vm_dir / "root.qcow2")
+            if isinstance(hypervisor, PreparesRoot):
+                await hypervisor.prepare_root(
+                    Path(image.rootfs), vm_dir, vm.spec.disk_size_bytes
+                )
+            else:
+                await self._disks.create_overlay(Path(image.rootfs), vm_dir / "root.qcow2")
             await self._disks.create_work_disk(
                 vm_dir / "work.ext4", vm.spec.disk_size_bytes, staging
             )
@@ -246,19 +287,23 @@ class VMService:
                     f"VM {vm.name!r} is already running",
                     hint=f"banger vm ssh {vm.name}, or banger vm restart {vm.name}",
                 )
-            self._machine.preflight()
+            machine, hypervisor = self._backend(vm)
+            machine.preflight()
             image = self._images.get(vm.image)
+            if self._kernels is not None:
+                image = await self._kernels.boot_image(vm.kernel, image, progress)
             progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
             await self._net.attach(vm.tap)
             try:
                 launch = self._launch_spec(vm, image)
-                pid = await self._hv.start(launch)
+                pid = await hypervisor.start(launch)
             except BaseException:
                 await self._net.detach(vm.tap)
                 raise
             vm = self._save(replace(
                 vm, state=VMState.STARTING, pid=pid, started_at=time.time(), last_error=""
             ))
+            await self._notify(vm)
             progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
             started = time.monotonic()
             try:
@@ -267,11 +312,13 @@ class VMService:
                     client_key=self._client_key,
                     host_key=self._host_key(vm),
                     timeout=self._config.boot_timeout,
-                    alive=lambda: self._hv.is_running(pid, Path(vm.dir)),
+                    alive=lambda: hypervisor.is_running(pid, Path(vm.dir)),
                     login=login_check,
                 )
             except SSHTimeout as exc:
-                self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))
+                await self._notify(
+                    self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))
+                )
                 raise SSHTimeout(
                     f"{vm.name}: {exc.message}",
                     hint=f"the VM is kept for inspection: banger vm logs {vm.name}; "
@@ -285,7 +332,9 @@ class VMService:
             progress(ProgressEvent(
                 "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to ssh)"
             ))
-            return self._save(replace(vm, state=VMState.RUNNING))
+            vm = self._save(replace(vm, state=VMState.RUNNING))
+        await self._notify(vm)
+        return vm
 
     async def stop(self, name: str) -> VM:
         vm = self.get(name)
@@ -295,7 +344,9 @@ class VMService:
                 return await self._mark_stopped(vm)
             self._save(replace(vm, state=VMState.STOPPING))
             assert vm.pid is not None
-            graceful = await self._hv.stop(vm.pid, Path(vm.dir), self._config.stop_timeout)
+            graceful = await self._backend(vm)[1].stop(
+                vm.pid, Path(vm.dir), self._config.stop_timeout
+            )
             if not graceful:
                 log.warning("VM %s did not shut down in time; killed", vm.name)
             return await self._mark_stopped(vm)
@@ -312,7 +363,7 @@ class VMService:
             if not self._alive(vm):
                 raise InvalidState(f"VM {vm.name!r} is not running")
             assert vm.pid is not None
-            self._hv.kill(vm.pid, signal_number)
+            self._backend(vm)[1].kill(vm.pid, signal_number)
             for _ in range(50):
                 if not self._alive(vm):
                     return await self._mark_stopped(vm)
@@ -335,16 +386,19 @@ class VMService:
             self._store.delete_vm(vm.id)
         self._locks.pop(vm.id, None)
         self._write_known_hosts()
+        await self._notify(vm)
         return vm
 
     async def set(
-        self, name: str, *, vcpu: int | None, memory_mib: int | None, disk_size: str | None
+        self, name: str, *, vcpu: int | None, memory_mib: int | None, disk_size: str | None,
+        nat: bool | None = None,
     ) -> VM:
         _check_size_flags(vcpu, memory_mib)
         vm = self.get(name)
+        resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._lock(vm):
             vm = self.get(vm.id)
-            if self._alive(vm):
+            if resizing and self._alive(vm):
                 raise InvalidState(
                     f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
                 )
@@ -357,8 +411,12 @@ class VMService:
                 spec = replace(spec, vcpu=vcpu)
             if memory_mib is not None:
                 spec = replace(spec, memory_mib=memory_mib)
-            return self._save(replace(vm, spec=VMSpec(spec.vcpu, spec.memory_mib,
-                                                      spec.disk_size_bytes)))
+            vm = self._save(replace(
+                vm, spec=VMSpec(spec.vcpu, spec.memory_mib, spec.disk_size_bytes),
+                nat=vm.nat if nat is None else nat,
+            ))
+        await self._notify(vm)
+        return vm
 
     # Crash recovery and supervision
 
@@ -411,17 +469,32 @@ class VMService:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(marker.encode() in part for part in argv) and b"-qmp" in argv:
+            vmm = b"-qmp" in argv or b"--api-sock" in argv  # QEMU or Firecracker
+            if any(marker.encode() in part for part in argv) and vmm:
                 log.warning("killing orphaned VMM process %d", pid)
                 self._hv.kill(pid, signal.SIGKILL)
 
     # Helpers
 
+    def _machine_named(self, backend: str | None) -> Machine:
+        if backend is None:
+            return self._machine
+        if backend not in self._backends:
+            raise InvalidInput(
+                f"backend {backend!r} is not available here",
+                hint=f"use one of: {', '.join(sorted(self._backends))} (see `banger doctor`)",
+            )
+        return self._backends[backend][0]
+
+    def _backend(self, vm: VM) -> tuple[Machine, Hypervisor]:
+        """The VM's own backend (records made before it existed run on the default)."""
+        return self._backends.get(vm.backend, (self._machine, self._hv))
+
     def _lock(self, vm: VM) -> asyncio.Lock:
         return self._locks.setdefault(vm.id, asyncio.Lock())
 
     def _alive(self, vm: VM) -> bool:
-        return vm.pid is not None and self._hv.is_running(vm.pid, Path(vm.dir))
+        return vm.pid is not None and self._backend(vm)[1].is_running(vm.pid, Path(vm.dir))
 
     def _save(self, vm: VM) -> VM:
         self._store.put_vm(vm)
@@ -429,7 +502,7 @@ class VMService:
 
     async def _halt(self, vm: VM) -> None:
         if vm.pid is not None and self._alive(vm):
-            self._hv.kill(vm.pid, signal.SIGKILL)
+            self._backend(vm)[1].kill(vm.pid, signal.SIGKILL)
             for _ in range(50):
                 if not self._alive(vm):
                     break
@@ -439,7 +512,16 @@ class VMService:
     async def _mark_stopped(self, vm: VM) -> VM:
         await self._net.detach(vm.tap)
         current = self._store.get_vm(vm.id) or vm
-        return self._save(replace(current, state=VMState.STOPPED, pid=None))
+        stopped = self._save(replace(current, state=VMState.STOPPED, pid=None))
+        await self._notify(stopped)
+        return stopped
+
+    async def _notify(self, vm: VM) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(vm)
+            except Exception:
+                log.exception("VM listener failed for %s", vm.name)
 
     def _host_key(self, vm: VM) -> str:
         return (Path(vm.dir) / f"{HOST_KEY}.pub").read_text().strip()
@@ -452,7 +534,7 @@ class VMService:
             dns=self._config.dns_server,
             hostname=vm.name,
         )
-        tsc = self._machine.tsc_khz if vm.accel == "tcg" else None
+        tsc = self._backend(vm)[0].tsc_khz if vm.accel == "tcg" else None
         return LaunchSpec(
             vm_id=vm.id,
             name=vm.name,

@@ -373,6 +373,8 @@ def _lock_root_password(root: Path) -> None:
     # "*" never matches a password. Unlike a "!" prefix it does not mark the account as
     # locked for sshd, which (with UsePAM off) would refuse key logins to a "!" account.
     shadow = _inside(root, "/etc/shadow")
+    if not shadow.is_file():
+        return
     lines = shadow.read_text(encoding="utf-8").splitlines()
     for index, line in enumerate(lines):
         fields = line.split(":")
@@ -384,8 +386,12 @@ def _lock_root_password(root: Path) -> None:
     shadow.chmod(mode)
 
 
-def customize_tree(root: Path) -> None:
-    """Bake the guest boot contract into a bootstrapped tree and trim what slows boot."""
+def customize_tree(root: Path, *, strict: bool = True) -> None:
+    """Bake the guest boot contract into a bootstrapped tree and trim what slows boot.
+
+    ``strict=False`` is for trees banger did not build (OCI pulls): units the tree lacks are
+    skipped instead of failing, and sshd is enabled if present or else installed on first
+    boot (see guest.SSH_INSTALL_SCRIPT)."""
     unit_path = f"/etc/systemd/system/{guest.BOOT_UNIT_NAME}"
     _write(root, guest.BOOT_SCRIPT_PATH, guest.BOOT_SCRIPT, 0o755)
     _write(root, unit_path, guest.BOOT_UNIT)
@@ -414,8 +420,8 @@ def customize_tree(root: Path) -> None:
         resolv.unlink()
     _write(root, "/etc/resolv.conf", "# Written at boot by banger-boot from banger.dns=.\n")
 
-    _enable(root, "systemd-networkd.service", "multi-user.target")
-    _enable(root, "systemd-networkd.socket", "sockets.target")
+    _enable(root, "systemd-networkd.service", "multi-user.target", required=strict)
+    _enable(root, "systemd-networkd.socket", "sockets.target", required=strict)
     networkd = _vendor_unit(root, "systemd-networkd.service")
     if networkd is not None:
         _symlink(root, "/etc/systemd/system/dbus-org.freedesktop.network1.service", networkd)
@@ -433,6 +439,28 @@ def customize_tree(root: Path) -> None:
     _write(root, "/etc/default/locale", "LANG=C.UTF-8\n")
 
     _lock_root_password(root)
+    if not strict:
+        _ensure_sshd(root)
+
+
+def has_sshd(root: Path) -> bool:
+    return any(_inside(root, p).exists() for p in ("/usr/sbin/sshd", "/sbin/sshd"))
+
+
+def _ensure_sshd(root: Path) -> None:
+    if has_sshd(root):
+        for unit in ("ssh.service", "sshd.service"):
+            if _vendor_unit(root, unit) is not None:
+                _enable(root, unit, "multi-user.target")
+                break
+        return
+    unit_path = f"/etc/systemd/system/{guest.SSH_INSTALL_UNIT_NAME}"
+    _write(root, guest.SSH_INSTALL_SCRIPT_PATH, guest.SSH_INSTALL_SCRIPT, 0o755)
+    _write(root, unit_path, guest.SSH_INSTALL_UNIT)
+    _symlink(
+        root, f"/etc/systemd/system/multi-user.target.wants/{guest.SSH_INSTALL_UNIT_NAME}",
+        unit_path,
+    )
 
 
 # -- the real builder ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,10 @@ class Hypervisor(Protocol):
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         """True if `pid` is alive and is this backend's process for the VM in `vm_dir`."""
         ...
+
+
+@runtime_checkable
+class PreparesRoot(Protocol):
+    """A backend that makes each VM's writable root itself (instead of the qcow2 overlay)."""
+
+    async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None: ...

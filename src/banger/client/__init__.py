@@ -12,13 +12,27 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
-from banger.core.models import VM, Image, ProgressEvent, image_from_dict, vm_from_dict
+from banger.core.models import (
+    VM,
+    Image,
+    Kernel,
+    ProgressEvent,
+    Workspace,
+    image_from_dict,
+    kernel_from_dict,
+    to_dict,
+    vm_from_dict,
+    workspace_from_dict,
+)
 from banger.core.paths import Paths, paths_from_env
 from banger.transport import HTTPResponse, UnixHTTPConnection
+
+if TYPE_CHECKING:
+    from banger.core.stats import VMStats
 
 OnProgress = Callable[[ProgressEvent], None]
 _DAEMON_START_TIMEOUT = 20.0
@@ -147,13 +161,15 @@ class Client:
     def create_vm(
         self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
         memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
-        on_progress: OnProgress = lambda _: None, ready: str = "login",
+        on_progress: OnProgress = lambda _: None, ready: str = "login", nat: bool = False,
+        backend: str | None = None, kernel: str | None = None,
     ) -> VM:
         """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
         right away themselves; the default waits for a verified login."""
         body = {
             "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory_mib,
-            "disk_size": disk_size, "start": start, "ready": ready,
+            "disk_size": disk_size, "start": start, "ready": ready, "nat": nat,
+            "backend": backend, "kernel": kernel,
         }
         return vm_from_dict(self.stream("POST", "/v1/vms", body, on_progress))
 
@@ -177,9 +193,9 @@ class Client:
 
     def set_vm(
         self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
-        disk_size: str | None = None,
+        disk_size: str | None = None, nat: bool | None = None,
     ) -> VM:
-        body = {"vcpu": vcpu, "memory_mib": memory_mib, "disk_size": disk_size}
+        body = {"vcpu": vcpu, "memory_mib": memory_mib, "disk_size": disk_size, "nat": nat}
         return vm_from_dict(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
@@ -188,9 +204,31 @@ class Client:
         data = self.request("GET", f"/v1/vms/{_q(name)}/logs?{urlencode({'offset': offset})}")
         return base64.b64decode(data["data"]), int(data["offset"])
 
+    def vm_stats(self, name: str) -> VMStats:
+        from banger.core.stats import stats_from_dict
+
+        return stats_from_dict(self.request("GET", f"/v1/vms/{_q(name)}/stats"))
+
     def vm_access(self, name: str) -> dict[str, str]:
         result: dict[str, str] = self.request("GET", f"/v1/vms/{_q(name)}/access")
         return result
+
+    # Workspaces (the copy itself streams over ssh: banger.client.workspace)
+
+    def record_workspace(self, name: str, workspace: Workspace) -> Workspace:
+        body = to_dict(workspace)
+        return workspace_from_dict(
+            self.request("PUT", f"/v1/vms/{_q(name)}/workspace", body)
+        )
+
+    def get_workspace(self, name: str, guest_path: str) -> Workspace:
+        query = urlencode({"guest_path": guest_path})
+        return workspace_from_dict(self.request("GET", f"/v1/vms/{_q(name)}/workspace?{query}"))
+
+    def list_workspaces(self, name: str) -> list[Workspace]:
+        return [
+            workspace_from_dict(w) for w in self.request("GET", f"/v1/vms/{_q(name)}/workspaces")
+        ]
 
     # Images
 
@@ -201,10 +239,43 @@ class Client:
         return image_from_dict(self.request("GET", f"/v1/images/{_q(name)}"))
 
     def pull_image(
-        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
+        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None,
+        as_name: str | None = None, kernel: str | None = None,
     ) -> Image:
-        body = {"name": name, "force": force}
+        """A catalog image by name, or any OCI reference (`docker.io/library/debian`)."""
+        body = {"name": name, "force": force, "as_name": as_name, "kernel": kernel}
         return image_from_dict(self.stream("POST", "/v1/images/pull", body, on_progress))
+
+    def promote_image(self, name: str) -> Image:
+        return image_from_dict(
+            self.request("POST", f"/v1/images/{_q(name)}/promote", {}, timeout=None)
+        )
+
+    # Kernels
+
+    def list_kernels(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/v1/kernels")
+        return result
+
+    def get_kernel(self, name: str) -> Kernel:
+        return kernel_from_dict(self.request("GET", f"/v1/kernels/{_q(name)}"))
+
+    def pull_kernel(
+        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
+    ) -> Kernel:
+        body = {"name": name, "force": force}
+        return kernel_from_dict(self.stream("POST", "/v1/kernels/pull", body, on_progress))
+
+    def register_kernel(
+        self, name: str, vmlinuz: str, initrd: str | None = None, *,
+        vmlinux: str | None = None, modules: str | None = None,
+    ) -> Kernel:
+        body = {"name": name, "vmlinuz": vmlinuz, "initrd": initrd, "vmlinux": vmlinux,
+                "modules": modules}
+        return kernel_from_dict(self.request("POST", "/v1/kernels/register", body))
+
+    def delete_kernel(self, name: str) -> Kernel:
+        return kernel_from_dict(self.request("DELETE", f"/v1/kernels/{_q(name)}"))
 
     def register_image(
         self, name: str, rootfs: str, kernel: str, initrd: str | None = None

@@ -1,0 +1,157 @@
+"""`banger vm workspace ...`: copy a git checkout into a running VM, export its changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from banger.cli.completion import vm_names
+from banger.cli.context import Context, pass_ctx
+from banger.cli.render import ProgressPrinter, print_json, print_table
+from banger.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from banger.client.workspace import GuestCommand, PrepareResult, Repo
+
+DEFAULT_GUEST_PATH = "/root/repo"
+
+
+def guest_command(ctx: Context, vm: str, access: dict[str, str] | None = None) -> GuestCommand:
+    """Scripts run in the guest through the system ssh, with banger's key and pinned host
+    key (StrictHostKeyChecking=yes)."""
+    from banger.cli.sshexec import ssh_argv
+    from banger.client.workspace import shell_command
+
+    reach = access if access is not None else ctx.client.vm_access(vm)
+    return lambda script: ssh_argv(reach, shell_command(script), interactive=False)
+
+
+def prepare(
+    ctx: Context, vm: str, path: str, *, access: dict[str, str] | None = None,
+    guest_path: str = DEFAULT_GUEST_PATH, branch: str | None = None,
+    from_ref: str | None = None, readonly: bool = False, bootstrap_tooling: bool = False,
+    repo: Repo | None = None,
+) -> PrepareResult:
+    """Copy and record a workspace, rendering progress (shared with `vm run PATH`)."""
+    from banger.client.workspace import prepare_workspace
+
+    printer = ProgressPrinter()
+    try:
+        return prepare_workspace(
+            ctx.client, vm, path, guest_command(ctx, vm, access), guest_path=guest_path,
+            branch=branch, from_ref=from_ref, readonly=readonly,
+            bootstrap_tooling=bootstrap_tooling, on_progress=printer, repo=repo,
+        )
+    finally:
+        printer.done()
+
+
+@click.group()
+def workspace() -> None:
+    """Copy a git checkout into a VM; get the guest's changes back as a patch."""
+
+
+@workspace.command("prepare")
+@click.argument("name", shell_complete=vm_names)
+@click.argument("path", required=False, default=".", type=click.Path(file_okay=False))
+@click.option("--guest-path", default=DEFAULT_GUEST_PATH, show_default=True,
+              help="Where the copy goes in the guest.")
+@click.option("--readonly", is_flag=True,
+              help="Make the guest copy read-only (immutable, even for root).")
+@click.option("--branch", help="Check out this branch in the guest copy (made if new).")
+@click.option("--from", "from_ref", help="Start --branch from this ref.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def prepare_cmd(
+    ctx: Context, name: str, path: str, guest_path: str, readonly: bool, branch: str | None,
+    from_ref: str | None, as_json: bool,
+) -> None:
+    """Copy the git checkout at PATH (default: .) into the running VM NAME.
+
+    \b
+    Copies .git and every tracked and untracked, not-ignored file as it is now
+    (uncommitted edits, modes and symlinks included), and records the checkout's
+    HEAD as the base commit for `banger vm workspace export`.
+    """
+    result = prepare(
+        ctx, name, path, guest_path=guest_path, branch=branch, from_ref=from_ref,
+        readonly=readonly,
+    )
+    if as_json:
+        print_json(result)
+        return
+    note = ""
+    if result.readonly == "chmod":
+        note = " (read-only by mode bits only: this filesystem has no immutable flag)"
+    click.echo(f"{name}:{result.workspace.guest_path} "
+               f"{result.workspace.base_commit or '(no commits)'}{note}")
+
+
+@workspace.command("export")
+@click.argument("name", shell_complete=vm_names)
+@click.option("--guest-path", default=DEFAULT_GUEST_PATH, show_default=True,
+              help="The guest copy to export.")
+@click.option("--base", help="Diff against this commit instead of the recorded base.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the patch to FILE instead of stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a summary as JSON (needs -o: the patch goes to the file).")
+@pass_ctx
+def export_cmd(
+    ctx: Context, name: str, guest_path: str, base: str | None, output: str | None,
+    as_json: bool,
+) -> None:
+    """Print the changes made in the guest copy since its base commit, as a patch.
+
+    \b
+    Uncommitted guest changes only: a `git diff` (apply with `git apply`).
+    Guest commits on top of the base: a `git format-patch` series (apply with
+    `git am`), uncommitted changes as its last patch. stderr says which.
+    """
+    from banger.client.workspace import export_workspace
+
+    if as_json and not output:
+        raise InvalidInput(
+            "--json needs -o FILE", hint="the patch goes to the file, the summary to stdout"
+        )
+    result = export_workspace(
+        ctx.client, name, guest_command(ctx, name), guest_path=guest_path, base=base
+    )
+    if output:
+        with open(output, "wb") as f:
+            f.write(result.patch)
+    else:
+        sys.stdout.buffer.write(result.patch)
+        sys.stdout.buffer.flush()
+    if as_json:
+        summary: dict[str, Any] = {
+            "vm": name, "guest_path": result.guest_path, "output": output,
+            "bytes": len(result.patch), "apply_with": _apply_with(result.header.format),
+            **dataclasses.asdict(result.header),
+        }
+        print_json(summary)
+    click.echo(result.description, err=True)
+
+
+@workspace.command("show")
+@click.argument("name", shell_complete=vm_names)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def show_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """List the workspaces recorded for VM NAME."""
+    workspaces = ctx.client.list_workspaces(name)
+    if as_json:
+        print_json(workspaces)
+        return
+    print_table(
+        ["GUEST PATH", "BASE", "BRANCH", "READONLY", "SOURCE"],
+        [[w.guest_path, w.base_commit[:12] or "-", w.branch or "-",
+          "yes" if w.readonly else "no", w.source] for w in workspaces],
+    )
+
+
+def _apply_with(patch_format: str) -> str:
+    return "git am" if patch_format == "mbox" else "git apply"

@@ -1,0 +1,269 @@
+"""VM usage figures: the records `banger vm stats` shows and the parsers that make them from
+/proc text (the VMM's on the host, the guest's over ssh). Plain dataclasses, cheap to import.
+
+Idle, for `auto_stop_stale_after`: at a poll, no TCP connection between the host and the
+guest is open (ssh sessions, port forwards, browsers; banger's own stats connection does not
+count) and, since the previous poll, the guest's CPUs were busy less than `IDLE_CPU_PERCENT`
+of the time (the guest's own /proc/stat; if the guest cannot be asked, the VMM process's host
+CPU time over the interval is used instead, not counting the moment banger samples the guest).
+Guest CPU is the better signal: an idle guest under TCG still costs its VMM ~5-15% of a host
+CPU in timer emulation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+IDLE_CPU_PERCENT = 10.0
+GUEST_REPORT_SCRIPT = (
+    "cat /proc/loadavg; echo @@; cat /proc/meminfo; echo @@; "
+    "df -P -B1 / /root 2>/dev/null; echo @@; cat /proc/net/dev; echo @@; head -n 1 /proc/stat"
+)
+_SEPARATOR = "@@"
+_TCP_ESTABLISHED = "01"
+
+
+@dataclass
+class HostFigures:
+    """The VMM process as the host sees it."""
+
+    cpu_percent: float | None  # of one host CPU, over the last interval
+    cpu_seconds: float
+    rss_bytes: int
+    pss_bytes: int | None
+    connections: int  # open TCP connections between host and guest, banger's own excluded
+
+
+@dataclass
+class DiskUsage:
+    mount: str
+    used_bytes: int
+    size_bytes: int
+
+
+@dataclass
+class GuestFigures:
+    load: tuple[float, float, float]
+    mem_total_bytes: int
+    mem_used_bytes: int
+    disks: list[DiskUsage] = field(default_factory=list)
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    cpu_busy_ticks: int = 0  # all guest CPUs, from /proc/stat
+    cpu_total_ticks: int = 0
+
+
+@dataclass
+class Sample:
+    time: float
+    host: HostFigures | None
+    guest: GuestFigures | None
+    guest_error: str = ""
+    guest_cpu_percent: float | None = None  # of all guest CPUs, since the previous sample
+
+    @property
+    def idle(self) -> bool:
+        if self.host is None or self.host.connections:
+            return False
+        busy = self.guest_cpu_percent if self.guest is not None else self.host.cpu_percent
+        return busy is not None and busy < IDLE_CPU_PERCENT
+
+
+@dataclass
+class VMStats:
+    name: str
+    state: str
+    interval: float
+    samples: list[Sample]  # oldest first; the last one is taken when asked
+    idle_since: float | None = None
+    auto_stop_after: float | None = None
+
+
+def stats_from_dict(data: dict[str, Any]) -> VMStats:
+    return VMStats(
+        name=data["name"], state=data["state"], interval=data["interval"],
+        samples=[_sample_from_dict(s) for s in data["samples"]],
+        idle_since=data.get("idle_since"), auto_stop_after=data.get("auto_stop_after"),
+    )
+
+
+def _sample_from_dict(data: dict[str, Any]) -> Sample:
+    host = HostFigures(**data["host"]) if data.get("host") else None
+    guest = None
+    if data.get("guest"):
+        values = dict(data["guest"])
+        values["load"] = tuple(values["load"])
+        values["disks"] = [DiskUsage(**d) for d in values.get("disks", [])]
+        guest = GuestFigures(**values)
+    return Sample(
+        data["time"], host, guest, data.get("guest_error", ""), data.get("guest_cpu_percent")
+    )
+
+
+# Host side (/proc of the VMM process)
+
+
+def cpu_ticks(proc_stat: str) -> int:
+    """utime + stime from /proc/PID/stat (fields after the parenthesised command name)."""
+    fields = proc_stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_kib(status: str, key: str) -> int | None:
+    """A `key:   N kB` line of /proc/PID/status, /proc/PID/smaps_rollup or /proc/meminfo."""
+    for line in status.splitlines():
+        if line.startswith(key + ":"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1])
+    return None
+
+
+def cpu_percent(ticks_before: int, ticks_after: int, seconds: float, clock_ticks: int) -> float:
+    if seconds <= 0:
+        return 0.0
+    return max(0.0, (ticks_after - ticks_before) / clock_ticks / seconds * 100)
+
+
+def guest_cpu_percent(before: GuestFigures, after: GuestFigures) -> float | None:
+    total = after.cpu_total_ticks - before.cpu_total_ticks
+    if total <= 0:
+        return None
+    return max(0.0, (after.cpu_busy_ticks - before.cpu_busy_ticks) / total * 100)
+
+
+def _hex_ipv4(text: str) -> str | None:
+    """An address of /proc/net/tcp{,6} (host byte order, little-endian here) as dotted IPv4;
+    IPv4-mapped IPv6 addresses too."""
+    if len(text) == 32 and text.startswith("0000000000000000FFFF0000"):
+        text = text[24:]
+    if len(text) != 8:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return ".".join(str(b) for b in reversed(raw))
+
+
+def tcp_connections(tables: Iterable[str], ip: str, exclude_inodes: set[int]) -> int:
+    """Established TCP connections with `ip` at the other end, in /proc/net/tcp{,6} text."""
+    count = 0
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _TCP_ESTABLISHED:
+                continue
+            remote = _hex_ipv4(fields[2].split(":")[0])
+            if remote != ip:
+                continue
+            try:
+                inode = int(fields[9])
+            except ValueError:
+                continue
+            if inode not in exclude_inodes:
+                count += 1
+    return count
+
+
+# Guest side (GUEST_REPORT_SCRIPT's output)
+
+
+def parse_guest_report(text: str, interface: str = "eth0") -> GuestFigures:
+    parts = text.split(_SEPARATOR + "\n")
+    if len(parts) != 5:
+        raise ValueError("unexpected guest report")
+    loadavg, meminfo, df, netdev, cpu = parts
+    load_fields = loadavg.split()
+    load = (float(load_fields[0]), float(load_fields[1]), float(load_fields[2]))
+    total = (status_kib(meminfo, "MemTotal") or 0) * 1024
+    available = (status_kib(meminfo, "MemAvailable") or 0) * 1024
+    disks = []
+    for line in df.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1].isdigit() and fields[2].isdigit():
+            disks.append(DiskUsage(fields[-1], int(fields[2]), int(fields[1])))
+    rx = tx = 0
+    for line in netdev.splitlines():
+        name, sep, counters = line.partition(":")
+        if sep and name.strip() == interface:
+            values = counters.split()
+            rx, tx = int(values[0]), int(values[8])
+    # cpu  user nice system idle iowait irq softirq steal ...
+    ticks = [int(v) for v in cpu.split()[1:9]]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+    return GuestFigures(
+        load, total, max(0, total - available), disks, rx, tx, busy, busy + ticks[3] + ticks[4]
+    )
+
+
+# Rendering (plain strings; the CLI prints them)
+
+
+def _size(num_bytes: int | None) -> str:
+    from banger.core.units import format_size
+
+    return "-" if num_bytes is None else format_size(num_bytes)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def summary_fields(report: VMStats, now: float) -> list[tuple[str, str]]:
+    from banger.core.durations import format_duration
+
+    pairs = [("name", report.name), ("state", report.state)]
+    latest = report.samples[-1] if report.samples else None
+    if latest is None:
+        return [*pairs, ("samples", "none (the VM is not running)")]
+    host, guest = latest.host, latest.guest
+    if host is not None:
+        pairs += [
+            ("vmm cpu", f"{_percent(host.cpu_percent)} of one host CPU "
+                    f"({host.cpu_seconds:.1f}s in total)"),
+            ("vmm memory", f"rss {_size(host.rss_bytes)}, pss {_size(host.pss_bytes)}"),
+            ("connections", f"{host.connections} open between host and guest"),
+        ]
+    if guest is not None:
+        pairs += [
+            ("guest cpu", f"{_percent(latest.guest_cpu_percent)} busy (all vCPUs)"),
+            ("load", " ".join(f"{v:.2f}" for v in guest.load)),
+            ("guest memory", f"{_size(guest.mem_used_bytes)} used of "
+                             f"{_size(guest.mem_total_bytes)}"),
+            *[(f"disk {d.mount}", f"{_size(d.used_bytes)} used of {_size(d.size_bytes)}")
+              for d in guest.disks],
+            ("network", f"rx {_size(guest.net_rx_bytes)}, tx {_size(guest.net_tx_bytes)}"),
+        ]
+    elif latest.guest_error:
+        pairs.append(("guest", f"unavailable: {latest.guest_error}"))
+    if report.idle_since is not None:
+        idle = f"{format_duration(max(0.0, now - report.idle_since))}"
+        stop = (f"auto-stop after {format_duration(report.auto_stop_after)}"
+                if report.auto_stop_after else "auto-stop off")
+        pairs.append(("idle", f"{idle} ({stop})"))
+    pairs.append(("samples", f"{len(report.samples)}, every {format_duration(report.interval)}"))
+    return pairs
+
+
+def history_rows(report: VMStats, limit: int = 10) -> list[list[str]]:
+    import time
+
+    rows = []
+    for sample in report.samples[-limit:]:
+        host, guest = sample.host, sample.guest
+        rows.append([
+            time.strftime("%H:%M:%S", time.localtime(sample.time)),
+            _percent(host.cpu_percent) if host else "-",
+            _percent(sample.guest_cpu_percent),
+            _size(host.rss_bytes) if host else "-",
+            f"{guest.load[0]:.2f}" if guest else "-",
+            _size(guest.mem_used_bytes) if guest else "-",
+            _size(guest.net_rx_bytes) if guest else "-",
+            _size(guest.net_tx_bytes) if guest else "-",
+        ])
+    return rows
+
+
+HISTORY_HEADERS = ["TIME", "VMM CPU", "GUEST CPU", "RSS", "LOAD", "MEM", "RX", "TX"]

@@ -1,0 +1,102 @@
+"""Host integration: the `.vm` DNS server, NAT and the stats poller, wired to the VM
+lifecycle. They all follow VMService's notifications and rebuild from the store, so a daemon
+restart (or a crash) leaves nothing stale behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from banger.core.config import Config
+from banger.core.models import Check
+from banger.daemon.dns import DNSService
+from banger.daemon.nat import NatService
+from banger.daemon.network import HostNetwork
+from banger.daemon.stats import StatsService
+from banger.daemon.store import Store
+from banger.daemon.vms import VMService
+from banger.host.dns import DNSListener, Forwarder, ResolvedLinks
+from banger.host.nat import NatAdapter
+from banger.host.stats import GuestStats, ProcStats
+
+log = logging.getLogger("banger.integration")
+
+
+@dataclass
+class IntegrationAdapters:
+    dns_listener: DNSListener
+    dns_forwarder: Forwarder
+    resolved: ResolvedLinks
+    resolv_conf: Callable[[], str]
+    nat: NatAdapter
+    proc: ProcStats
+    guest_stats: GuestStats
+
+
+@dataclass
+class Integration:
+    dns: DNSService
+    nat: NatService
+    stats: StatsService
+    network: HostNetwork
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """After reconcile: serve DNS, rebuild the NAT rules, start the poller."""
+        await self.dns.start()
+        if await self.network.bridge_exists():
+            await self.dns.on_bridge_ready()
+        try:
+            await self.nat.sync(startup=True)
+        except Exception:
+            log.exception("NAT rules could not be rebuilt at startup")
+        self._tasks.append(asyncio.create_task(self.stats.run()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.stats.close()
+        await self.dns.close()
+
+    def checks(self) -> list[Check]:
+        return [*self.dns.checks(), *self.nat.checks()]
+
+
+def build_integration(
+    config: Config, store: Store, network: HostNetwork, vms: VMService,
+    adapters: IntegrationAdapters,
+) -> Integration:
+    dns = DNSService(
+        config=config, store=store, listener=adapters.dns_listener,
+        forwarder=adapters.dns_forwarder, resolved=adapters.resolved,
+        resolv_conf=adapters.resolv_conf,
+    )
+    nat = NatService(config, store, adapters.nat)
+    stats = StatsService(config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats)
+    vms.listeners += [dns.on_vm_event, nat.on_vm_event, stats.on_vm_event]
+    network.bridge_listeners.append(dns.on_bridge_ready)
+    return Integration(dns, nat, stats, network)
+
+
+def real_integration_adapters() -> IntegrationAdapters:
+    from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder, read_resolv_conf
+    from banger.host.nat import Nftables
+    from banger.host.processes import SubprocessRunner
+    from banger.host.stats import ProcFS, SSHGuestStats
+
+    runner = SubprocessRunner()
+    return IntegrationAdapters(
+        dns_listener=AsyncioDNSListener(),
+        dns_forwarder=UDPForwarder(),
+        resolved=Resolvectl(runner),
+        resolv_conf=read_resolv_conf,
+        nat=Nftables(runner),
+        proc=ProcFS(),
+        guest_stats=SSHGuestStats(),
+    )

@@ -1,0 +1,162 @@
+"""Reading usage figures: the VMM process and host<->guest TCP connections from /proc, the
+guest's own figures over ssh."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from banger.core import stats
+from banger.core.errors import HostError
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    cpu_ticks: int
+    rss_bytes: int
+    pss_bytes: int | None
+
+
+class ProcStats(Protocol):
+    clock_ticks: int
+
+    def process(self, pid: int) -> ProcessFigures | None:
+        """None once the process is gone."""
+        ...
+
+    def connections(self, ip: str) -> int:
+        """Established TCP connections between this network namespace and `ip`, not counting
+        this process's own sockets."""
+        ...
+
+
+class ProcFS:
+    def __init__(self, root: Path = Path("/proc")) -> None:
+        self._root = root
+        self.clock_ticks = os.sysconf("SC_CLK_TCK")
+
+    def process(self, pid: int) -> ProcessFigures | None:
+        base = self._root / str(pid)
+        try:
+            ticks = stats.cpu_ticks((base / "stat").read_text())
+            rss = stats.status_kib((base / "status").read_text(), "VmRSS") or 0
+        except (OSError, IndexError, ValueError):
+            return None
+        try:
+            pss = stats.status_kib((base / "smaps_rollup").read_text(), "Pss")
+        except OSError:
+            pss = None  # smaps_rollup needs ptrace rights over the process
+        return ProcessFigures(ticks, rss * 1024, pss * 1024 if pss is not None else None)
+
+    def connections(self, ip: str) -> int:
+        tables = []
+        for name in ("tcp", "tcp6"):
+            try:
+                tables.append((self._root / "net" / name).read_text())
+            except OSError:
+                continue
+        return stats.tcp_connections(tables, ip, self._own_socket_inodes())
+
+    def _own_socket_inodes(self) -> set[int]:
+        inodes: set[int] = set()
+        fd_dir = self._root / "self" / "fd"
+        try:
+            entries = list(fd_dir.iterdir())
+        except OSError:
+            return inodes
+        for entry in entries:
+            try:
+                target = os.readlink(entry)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+        return inodes
+
+
+class GuestStats(Protocol):
+    async def sample(
+        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+    ) -> stats.GuestFigures: ...
+
+    async def forget(self, ip: str) -> None:
+        """Drop what is kept open for the guest at `ip` (it stopped or went away)."""
+        ...
+
+
+class SSHGuestStats:
+    """Runs the report script over ssh with banger's key and pinned host keys. The connection
+    stays open between samples: a key exchange per sample would cost a TCG guest more CPU
+    than everything else it does while idle, and hide idleness from auto-stop."""
+
+    def __init__(self) -> None:
+        self._conns: dict[str, Any] = {}
+
+    async def sample(
+        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+    ) -> stats.GuestFigures:
+        import asyncssh
+
+        try:
+            async with asyncio.timeout(timeout):
+                conn = self._conns.get(ip)
+                if conn is None:
+                    conn = await asyncssh.connect(
+                        ip, username="root", client_keys=[str(client_key)],
+                        known_hosts=str(known_hosts), agent_path=None, config=[],
+                        connect_timeout=timeout,
+                    )
+                    self._conns[ip] = conn
+                result = await conn.run(stats.GUEST_REPORT_SCRIPT, check=True)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            await self.forget(ip)
+            raise HostError(f"guest stats from {ip}: {exc or type(exc).__name__}") from exc
+        output = result.stdout if isinstance(result.stdout, str) else ""
+        try:
+            return stats.parse_guest_report(output)
+        except (ValueError, IndexError) as exc:
+            raise HostError(f"guest stats from {ip}: unreadable report ({exc})") from exc
+
+    async def forget(self, ip: str) -> None:
+        conn = self._conns.pop(ip, None)
+        if conn is not None:
+            conn.close()
+
+
+class FakeProcStats:
+    def __init__(self) -> None:
+        self.clock_ticks = 100
+        self.processes: dict[int, ProcessFigures] = {}
+        self.open_connections: dict[str, int] = {}
+
+    def process(self, pid: int) -> ProcessFigures | None:
+        return self.processes.get(pid)
+
+    def connections(self, ip: str) -> int:
+        return self.open_connections.get(ip, 0)
+
+
+class FakeGuestStats:
+    def __init__(self) -> None:
+        self.figures = stats.GuestFigures(
+            (0.0, 0.0, 0.0), 1024**3, 100 * 1024**2,
+            [stats.DiskUsage("/", 10**9, 4 * 10**9), stats.DiskUsage("/root", 10**6, 8 * 10**9)],
+            1000, 2000,
+        )
+        self.error: HostError | None = None
+        self.calls: list[str] = []
+        self.forgotten: list[str] = []
+
+    async def sample(
+        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+    ) -> stats.GuestFigures:
+        self.calls.append(ip)
+        if self.error is not None:
+            raise self.error
+        return self.figures
+
+    async def forget(self, ip: str) -> None:
+        self.forgotten.append(ip)

@@ -1,0 +1,346 @@
+"""Firecracker backend: one `firecracker --api-sock <vm_dir>/firecracker.sock` process per VM,
+configured over HTTP/1.1 on that Unix socket (requests from banger.core.firecracker), then
+InstanceStart. The process runs in its own session so it outlives a crashed daemon, which
+re-adopts it by PID and command line.
+
+Per VM dir: firecracker.sock (API), firecracker.log (Firecracker's log), firecracker.metrics
+(JSON lines), console.log (the guest serial console), vmm.log (the process's own output),
+vsock.sock, the root disks (banger.host.rootdisk) and snapshot/ (vmstate + memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from banger.core import firecracker as api
+from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
+from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
+from banger.core.initramfs import append_archive, newc_archive
+from banger.host import hostinfo
+from banger.host.kernel import ensure_vmlinux
+from banger.host.processes import CommandRunner, SubprocessRunner, pid_alive, pid_cmdline
+from banger.host.rootdisk import RootDisks, RootLayout, read_layout
+from banger.host.vmm.base import LaunchSpec
+
+API_SOCKET = "firecracker.sock"
+LOG_FILE = "firecracker.log"
+METRICS_FILE = "firecracker.metrics"
+VSOCK_SOCKET = "vsock.sock"
+SNAPSHOT_DIR = "snapshot"
+_SOCKET_WAIT = 10.0
+_API_TIMEOUT = 30.0  # InstanceStart loads the kernel and initrd before it answers
+# reboot=k: a guest reboot (what SendCtrlAltDel leads to) resets through the i8042, which
+# makes Firecracker exit. pci=off: Firecracker has no PCI bus unless asked for one.
+_BOOT_ARGS = "reboot=k pci=off"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    vmstate: Path
+    memory: Path
+
+
+def snapshot_paths(vm_dir: Path) -> Snapshot:
+    return Snapshot(vm_dir / SNAPSHOT_DIR / "vmstate", vm_dir / SNAPSHOT_DIR / "memory")
+
+
+async def api_call(socket_path: Path, request: api.Request, timeout: float = _API_TIMEOUT) -> Any:
+    """Send one request on the API socket; the response's JSON body (None for 204), or
+    FirecrackerError with Firecracker's fault_message."""
+
+    async def exchange() -> api.Response:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        try:
+            writer.write(request.encode())
+            await writer.drain()
+            data = b""
+            while True:
+                try:
+                    return api.parse_response(data)
+                except api.IncompleteResponse:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        raise HostError(
+                            f"firecracker closed the API connection during {request.describe()}"
+                        ) from None
+                    data += chunk
+        finally:
+            writer.close()
+
+    try:
+        response = await asyncio.wait_for(exchange(), timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise HostError(
+            f"firecracker API {request.describe()} failed: {exc or type(exc).__name__}"
+        ) from exc
+    return api.check_response(request, response)
+
+
+async def _accepts(socket_path: Path) -> bool:
+    # The socket file appears at bind(), a moment before the server listens.
+    try:
+        _, writer = await asyncio.open_unix_connection(str(socket_path))
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+def firecracker_version(binary: str) -> str | None:
+    """`firecracker --version`'s first line, or None if it cannot be run."""
+    try:
+        proc = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0] if proc.returncode == 0 and lines else None
+
+
+def find_firecracker(configured: str | None) -> str | None:
+    return hostinfo.which(configured or "firecracker")
+
+
+def overlay_initrd(initrd: Path, cache_dir: Path) -> Path:
+    """The image's initrd with banger's root overlay hook appended, cached by content."""
+    try:
+        source = initrd.read_bytes()
+    except OSError as exc:
+        raise HostError(f"cannot read initrd {initrd}: {exc.strerror}") from exc
+    digest = hashlib.sha256(source + OVERLAY_VERSION.encode()).hexdigest()[:16]
+    target = cache_dir / f"initrd-overlay-{digest}"
+    if not target.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_bytes(append_archive(source, newc_archive(overlay_initramfs_files())))
+        tmp.replace(target)
+    return target
+
+
+class FirecrackerHypervisor:
+    name = "firecracker"
+
+    def __init__(
+        self,
+        firecracker_bin: str | None,
+        cache_dir: Path,
+        *,
+        runner: CommandRunner | None = None,
+        root_mode: str = "auto",
+    ) -> None:
+        self._configured = firecracker_bin
+        self._cache = cache_dir
+        self._disks = RootDisks(runner or SubprocessRunner(), root_mode)
+        # Children we started; polled so they never linger as zombies.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def binary(self) -> str:
+        found = find_firecracker(self._configured)
+        if found is None:
+            raise MissingTool(
+                f"{self._configured or 'firecracker'} not found",
+                hint="install Firecracker on PATH or set firecracker_bin in config",
+            )
+        return found
+
+    # Disks
+
+    async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None:
+        await self._disks.create(base, vm_dir, size_bytes)
+
+    # Lifecycle
+
+    async def start(self, spec: LaunchSpec) -> int:
+        layout = read_layout(spec.vm_dir)
+        kernel = await asyncio.to_thread(ensure_vmlinux, spec.kernel, self._cache)
+        initrd, boot_args, drives = self._boot_disks(spec, layout)
+        if layout.mode == "overlay" and initrd is not None:
+            initrd = await asyncio.to_thread(overlay_initrd, initrd, self._cache)
+        plan = api.boot_plan(
+            kernel=str(kernel),
+            initrd=str(initrd) if initrd else None,
+            boot_args=boot_args,
+            vcpu=spec.vcpu,
+            memory_mib=spec.memory_mib,
+            drives=drives,
+            tap=spec.tap,
+            mac=spec.mac,
+            log_path=str(spec.vm_dir / LOG_FILE),
+            metrics_path=str(spec.vm_dir / METRICS_FILE),
+            console_path=str(spec.console_log),
+            vsock_path=str(spec.vm_dir / VSOCK_SOCKET),
+        )
+        pid = await self._spawn(spec)
+        try:
+            for request in [*plan.requests(), api.instance_start()]:
+                await api_call(spec.vm_dir / API_SOCKET, request)
+        except HostError as exc:
+            self._abort(pid)
+            raise BootFailed(exc.message, hint=f"see {spec.vm_dir / LOG_FILE} and "
+                             f"{spec.vmm_log}") from None
+        return pid
+
+    async def start_from_snapshot(self, spec: LaunchSpec) -> int:
+        """Restore the VM from its snapshot (see `snapshot`) and let it run."""
+        snap = snapshot_paths(spec.vm_dir)
+        if not (snap.vmstate.exists() and snap.memory.exists()):
+            raise InvalidState(f"VM {spec.name!r} has no snapshot",
+                               hint=f"banger vm snapshot {spec.name} while it runs")
+        pid = await self._spawn(spec)
+        sock = spec.vm_dir / API_SOCKET
+        try:
+            for request in (
+                api.put_logger(str(spec.vm_dir / LOG_FILE)),
+                api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
+                api.put_serial(str(spec.console_log)),
+                api.snapshot_load(str(snap.vmstate), str(snap.memory), resume_vm=True,
+                                  network_overrides={"eth0": spec.tap}),
+            ):
+                await api_call(sock, request)
+        except HostError as exc:
+            self._abort(pid)
+            raise BootFailed(exc.message, hint=f"see {spec.vm_dir / LOG_FILE}") from None
+        return pid
+
+    def _boot_disks(
+        self, spec: LaunchSpec, layout: RootLayout
+    ) -> tuple[Path | None, str, list[api.DriveSpec]]:
+        boot_args = f"{spec.cmdline} {_BOOT_ARGS}"
+        drives = [api.DriveSpec("rootfs", layout.root, read_only=layout.root_read_only,
+                                root=True)]
+        if layout.mode == "overlay":
+            if spec.initrd is None:
+                raise BootFailed(
+                    "this image has no initrd, which the root overlay needs",
+                    hint="register the image with its initramfs-tools initrd, or keep the "
+                    "state dir on a filesystem with reflinks (btrfs, xfs)",
+                )
+            assert layout.overlay is not None
+            # Firecracker attaches the root drive first and the others in order: vdb.
+            drives.append(api.DriveSpec("overlay", layout.overlay, read_only=False))
+            boot_args = f"{boot_args} {overlay_boot_args('/dev/vdb')}"
+        drives.append(api.DriveSpec("work", str(spec.work_disk), read_only=False))
+        return spec.initrd, boot_args, drives
+
+    async def _spawn(self, spec: LaunchSpec) -> int:
+        binary = self.binary()
+        sock = spec.vm_dir / API_SOCKET
+        for stale in (sock, spec.vm_dir / VSOCK_SOCKET):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        # Firecracker opens, but does not create, its log, metrics and serial files.
+        for path in (spec.console_log, spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE):
+            path.write_bytes(b"")
+        argv = [binary, "--api-sock", str(sock), "--id", f"banger-{spec.vm_id}"]
+        with open(spec.vmm_log, "wb") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, cwd=spec.vm_dir,
+            )
+        self._children[proc.pid] = proc
+        deadline = time.monotonic() + _SOCKET_WAIT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._children.pop(proc.pid, None)
+                words = spec.vmm_log.read_text(errors="replace").strip().splitlines()
+                raise BootFailed(
+                    f"firecracker exited at start: "
+                    f"{words[-1] if words else f'exit {proc.returncode}'}",
+                    hint=f"full output in {spec.vmm_log}",
+                )
+            if sock.exists() and await _accepts(sock):
+                return proc.pid
+            await asyncio.sleep(0.02)
+        self._abort(proc.pid)
+        raise BootFailed(f"firecracker did not open {sock} within {_SOCKET_WAIT:.0f}s",
+                         hint=f"see {spec.vmm_log}")
+
+    def _abort(self, pid: int) -> None:
+        self.kill(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(5)
+
+    def is_running(self, pid: int | None, vm_dir: Path) -> bool:
+        if pid is None:
+            return False
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            self._children.pop(pid, None)
+            return False
+        if not pid_alive(pid):
+            return False
+        return str(vm_dir / API_SOCKET) in pid_cmdline(pid)
+
+    async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        if not self.is_running(pid, vm_dir):
+            return True
+        with contextlib.suppress(HostError):
+            await api_call(vm_dir / API_SOCKET, api.send_ctrl_alt_del(), timeout=5.0)
+        if await self._wait_exit(pid, vm_dir, timeout):
+            return True
+        self.kill(pid, signal.SIGTERM)
+        if not await self._wait_exit(pid, vm_dir, 5.0):
+            self.kill(pid, signal.SIGKILL)
+            await self._wait_exit(pid, vm_dir, 5.0)
+        return False
+
+    def kill(self, pid: int, signal_number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+    async def _wait_exit(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running(pid, vm_dir):
+                return True
+            await asyncio.sleep(0.1)
+        return not self.is_running(pid, vm_dir)
+
+    # Running VMs
+
+    async def pause(self, vm_dir: Path) -> None:
+        await api_call(vm_dir / API_SOCKET, api.pause())
+
+    async def resume(self, vm_dir: Path) -> None:
+        await api_call(vm_dir / API_SOCKET, api.resume())
+
+    async def snapshot(self, vm_dir: Path) -> Snapshot:
+        """A full snapshot into the VM dir. The VM is paused while it is written and resumed
+        after, whatever happens."""
+        snap = snapshot_paths(vm_dir)
+        snap.vmstate.parent.mkdir(exist_ok=True)
+        sock = vm_dir / API_SOCKET
+        await api_call(sock, api.pause())
+        try:
+            await api_call(sock, api.snapshot_create(str(snap.vmstate), str(snap.memory)),
+                           timeout=300.0)
+        finally:
+            await api_call(sock, api.resume())
+        return snap
+
+    async def flush_metrics(self, vm_dir: Path) -> None:
+        await api_call(vm_dir / API_SOCKET, api.flush_metrics())
+
+
+def read_metrics(vm_dir: Path, limit: int = 60) -> list[api.MetricsSample]:
+    """The last `limit` samples Firecracker flushed to the VM's metrics file."""
+    try:
+        with open(vm_dir / METRICS_FILE, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - (1 << 20)))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return api.parse_metrics(text)[-limit:]

@@ -1,0 +1,55 @@
+"""The API's NAT flags and stats endpoint, through the real client."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+
+from banger.core.errors import InvalidInput, MissingTool
+from banger.host.nat import FakeNat
+from tests.daemon.test_api import Api, api
+
+__all__ = ["api"]
+
+
+async def test_create_and_set_nat(api: Api) -> None:
+    created = await api.call(api.client.create_vm, name="out", nat=True)
+    assert created.nat
+    nat = cast(FakeNat, api.env.services.adapters.integration.nat)
+    assert [g.ip for g in nat.guests["banger0"]] == [created.ip]
+    updated = await api.call(api.client.set_vm, "out", nat=False)
+    assert not updated.nat and nat.guests == {}
+    plain = await api.call(api.client.create_vm, name="plain")
+    assert not plain.nat
+
+
+async def test_nat_without_nft_is_a_clear_error(api: Api) -> None:
+    cast(FakeNat, api.env.services.adapters.integration.nat).is_available = False
+    with pytest.raises(MissingTool, match="nftables"):
+        await api.call(api.client.create_vm, name="out", nat=True)
+    assert await api.call(api.client.list_vms) == []
+    await api.call(api.client.create_vm, name="plain")
+    with pytest.raises(MissingTool):
+        await api.call(api.client.set_vm, "plain", nat=True)
+    await api.call(api.client.set_vm, "plain", nat=False)  # turning it off always works
+
+
+async def test_nat_must_be_a_boolean(api: Api) -> None:
+    with pytest.raises(InvalidInput, match="nat"):
+        await api.call(api.client.request, "PATCH", "/v1/vms/x", {"nat": "yes"})
+
+
+async def test_stats(api: Api) -> None:
+    vm = await api.call(api.client.create_vm, name="dev")
+    report = await api.call(api.client.vm_stats, "dev")
+    assert (report.name, report.state) == ("dev", "running")
+    assert len(report.samples) == 1
+    sample = report.samples[0]
+    assert sample.guest is not None and sample.guest.load == (0.0, 0.0, 0.0)
+    assert sample.host is None  # the fake /proc knows no such process
+    await api.call(api.client.stop_vm, "dev")
+    stopped = await api.call(api.client.vm_stats, "dev")
+    assert stopped.state == "stopped" and stopped.samples == []
+    assert stopped.idle_since is None
+    assert vm.ip

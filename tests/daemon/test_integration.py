@@ -1,0 +1,379 @@
+"""DNS, NAT and stats follow the VM lifecycle (services wired as bangerd wires them, on fake
+adapters)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from banger.core import dns
+from banger.core.config import Config
+from banger.core.errors import HostError, MissingTool
+from banger.core.models import VM, VMState
+from banger.core.nat import NatGuest
+from banger.daemon.integration import Integration
+from banger.host.dns import FakeDNSListener, FakeForwarder, FakeResolved
+from banger.host.nat import FakeNat
+from banger.host.stats import FakeGuestStats, FakeProcStats, ProcessFigures
+from tests.core.test_dns import a_records, query, rcode
+from tests.daemon.conftest import Env, make_env
+
+
+@dataclasses.dataclass
+class World:
+    env: Env
+    integration: Integration
+    listener: FakeDNSListener
+    forwarder: FakeForwarder
+    resolved: FakeResolved
+    nat: FakeNat
+    proc: FakeProcStats
+    guest: FakeGuestStats
+
+
+async def make_world(root: Path, config: Config | None = None, **fakes: Any) -> World:
+    env = make_env(root, config)
+    await env.keys.make_ed25519(env.paths.default_ssh_key, "banger")
+    adapters = env.services.adapters.integration
+    for name, fake in fakes.items():
+        setattr(adapters, name, fake)
+    # build_services wired the adapters already; rebuild the services that hold them.
+    integration = env.services.integration
+    if fakes:
+        from banger.daemon.integration import build_integration
+
+        env.services.vms.listeners.clear()
+        env.services.network.bridge_listeners.clear()
+        integration = build_integration(
+            env.services.config, env.services.store, env.services.network, env.services.vms,
+            adapters,
+        )
+        env.services.integration = integration
+    return World(
+        env, integration, cast(FakeDNSListener, adapters.dns_listener),
+        cast(FakeForwarder, adapters.dns_forwarder), cast(FakeResolved, adapters.resolved),
+        cast(FakeNat, adapters.nat), cast(FakeProcStats, adapters.proc),
+        cast(FakeGuestStats, adapters.guest_stats),
+    )
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    built = await make_world(tmp_path)
+    await built.integration.start()
+    yield built
+    await built.integration.close()
+    built.env.services.store.close()
+
+
+async def create(world: World, name: str, **changes: Any) -> VM:
+    args: dict[str, Any] = {
+        "name": name, "image": None, "vcpu": None, "memory_mib": None, "disk_size": None,
+        "start": True,
+    }
+    args.update(changes)
+    return await world.env.services.vms.create(**args)
+
+
+async def ask(world: World, name: str, client: str = "172.16.0.9") -> bytes:
+    answer = await world.listener.query(query(name), client)
+    assert answer is not None
+    return answer
+
+
+# DNS
+
+
+async def test_names_resolve_exactly_while_the_vm_runs(world: World) -> None:
+    assert world.listener.address == ("172.16.0.1", 53)
+    vms = world.env.services.vms
+    vm = await create(world, "web", start=False)
+    assert rcode(await ask(world, "web.vm")) == dns.NXDOMAIN
+    await vms.start("web")
+    assert a_records(await ask(world, "web.vm")) == [vm.ip]
+    await vms.stop("web")
+    assert rcode(await ask(world, "web.vm")) == dns.NXDOMAIN
+    await vms.start("web")
+    assert a_records(await ask(world, "WEB.vm")) == [vm.ip]
+    await vms.delete("web", force=True)
+    assert rcode(await ask(world, "web.vm")) == dns.NXDOMAIN
+
+
+async def test_a_guest_that_powers_off_drops_out_of_the_zone(world: World) -> None:
+    vm = await create(world, "gone")
+    assert vm.pid is not None
+    world.env.hypervisor.exit(vm.pid)
+    await world.env.services.vms.reconcile()
+    assert rcode(await ask(world, "gone.vm")) == dns.NXDOMAIN
+
+
+async def test_other_names_are_forwarded_for_the_host_and_nat_guests_only(
+    world: World,
+) -> None:
+    world.forwarder.answer = lambda packet: dns.build_response(
+        dns.parse_query(packet), dns.NOERROR
+    )
+    nat_guest = await create(world, "out", nat=True)
+    closed_guest = await create(world, "closed")
+    for client in (nat_guest.ip, "172.16.0.1", "127.0.0.1"):
+        assert rcode(await ask(world, "example.com", client)) == dns.NOERROR
+    assert world.forwarder.forwarded[-1][1] == [("192.0.2.53", 53)]
+    count = len(world.forwarder.forwarded)
+    for client in (closed_guest.ip, "203.0.113.7"):
+        assert rcode(await ask(world, "example.com", client)) == dns.REFUSED
+    assert len(world.forwarder.forwarded) == count
+    # .vm names are answered for everyone.
+    assert a_records(await ask(world, "out.vm", "203.0.113.7")) == [nat_guest.ip]
+    world.forwarder.answer = None  # the upstream does not answer
+    assert rcode(await ask(world, "example.com", nat_guest.ip)) == dns.SERVFAIL
+    await world.env.services.vms.set("out", vcpu=None, memory_mib=None, disk_size=None,
+                                     nat=False)
+    assert rcode(await ask(world, "example.com", nat_guest.ip)) == dns.REFUSED
+
+
+async def test_no_upstreams_means_refused(tmp_path: Path) -> None:
+    built = await make_world(tmp_path, Config(dns_upstreams=[]))
+    await built.integration.dns.start()
+    assert rcode(await ask(built, "example.com", "172.16.0.1")) == dns.REFUSED
+    assert built.forwarder.forwarded == []
+    built.env.services.store.close()
+
+
+async def test_our_own_address_is_never_an_upstream(tmp_path: Path) -> None:
+    built = await make_world(tmp_path)
+    built.integration.dns._resolv_conf = lambda: "nameserver 172.16.0.1\n"
+    assert built.integration.dns.upstreams() == []
+    built.env.services.store.close()
+
+
+async def test_resolved_is_wired_when_the_bridge_appears_and_reverted_at_close(
+    tmp_path: Path,
+) -> None:
+    built = await make_world(tmp_path, resolved=FakeResolved(available=True))
+    await built.integration.start()
+    assert built.resolved.routes == {}  # no bridge yet
+    await create(built, "web")
+    assert built.resolved.routes == {"banger0": ("172.16.0.1", "vm")}
+    checks = {c.name: c for c in built.env.services.doctor()}
+    assert checks["dns routing"].status == "ok"
+    assert "via banger0" in checks["dns routing"].detail
+    await built.integration.close()
+    assert built.resolved.routes == {}
+    built.env.services.store.close()
+
+
+async def test_a_daemon_restart_rewires_an_existing_bridge(tmp_path: Path) -> None:
+    built = await make_world(tmp_path, resolved=FakeResolved(available=True))
+    await built.env.services.network.ensure_bridge()
+    await built.integration.start()
+    assert "banger0" in built.resolved.routes
+    await built.integration.close()
+    built.env.services.store.close()
+
+
+async def test_doctor_explains_dns_problems(tmp_path: Path) -> None:
+    built = await make_world(
+        tmp_path, dns_listener=FakeDNSListener(fail=PermissionError(13, "Permission denied"))
+    )
+    await built.integration.start()
+    checks = {c.name: c for c in built.env.services.doctor()}
+    assert checks["dns server"].status == "warn"
+    assert "Permission denied" in checks["dns server"].detail
+    assert checks["dns routing"].status == "warn"
+    assert "server=/vm/172.16.0.1" in checks["dns routing"].hint
+    await built.integration.close()
+    built.env.services.store.close()
+
+
+# NAT
+
+
+async def test_nat_rules_follow_the_vm(world: World) -> None:
+    vms = world.env.services.vms
+    vm = await create(world, "out", nat=True)
+    assert vm.nat
+    assert world.nat.guests == {"banger0": [NatGuest("out", vm.ip)]}
+    assert world.nat.forwarding
+    await vms.stop("out")
+    assert world.nat.guests == {}
+    await vms.start("out")
+    assert world.nat.guests == {"banger0": [NatGuest("out", vm.ip)]}
+    other = await create(world, "other")
+    assert world.nat.guests["banger0"] == [NatGuest("out", vm.ip)]
+
+    updated = await vms.set("other", vcpu=None, memory_mib=None, disk_size=None, nat=True)
+    assert updated.nat and updated.state == VMState.RUNNING  # no stop needed for NAT
+    assert world.nat.guests["banger0"] == [NatGuest("out", vm.ip), NatGuest("other", other.ip)]
+    await vms.set("out", vcpu=None, memory_mib=None, disk_size=None, nat=False)
+    assert world.nat.guests["banger0"] == [NatGuest("other", other.ip)]
+    await vms.delete("other", force=True)
+    assert world.nat.guests == {}
+
+
+async def test_startup_rebuilds_rules_from_the_store(tmp_path: Path) -> None:
+    stale = FakeNat()
+    stale.guests["banger0"] = [NatGuest("ghost", "172.16.0.99")]
+    built = await make_world(tmp_path, nat=stale)
+    await built.integration.start()
+    assert built.nat.guests == {}  # left by a VM that no longer exists
+    vm = await create(built, "kept", nat=True)
+    await built.integration.close()
+
+    # A new daemon (same store, rules wiped meanwhile) puts them back.
+    built.nat.guests.clear()
+    await built.integration.start()
+    assert built.nat.guests == {"banger0": [NatGuest("kept", vm.ip)]}
+    await built.integration.close()
+    built.env.services.store.close()
+
+
+async def test_no_nft_calls_when_nat_was_never_used(world: World) -> None:
+    await create(world, "plain")
+    await world.env.services.vms.stop("plain")
+    assert world.nat.calls == []
+
+
+async def test_a_failing_nat_update_does_not_break_the_lifecycle(world: World) -> None:
+    async def broken(bridge: str, guests: object) -> None:
+        raise HostError("`nft -f -` failed: Operation not permitted")
+
+    world.nat.replace = broken  # type: ignore[method-assign]
+    vm = await create(world, "natfail", nat=True)
+    assert vm.state == VMState.RUNNING
+    checks = {c.name: c for c in world.env.services.doctor()}
+    assert checks["nat"].status == "warn"
+    assert "Operation not permitted" in checks["nat"].detail
+
+
+async def test_nat_needs_nft(tmp_path: Path) -> None:
+    built = await make_world(tmp_path, nat=FakeNat(available=False))
+    with pytest.raises(MissingTool, match="nft"):
+        built.integration.nat.require()
+    checks = {c.name: c for c in built.env.services.doctor()}
+    assert checks["nat"].status == "warn"
+    built.env.services.store.close()
+
+
+# stats and auto-stop
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def stats_world(tmp_path: Path, config: Config) -> tuple[World, Clock]:
+    built = await make_world(tmp_path, config)
+    clock = Clock()
+    stats = built.integration.stats
+    stats._clock = clock
+    stats._since = 0.0
+    return built, clock
+
+
+def run_for(world: World, vm: VM, ticks: int) -> None:
+    assert vm.pid is not None
+    before = world.proc.processes.get(vm.pid, ProcessFigures(0, 500 << 20, None))
+    world.proc.processes[vm.pid] = dataclasses.replace(
+        before, cpu_ticks=before.cpu_ticks + ticks
+    )
+
+
+def guest_busy(world: World, busy: int, idle: int) -> None:
+    figures = world.guest.figures
+    world.guest.figures = dataclasses.replace(
+        figures, cpu_busy_ticks=figures.cpu_busy_ticks + busy,
+        cpu_total_ticks=figures.cpu_total_ticks + busy + idle,
+    )
+
+
+async def test_poller_keeps_recent_samples(tmp_path: Path) -> None:
+    built, clock = await stats_world(tmp_path, Config())
+    stats = built.integration.stats
+    vm = await create(built, "busy")
+    vm = dataclasses.replace(vm, started_at=clock.now)
+    built.env.services.store.put_vm(vm)
+    for _ in range(3):
+        run_for(built, vm, 50)  # 0.5 s of CPU per 10 s
+        guest_busy(built, 30, 70)
+        clock.now += 10
+        await stats.poll_once()
+    report = await stats.stats("busy")
+    assert report.interval == 10 and len(report.samples) == 4
+    first, latest = report.samples[0], report.samples[-1]
+    assert first.host is not None and first.host.cpu_percent is None
+    assert latest.host is not None and latest.host.cpu_percent == 0.0  # asked right after
+    assert report.samples[-2].host is not None and report.samples[-2].host.cpu_percent == 5.0
+    assert report.samples[-2].guest_cpu_percent == 30.0
+    assert latest.guest is not None and latest.guest.disks[1].mount == "/root"
+    assert built.guest.calls == [vm.ip] * 4
+
+    built.guest.error = HostError("guest stats from 172.16.0.2: timed out")
+    assert (await stats.stats("busy")).samples[-1].guest_error.endswith("timed out")
+
+    await built.env.services.vms.stop("busy")
+    assert (await stats.stats("busy")).samples == []
+    assert built.guest.forgotten == [vm.ip]
+    built.env.services.store.close()
+
+
+async def test_history_is_bounded(tmp_path: Path) -> None:
+    built, clock = await stats_world(tmp_path, Config())
+    await create(built, "long")
+    for _ in range(70):
+        clock.now += 10
+        await built.integration.stats.poll_once()
+    assert len((await built.integration.stats.stats("long")).samples) == 60
+    built.env.services.store.close()
+
+
+async def test_idle_vms_are_stopped_after_the_limit(tmp_path: Path) -> None:
+    built, clock = await stats_world(
+        tmp_path, Config(stats_poll_interval="10s", auto_stop_stale_after="1m")
+    )
+    stats, vms = built.integration.stats, built.env.services.vms
+    idle = await create(built, "idle")
+    used = await create(built, "used")
+    for vm in (idle, used):
+        built.env.services.store.put_vm(dataclasses.replace(vm, started_at=clock.now))
+        run_for(built, vm, 0)
+    built.proc.open_connections[used.ip] = 1  # an ssh session stays open
+    for _ in range(5):
+        clock.now += 10
+        guest_busy(built, 1, 99)
+        await stats.poll_once()
+    assert {vm.name: vm.state for vm in vms.list()} == {
+        "idle": VMState.RUNNING, "used": VMState.RUNNING,
+    }
+    for _ in range(3):
+        clock.now += 10
+        guest_busy(built, 1, 99)
+        await stats.poll_once()
+    assert {vm.name: vm.state for vm in vms.list()} == {
+        "idle": VMState.STOPPED, "used": VMState.RUNNING,
+    }
+    report = await stats.stats("used")
+    assert report.auto_stop_after == 60 and report.idle_since is not None
+    built.env.services.store.close()
+
+
+async def test_busy_guests_are_not_idle(tmp_path: Path) -> None:
+    built, clock = await stats_world(
+        tmp_path, Config(stats_poll_interval="10s", auto_stop_stale_after="30s")
+    )
+    vm = await create(built, "builder")
+    built.env.services.store.put_vm(dataclasses.replace(vm, started_at=clock.now))
+    run_for(built, vm, 0)
+    for _ in range(10):
+        clock.now += 10
+        guest_busy(built, 60, 40)
+        await built.integration.stats.poll_once()
+    assert built.env.services.vms.get("builder").state == VMState.RUNNING
+    built.env.services.store.close()

@@ -1,0 +1,113 @@
+"""Kernel store, OCI image records and promotion, through the services on fake adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from banger.core.errors import InvalidInput, KernelNotFound, ResourceBusy
+from banger.core.models import ProgressEvent
+from banger.daemon.imageapi import promote, sparse_copy
+from banger.daemon.progress import no_progress
+from tests.daemon.conftest import Env
+
+
+async def test_kernel_catalog_pull_register_delete(env: Env, tmp_path: Path) -> None:
+    kernels = env.services.kernels
+    assert kernels is not None
+    listed = {k.name: k for k in kernels.list()}
+    assert not listed["generic-6.1"].local and listed["generic-6.12"].catalog
+    pulled = await kernels.pull("generic-6.1", no_progress)
+    assert pulled.managed and Path(pulled.vmlinuz).is_file()
+    assert (await kernels.pull("generic-6.1", no_progress)) == pulled
+    with pytest.raises(KernelNotFound):
+        await kernels.pull("nope", no_progress)
+    vmlinuz = tmp_path / "vmlinuz"
+    vmlinuz.write_bytes(b"k")
+    mine = kernels.register("mine", str(vmlinuz), None)
+    assert not mine.managed
+    with pytest.raises(InvalidInput):
+        kernels.register("mine", str(vmlinuz), None)
+    with pytest.raises(InvalidInput):
+        kernels.register("rel", "vmlinuz", None)
+    assert {k.name for k in kernels.list() if k.local} == {"generic-6.1", "mine"}
+    kernels.delete("generic-6.1")
+    assert not Path(pulled.vmlinuz).exists()
+    assert vmlinuz.exists()
+    kernels.delete("mine")
+    assert vmlinuz.exists()  # registered files stay where they are
+
+
+async def test_pulled_image_boots_with_its_default_or_chosen_kernel(env: Env,
+                                                                    tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    image = await env.services.images.pull("debian:bookworm", events.append)
+    assert image.name == "debian-bookworm-oci"  # never shadows the catalog image
+    assert image.kernel == "" and image.kernel_name == "generic-6.1"
+    vm = await env.services.vms.create(name="a", image=image.name, vcpu=None, memory_mib=None,
+                                       disk_size=None, start=True, progress=events.append)
+    launched = env.hypervisor.launched[-1]
+    assert launched.kernel.name == "vmlinuz" and "generic-6.1" in str(launched.kernel)
+    assert vm.kernel == ""
+    # The kernel is in use by the image: it cannot be deleted.
+    kernels = env.services.kernels
+    assert kernels is not None
+    with pytest.raises(ResourceBusy):
+        kernels.delete("generic-6.1")
+    vmlinuz = tmp_path / "other"
+    vmlinuz.write_bytes(b"k")
+    kernels.register("other", str(vmlinuz), None)
+    await env.services.vms.create(name="b", image=image.name, vcpu=None, memory_mib=None,
+                                  disk_size=None, start=True, kernel="other")
+    assert env.hypervisor.launched[-1].kernel == vmlinuz
+    with pytest.raises(KernelNotFound):
+        await env.services.vms.create(name="c", image=image.name, vcpu=None, memory_mib=None,
+                                      disk_size=None, start=False, kernel="missing")
+
+
+async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
+    from banger.host.ocipull import FakeImagePuller
+
+    puller = env.services.adapters.image_puller
+    assert isinstance(puller, FakeImagePuller)
+    puller.has_sshd = False
+    events: list[ProgressEvent] = []
+    image = await env.services.images.pull("127.0.0.1:5000/x/alpine:3", events.append,
+                                           as_name="alp")
+    assert image.ssh_on_first_boot and image.name == "alp"
+    assert puller.calls[-1]["max_bytes"] >= 1 << 30  # type: ignore[operator]
+    created: list[ProgressEvent] = []
+    await env.services.vms.create(name="d", image="alp", vcpu=None, memory_mib=None,
+                                  disk_size=None, start=False, progress=created.append)
+    assert any("--nat" in e.message for e in created)
+
+
+async def test_promote_copies_sparse_and_refuses_in_use(env: Env, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.ext4"
+    with open(rootfs, "wb") as f:
+        f.truncate(32 << 20)
+        f.seek(1 << 20)
+        f.write(b"data")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    env.services.images.register("reg", str(rootfs), str(kernel), None)
+    promoted = await promote(env.services, "reg")
+    assert promoted.managed and Path(promoted.rootfs).parent.name == "reg"
+    copied = Path(promoted.rootfs)
+    assert copied.stat().st_size == 32 << 20
+    assert copied.stat().st_blocks * 512 < 1 << 20
+    assert rootfs.exists()
+    with pytest.raises(InvalidInput):
+        await promote(env.services, "reg")
+    env.services.images.register("reg2", str(rootfs), str(kernel), None)
+    await env.services.vms.create(name="e", image="reg2", vcpu=None, memory_mib=None,
+                                  disk_size=None, start=False)
+    with pytest.raises(ResourceBusy):
+        await promote(env.services, "reg2")
+
+
+def test_sparse_copy_of_an_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"")
+    sparse_copy(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b""

@@ -1,0 +1,161 @@
+"""OCI pull end to end: a local docker-registry inside the test namespace serves an image made
+from the Debian test image's rootfs (systemd + openssh, no /boot, and a top layer that
+whites out banger's boot files, so only the pull's injection can make it boot). banger
+pulls it, and a VM boots it with a registered kernel and, in a second test, with the
+catalog kernel `generic-6.1` fetched from the Debian mirror and banger's own initrd."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE_CACHE, BangerEnv, _HostNamespace, _short_tmpdir
+from tests.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
+
+pytestmark = pytest.mark.skipif(
+    bool(missing_tools(("docker-registry", "skopeo", "zstd"))),
+    reason="needs docker-registry, skopeo and zstd",
+)
+
+MARKER = "/etc/banger-oci-test"
+TOP_LAYER = [
+    Entry("etc", "dir", mode=0o755),
+    Entry(MARKER.lstrip("/"), data=b"pulled from a registry\n"),
+    Entry("usr/local/lib/.wh.banger"),
+    Entry("etc/systemd/system/.wh.banger-boot.service"),
+    Entry("etc/ssh/sshd_config.d/.wh..wh..opq"),
+]
+
+
+def _layout(test_image: dict[str, str]) -> Path:
+    """The OCI layout of the test image (cached next to it, built once)."""
+    source = Path(test_image["rootfs"])
+    cache = IMAGE_CACHE / f"oci-{source.parent.name}"
+    with open(IMAGE_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "index.json").exists():
+            _build_layout(source, cache)
+    return cache
+
+
+def _build_layout(rootfs: Path, cache: Path) -> None:
+    staging = cache.with_name(cache.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    mount = Path(tempfile.mkdtemp(prefix="bgm-"))
+    subprocess.run(["mount", "-o", "ro,loop", str(rootfs), str(mount)], check=True)
+    try:
+        layout = Layout(staging)
+        base = staging / "base.tar.zst"
+        tar = subprocess.Popen(
+            ["tar", "-C", str(mount), "--numeric-owner", "--xattrs", "--exclude=./boot",
+             "--exclude=./lost+found", "-cf", "-", "."], stdout=subprocess.PIPE)
+        with open(base, "wb") as out:
+            subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=out,
+                           check=True)
+        assert tar.wait() == 0
+        base_layer = layout.blob_file(base, "application/vnd.oci.image.layer.v1.tar+zstd")
+        manifest = layout.image([base_layer, (layer_tar(TOP_LAYER), "gzip")],
+                                diff_ids=["sha256:" + "0" * 64])
+        layout.tag("1", manifest)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        mount.rmdir()
+    shutil.rmtree(cache, ignore_errors=True)
+    staging.rename(cache)
+
+
+@pytest.fixture(scope="module")
+def registry(banger: BangerEnv, test_image: dict[str, str]) -> Iterator[Registry]:
+    layout = _layout(test_image)
+    with local_registry(banger.netns.exec_argv) as reg:
+        reg.push(layout, "1", "test/debian:1")
+        yield reg
+
+
+def _kernel_files() -> dict[str, str]:
+    """generic-6.1 pulled by banger from the Debian mirror, outside the namespace (which has
+    no route to it), cached like the test image."""
+    cache = IMAGE_CACHE / "kernel-generic-6.1"
+    with open(IMAGE_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "kernel.json").exists():
+            root = _short_tmpdir("bgk-")
+            try:
+                env = BangerEnv(root, _HostNamespace())
+                env.run("kernel", "pull", "generic-6.1", timeout=900)
+                kernel = env.json("kernel", "show", "generic-6.1")
+                env.run("daemon", "stop", check=False)
+                staging = cache.with_name(cache.name + ".tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True)
+                (staging / "kernel.json").write_text(json.dumps({
+                    "vmlinuz": str(cache / "vmlinuz"), "initrd": str(cache / "initrd.img"),
+                    "version": kernel["version"],
+                }))
+                shutil.rmtree(cache, ignore_errors=True)
+                staging.rename(cache)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+    files: dict[str, str] = json.loads((cache / "kernel.json").read_text())
+    return files
+
+
+def test_pull_and_boot_a_registry_image(
+    banger: BangerEnv, registry: Registry, test_image: dict[str, str]
+) -> None:
+    banger.run("kernel", "register", "--name", "test-kernel", "--vmlinuz", test_image["kernel"],
+               "--initrd", test_image["initrd"])
+    pulled = banger.run("image", "pull", f"{registry.address}/test/debian:1", "--name",
+                        "pulled", "--kernel", "test-kernel", timeout=900)
+    assert "layer 2/2" in pulled.stderr
+    image = banger.json("image", "show", "pulled")
+    assert image["source"] == f"oci: {registry.address}/test/debian:1"
+    assert image["kernel"] == "" and image["kernel_name"] == "test-kernel"
+    assert not image["ssh_on_first_boot"]
+    kernels = {k["name"]: k for k in banger.json("kernel", "list")}
+    assert kernels["test-kernel"]["local"] and not kernels["generic-6.12"]["local"]
+    try:
+        banger.run("vm", "create", "--image", "pulled", "--name", "oci1", timeout=600)
+        out = banger.run("vm", "ssh", "oci1", "--", "sh", "-c", f"cat {MARKER}; hostname")
+        assert out.stdout.split() == ["pulled", "from", "a", "registry", "oci1"]
+        # The image and kernel are in use: neither can go.
+        assert banger.run("image", "delete", "pulled", check=False).returncode == 1
+        assert banger.run("kernel", "delete", "test-kernel", check=False).returncode == 1
+    finally:
+        banger.run("vm", "delete", "--force", "oci1", check=False)
+    # Pulling again downloads nothing (every layer is in the blob cache).
+    again = banger.run("image", "pull", f"{registry.address}/test/debian:1", "--name",
+                       "pulled", "--kernel", "test-kernel", "--force", timeout=900)
+    assert "0B downloaded" in again.stderr
+    banger.run("image", "delete", "pulled")
+    banger.run("kernel", "delete", "test-kernel")
+
+
+def test_catalog_kernel_boots_a_pulled_image(banger: BangerEnv, registry: Registry) -> None:
+    kernel = _kernel_files()
+    # The namespace cannot reach the mirror: register the files `kernel pull` made under
+    # the catalog name, which is what the image defaults to.
+    with contextlib.suppress(AssertionError):
+        banger.run("kernel", "delete", "generic-6.1")
+    banger.run("kernel", "register", "--name", "generic-6.1", "--vmlinuz", kernel["vmlinuz"],
+               "--initrd", kernel["initrd"])
+    banger.run("image", "pull", f"{registry.address}/test/debian:1", "--name", "generic",
+               timeout=900)
+    assert banger.json("image", "show", "generic")["kernel_name"] == "generic-6.1"
+    try:
+        banger.run("vm", "create", "--image", "generic", "--name", "oci2", timeout=600)
+        out = banger.run("vm", "ssh", "oci2", "--", "uname", "-r")
+        assert out.stdout.strip() == kernel["version"]
+    finally:
+        banger.run("vm", "delete", "--force", "oci2", check=False)
+        banger.run("image", "delete", "generic", check=False)
+        banger.run("kernel", "delete", "generic-6.1", check=False)
