@@ -2,9 +2,11 @@
 # The Debian packages banger needs on the host (and, with "test", what its tests need).
 set -eu
 packages="python3 python3-venv qemu-system-x86 qemu-utils mmdebstrap e2fsprogs
-openssh-client iproute2 git ca-certificates"
+openssh-client iproute2 nftables git ca-certificates lz4 zstd busybox-static gpgv
+debian-archive-keyring"
 if [ "${1:-}" = "test" ]; then
-    packages="$packages bash-completion zsh fish"
+    packages="$packages bash-completion zsh fish bind9-dnsutils docker-registry skopeo umoci
+btrfs-progs"
 fi
 missing=""
 for p in $packages; do
