@@ -20,7 +20,7 @@ class ProgressPrinter:
 
     def __call__(self, event: ProgressEvent) -> None:
         # The spec line and stage results stay on screen; chatty build output is overwritten.
-        persistent = event.stage in ("spec", "ready", "create") or not self._tty
+        persistent = event.stage in ("spec", "ready", "create", "warning") or not self._tty
         if self._tty:
             width = 100
             text = event.message[:width]
