@@ -30,6 +30,7 @@ from banger.host.kernel import ensure_vmlinux
 from banger.host.processes import CommandRunner, SubprocessRunner, pid_alive, pid_cmdline
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
 from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.shutdown import send_signal, shut_down
 
 API_SOCKET = "firecracker.sock"
 LOG_FILE = "firecracker.log"
@@ -284,29 +285,15 @@ class FirecrackerHypervisor:
         return str(vm_dir / API_SOCKET) in pid_cmdline(pid)
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
-        if not self.is_running(pid, vm_dir):
-            return True
-        with contextlib.suppress(HostError):
-            await api_call(vm_dir / API_SOCKET, api.send_ctrl_alt_del(), timeout=5.0)
-        if await self._wait_exit(pid, vm_dir, timeout):
-            return True
-        self.kill(pid, signal.SIGTERM)
-        if not await self._wait_exit(pid, vm_dir, 5.0):
-            self.kill(pid, signal.SIGKILL)
-            await self._wait_exit(pid, vm_dir, 5.0)
-        return False
+        return await shut_down(
+            pid,
+            running=lambda: self.is_running(pid, vm_dir),
+            ask_guest=lambda: api_call(vm_dir / API_SOCKET, api.send_ctrl_alt_del(), timeout=5.0),
+            timeout=timeout,
+        )
 
     def kill(self, pid: int, signal_number: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal_number)
-
-    async def _wait_exit(self, pid: int, vm_dir: Path, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.is_running(pid, vm_dir):
-                return True
-            await asyncio.sleep(0.1)
-        return not self.is_running(pid, vm_dir)
+        send_signal(pid, signal_number)
 
     # Running VMs
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from banger.core.errors import BootFailed, HostError, MissingTool
+from banger.core.errors import BootFailed, MissingTool
 from banger.host.processes import pid_alive, pid_cmdline
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.qmp import qmp_command
+from banger.host.vmm.shutdown import send_signal, shut_down
 
 _STARTUP_GRACE = 10.0
 
@@ -102,26 +101,12 @@ class QemuHypervisor:
         return any(str(vm_dir) in part for part in pid_cmdline(pid))
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
-        if not self.is_running(pid, vm_dir):
-            return True
-        with contextlib.suppress(HostError):
-            await qmp_command(vm_dir / "control.sock", "system_powerdown")
-        if await self._wait_exit(pid, vm_dir, timeout):
-            return True
-        self.kill(pid, signal.SIGTERM)
-        if not await self._wait_exit(pid, vm_dir, 5.0):
-            self.kill(pid, signal.SIGKILL)
-            await self._wait_exit(pid, vm_dir, 5.0)
-        return False
+        return await shut_down(
+            pid,
+            running=lambda: self.is_running(pid, vm_dir),
+            ask_guest=lambda: qmp_command(vm_dir / "control.sock", "system_powerdown"),
+            timeout=timeout,
+        )
 
     def kill(self, pid: int, signal_number: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal_number)
-
-    async def _wait_exit(self, pid: int, vm_dir: Path, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.is_running(pid, vm_dir):
-                return True
-            await asyncio.sleep(0.1)
-        return not self.is_running(pid, vm_dir)
+        send_signal(pid, signal_number)
