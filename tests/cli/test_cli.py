@@ -19,6 +19,7 @@ from banger.core.errors import (
     DaemonUnavailable,
     ImageBuildFailed,
     InvalidInput,
+    Unsupported,
     VMNotFound,
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
@@ -92,8 +93,20 @@ class FakeClient:
         state = VMState.RUNNING if kwargs["start"] else VMState.CREATED
         return replace(VM_DEV, name=kwargs["name"] or "calm-otter", state=state)
 
-    def start_vm(self, name: str, on_progress: Any = None) -> VM:
-        self._call("start_vm", name)
+    def start_vm(self, name: str, on_progress: Any = None, *, from_snapshot: bool = False) -> VM:
+        self._call("start_vm", name, from_snapshot=from_snapshot)
+        return replace(VM_DEV, name=name)
+
+    def pause_vm(self, name: str) -> VM:
+        self._call("pause_vm", name)
+        return replace(VM_DEV, name=name, state=VMState.PAUSED)
+
+    def resume_vm(self, name: str) -> VM:
+        self._call("resume_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def snapshot_vm(self, name: str) -> VM:
+        self._call("snapshot_vm", name)
         return replace(VM_DEV, name=name)
 
     def stop_vm(self, name: str) -> VM:
@@ -424,3 +437,48 @@ def test_image_register(
             str(kernel)]
     assert run(args, capsys)[:2] == (0, "registered mine\n")
     assert client.called("register_image") == [(("mine", str(rootfs), str(kernel), None), {})]
+
+
+# pause, resume, snapshots
+
+
+@pytest.mark.parametrize(
+    ("args", "method", "printed"),
+    [
+        (["vm", "pause", "dev"], "pause_vm", "dev paused"),
+        (["vm", "resume", "dev"], "resume_vm", "dev running"),
+        (["vm", "snapshot", "dev"], "snapshot_vm",
+         "dev: snapshot saved in /state/vms/0123456789ab/snapshot"),
+    ],
+)
+def test_pause_resume_snapshot_call_the_client(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str], method: str,
+    printed: str,
+) -> None:
+    code, out, _ = run(args, capsys)
+    assert code == 0
+    assert client.called(method) == [(("dev",), {})]
+    assert out.strip() == printed
+
+
+def test_start_from_snapshot(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["vm", "start", "dev", "--from-snapshot"], capsys)[0] == 0
+    assert run(["vm", "start", "dev"], capsys)[0] == 0
+    assert client.called("start_vm") == [
+        (("dev",), {"from_snapshot": True}), (("dev",), {"from_snapshot": False}),
+    ]
+
+
+def test_unsupported_backend_is_explained(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["snapshot_vm"] = Unsupported(
+        "the qemu backend of VM 'dev' does not support snapshots",
+        hint="create the VM with --backend firecracker for pause/resume and snapshots",
+    )
+    code, _, err = run(["vm", "snapshot", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "error: the qemu backend of VM 'dev' does not support snapshots",
+        "hint: create the VM with --backend firecracker for pause/resume and snapshots",
+    ]

@@ -109,3 +109,19 @@ def test_stats_round_trip_through_json_shapes_and_render() -> None:
     assert rows[0][1] == "-"
     stopped = VMStats("dev", "stopped", 10.0, [])
     assert dict(stats.summary_fields(stopped, 0))["samples"].startswith("none")
+
+
+def test_vmm_counters_add_new_samples_once_and_render() -> None:
+    from banger.core.firecracker import MetricsSample
+
+    first = stats.VMMCounters().add([MetricsSample(10, 1 << 20, 2 << 20, 300, 400, 5)])
+    again = first.add([MetricsSample(10, 1 << 20, 2 << 20, 300, 400, 5),
+                       MetricsSample(20, 1 << 20, 0, 700, 600, 1)])
+    assert again == stats.VMMCounters(6, 2 << 20, 2 << 20, 1000, 1000, 20)
+    report = VMStats("dev", "running", 10.0, [
+        Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, again), None, "no ssh"),
+    ])
+    assert stats.stats_from_dict(dataclasses.asdict(report)) == report
+    fields = dict(stats.summary_fields(report, now=1000.0))
+    assert fields["vmm block"] == "read 2M, written 2M"
+    assert fields["vcpu exits"] == "6"

@@ -52,11 +52,12 @@ def make_paths(root: Path, runtime_dir: Path | None = None) -> Paths:
 
 def make_env(
     root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
-    runtime_dir: Path | None = None,
+    runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters."""
     paths = make_paths(root, runtime_dir)
-    network, disks, hypervisor = FakeNetwork(), FakeDisks(), FakeHypervisor()
+    network, disks = FakeNetwork(), FakeDisks()
+    hypervisor = hypervisor or FakeHypervisor()
     keys, probe = FakeKeyMaker(), FakeProbe()
     builder = builder or FakeImageBuilder()
     adapters = Adapters(
@@ -85,8 +86,10 @@ def qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostinfo, "which", lambda tool: f"/usr/bin/{tool}")
 
 
-async def ready_env(root: Path, runtime_dir: Path | None = None) -> Env:
-    built = make_env(root, runtime_dir=runtime_dir)
+async def ready_env(
+    root: Path, runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
+) -> Env:
+    built = make_env(root, runtime_dir=runtime_dir, hypervisor=hypervisor)
     # What bangerd does at startup: banger's own client key pair.
     await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
     return built

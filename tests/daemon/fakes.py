@@ -8,7 +8,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from banger.core.errors import HostError
+from banger.core.errors import HostError, InvalidState
+from banger.core.firecracker import MetricsSample
 from banger.core.models import ProgressEvent
 from banger.daemon.integration import IntegrationAdapters
 from banger.host.dns import FakeDNSListener, FakeForwarder, FakeResolved
@@ -56,6 +57,49 @@ class FakeHypervisor:
     def exit(self, pid: int) -> None:
         """The guest powers itself off (or the VMM crashes)."""
         self.running.pop(pid)
+
+
+class FakeSnapshotVMM(FakeHypervisor):
+    """A backend that also pauses, snapshots and keeps its own counters, like Firecracker.
+    `paused` holds the VM dirs whose vCPUs are stopped; snapshots are files in the VM dir."""
+
+    name = "firecracker"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: set[Path] = set()
+        self.calls: list[str] = []
+        self.samples: list[MetricsSample] = []
+        self.restored: list[LaunchSpec] = []
+
+    async def pause(self, vm_dir: Path) -> None:
+        self.calls.append("pause")
+        self.paused.add(vm_dir)
+
+    async def resume(self, vm_dir: Path) -> None:
+        self.calls.append("resume")
+        self.paused.discard(vm_dir)
+
+    async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
+        if vm_dir in self.paused:
+            raise AssertionError("a paused guest cannot shut itself down")
+        return await super().stop(pid, vm_dir, timeout)
+
+    async def snapshot(self, vm_dir: Path) -> Path:
+        self.calls.append("snapshot")
+        (vm_dir / "snapshot").write_text("state")
+        return vm_dir / "snapshot"
+
+    async def start_from_snapshot(self, spec: LaunchSpec) -> int:
+        if not (spec.vm_dir / "snapshot").exists():
+            raise InvalidState(f"VM {spec.name!r} has no snapshot")
+        self.restored.append(spec)
+        pid = next(_pids)
+        self.running[pid] = spec.vm_dir
+        return pid
+
+    async def metrics(self, vm_dir: Path) -> list[MetricsSample]:
+        return list(self.samples)
 
 
 class FakeKeyMaker:

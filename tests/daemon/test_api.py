@@ -4,6 +4,7 @@ CLI is synchronous) and by raw requests where the wire format itself is the poin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import stat
@@ -27,12 +28,14 @@ from banger.core.errors import (
     InvalidName,
     InvalidState,
     NameTaken,
+    Unsupported,
     VMNotFound,
 )
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.api import make_app
 from banger.daemon.main import _bind_socket
 from tests.daemon.conftest import Env, ready_env
+from tests.daemon.fakes import FakeHypervisor, FakeSnapshotVMM
 
 T = TypeVar("T")
 
@@ -53,9 +56,15 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with serve(tmp_path) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, hypervisor: FakeHypervisor | None = None) -> AsyncIterator[Api]:
     # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
     runtime = Path(tempfile.mkdtemp(prefix="bgr-", dir="/tmp")) / "banger"
-    env = await ready_env(tmp_path, runtime_dir=runtime)
+    env = await ready_env(tmp_path, runtime_dir=runtime, hypervisor=hypervisor)
     shutdowns: list[bool] = []
     app = make_app(env.services, lambda: shutdowns.append(True))
     runner = web.AppRunner(app, access_log=None)
@@ -221,6 +230,32 @@ async def test_vm_lifecycle_through_the_client(api: Api) -> None:
     deleted = await api.call(c.delete_vm, "dev", force=True)
     assert deleted.name == "dev"
     assert await api.call(c.list_vms) == []
+
+
+async def test_pause_resume_and_snapshots_through_the_client(tmp_path: Path) -> None:
+    async with serve(tmp_path, FakeSnapshotVMM()) as served:
+        c = served.client
+        await served.call(c.create_vm, name="dev")
+        assert (await served.call(c.pause_vm, "dev")).state == VMState.PAUSED
+        assert (await served.call(c.get_vm, "dev")).state == VMState.PAUSED
+        assert (await served.call(c.resume_vm, "dev")).state == VMState.RUNNING
+        snapped = await served.call(c.snapshot_vm, "dev")
+        assert (Path(snapped.dir) / "snapshot").exists()
+        await served.call(c.kill_vm, "dev")
+        restored = await served.call(c.start_vm, "dev", from_snapshot=True)
+        assert restored.state == VMState.RUNNING
+
+
+async def test_backends_without_snapshots_answer_unsupported(api: Api) -> None:
+    c = api.client
+    await api.call(c.create_vm, name="dev")
+    with pytest.raises(Unsupported, match="does not support snapshots"):
+        await api.call(c.snapshot_vm, "dev")
+    with pytest.raises(Unsupported, match="does not support pause/resume"):
+        await api.call(c.pause_vm, "dev")
+    await api.call(c.stop_vm, "dev")
+    with pytest.raises(Unsupported):
+        await api.call(c.start_vm, "dev", from_snapshot=True)
 
 
 async def test_unknown_vm_before_a_stream_starts(api: Api) -> None:

@@ -76,3 +76,41 @@ def test_boot_ssh_stop_start_on_firecracker(
     env.run("vm", "delete", "--force", "fc")
     assert not vm_dir.exists()
     assert base.stat().st_mtime_ns == base_mtime  # the shared base image is never written
+
+
+def test_pause_resume_snapshot_and_restore_on_firecracker(
+    second_banger: Callable[..., BangerEnv], firecracker_bin: str, test_image: dict[str, str]
+) -> None:
+    env = second_banger(f'backend = "firecracker"\nfirecracker_bin = "{firecracker_bin}"\n')
+    created = env.json("vm", "create", "--name", "fcs", "--memory", "1024")
+    vm_dir = Path(created["dir"])
+    boot_id = env.run("vm", "ssh", "fcs", "--", "cat", "/proc/sys/kernel/random/boot_id").stdout
+
+    assert env.run("vm", "pause", "fcs").stdout.split() == ["fcs", "paused"]
+    assert env.json("vm", "show", "fcs")["state"] == "paused"
+    refused = env.run("vm", "ssh", "fcs", "--", "true", check=False)
+    assert refused.returncode != 0 and "banger vm resume fcs" in refused.stderr
+    assert env.run("vm", "resume", "fcs").stdout.split() == ["fcs", "running"]
+    assert env.run("vm", "ssh", "fcs", "--", "echo", "resumed").stdout.strip() == "resumed"
+
+    stats = env.json("vm", "stats", "fcs")
+    host = stats["samples"][-1]["host"]
+    assert host["vmm"] is not None and host["vmm"]["net_rx_bytes"] > 0
+
+    env.run("vm", "ssh", "fcs", "--", "sh", "-c", "echo before-snapshot > /dev/shm/mark")
+    assert "snapshot saved" in env.run("vm", "snapshot", "fcs").stdout
+    assert (vm_dir / "snapshot" / "vmstate").exists()
+    assert (vm_dir / "snapshot" / "memory").exists()
+    # The VM runs on after its snapshot; memory changed now is not in the snapshot.
+    env.run("vm", "ssh", "fcs", "--", "sh", "-c", "echo after-snapshot > /dev/shm/mark")
+    env.run("vm", "kill", "fcs")
+
+    assert "running" in env.run("vm", "start", "fcs", "--from-snapshot").stdout
+    restored = env.run(
+        "vm", "ssh", "fcs", "--", "cat", "/proc/sys/kernel/random/boot_id", "/dev/shm/mark"
+    ).stdout.split()
+    assert restored == [boot_id.strip(), "before-snapshot"]  # the same boot, not a new one
+
+    env.run("vm", "pause", "fcs")
+    env.run("vm", "delete", "--force", "fcs")
+    assert not vm_dir.exists()

@@ -116,3 +116,21 @@ def test_daemon_socket_is_private(banger: BangerEnv) -> None:
     assert banger.run("daemon", "socket").stdout.strip() == status["socket"]
     for line in (banger.state_dir / "bangerd.log").read_text().splitlines():
         assert line.startswith("{")
+
+
+def test_pause_and_resume_on_qemu(banger: BangerEnv) -> None:
+    banger.json("vm", "create", "--name", "nap")
+    assert banger.run("vm", "pause", "nap").stdout.split() == ["nap", "paused"]
+    refused = banger.run("vm", "ssh", "nap", "--", "true", check=False)
+    assert refused.returncode != 0 and "banger vm resume nap" in refused.stderr
+    assert banger.run("vm", "resume", "nap").stdout.split() == ["nap", "running"]
+    assert banger.run("vm", "ssh", "nap", "--", "echo", "awake").stdout == "awake\n"
+
+    unsupported = banger.run("vm", "snapshot", "nap", check=False)
+    assert unsupported.returncode == 1
+    assert "does not support snapshots" in unsupported.stderr
+    assert "hint: " in unsupported.stderr
+
+    banger.run("vm", "pause", "nap")
+    assert "stopped" in banger.run("vm", "stop", "nap").stdout  # resumed, then shut down
+    banger.run("vm", "delete", "nap")

@@ -176,15 +176,49 @@ def create(
 
 @vm.command()
 @click.argument("name", shell_complete=vm_names)
+@click.option("--from-snapshot", is_flag=True,
+              help="Restore the last `vm snapshot` instead of booting (Firecracker VMs).")
 @pass_ctx
-def start(ctx: Context, name: str) -> None:
+def start(ctx: Context, name: str, from_snapshot: bool) -> None:
     """Boot a stopped VM and wait until ssh answers."""
     printer = ProgressPrinter()
     try:
-        started = ctx.client.start_vm(name, printer)
+        started = ctx.client.start_vm(name, printer, from_snapshot=from_snapshot)
     finally:
         printer.done()
     click.echo(f"{started.name} {started.state} {started.ip}")
+
+
+@vm.command()
+@click.argument("name", shell_complete=vm_names)
+@pass_ctx
+def pause(ctx: Context, name: str) -> None:
+    """Stop a running VM's vCPUs; it keeps its memory and host resources."""
+    paused = ctx.client.pause_vm(name)
+    click.echo(f"{paused.name} {paused.state}")
+
+
+@vm.command()
+@click.argument("name", shell_complete=vm_names)
+@pass_ctx
+def resume(ctx: Context, name: str) -> None:
+    """Let a paused VM run again."""
+    resumed = ctx.client.resume_vm(name)
+    click.echo(f"{resumed.name} {resumed.state}")
+
+
+@vm.command()
+@click.argument("name", shell_complete=vm_names)
+@pass_ctx
+def snapshot(ctx: Context, name: str) -> None:
+    """Save a running VM's full state (memory, vCPUs, devices) into its VM dir; it keeps
+    running. `banger vm start --from-snapshot NAME` restores it later (Firecracker VMs).
+
+    Disks are not part of the snapshot: restore only over the disks as they were then,
+    e.g. after `banger vm kill NAME` right after the snapshot.
+    """
+    snapped = ctx.client.snapshot_vm(name)
+    click.echo(f"{snapped.name}: snapshot saved in {snapped.dir}/snapshot")
 
 
 @vm.command()

@@ -173,8 +173,25 @@ class Client:
         }
         return vm_from_dict(self.stream("POST", "/v1/vms", body, on_progress))
 
-    def start_vm(self, name: str, on_progress: OnProgress = lambda _: None) -> VM:
-        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/start", {}, on_progress))
+    def start_vm(
+        self, name: str, on_progress: OnProgress = lambda _: None, *,
+        from_snapshot: bool = False,
+    ) -> VM:
+        """`from_snapshot` restores the VM's last `snapshot_vm` instead of booting it."""
+        body = {"from_snapshot": True} if from_snapshot else {}
+        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/start", body, on_progress))
+
+    def pause_vm(self, name: str) -> VM:
+        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/pause"))
+
+    def resume_vm(self, name: str) -> VM:
+        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/resume"))
+
+    def snapshot_vm(self, name: str) -> VM:
+        """A full snapshot into the VM's dir; the VM keeps running."""
+        return vm_from_dict(
+            self.request("POST", f"/v1/vms/{_q(name)}/snapshot", timeout=None)
+        )
 
     def restart_vm(self, name: str, on_progress: OnProgress = lambda _: None) -> VM:
         return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/restart", {}, on_progress))

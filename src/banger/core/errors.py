@@ -74,6 +74,13 @@ class ResourceBusy(Conflict):
     default_hint = "try again when the other operation has finished"
 
 
+class Unsupported(Conflict):
+    """The VM's backend cannot do what was asked (e.g. snapshots on QEMU)."""
+
+    code = "unsupported"
+    default_hint = "create the VM with a backend that supports it: --backend firecracker"
+
+
 class NetworkExhausted(Conflict):
     code = "network_exhausted"
     default_hint = "delete unused VMs or widen `cidr` in config"

@@ -15,6 +15,7 @@ class VMState(enum.StrEnum):
     CREATED = "created"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"  # vCPUs stopped (`vm pause`); the VMM process and its resources stay
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"

@@ -12,8 +12,11 @@ CPU in timer emulation."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from banger.core.firecracker import MetricsSample
 
 IDLE_CPU_PERCENT = 10.0
 GUEST_REPORT_SCRIPT = (
@@ -25,6 +28,33 @@ _TCP_ESTABLISHED = "01"
 
 
 @dataclass
+class VMMCounters:
+    """The VMM's own counters (Firecracker's metrics), totals since the VM started."""
+
+    vcpu_exits: int = 0
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    last_flush_ms: int = 0  # the newest metrics sample counted
+
+    def add(self, samples: Iterable[MetricsSample]) -> VMMCounters:
+        """These totals plus the samples newer than the last one counted (Firecracker's
+        samples hold deltas since the previous flush)."""
+        total = VMMCounters(**asdict(self))
+        for s in samples:
+            if s.timestamp_ms <= total.last_flush_ms:
+                continue
+            total.vcpu_exits += s.vcpu_exits
+            total.block_read_bytes += s.block_read_bytes
+            total.block_write_bytes += s.block_write_bytes
+            total.net_rx_bytes += s.net_rx_bytes
+            total.net_tx_bytes += s.net_tx_bytes
+            total.last_flush_ms = s.timestamp_ms
+        return total
+
+
+@dataclass
 class HostFigures:
     """The VMM process as the host sees it."""
 
@@ -33,6 +63,7 @@ class HostFigures:
     rss_bytes: int
     pss_bytes: int | None
     connections: int  # open TCP connections between host and guest, banger's own excluded
+    vmm: VMMCounters | None = None  # backends with their own counters only
 
 
 @dataclass
@@ -89,7 +120,11 @@ def stats_from_dict(data: dict[str, Any]) -> VMStats:
 
 
 def _sample_from_dict(data: dict[str, Any]) -> Sample:
-    host = HostFigures(**data["host"]) if data.get("host") else None
+    host = None
+    if data.get("host"):
+        values = dict(data["host"])
+        values["vmm"] = VMMCounters(**values["vmm"]) if values.get("vmm") else None
+        host = HostFigures(**values)
     guest = None
     if data.get("guest"):
         values = dict(data["guest"])
@@ -226,6 +261,14 @@ def summary_fields(report: VMStats, now: float) -> list[tuple[str, str]]:
             ("vmm memory", f"rss {_size(host.rss_bytes)}, pss {_size(host.pss_bytes)}"),
             ("connections", f"{host.connections} open between host and guest"),
         ]
+        if host.vmm is not None:
+            pairs += [
+                ("vmm block", f"read {_size(host.vmm.block_read_bytes)}, "
+                              f"written {_size(host.vmm.block_write_bytes)}"),
+                ("vmm network", f"rx {_size(host.vmm.net_rx_bytes)}, "
+                                f"tx {_size(host.vmm.net_tx_bytes)}"),
+                ("vcpu exits", str(host.vmm.vcpu_exits)),
+            ]
     if guest is not None:
         pairs += [
             ("guest cpu", f"{_percent(latest.guest_cpu_percent)} busy (all vCPUs)"),

@@ -199,8 +199,23 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.post("/v1/vms/{name}/start")
     async def start_vm(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
+        from_snapshot = bool(_opt_bool(await _body(request), "from_snapshot"))
         vms.get(name)
-        return await _stream(request, lambda progress: vms.start(name, progress))
+        return await _stream(
+            request, lambda progress: vms.start(name, progress, from_snapshot=from_snapshot)
+        )
+
+    @routes.post("/v1/vms/{name}/pause")
+    async def pause_vm(request: web.Request) -> web.Response:
+        return _json(to_dict(await vms.pause(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/resume")
+    async def resume_vm(request: web.Request) -> web.Response:
+        return _json(to_dict(await vms.resume(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/snapshot")
+    async def snapshot_vm(request: web.Request) -> web.Response:
+        return _json(to_dict(await vms.snapshot(request.match_info["name"])))
 
     @routes.post("/v1/vms/{name}/restart")
     async def restart_vm(request: web.Request) -> web.StreamResponse:

@@ -21,7 +21,7 @@ from banger.host.dns import DNSListener, Forwarder, ResolvedLinks
 log = logging.getLogger("banger.dns")
 
 DNS_PORT = 53
-_LIVE = {VMState.STARTING, VMState.RUNNING, VMState.ERROR}
+_LIVE = {VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.ERROR}
 
 
 class DNSService:
@@ -45,7 +45,9 @@ class DNSService:
 
     def refresh(self) -> None:
         vms = self._store.list_vms()
-        self.zone = {vm.name: vm.ip for vm in vms if vm.state == VMState.RUNNING}
+        self.zone = {
+            vm.name: vm.ip for vm in vms if vm.state in (VMState.RUNNING, VMState.PAUSED)
+        }
         self._forward_for = {self._config.bridge_ip} | {
             vm.ip for vm in vms if vm.nat and vm.state in _LIVE and vm.pid is not None
         }

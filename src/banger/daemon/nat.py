@@ -17,7 +17,7 @@ from banger.host.nat import NatAdapter
 
 log = logging.getLogger("banger.nat")
 
-_LIVE = {VMState.STARTING, VMState.RUNNING, VMState.ERROR}
+_LIVE = {VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.ERROR}
 
 
 class NatService:

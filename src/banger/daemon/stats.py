@@ -19,6 +19,7 @@ from banger.core.stats import (
     GuestFigures,
     HostFigures,
     Sample,
+    VMMCounters,
     VMStats,
     cpu_percent,
     guest_cpu_percent,
@@ -50,6 +51,7 @@ class StatsService:
         self._marks: dict[str, tuple[float, int]] = {}
         self._last_active: dict[str, float] = {}
         self._ips: dict[str, str] = {}
+        self._vmm: dict[str, VMMCounters] = {}
         self._since = clock()
 
     # Sampling
@@ -71,6 +73,7 @@ class StatsService:
                 rss_bytes=figures.rss_bytes,
                 pss_bytes=figures.pss_bytes,
                 connections=self._proc.connections(vm.ip),
+                vmm=await self._vmm_counters(vm),
             )
         guest, error = None, ""
         self._ips[vm.id] = vm.ip
@@ -96,6 +99,18 @@ class StatsService:
         if not result.idle:
             self._last_active[vm.id] = now
         return result
+
+    async def _vmm_counters(self, vm: VM) -> VMMCounters | None:
+        try:
+            samples = await self._vms.vmm_metrics(vm)
+        except BangerError as exc:
+            log.debug("no VMM metrics for %s: %s", vm.name, exc.message)
+            samples = None
+        if samples is None:
+            return self._vmm.get(vm.id)
+        counters = self._vmm.get(vm.id, VMMCounters()).add(samples)
+        self._vmm[vm.id] = counters
+        return counters
 
     @staticmethod
     def _last_guest(history: deque[Sample]) -> GuestFigures | None:
@@ -164,6 +179,7 @@ class StatsService:
         self._samples.pop(vm_id, None)
         self._marks.pop(vm_id, None)
         self._last_active.pop(vm_id, None)
+        self._vmm.pop(vm_id, None)
         ip = self._ips.pop(vm_id, None)
         if ip is not None:
             await self._guest.forget(ip)

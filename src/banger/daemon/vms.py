@@ -24,8 +24,10 @@ from banger.core.errors import (
     InvalidState,
     NameTaken,
     SSHTimeout,
+    Unsupported,
     VMNotFound,
 )
+from banger.core.firecracker import MetricsSample
 from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
@@ -39,11 +41,20 @@ from banger.daemon.progress import Progress, no_progress
 from banger.daemon.store import Store
 from banger.host.disks import DiskAdapter
 from banger.host.ssh import GuestProbe, KeyMaker
-from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot
+from banger.host.vmm.base import (
+    Hypervisor,
+    LaunchSpec,
+    Pauses,
+    PreparesRoot,
+    ReportsMetrics,
+    Snapshots,
+)
 
 log = logging.getLogger("banger.vms")
 
-ALIVE_STATES = {VMState.STARTING, VMState.RUNNING, VMState.STOPPING, VMState.ERROR}
+ALIVE_STATES = {
+    VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.STOPPING, VMState.ERROR
+}
 # Called with the VM after it was created, changed state or settings, or deleted; listeners
 # (DNS, NAT, stats) rebuild what they derive from the store. Their errors are logged only.
 VMListener = Callable[[VM], Awaitable[None]]
@@ -134,6 +145,8 @@ class VMService:
 
     def access(self, name: str) -> GuestAccess:
         vm = self.get(name)
+        if vm.state == VMState.PAUSED:
+            raise InvalidState(f"VM {vm.name!r} is paused", hint=f"banger vm resume {vm.name}")
         if vm.state not in (VMState.RUNNING, VMState.ERROR) or not self._alive(vm):
             raise InvalidState(
                 f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
@@ -275,28 +288,40 @@ class VMService:
             shutil.rmtree(staging, ignore_errors=True)
 
     async def start(
-        self, name: str, progress: Progress = no_progress, *, login_check: bool = True
+        self, name: str, progress: Progress = no_progress, *, login_check: bool = True,
+        from_snapshot: bool = False,
     ) -> VM:
         """Boot and wait for ssh. `login_check=False` returns once sshd answers, for callers
-        that log in right away themselves (`vm run`): one ssh handshake fewer per run."""
+        that log in right away themselves (`vm run`): one ssh handshake fewer per run.
+        `from_snapshot` restores the VM's last `snapshot` instead of booting it."""
         vm = self.get(name)
         async with self._lock(vm):
             vm = self.get(vm.id)
+            machine, hypervisor = self._backend(vm)
+            if from_snapshot and not isinstance(hypervisor, Snapshots):
+                raise _unsupported(vm, "snapshots")
             if self._alive(vm):
                 raise InvalidState(
                     f"VM {vm.name!r} is already running",
-                    hint=f"banger vm ssh {vm.name}, or banger vm restart {vm.name}",
+                    hint=f"banger vm resume {vm.name}" if vm.state == VMState.PAUSED
+                    else f"banger vm ssh {vm.name}, or banger vm restart {vm.name}",
                 )
-            machine, hypervisor = self._backend(vm)
             machine.preflight()
             image = self._images.get(vm.image)
             if self._kernels is not None:
                 image = await self._kernels.boot_image(vm.kernel, image, progress)
-            progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
+            if from_snapshot:
+                progress(ProgressEvent("boot", f"restoring {vm.name} from its snapshot"))
+            else:
+                progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
             await self._net.attach(vm.tap)
             try:
                 launch = self._launch_spec(vm, image)
-                pid = await hypervisor.start(launch)
+                if from_snapshot:
+                    assert isinstance(hypervisor, Snapshots)
+                    pid = await hypervisor.start_from_snapshot(launch)
+                else:
+                    pid = await hypervisor.start(launch)
             except BaseException:
                 await self._net.detach(vm.tap)
                 raise
@@ -342,14 +367,71 @@ class VMService:
             vm = self.get(vm.id)
             if not self._alive(vm):
                 return await self._mark_stopped(vm)
+            hypervisor = self._backend(vm)[1]
+            if vm.state == VMState.PAUSED and isinstance(hypervisor, Pauses):
+                # A guest with stopped vCPUs cannot act on a shutdown request.
+                with contextlib.suppress(BangerError):
+                    await hypervisor.resume(Path(vm.dir))
             self._save(replace(vm, state=VMState.STOPPING))
             assert vm.pid is not None
-            graceful = await self._backend(vm)[1].stop(
-                vm.pid, Path(vm.dir), self._config.stop_timeout
-            )
+            graceful = await hypervisor.stop(vm.pid, Path(vm.dir), self._config.stop_timeout)
             if not graceful:
                 log.warning("VM %s did not shut down in time; killed", vm.name)
             return await self._mark_stopped(vm)
+
+    async def pause(self, name: str) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            hypervisor = self._backend(vm)[1]
+            if not isinstance(hypervisor, Pauses):
+                raise _unsupported(vm, "pause/resume")
+            self._require_alive(vm)
+            if vm.state == VMState.PAUSED:
+                return vm
+            await hypervisor.pause(Path(vm.dir))
+            vm = self._save(replace(vm, state=VMState.PAUSED))
+        await self._notify(vm)
+        return vm
+
+    async def resume(self, name: str) -> VM:
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            hypervisor = self._backend(vm)[1]
+            if not isinstance(hypervisor, Pauses):
+                raise _unsupported(vm, "pause/resume")
+            self._require_alive(vm)
+            if vm.state != VMState.PAUSED:
+                return vm
+            await hypervisor.resume(Path(vm.dir))
+            vm = self._save(replace(vm, state=VMState.RUNNING))
+        await self._notify(vm)
+        return vm
+
+    async def snapshot(self, name: str) -> VM:
+        """A full snapshot (vCPU, device and memory state) into the VM dir; the VM runs on.
+        Disks are not part of it: a restore is consistent only with the disks as they are
+        when the VM stops right after the snapshot."""
+        vm = self.get(name)
+        async with self._lock(vm):
+            vm = self.get(vm.id)
+            hypervisor = self._backend(vm)[1]
+            if not isinstance(hypervisor, Snapshots):
+                raise _unsupported(vm, "snapshots")
+            self._require_alive(vm)
+            if vm.state != VMState.RUNNING:
+                raise InvalidState(f"VM {vm.name!r} is {vm.state}",
+                                   hint=f"banger vm resume {vm.name} first")
+            await hypervisor.snapshot(Path(vm.dir))
+        return vm
+
+    async def vmm_metrics(self, vm: VM) -> builtins.list[MetricsSample] | None:
+        """The VMM's own counters, for backends that keep them (None otherwise)."""
+        hypervisor = self._backend(vm)[1]
+        if not isinstance(hypervisor, ReportsMetrics) or not self._alive(vm):
+            return None
+        return await hypervisor.metrics(Path(vm.dir))
 
     async def restart(self, name: str, progress: Progress = no_progress) -> VM:
         await self.stop(name)
@@ -449,7 +531,8 @@ class VMService:
                 lock = self._locks.get(vm.id)
                 if lock is not None and lock.locked():
                     continue
-                if vm.state in (VMState.RUNNING, VMState.ERROR) and vm.pid and not self._alive(vm):
+                watched = (VMState.RUNNING, VMState.PAUSED, VMState.ERROR)
+                if vm.state in watched and vm.pid and not self._alive(vm):
                     async with self._lock(vm):
                         current = self._store.get_vm(vm.id)
                         if current is not None and not self._alive(current):
@@ -489,6 +572,11 @@ class VMService:
     def _backend(self, vm: VM) -> tuple[Machine, Hypervisor]:
         """The VM's own backend (records made before it existed run on the default)."""
         return self._backends.get(vm.backend, (self._machine, self._hv))
+
+    def _require_alive(self, vm: VM) -> None:
+        if not self._alive(vm):
+            raise InvalidState(f"VM {vm.name!r} is not running ({vm.state})",
+                               hint=f"banger vm start {vm.name}")
 
     def _lock(self, vm: VM) -> asyncio.Lock:
         return self._locks.setdefault(vm.id, asyncio.Lock())
@@ -565,6 +653,13 @@ class VMService:
         tmp.write_text("".join(lines))
         tmp.chmod(0o600)
         tmp.replace(self._known_hosts)
+
+
+def _unsupported(vm: VM, what: str) -> Unsupported:
+    return Unsupported(
+        f"the {vm.backend} backend of VM {vm.name!r} does not support {what}",
+        hint="create the VM with --backend firecracker for pause/resume and snapshots",
+    )
 
 
 def _check_size_flags(vcpu: int | None, memory_mib: int | None) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from banger.core.firecracker import MetricsSample
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -52,6 +54,33 @@ class Hypervisor(Protocol):
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         """True if `pid` is alive and is this backend's process for the VM in `vm_dir`."""
+        ...
+
+
+@runtime_checkable
+class Pauses(Protocol):
+    """A backend that can stop and continue a running guest's vCPUs."""
+
+    async def pause(self, vm_dir: Path) -> None: ...
+    async def resume(self, vm_dir: Path) -> None: ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A backend that can write a running guest's full state into its VM dir (leaving it
+    running) and start the VM from that state instead of booting it."""
+
+    async def snapshot(self, vm_dir: Path) -> object: ...
+    async def start_from_snapshot(self, spec: LaunchSpec) -> int: ...
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A backend with its own counters (Firecracker's metrics file)."""
+
+    async def metrics(self, vm_dir: Path) -> list[MetricsSample]:
+        """The samples flushed since the VM started (as far as the backend keeps them),
+        oldest first, after asking for a fresh one."""
         ...
 
 

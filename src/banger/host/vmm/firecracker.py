@@ -320,6 +320,12 @@ class FirecrackerHypervisor:
     async def flush_metrics(self, vm_dir: Path) -> None:
         await api_call(vm_dir / API_SOCKET, api.flush_metrics())
 
+    async def metrics(self, vm_dir: Path) -> list[api.MetricsSample]:
+        # A paused or stopping VMM may not answer; its earlier samples still count.
+        with contextlib.suppress(HostError):
+            await api_call(vm_dir / API_SOCKET, api.flush_metrics(), timeout=5.0)
+        return await asyncio.to_thread(read_metrics, vm_dir)
+
 
 def read_metrics(vm_dir: Path, limit: int = 60) -> list[api.MetricsSample]:
     """The last `limit` samples Firecracker flushed to the VM's metrics file."""

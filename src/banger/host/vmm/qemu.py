@@ -108,5 +108,11 @@ class QemuHypervisor:
             timeout=timeout,
         )
 
+    async def pause(self, vm_dir: Path) -> None:
+        await qmp_command(vm_dir / "control.sock", "stop")
+
+    async def resume(self, vm_dir: Path) -> None:
+        await qmp_command(vm_dir / "control.sock", "cont")
+
     def kill(self, pid: int, signal_number: int) -> None:
         send_signal(pid, signal_number)
