@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Netns, ensure_test_image, make_env, report, temporary_netns
+from common import Netns, ensure_test_image, make_env, report, temporary_netns, timed
 
 from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
 from banger.host import hostinfo
@@ -70,12 +70,6 @@ def raw_qemu_boot(ns: Netns, image: dict[str, str], workdir: Path) -> float:
     finally:
         qemu.kill()
         qemu.wait()
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -4,7 +4,9 @@ tests use (a network namespace of our own, a private banger installation)."""
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -17,7 +19,9 @@ from tests.e2e.conftest import (
     temporary_netns,
 )
 
-__all__ = ["BangerEnv", "Netns", "ensure_test_image", "make_env", "report", "temporary_netns"]
+__all__ = [
+    "BangerEnv", "Netns", "ensure_test_image", "make_env", "report", "temporary_netns", "timed",
+]
 
 
 def report(label: str, samples: list[float], baseline: list[float] | None = None,
@@ -30,3 +34,9 @@ def report(label: str, samples: list[float], baseline: list[float] | None = None
         if target is not None:
             line += f" (target <= {target:.2f}x: {'met' if ratio <= target else 'NOT met'})"
     print(line, flush=True)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns
+from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns, timed
 
 from banger.cli.sshexec import ssh_argv
 from banger.client import Client
@@ -45,12 +45,6 @@ def make_repo(root: Path, files: int, big_mib: int) -> None:
             f.write(os.urandom(1 << 20))
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True, env=env)
     subprocess.run(["git", "-C", str(root), "commit", "-qm", "bench"], check=True, env=env)
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def main() -> None:
