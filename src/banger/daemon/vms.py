@@ -380,21 +380,12 @@ class VMService:
             return await self._mark_stopped(vm)
 
     async def pause(self, name: str) -> VM:
-        vm = self.get(name)
-        async with self._lock(vm):
-            vm = self.get(vm.id)
-            hypervisor = self._backend(vm)[1]
-            if not isinstance(hypervisor, Pauses):
-                raise _unsupported(vm, "pause/resume")
-            self._require_alive(vm)
-            if vm.state == VMState.PAUSED:
-                return vm
-            await hypervisor.pause(Path(vm.dir))
-            vm = self._save(replace(vm, state=VMState.PAUSED))
-        await self._notify(vm)
-        return vm
+        return await self._set_paused(name, paused=True)
 
     async def resume(self, name: str) -> VM:
+        return await self._set_paused(name, paused=False)
+
+    async def _set_paused(self, name: str, *, paused: bool) -> VM:
         vm = self.get(name)
         async with self._lock(vm):
             vm = self.get(vm.id)
@@ -402,10 +393,13 @@ class VMService:
             if not isinstance(hypervisor, Pauses):
                 raise _unsupported(vm, "pause/resume")
             self._require_alive(vm)
-            if vm.state != VMState.PAUSED:
+            if (vm.state == VMState.PAUSED) == paused:
                 return vm
-            await hypervisor.resume(Path(vm.dir))
-            vm = self._save(replace(vm, state=VMState.RUNNING))
+            if paused:
+                await hypervisor.pause(Path(vm.dir))
+            else:
+                await hypervisor.resume(Path(vm.dir))
+            vm = self._save(replace(vm, state=VMState.PAUSED if paused else VMState.RUNNING))
         await self._notify(vm)
         return vm
 

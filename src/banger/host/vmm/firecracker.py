@@ -27,10 +27,10 @@ from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initra
 from banger.core.initramfs import append_archive, newc_archive
 from banger.host import hostinfo
 from banger.host.kernel import ensure_vmlinux
-from banger.host.processes import CommandRunner, SubprocessRunner, pid_alive, pid_cmdline
+from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
 from banger.host.vmm.base import LaunchSpec
-from banger.host.vmm.shutdown import send_signal, shut_down
+from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 API_SOCKET = "firecracker.sock"
 LOG_FILE = "firecracker.log"
@@ -274,15 +274,7 @@ class FirecrackerHypervisor:
                 child.wait(5)
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
-        if pid is None:
-            return False
-        child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
-            self._children.pop(pid, None)
-            return False
-        if not pid_alive(pid):
-            return False
-        return str(vm_dir / API_SOCKET) in pid_cmdline(pid)
+        return vmm_alive(self._children, pid, str(vm_dir / API_SOCKET))
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(

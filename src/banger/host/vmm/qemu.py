@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 from banger.core.errors import BootFailed, MissingTool
-from banger.host.processes import pid_alive, pid_cmdline
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.qmp import qmp_command
-from banger.host.vmm.shutdown import send_signal, shut_down
+from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 _STARTUP_GRACE = 10.0
 
@@ -90,15 +89,7 @@ class QemuHypervisor:
         return proc.pid
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
-        if pid is None:
-            return False
-        child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
-            self._children.pop(pid, None)
-            return False
-        if not pid_alive(pid):
-            return False
-        return any(str(vm_dir) in part for part in pid_cmdline(pid))
+        return vmm_alive(self._children, pid, str(vm_dir))
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
 from banger.core.errors import HostError
+from banger.host.processes import pid_alive, pid_cmdline
 
 
 def send_signal(pid: int, signal_number: int) -> None:
@@ -43,3 +45,19 @@ async def shut_down(
         send_signal(pid, signal.SIGKILL)
         await wait_exit(running, 5.0)
     return False
+
+
+def vmm_alive(
+    children: dict[int, subprocess.Popen[bytes]], pid: int | None, marker: str
+) -> bool:
+    """True if `pid` is alive and its command line names `marker` (the VM's own path).
+    Children we started and that exited are reaped here, so none lingers as a zombie."""
+    if pid is None:
+        return False
+    child = children.get(pid)
+    if child is not None and child.poll() is not None:
+        children.pop(pid, None)
+        return False
+    if not pid_alive(pid):
+        return False
+    return any(marker in part for part in pid_cmdline(pid))
