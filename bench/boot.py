@@ -1,7 +1,7 @@
 """Boot-to-ssh: a plain QEMU command line vs `banger vm run --rm -- true`, same image, same
 run; and CLI latency: `banger vm list` vs `python3 -c pass`.
 
-    python bench/boot.py [--reps 3]
+    python bench/boot.py [--reps 3] [--cli-only]
 
 Targets: banger <= 1.10x raw QEMU; `vm list` <= 4x `python3 -c pass`. Needs root."""
 
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Netns, ensure_test_image, make_env, report, temporary_netns, timed
+from common import BangerEnv, Netns, ensure_test_image, make_env, report, temporary_netns, timed
 
 from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
 from banger.host import hostinfo
@@ -72,12 +72,36 @@ def raw_qemu_boot(ns: Netns, image: dict[str, str], workdir: Path) -> float:
         qemu.wait()
 
 
+def cli_latency(env: BangerEnv) -> None:
+    """`banger vm list` against a running daemon vs `python3 -c pass`, same interpreter."""
+    cli = [sys.executable, "-m", "banger.cli", "vm", "list"]
+    entry = shutil.which("banger", path=str(Path(sys.executable).parent)) or ""
+    if entry:
+        cli = [entry, "vm", "list"]
+    env.run("vm", "list")  # daemon up before timing
+    baseline = [timed([sys.executable, "-c", "pass"]) for _ in range(20)]
+    listing = [timed(cli, env.env) for _ in range(20)]
+    report("python3 -c pass", baseline)
+    report("banger vm list", listing, baseline, 4.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--cli-only", action="store_true",
+                        help="Only the CLI latency part (no guest boots, no test image).")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/boot.py needs root (network namespaces)")
+    if args.cli_only:
+        with temporary_netns() as ns:
+            env = make_env(ns, {}, register=False)
+            try:
+                cli_latency(env)
+            finally:
+                env.shutdown()
+                shutil.rmtree(env.root, ignore_errors=True)
+        return
     image = ensure_test_image()
     with temporary_netns() as ns, tempfile.TemporaryDirectory(prefix="bgbench-") as tmp:
         ns_sh = ns.exec_argv(["sh", "-c",
@@ -97,15 +121,7 @@ def main() -> None:
                 print(f"rep {rep}: raw {raw[-1]:.2f}s banger {banger[-1]:.2f}s", flush=True)
             report("raw qemu boot-to-ssh", raw)
             report("banger vm run --rm -- true", banger, raw, 1.10)
-
-            cli = [sys.executable, "-m", "banger.cli", "vm", "list"]
-            entry = shutil.which("banger", path=str(Path(sys.executable).parent)) or ""
-            if entry:
-                cli = [entry, "vm", "list"]
-            baseline = [timed([sys.executable, "-c", "pass"]) for _ in range(20)]
-            listing = [timed(cli, env.env) for _ in range(20)]
-            report("python3 -c pass", baseline)
-            report("banger vm list", listing, baseline, 4.0)
+            cli_latency(env)
         finally:
             env.shutdown()
             shutil.rmtree(env.root, ignore_errors=True)

@@ -249,7 +249,7 @@ def test_usage_errors_exit_2_without_traceback(
 ) -> None:
     code, _, err = run(["vm", "show"], capsys)
     assert code == 2
-    assert "Missing argument" in err
+    assert "error: missing argument NAME" in err
     assert "Traceback" not in err
     code, _, err = run(["vm", "frobnicate"], capsys)
     assert code == 2

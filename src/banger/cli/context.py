@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
 if TYPE_CHECKING:
     from banger.client import Client
 
 
 class Context:
-    def __init__(self, debug: bool) -> None:
+    def __init__(self, debug: bool = False) -> None:
         self.debug = debug
         self._client: Client | None = None
 
@@ -22,6 +20,3 @@ class Context:
 
             self._client = Client()
         return self._client
-
-
-pass_ctx = click.make_pass_decorator(Context)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import time
 
-import click
-
-from banger.cli.context import Context, pass_ctx
+from banger.cli.context import Context
 from banger.cli.render import print_fields, print_json
+from banger.cli.spec import Group, Opt, echo
+from banger.core.errors import HostError
+
+daemon = Group("daemon", "Manage bangerd (started automatically on first use).")
 
 
-@click.group()
-def daemon() -> None:
-    """Manage bangerd (started automatically on first use)."""
-
-
-@daemon.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@daemon.command(Opt("--json", dest="as_json", flag=True, help="Machine-readable output."))
 def status(ctx: Context, as_json: bool) -> None:
     """Show the daemon's PID, socket and log."""
     info = ctx.client.status()
@@ -32,26 +27,27 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @daemon.command()
-@pass_ctx
 def socket(ctx: Context) -> None:
     """Print the daemon's socket path."""
-    click.echo(str(ctx.client.paths.socket))
+    echo(str(ctx.client.paths.socket))
 
 
 @daemon.command()
-@pass_ctx
 def stop(ctx: Context) -> None:
     """Stop the daemon. Running VMs keep running and are adopted by the next daemon."""
     from banger.client import Client
 
     client = Client(ctx.client.paths, autostart=False)
     if not client.ping():
-        click.echo("bangerd is not running")
+        echo("bangerd is not running")
         return
     client.shutdown()
     for _ in range(100):
         if not client.ping():
-            click.echo("bangerd stopped")
+            echo("bangerd stopped")
             return
         time.sleep(0.05)
-    raise click.ClickException("bangerd did not stop within 5s")
+    raise HostError(
+        "bangerd did not stop within 5s",
+        hint=f"see its log, {client.paths.daemon_log}",
+    )

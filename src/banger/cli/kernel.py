@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import click
-
-from banger.cli.completion import kernel_names
-from banger.cli.context import Context, pass_ctx
-from banger.cli.render import ProgressPrinter, print_fields, print_json, print_table
+from banger.cli.context import Context
+from banger.cli.render import ProgressPrinter, iso_time, print_fields, print_json, print_table
+from banger.cli.spec import DIR, FILE, KERNELS, Arg, Group, Opt, echo, path
 from banger.core.units import format_size
 
+kernel = Group("kernel", "Manage kernels (catalog kernels from Debian, or registered files).")
+NAME = Arg("name", complete=KERNELS)
+JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
+EXISTING_FILE = path(exists=True, dir_okay=False, resolve=True)
 
-@click.group()
-def kernel() -> None:
-    """Manage kernels (catalog kernels from Debian, or registered files)."""
 
-
-@kernel.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@kernel.command(JSON, name="list")
 def list_(ctx: Context, as_json: bool) -> None:
     """List catalog kernels and local ones."""
     entries = ctx.client.list_kernels()
@@ -33,10 +27,7 @@ def list_(ctx: Context, as_json: bool) -> None:
     )
 
 
-@kernel.command()
-@click.argument("name", shell_complete=kernel_names)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@kernel.command(NAME, JSON)
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one local kernel."""
     k = ctx.client.get_kernel(name)
@@ -48,14 +39,11 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("source", k.source), ("vmlinuz", k.vmlinuz), ("vmlinux", k.vmlinux or "-"),
         ("initrd", k.initrd or "-"), ("modules", k.modules or "-"),
         ("size", format_size(k.size_bytes)),
-        ("created", datetime.fromtimestamp(k.created_at).isoformat(timespec="seconds")),
+        ("created", iso_time(k.created_at)),
     ])
 
 
-@kernel.command()
-@click.argument("name", shell_complete=kernel_names)
-@click.option("--force", is_flag=True, help="Fetch again even if already local.")
-@pass_ctx
+@kernel.command(NAME, Opt("--force", flag=True, help="Fetch again even if already local."))
 def pull(ctx: Context, name: str, force: bool) -> None:
     """Fetch a catalog kernel (e.g. generic-6.1) from the host's Debian mirror."""
     printer = ProgressPrinter()
@@ -63,33 +51,30 @@ def pull(ctx: Context, name: str, force: bool) -> None:
         pulled = ctx.client.pull_kernel(name, force=force, on_progress=printer)
     finally:
         printer.done()
-    click.echo(f"{pulled.name} {pulled.version}")
+    echo(f"{pulled.name} {pulled.version}")
 
 
-@kernel.command()
-@click.option("--name", required=True, help="Kernel name.")
-@click.option("--vmlinuz", required=True, type=click.Path(exists=True, dir_okay=False,
-              resolve_path=True), help="Kernel image (bzImage/vmlinuz).")
-@click.option("--initrd", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="Initial ramdisk.")
-@click.option("--vmlinux", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="Uncompressed ELF kernel (Firecracker).")
-@click.option("--modules", type=click.Path(exists=True, file_okay=False, resolve_path=True),
-              help="Modules tree (lib/modules/VERSION).")
-@pass_ctx
+@kernel.command(
+    Opt("--name", required=True, help="Kernel name."),
+    Opt("--vmlinuz", required=True, type=EXISTING_FILE, complete=FILE,
+        help="Kernel image (bzImage/vmlinuz)."),
+    Opt("--initrd", type=EXISTING_FILE, complete=FILE, help="Initial ramdisk."),
+    Opt("--vmlinux", type=EXISTING_FILE, complete=FILE,
+        help="Uncompressed ELF kernel (Firecracker)."),
+    Opt("--modules", type=path(exists=True, file_okay=False, resolve=True), complete=DIR,
+        help="Modules tree (lib/modules/VERSION)."),
+)
 def register(
     ctx: Context, name: str, vmlinuz: str, initrd: str | None, vmlinux: str | None,
     modules: str | None,
 ) -> None:
     """Register a kernel from files on this host (they are not copied)."""
     made = ctx.client.register_kernel(name, vmlinuz, initrd, vmlinux=vmlinux, modules=modules)
-    click.echo(f"registered {made.name}")
+    echo(f"registered {made.name}")
 
 
-@kernel.command()
-@click.argument("name", shell_complete=kernel_names)
-@pass_ctx
+@kernel.command(NAME)
 def delete(ctx: Context, name: str) -> None:
     """Delete a kernel (refused while a VM or an image uses it)."""
     deleted = ctx.client.delete_kernel(name)
-    click.echo(f"deleted {deleted.name}")
+    echo(f"deleted {deleted.name}")

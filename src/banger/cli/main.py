@@ -1,79 +1,99 @@
 """`banger`: the CLI. Thin: parse, call the client, render. Errors become one `error:` line
-and a `hint:` line, never a traceback (unless --debug)."""
+and a `hint:` line, never a traceback (unless --debug); usage errors one `error:` line and
+exit status 2."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any
 
-import click
-
 from banger import __version__
 from banger.cli.context import Context
+from banger.cli.spec import HELP_FLAGS, Command, Group, Lazy, Opt, UsageError
 from banger.core.errors import BangerError
 
-# Noun -> "module:attribute". Only the invoked noun's module is imported, which keeps every
-# command (and shell completion) fast.
-COMMANDS = {
-    "vm": "banger.cli.vm:vm",
-    "image": "banger.cli.image:image",
-    "kernel": "banger.cli.kernel:kernel",
-    "daemon": "banger.cli.daemon:daemon",
-    "doctor": "banger.cli.doctor:doctor",
-    "ssh-config": "banger.cli.sshconfig:ssh_config",
-    "completion": "banger.cli.completion:completion",
-}
+PROG = "banger"
+
+ROOT = Group(PROG, "One-command development sandboxes on microVMs.", options=[
+    Opt("--debug", flag=True, help="Show tracebacks for errors."),
+    Opt("--version", flag=True, help="Show the version and exit."),
+])
+# Only the invoked noun's module is imported, which keeps every command (and shell
+# completion) fast. The short help is repeated here so `banger --help` imports none of them
+# (tests/cli/test_cli.py checks it matches the module's).
+for _name, _target, _help in (
+    ("vm", "banger.cli.vm:vm", "Create, run and manage VMs."),
+    ("image", "banger.cli.image:image", "Manage images (root filesystem + kernel + initrd)."),
+    ("kernel", "banger.cli.kernel:kernel",
+     "Manage kernels (catalog kernels from Debian, or registered files)."),
+    ("daemon", "banger.cli.daemon:daemon", "Manage bangerd (started automatically on first use)."),
+    ("doctor", "banger.cli.doctor:doctor", "Check that this host can run banger VMs."),
+    ("ssh-config", "banger.cli.sshconfig:ssh_config",
+     "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
+    ("completion", "banger.cli.completion:completion", "Print the completion script for SHELL."),
+):
+    ROOT.add(Lazy(_name, _target, _help))
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*COMMANDS, *super().list_commands(ctx)})
+def dispatch(ctx: Context, argv: list[str]) -> Any:
+    """Walk the groups to the command, then let it parse the rest of argv."""
+    node: Command | Group = ROOT
+    prog = PROG
+    args = list(argv)
+    while isinstance(node, Group):
+        if not args:
+            sys.stderr.write(node.format_help(prog))
+            sys.exit(2)
+        word = args.pop(0)
+        if word in HELP_FLAGS:
+            sys.stdout.write(node.format_help(prog))
+            return 0
+        if node is ROOT and word == "--debug":
+            ctx.debug = True
+            continue
+        if node is ROOT and word == "--version":
+            print(f"{PROG}, version {__version__}")
+            return 0
+        if word.startswith("-"):
+            raise UsageError(f"unknown option {word}", prog)
+        child = node.child(word)
+        if child is None:
+            raise UsageError(_unknown_command(node, word, prog), prog)
+        node, prog = child, f"{prog} {word}"
+    return node.run(ctx, prog, args)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return super().get_command(ctx, cmd_name)
-        module_name, attribute = target.split(":")
-        command: click.Command = getattr(importlib.import_module(module_name), attribute)
-        return command
 
+def _unknown_command(group: Group, word: str, prog: str) -> str:
+    import difflib
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(__version__, prog_name="banger")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """One-command development sandboxes on microVMs."""
-    ctx.obj = Context(debug)
-
+    message = f"no command {word!r} in `{prog}`"
+    close = difflib.get_close_matches(word, group.children, n=1)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
 
 
 def main(argv: list[str] | None = None) -> Any:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     if "_BANGER_COMPLETE" in os.environ:  # a shell asking for completions
-        from banger.cli.completion import register_shells
+        from banger.cli.complete import answer
 
-        register_shells()
+        answer(ROOT, os.environ["_BANGER_COMPLETE"])
+        sys.exit(0)
+    ctx = Context()
     try:
-        return cli.main(args=argv, prog_name="banger", standalone_mode=False)
+        return dispatch(ctx, sys.argv[1:] if argv is None else argv)
     except BangerError as exc:
-        if debug:
+        if ctx.debug:
             raise
-        click.echo(f"error: {exc.message}", err=True)
+        sys.stdout.flush()
+        print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            print(f"hint: {exc.hint}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        print(f"error: {exc.message} (see `{exc.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
+        print("\naborted", file=sys.stderr)
         sys.exit(130)
 
 

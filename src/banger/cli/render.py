@@ -3,13 +3,12 @@ tables and JSON to stdout."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from banger.core.models import ProgressEvent
+if TYPE_CHECKING:
+    from banger.core.models import ProgressEvent
 
 
 class ProgressPrinter:
@@ -42,6 +41,9 @@ class ProgressPrinter:
 
 
 def print_json(value: Any) -> None:
+    import dataclasses
+    import json
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     elif isinstance(value, list):
@@ -65,3 +67,10 @@ def print_fields(pairs: Sequence[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
         sys.stdout.write(f"{key + ':':<{width + 1}} {value}\n")
+
+
+def iso_time(timestamp: float) -> str:
+    """Local time, to the second: 2026-01-02T03:04:05."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")

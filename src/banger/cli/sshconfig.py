@@ -8,19 +8,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-import click
-
+from banger.cli.context import Context
+from banger.cli.spec import Command, Opt, echo
 from banger.core import sshconfig
 from banger.core.errors import HostError
 from banger.core.paths import paths_from_env
 
 
-@click.command("ssh-config")
-@click.option("--install", "action", flag_value="install",
-              help="Add the Include line to ~/.ssh/config (in a marked block at the top).")
-@click.option("--uninstall", "action", flag_value="uninstall",
-              help="Remove exactly that block again.")
-def ssh_config(action: str | None) -> None:
+def _ssh_config(ctx: Context, action: str | None) -> None:
     """Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config.
 
     bangerd keeps ~/.config/banger/ssh_config current: a `Host NAME.vm` entry per VM with
@@ -38,18 +33,18 @@ def ssh_config(action: str | None) -> None:
     )
     config = home / ".ssh" / "config"
     if action is None:
-        click.echo(f"Include {target}")
-        click.echo(f"(put it at the top of {config}, or run `banger ssh-config --install`)",
-                   err=True)
+        echo(f"Include {target}")
+        echo(f"(put it at the top of {config}, or run `banger ssh-config --install`)",
+             err=True)
     elif action == "install":
         if _edit(config, lambda text: sshconfig.install(text, target)):
-            click.echo(f"added `Include {target}` at the top of {config}")
+            echo(f"added `Include {target}` at the top of {config}")
         else:
-            click.echo(f"already set up in {config}")
+            echo(f"already set up in {config}")
     elif not config.exists() or not _edit(config, sshconfig.uninstall):
-        click.echo(f"no banger block in {config}")
+        echo(f"no banger block in {config}")
     else:
-        click.echo(f"removed banger's block from {config}")
+        echo(f"removed banger's block from {config}")
 
 
 def _passwd_home() -> str | None:
@@ -97,4 +92,11 @@ def _edit(path: Path, change: Callable[[str], str]) -> bool:
     except OSError as exc:
         raise HostError(f"cannot write {path}: {exc.strerror}") from None
     return True
+
+
+ssh_config = Command("ssh-config", _ssh_config, [
+    Opt("--install", dest="action", const="install",
+        help="Add the Include line to ~/.ssh/config (in a marked block at the top)."),
+    Opt("--uninstall", dest="action", const="uninstall", help="Remove exactly that block again."),
+])
 

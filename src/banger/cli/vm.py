@@ -4,48 +4,29 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-import click
-
-from banger.cli.completion import image_names, kernel_names, vm_names
-from banger.cli.context import Context, pass_ctx
-from banger.cli.render import ProgressPrinter, print_fields, print_json, print_table
+from banger.cli.context import Context
+from banger.cli.render import ProgressPrinter, iso_time, print_fields, print_json, print_table
+from banger.cli.spec import DIR, IMAGES, KERNELS, VMS, Arg, Group, Opt, echo, path
 from banger.cli.workspace import workspace
 from banger.core.errors import BangerError, InvalidInput
-from banger.core.models import VM
 from banger.core.units import format_size
 
+if TYPE_CHECKING:
+    from banger.core.models import VM
 
-class TrailingCommand(click.Command):
-    """Everything after `--` is the guest command, never a positional argument of ours."""
+vm = Group("vm", "Create, run and manage VMs.")
+vm.add(workspace)
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            index = args.index("--")
-            ctx.meta["guest_command"] = tuple(args[index + 1:])
-            args = args[:index]
-        return super().parse_args(ctx, args)
-
-
-def _guest_command() -> tuple[str, ...]:
-    command: tuple[str, ...] = click.get_current_context().meta.get("guest_command", ())
-    return command
-
-
-@click.group()
-def vm() -> None:
-    """Create, run and manage VMs."""
-
-
-vm.add_command(workspace)
-
-
-def _size_options(func: click.decorators.FC) -> click.decorators.FC:
-    func = click.option("--disk-size", help="Work disk size (/root), e.g. 8G.")(func)
-    func = click.option("--memory", type=int, help="RAM in MiB.")(func)
-    func = click.option("--vcpu", type=int, help="Number of vCPUs.")(func)
-    return func
+SIZE_OPTIONS = (
+    Opt("--vcpu", type=int, metavar="N", help="Number of vCPUs."),
+    Opt("--memory", type=int, metavar="MIB", help="RAM in MiB."),
+    Opt("--disk-size", metavar="SIZE", help="Work disk size (/root), e.g. 8G."),
+)
+JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
+NAME = Arg("name", complete=VMS)
+IMAGE = Opt("--image", complete=IMAGES, help="Image to boot (default: default_image_name).")
 
 
 def _create(
@@ -64,21 +45,22 @@ def _create(
         printer.done()
 
 
-@vm.command(cls=TrailingCommand)
-@click.argument("path", required=False, type=click.Path(file_okay=False))
-@click.option("--name", help="VM name (a DNS label); generated when omitted.")
-@click.option("--image", shell_complete=image_names,
-              help="Image to boot (default: default_image_name).")
-@_size_options
-@click.option("--rm", "remove", is_flag=True, help="Delete the VM when the session ends.")
-@click.option("--branch",
-              help="Workspace mode: check out this branch in the guest copy (made if new).")
-@click.option("--from", "from_ref", help="Workspace mode: start --branch from this ref.")
-@pass_ctx
+@vm.command(
+    Arg("path", nargs="?", type=path(file_okay=False), complete=DIR),
+    Opt("--name", help="VM name (a DNS label); generated when omitted."),
+    IMAGE,
+    *SIZE_OPTIONS,
+    Opt("--rm", dest="remove", flag=True, help="Delete the VM when the session ends."),
+    Opt("--branch",
+        help="Workspace mode: check out this branch in the guest copy (made if new)."),
+    Opt("--from", dest="from_ref", metavar="REF",
+        help="Workspace mode: start --branch from this ref."),
+    trailing=True,
+)
 def run(
     ctx: Context, path: str | None, name: str | None,
     image: str | None, vcpu: int | None, memory: int | None, disk_size: str | None,
-    remove: bool, branch: str | None, from_ref: str | None,
+    remove: bool, branch: str | None, from_ref: str | None, command: tuple[str, ...],
 ) -> None:
     """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
 
@@ -86,14 +68,12 @@ def run(
     untracked, not-ignored files as they are now, plus .git) and the shell or COMMAND
     starts there.
 
-    \b
       banger vm run                      # shell in a fresh sandbox
       banger vm run --rm -- make test    # run a command, exit with its status
       banger vm run ./repo -- make test  # the same, in a copy of ./repo
     """
     from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
 
-    command = _guest_command()
     if path is None and (branch or from_ref):
         raise InvalidInput(
             "--branch/--from need a workspace PATH",
@@ -130,8 +110,8 @@ def run(
     argv = ssh_argv(access, command, cwd=cwd, interactive=sys.stdin.isatty())
     if not remove:
         if not command:
-            click.echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
-                       err=True)
+            echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
+                 err=True)
         exec_ssh(argv)
     code = run_ssh(argv)
     _delete_quietly(ctx, created.name)
@@ -142,22 +122,21 @@ def _delete_quietly(ctx: Context, name: str) -> None:
     try:
         ctx.client.delete_vm(name, force=True)
     except BangerError as exc:
-        click.echo(f"warning: could not delete {name}: {exc.message}", err=True)
+        echo(f"warning: could not delete {name}: {exc.message}", err=True)
 
 
-@vm.command()
-@click.option("--name", help="VM name (a DNS label); generated when omitted.")
-@click.option("--image", shell_complete=image_names,
-              help="Image to boot (default: default_image_name).")
-@_size_options
-@click.option("--no-start", is_flag=True, help="Provision only; do not boot.")
-@click.option("--nat", is_flag=True, help="Give the guest outbound access through the host.")
-@click.option("--backend", type=click.Choice(["qemu", "firecracker"]),
-              help="VMM for this VM (default: the daemon's backend, see `banger doctor`).")
-@click.option("--kernel", shell_complete=kernel_names, help="Kernel to boot (see `banger "
-              "kernel list`; default: the image's own or default kernel).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@vm.command(
+    Opt("--name", help="VM name (a DNS label); generated when omitted."),
+    IMAGE,
+    *SIZE_OPTIONS,
+    Opt("--no-start", flag=True, help="Provision only; do not boot."),
+    Opt("--nat", flag=True, help="Give the guest outbound access through the host."),
+    Opt("--backend", choices=["qemu", "firecracker"],
+        help="VMM for this VM (default: the daemon's backend, see `banger doctor`)."),
+    Opt("--kernel", complete=KERNELS, help="Kernel to boot (see `banger kernel list`; "
+        "default: the image's own or default kernel)."),
+    JSON,
+)
 def create(
     ctx: Context, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, no_start: bool, nat: bool,
@@ -171,14 +150,14 @@ def create(
     if as_json:
         print_json(created)
     else:
-        click.echo(f"{created.name} {created.state} {created.ip}")
+        echo(f"{created.name} {created.state} {created.ip}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--from-snapshot", is_flag=True,
-              help="Restore the last `vm snapshot` instead of booting (Firecracker VMs).")
-@pass_ctx
+@vm.command(
+    NAME,
+    Opt("--from-snapshot", flag=True,
+        help="Restore the last `vm snapshot` instead of booting (Firecracker VMs)."),
+)
 def start(ctx: Context, name: str, from_snapshot: bool) -> None:
     """Boot a stopped VM and wait until ssh answers."""
     printer = ProgressPrinter()
@@ -186,30 +165,24 @@ def start(ctx: Context, name: str, from_snapshot: bool) -> None:
         started = ctx.client.start_vm(name, printer, from_snapshot=from_snapshot)
     finally:
         printer.done()
-    click.echo(f"{started.name} {started.state} {started.ip}")
+    echo(f"{started.name} {started.state} {started.ip}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
+@vm.command(NAME)
 def pause(ctx: Context, name: str) -> None:
     """Stop a running VM's vCPUs; it keeps its memory and host resources."""
     paused = ctx.client.pause_vm(name)
-    click.echo(f"{paused.name} {paused.state}")
+    echo(f"{paused.name} {paused.state}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
+@vm.command(NAME)
 def resume(ctx: Context, name: str) -> None:
     """Let a paused VM run again."""
     resumed = ctx.client.resume_vm(name)
-    click.echo(f"{resumed.name} {resumed.state}")
+    echo(f"{resumed.name} {resumed.state}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
+@vm.command(NAME)
 def snapshot(ctx: Context, name: str) -> None:
     """Save a running VM's full state (memory, vCPUs, devices) into its VM dir; it keeps
     running. `banger vm start --from-snapshot NAME` restores it later (Firecracker VMs).
@@ -218,21 +191,17 @@ def snapshot(ctx: Context, name: str) -> None:
     e.g. after `banger vm kill NAME` right after the snapshot.
     """
     snapped = ctx.client.snapshot_vm(name)
-    click.echo(f"{snapped.name}: snapshot saved in {snapped.dir}/snapshot")
+    echo(f"{snapped.name}: snapshot saved in {snapped.dir}/snapshot")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
+@vm.command(NAME)
 def stop(ctx: Context, name: str) -> None:
     """Shut a VM down gracefully (killed after stop_timeout)."""
     stopped = ctx.client.stop_vm(name)
-    click.echo(f"{stopped.name} {stopped.state}")
+    echo(f"{stopped.name} {stopped.state}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
+@vm.command(NAME)
 def restart(ctx: Context, name: str) -> None:
     """Stop and start a VM."""
     printer = ProgressPrinter()
@@ -240,37 +209,38 @@ def restart(ctx: Context, name: str) -> None:
         restarted = ctx.client.restart_vm(name, printer)
     finally:
         printer.done()
-    click.echo(f"{restarted.name} {restarted.state} {restarted.ip}")
+    echo(f"{restarted.name} {restarted.state} {restarted.ip}")
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--signal", "signal_name", default="KILL", show_default=True,
-              help="Signal for the VMM process (TERM, KILL, INT, ...).")
-@pass_ctx
+@vm.command(
+    NAME,
+    Opt("--signal", dest="signal_name", default="KILL",
+        help="Signal for the VMM process (TERM, KILL, INT, ...; default: KILL)."),
+)
 def kill(ctx: Context, name: str, signal_name: str) -> None:
     """Send a signal to a VM's VMM process."""
     killed = ctx.client.kill_vm(name, signal_name)
-    click.echo(f"{killed.name} {killed.state}")
+    echo(f"{killed.name} {killed.state}")
 
 
-@vm.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=vm_names)
-@click.option("--force", "-f", is_flag=True, help="Kill and delete running VMs too.")
-@pass_ctx
+@vm.command(
+    Arg("names", nargs="+", complete=VMS),
+    Opt("--force", "-f", flag=True, help="Kill and delete running VMs too."),
+)
 def delete(ctx: Context, names: tuple[str, ...], force: bool) -> None:
     """Delete VMs and all their host artifacts."""
     for name in names:
         deleted = ctx.client.delete_vm(name, force=force)
-        click.echo(f"deleted {deleted.name}")
+        echo(f"deleted {deleted.name}")
 
 
-@vm.command("set")
-@click.argument("name", shell_complete=vm_names)
-@_size_options
-@click.option("--nat/--no-nat", default=None,
-              help="Turn outbound access through the host on or off (also while running).")
-@pass_ctx
+@vm.command(
+    NAME,
+    *SIZE_OPTIONS,
+    Opt("--nat", negatable=True,
+        help="Turn outbound access through the host on or off (also while running)."),
+    name="set",
+)
 def set_(
     ctx: Context, name: str, vcpu: int | None, memory: int | None, disk_size: str | None,
     nat: bool | None,
@@ -280,16 +250,13 @@ def set_(
         name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size, nat=nat
     )
     nat_part = "" if nat is None else f", nat {'on' if updated.nat else 'off'}"
-    click.echo(
+    echo(
         f"{updated.name}: {updated.spec.vcpu} vCPU, {updated.spec.memory_mib} MiB, "
         f"{format_size(updated.spec.disk_size_bytes)} disk{nat_part}"
     )
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@vm.command(NAME, JSON)
 def stats(ctx: Context, name: str, as_json: bool) -> None:
     """Show a VM's CPU, memory, disk and network usage, now and recently."""
     from banger.core.stats import HISTORY_HEADERS, history_rows, summary_fields
@@ -301,14 +268,11 @@ def stats(ctx: Context, name: str, as_json: bool) -> None:
     print_fields(summary_fields(report, time.time()))
     rows = history_rows(report)
     if len(rows) > 1:
-        click.echo()
+        echo()
         print_table(HISTORY_HEADERS, rows)
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@vm.command(NAME, JSON)
 def ports(ctx: Context, name: str, as_json: bool) -> None:
     """List the TCP and UDP sockets listening in a running VM, with their process and the
     NAME.vm:PORT address the host reaches them at ("-": not from the host, e.g. loopback)."""
@@ -324,9 +288,7 @@ def ports(ctx: Context, name: str, as_json: bool) -> None:
         print_table(PORT_HEADERS, port_rows(found))
 
 
-@vm.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@vm.command(JSON, name="list")
 def list_(ctx: Context, as_json: bool) -> None:
     """List VMs."""
     vms = ctx.client.list_vms()
@@ -343,10 +305,7 @@ def list_(ctx: Context, as_json: bool) -> None:
     )
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@vm.command(NAME, JSON)
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one VM."""
     v = ctx.client.get_vm(name)
@@ -360,7 +319,7 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("disk", format_size(v.spec.disk_size_bytes)),
         ("backend", f"{v.backend} ({v.accel})"), ("pid", str(v.pid or "-")),
         ("nat", "on" if v.nat else "off"),
-        ("created", datetime.fromtimestamp(v.created_at).isoformat(timespec="seconds")),
+        ("created", iso_time(v.created_at)),
         ("dir", v.dir),
     ]
     if v.last_error:
@@ -368,10 +327,7 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
     print_fields(pairs)
 
 
-@vm.command()
-@click.argument("name", shell_complete=vm_names)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
-@pass_ctx
+@vm.command(NAME, Opt("--follow", "-f", flag=True, help="Keep printing new output."))
 def logs(ctx: Context, name: str, follow: bool) -> None:
     """Print a VM's serial console."""
     offset = 0
@@ -387,15 +343,13 @@ def logs(ctx: Context, name: str, follow: bool) -> None:
             time.sleep(0.5)
 
 
-@vm.command(cls=TrailingCommand)
-@click.argument("name", shell_complete=vm_names)
-@pass_ctx
-def ssh(ctx: Context, name: str) -> None:
+@vm.command(NAME, trailing=True)
+def ssh(ctx: Context, name: str, command: tuple[str, ...]) -> None:
     """Open a shell in a running VM, or run COMMAND (after `--`)."""
     from banger.cli.sshexec import exec_ssh, ssh_argv
 
     access = ctx.client.vm_access(name)
-    exec_ssh(ssh_argv(access, _guest_command(), interactive=sys.stdin.isatty()))
+    exec_ssh(ssh_argv(access, command, interactive=sys.stdin.isatty()))
 
 
 def _ago(timestamp: float) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
-import click
-
-from banger.cli.completion import vm_names
-from banger.cli.context import Context, pass_ctx
+from banger.cli.context import Context
 from banger.cli.render import ProgressPrinter, print_json, print_table
+from banger.cli.spec import DIR, FILE, VMS, Arg, Group, Opt, echo, path
 from banger.core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -49,29 +46,31 @@ def prepare(
         printer.done()
 
 
-@click.group()
-def workspace() -> None:
-    """Copy a git checkout into a VM; get the guest's changes back as a patch."""
+workspace = Group(
+    "workspace", "Copy a git checkout into a VM; get the guest's changes back as a patch."
+)
+NAME = Arg("name", complete=VMS)
+JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
 
 
-@workspace.command("prepare")
-@click.argument("name", shell_complete=vm_names)
-@click.argument("path", required=False, default=".", type=click.Path(file_okay=False))
-@click.option("--guest-path", default=DEFAULT_GUEST_PATH, show_default=True,
-              help="Where the copy goes in the guest.")
-@click.option("--readonly", is_flag=True,
-              help="Make the guest copy read-only (immutable, even for root).")
-@click.option("--branch", help="Check out this branch in the guest copy (made if new).")
-@click.option("--from", "from_ref", help="Start --branch from this ref.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@workspace.command(
+    NAME,
+    Arg("path", nargs="?", default=".", type=path(file_okay=False), complete=DIR),
+    Opt("--guest-path", default=DEFAULT_GUEST_PATH, metavar="PATH",
+        help=f"Where the copy goes in the guest (default: {DEFAULT_GUEST_PATH})."),
+    Opt("--readonly", flag=True,
+        help="Make the guest copy read-only (immutable, even for root)."),
+    Opt("--branch", help="Check out this branch in the guest copy (made if new)."),
+    Opt("--from", dest="from_ref", metavar="REF", help="Start --branch from this ref."),
+    JSON,
+    name="prepare",
+)
 def prepare_cmd(
     ctx: Context, name: str, path: str, guest_path: str, readonly: bool, branch: str | None,
     from_ref: str | None, as_json: bool,
 ) -> None:
     """Copy the git checkout at PATH (default: .) into the running VM NAME.
 
-    \b
     Copies .git and every tracked and untracked, not-ignored file as it is now
     (uncommitted edits, modes and symlinks included), and records the checkout's
     HEAD as the base commit for `banger vm workspace export`.
@@ -86,27 +85,27 @@ def prepare_cmd(
     note = ""
     if result.readonly == "chmod":
         note = " (read-only by mode bits only: this filesystem has no immutable flag)"
-    click.echo(f"{name}:{result.workspace.guest_path} "
-               f"{result.workspace.base_commit or '(no commits)'}{note}")
+    echo(f"{name}:{result.workspace.guest_path} "
+         f"{result.workspace.base_commit or '(no commits)'}{note}")
 
 
-@workspace.command("export")
-@click.argument("name", shell_complete=vm_names)
-@click.option("--guest-path", default=DEFAULT_GUEST_PATH, show_default=True,
-              help="The guest copy to export.")
-@click.option("--base", help="Diff against this commit instead of the recorded base.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-              help="Write the patch to FILE instead of stdout.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a summary as JSON (needs -o: the patch goes to the file).")
-@pass_ctx
+@workspace.command(
+    NAME,
+    Opt("--guest-path", default=DEFAULT_GUEST_PATH, metavar="PATH",
+        help=f"The guest copy to export (default: {DEFAULT_GUEST_PATH})."),
+    Opt("--base", metavar="COMMIT", help="Diff against this commit instead of the recorded base."),
+    Opt("-o", "--output", type=path(dir_okay=False), metavar="FILE", complete=FILE,
+        help="Write the patch to FILE instead of stdout."),
+    Opt("--json", dest="as_json", flag=True,
+        help="Print a summary as JSON (needs -o: the patch goes to the file)."),
+    name="export",
+)
 def export_cmd(
     ctx: Context, name: str, guest_path: str, base: str | None, output: str | None,
     as_json: bool,
 ) -> None:
     """Print the changes made in the guest copy since its base commit, as a patch.
 
-    \b
     Uncommitted guest changes only: a `git diff` (apply with `git apply`).
     Guest commits on top of the base: a `git format-patch` series (apply with
     `git am`), uncommitted changes as its last patch. stderr says which.
@@ -127,19 +126,18 @@ def export_cmd(
         sys.stdout.buffer.write(result.patch)
         sys.stdout.buffer.flush()
     if as_json:
+        import dataclasses
+
         summary: dict[str, Any] = {
             "vm": name, "guest_path": result.guest_path, "output": output,
             "bytes": len(result.patch), "apply_with": _apply_with(result.header.format),
             **dataclasses.asdict(result.header),
         }
         print_json(summary)
-    click.echo(result.description, err=True)
+    echo(result.description, err=True)
 
 
-@workspace.command("show")
-@click.argument("name", shell_complete=vm_names)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
+@workspace.command(NAME, JSON, name="show")
 def show_cmd(ctx: Context, name: str, as_json: bool) -> None:
     """List the workspaces recorded for VM NAME."""
     workspaces = ctx.client.list_workspaces(name)
