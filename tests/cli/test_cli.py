@@ -22,7 +22,7 @@ from banger.core.errors import (
     Unsupported,
     VMNotFound,
 )
-from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
+from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
 from banger.core.paths import Paths
 
 VM_DEV = VM(
@@ -81,6 +81,9 @@ class FakeClient:
         self._call("list_vms")
         return [VM_DEV, replace(VM_DEV, id="ba9876543210", name="idle",
                                 state=VMState.STOPPED, pid=None, ip="172.16.0.3")]
+
+    def list_vms_raw(self) -> list[dict[str, Any]]:
+        return [to_dict(vm) for vm in self.list_vms()]
 
     def get_vm(self, name: str) -> VM:
         self._call("get_vm", name)
@@ -482,3 +485,48 @@ def test_unsupported_backend_is_explained(
         "error: the qemu backend of VM 'dev' does not support snapshots",
         "hint: create the VM with --backend firecracker for pause/resume and snapshots",
     ]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["vm", "show"], "error: missing argument NAME (see `banger vm show --help`)\n"),
+    (["vm", "delete"], "error: missing argument NAMES (see `banger vm delete --help`)\n"),
+    (["vm", "create", "--vcpu", "two"],
+     "error: argument --vcpu: invalid int value: 'two' (see `banger vm create --help`)\n"),
+    (["vm", "lst"], "error: no command 'lst' in `banger vm` (did you mean 'list'?) "
+     "(see `banger vm --help`)\n"),
+    (["--bogus"], "error: unknown option --bogus (see `banger --help`)\n"),
+    (["vm", "list", "--debug"],
+     "error: unrecognized arguments: --debug (see `banger vm list --help`)\n"),
+])
+def test_usage_errors_are_one_line(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert run(args, capsys) == (2, "", message)
+    assert client.calls == []
+
+
+def test_a_group_without_a_command_shows_its_commands(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["vm"], capsys)
+    assert code == 2
+    assert out == ""
+    assert "  list " in err and "  workspace " in err
+
+
+def test_vm_set_nat_is_on_off_or_untouched(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args, nat in ((["--nat"], True), (["--no-nat"], False), ([], None)):
+        run(["vm", "set", "dev", *args], capsys)
+        assert client.called("set_vm")[-1][1]["nat"] is nat
+
+
+def test_version_and_help_print_without_touching_the_daemon(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["--version"], capsys) == (0, "banger, version 0.1.0\n", "")
+    code, out, _ = run(["vm", "run", "--help"], capsys)
+    assert code == 0
+    assert "[-- COMMAND ...]" in out and "banger vm run --rm -- make test" in out
+    assert client.calls == []

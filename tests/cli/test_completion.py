@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,55 +16,8 @@ from pathlib import Path
 import pytest
 
 from banger.cli.main import main
-
-VMS = [{"name": "box"}, {"name": "bold-otter"}, {"name": "web"}]
-IMAGES = [{"name": "debian-bookworm"}, {"name": "alpine"}]
-KERNELS = [{"name": "generic-6.1", "local": True}]
-
-
-class FakeDaemon:
-    """Answers the list routes on a Unix socket, like bangerd; or never answers at all."""
-
-    def __init__(self, path: Path, *, silent: bool = False) -> None:
-        self.path = path
-        self.silent = silent
-        self.requests: list[str] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(16)
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        routes = {"/v1/vms": VMS, "/v1/images": IMAGES, "/v1/kernels": KERNELS}
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            if self.silent:
-                self._held.append(conn)  # accepted, never answered
-                continue
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                path = data.split(b" ", 2)[1].decode()
-                self.requests.append(path)
-                body = json.dumps(routes.get(path, {"error": {"code": "not_found"}})).encode()
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-                )
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self._held:
-            conn.close()
+from banger.cli.spec import Command
+from tests.cli.fake_daemon import FakeDaemon
 
 
 @pytest.fixture
@@ -272,3 +223,55 @@ def test_the_completion_path_stays_light(runtime: Path) -> None:
     modules = {name.split(".")[0] for name in json.loads(proc.stderr.splitlines()[-1])}
     assert modules.isdisjoint({"asyncssh", "aiohttp", "pydantic", "rich"})
 
+
+
+def test_bash_splits_option_values_at_the_equals_sign(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], daemon: FakeDaemon
+) -> None:
+    """bash hands `--image=deb` over as three words; the value completes on its own."""
+    monkeypatch.setenv("_BANGER_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "banger vm create --image = deb")
+    monkeypatch.setenv("COMP_CWORD", "5")
+    with pytest.raises(SystemExit):
+        main([])
+    assert capsys.readouterr().out == "plain,debian-bookworm\n"
+
+
+def test_other_shells_get_the_whole_option_word_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], daemon: FakeDaemon
+) -> None:
+    assert complete(monkeypatch, capsys, "banger vm run --image=deb", "fish") == [
+        "--image=debian-bookworm",
+    ]
+
+
+def test_paths_and_choices(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], runtime: Path
+) -> None:
+    monkeypatch.setenv("_BANGER_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "banger image register --rootfs ./ro")
+    monkeypatch.setenv("COMP_CWORD", "4")
+    with pytest.raises(SystemExit):
+        main([])
+    assert capsys.readouterr().out == "file,./ro\n"  # the shell completes file names
+    assert complete(monkeypatch, capsys, "banger vm create --backend ") == [
+        "qemu", "firecracker",
+    ]
+    # Options already given are not offered again; nothing after the guest's `--`.
+    assert "--rm" not in complete(monkeypatch, capsys, "banger vm run --rm --")
+    assert complete(monkeypatch, capsys, "banger vm run -- ls --") == []
+
+
+def test_every_noun_short_help_matches_its_module() -> None:
+    """main.py repeats each noun's one-line help so `banger --help` imports none of them."""
+    from banger.cli.main import ROOT
+    from banger.cli.spec import Lazy
+
+    for name, node in ROOT.children.items():
+        assert isinstance(node, Lazy)
+        assert node.load().short_help == node.short_help, name
+    vm = ROOT.child("vm")
+    assert vm is not None and not isinstance(vm, Command)
+    workspace = vm.children["workspace"]
+    assert isinstance(workspace, Lazy)
+    assert workspace.load().short_help == workspace.short_help

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
     from banger.client import Client

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from banger import __version__
 from banger.cli.context import Context
 from banger.cli.spec import HELP_FLAGS, Command, Group, Lazy, Opt, UsageError
 from banger.core.errors import BangerError
+
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
+if TYPE_CHECKING:
+    from typing import Any
 
 PROG = "banger"
 

@@ -4,10 +4,13 @@ tables and JSON to stdout."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from banger.core.models import ProgressEvent
 
 

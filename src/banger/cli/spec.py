@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
     from banger.cli.context import Context
+
+    Handler = Callable[..., Any]
 
 # Completion kinds: live names from the daemon, or the shell's own path completion.
 VMS, IMAGES, KERNELS, FILE, DIR = "vms", "images", "kernels", "file", "dir"
@@ -89,7 +92,6 @@ class Opt:
         return self.flags
 
 
-Handler = Callable[..., Any]
 
 
 class Command:
@@ -105,8 +107,14 @@ class Command:
         self.params = list(params)
         self.epilog = epilog
         self.trailing = trailing
-        self.description = _dedent(handler.__doc__ or "")
-        self.short_help = short_help(self.description)
+
+    @property
+    def description(self) -> str:
+        return _dedent(self.handler.__doc__ or "")
+
+    @property
+    def short_help(self) -> str:
+        return short_help(self.description)
 
     @property
     def args(self) -> list[Arg]:
@@ -121,7 +129,7 @@ class Command:
 
         parser = _new_parser(
             prog=prog, description=self.description, epilog=self.epilog, allow_abbrev=False,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_Formatter,
         )
         for param in self.params:
             if isinstance(param, Arg):
@@ -177,10 +185,10 @@ class Command:
 class Lazy:
     """A child whose module is imported only when it is invoked (or completed)."""
 
-    def __init__(self, name: str, target: str, short_help: str) -> None:
+    def __init__(self, name: str, target: str, description: str) -> None:
         self.name = name
         self.target = target
-        self.short_help = short_help
+        self.short_help = short_help(description)
 
     def load(self) -> Command | Group:
         import importlib
@@ -205,9 +213,7 @@ class Group:
 
     def child(self, name: str) -> Command | Group | None:
         node = self.children.get(name)
-        if isinstance(node, Lazy):
-            node = self.children[name] = node.load()
-        return node
+        return node.load() if isinstance(node, Lazy) else node
 
     def command(
         self, *params: Arg | Opt, name: str | None = None, epilog: str | None = None,
@@ -263,6 +269,19 @@ def _usage_message(message: str) -> str:
         names = message.removeprefix(prefix)
         return f"missing argument{'s' if ',' in names else ''} {names}"
     return message
+
+
+def _Formatter(prog: str) -> argparse.HelpFormatter:
+    """Keeps the help's layout, sized to the terminal without argparse's own lookup (which
+    imports shutil, and with it compression modules, on every parse)."""
+    import argparse
+
+    columns = os.environ.get("COLUMNS", "")
+    try:
+        width = int(columns) if columns.isdigit() else os.get_terminal_size(1).columns
+    except OSError:
+        width = 80
+    return argparse.RawDescriptionHelpFormatter(prog, width=max(width, 40) - 2)
 
 
 def _new_parser(**kwargs: Any) -> argparse.ArgumentParser:

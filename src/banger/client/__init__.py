@@ -7,34 +7,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
-from banger.core.models import (
-    VM,
-    Image,
-    Kernel,
-    ProgressEvent,
-    Workspace,
-    image_from_dict,
-    kernel_from_dict,
-    to_dict,
-    vm_from_dict,
-    workspace_from_dict,
-)
-from banger.core.paths import Paths, paths_from_env
+from banger.core.xdg import socket_path
 from banger.transport import HTTPResponse, UnixHTTPConnection
 
+# Kept off the import path of every `banger` call (each costs milliseconds there, see
+# docs/architecture.md): typing, pathlib, subprocess, urllib and the model classes
+# (dataclasses, inspect) load when a method needs them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from banger.core.models import VM, Image, Kernel, ProgressEvent, Workspace
+    from banger.core.paths import Paths
     from banger.core.stats import VMStats
 
-OnProgress = Callable[[ProgressEvent], None]
+    OnProgress = Callable[[ProgressEvent], None]
+
 _DAEMON_START_TIMEOUT = 20.0
 
 
@@ -43,13 +37,23 @@ class Client:
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.paths = paths or paths_from_env(env if env is not None else os.environ)
+        self._env = env if env is not None else os.environ
+        self._paths = paths
+        self.socket = str(paths.socket) if paths is not None else socket_path(self._env)
         self._autostart = autostart
+
+    @property
+    def paths(self) -> Paths:
+        if self._paths is None:
+            from banger.core.paths import paths_from_env
+
+            self._paths = paths_from_env(self._env)
+        return self._paths
 
     # Transport
 
     def _connect(self, timeout: float | None) -> UnixHTTPConnection:
-        return UnixHTTPConnection(str(self.paths.socket), timeout)
+        return UnixHTTPConnection(self.socket, timeout)
 
     def _open(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
@@ -96,7 +100,7 @@ class Client:
                 raise error_from_dict(data["error"])
             for item in _ndjson(response):
                 if "event" in item:
-                    on_progress(ProgressEvent(**item["event"]))
+                    on_progress(_event(item["event"]))
                 elif "error" in item:
                     raise error_from_dict(item["error"])
                 elif "result" in item:
@@ -124,6 +128,8 @@ class Client:
         log_path = self.paths.daemon_log
         start_offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
+            import subprocess
+
             proc = subprocess.Popen(
                 [sys.executable, "-m", "banger.daemon.main"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -153,10 +159,16 @@ class Client:
     # VMs
 
     def list_vms(self) -> list[VM]:
-        return [vm_from_dict(v) for v in self.request("GET", "/v1/vms")]
+        return [_vm(v) for v in self.list_vms_raw()]
+
+    def list_vms_raw(self) -> list[dict[str, Any]]:
+        """The VMs in their wire form, for callers that only render them (`banger vm list`
+        then needs no model classes)."""
+        result: list[dict[str, Any]] = self.request("GET", "/v1/vms")
+        return result
 
     def get_vm(self, name: str) -> VM:
-        return vm_from_dict(self.request("GET", f"/v1/vms/{_q(name)}"))
+        return _vm(self.request("GET", f"/v1/vms/{_q(name)}"))
 
     def create_vm(
         self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
@@ -171,7 +183,7 @@ class Client:
             "disk_size": disk_size, "start": start, "ready": ready, "nat": nat,
             "backend": backend, "kernel": kernel,
         }
-        return vm_from_dict(self.stream("POST", "/v1/vms", body, on_progress))
+        return _vm(self.stream("POST", "/v1/vms", body, on_progress))
 
     def start_vm(
         self, name: str, on_progress: OnProgress = lambda _: None, *,
@@ -179,46 +191,46 @@ class Client:
     ) -> VM:
         """`from_snapshot` restores the VM's last `snapshot_vm` instead of booting it."""
         body = {"from_snapshot": True} if from_snapshot else {}
-        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/start", body, on_progress))
+        return _vm(self.stream("POST", f"/v1/vms/{_q(name)}/start", body, on_progress))
 
     def pause_vm(self, name: str) -> VM:
-        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/pause"))
+        return _vm(self.request("POST", f"/v1/vms/{_q(name)}/pause"))
 
     def resume_vm(self, name: str) -> VM:
-        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/resume"))
+        return _vm(self.request("POST", f"/v1/vms/{_q(name)}/resume"))
 
     def snapshot_vm(self, name: str) -> VM:
         """A full snapshot into the VM's dir; the VM keeps running."""
-        return vm_from_dict(
+        return _vm(
             self.request("POST", f"/v1/vms/{_q(name)}/snapshot", timeout=None)
         )
 
     def restart_vm(self, name: str, on_progress: OnProgress = lambda _: None) -> VM:
-        return vm_from_dict(self.stream("POST", f"/v1/vms/{_q(name)}/restart", {}, on_progress))
+        return _vm(self.stream("POST", f"/v1/vms/{_q(name)}/restart", {}, on_progress))
 
     def stop_vm(self, name: str) -> VM:
-        return vm_from_dict(self.request("POST", f"/v1/vms/{_q(name)}/stop", timeout=None))
+        return _vm(self.request("POST", f"/v1/vms/{_q(name)}/stop", timeout=None))
 
     def kill_vm(self, name: str, signal_name: str = "KILL") -> VM:
-        return vm_from_dict(
+        return _vm(
             self.request("POST", f"/v1/vms/{_q(name)}/kill", {"signal": signal_name})
         )
 
     def delete_vm(self, name: str, *, force: bool = False) -> VM:
         query = "?force=1" if force else ""
-        return vm_from_dict(self.request("DELETE", f"/v1/vms/{_q(name)}{query}", timeout=None))
+        return _vm(self.request("DELETE", f"/v1/vms/{_q(name)}{query}", timeout=None))
 
     def set_vm(
         self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
         disk_size: str | None = None, nat: bool | None = None,
     ) -> VM:
         body = {"vcpu": vcpu, "memory_mib": memory_mib, "disk_size": disk_size, "nat": nat}
-        return vm_from_dict(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
+        return _vm(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64
 
-        data = self.request("GET", f"/v1/vms/{_q(name)}/logs?{urlencode({'offset': offset})}")
+        data = self.request("GET", f"/v1/vms/{_q(name)}/logs?{_query(offset=offset)}")
         return base64.b64decode(data["data"]), int(data["offset"])
 
     def vm_stats(self, name: str) -> VMStats:
@@ -233,27 +245,27 @@ class Client:
     # Workspaces (the copy itself streams over ssh: banger.client.workspace)
 
     def record_workspace(self, name: str, workspace: Workspace) -> Workspace:
-        body = to_dict(workspace)
-        return workspace_from_dict(
+        body = _to_dict(workspace)
+        return _workspace(
             self.request("PUT", f"/v1/vms/{_q(name)}/workspace", body)
         )
 
     def get_workspace(self, name: str, guest_path: str) -> Workspace:
-        query = urlencode({"guest_path": guest_path})
-        return workspace_from_dict(self.request("GET", f"/v1/vms/{_q(name)}/workspace?{query}"))
+        query = _query(guest_path=guest_path)
+        return _workspace(self.request("GET", f"/v1/vms/{_q(name)}/workspace?{query}"))
 
     def list_workspaces(self, name: str) -> list[Workspace]:
         return [
-            workspace_from_dict(w) for w in self.request("GET", f"/v1/vms/{_q(name)}/workspaces")
+            _workspace(w) for w in self.request("GET", f"/v1/vms/{_q(name)}/workspaces")
         ]
 
     # Images
 
     def list_images(self) -> list[Image]:
-        return [image_from_dict(i) for i in self.request("GET", "/v1/images")]
+        return [_image(i) for i in self.request("GET", "/v1/images")]
 
     def get_image(self, name: str) -> Image:
-        return image_from_dict(self.request("GET", f"/v1/images/{_q(name)}"))
+        return _image(self.request("GET", f"/v1/images/{_q(name)}"))
 
     def pull_image(
         self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None,
@@ -261,10 +273,10 @@ class Client:
     ) -> Image:
         """A catalog image by name, or any OCI reference (`docker.io/library/debian`)."""
         body = {"name": name, "force": force, "as_name": as_name, "kernel": kernel}
-        return image_from_dict(self.stream("POST", "/v1/images/pull", body, on_progress))
+        return _image(self.stream("POST", "/v1/images/pull", body, on_progress))
 
     def promote_image(self, name: str) -> Image:
-        return image_from_dict(
+        return _image(
             self.request("POST", f"/v1/images/{_q(name)}/promote", {}, timeout=None)
         )
 
@@ -275,13 +287,13 @@ class Client:
         return result
 
     def get_kernel(self, name: str) -> Kernel:
-        return kernel_from_dict(self.request("GET", f"/v1/kernels/{_q(name)}"))
+        return _kernel(self.request("GET", f"/v1/kernels/{_q(name)}"))
 
     def pull_kernel(
         self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
     ) -> Kernel:
         body = {"name": name, "force": force}
-        return kernel_from_dict(self.stream("POST", "/v1/kernels/pull", body, on_progress))
+        return _kernel(self.stream("POST", "/v1/kernels/pull", body, on_progress))
 
     def register_kernel(
         self, name: str, vmlinuz: str, initrd: str | None = None, *,
@@ -289,23 +301,67 @@ class Client:
     ) -> Kernel:
         body = {"name": name, "vmlinuz": vmlinuz, "initrd": initrd, "vmlinux": vmlinux,
                 "modules": modules}
-        return kernel_from_dict(self.request("POST", "/v1/kernels/register", body))
+        return _kernel(self.request("POST", "/v1/kernels/register", body))
 
     def delete_kernel(self, name: str) -> Kernel:
-        return kernel_from_dict(self.request("DELETE", f"/v1/kernels/{_q(name)}"))
+        return _kernel(self.request("DELETE", f"/v1/kernels/{_q(name)}"))
 
     def register_image(
         self, name: str, rootfs: str, kernel: str, initrd: str | None = None
     ) -> Image:
         body = {"name": name, "rootfs": rootfs, "kernel": kernel, "initrd": initrd}
-        return image_from_dict(self.request("POST", "/v1/images/register", body))
+        return _image(self.request("POST", "/v1/images/register", body))
 
     def delete_image(self, name: str) -> Image:
-        return image_from_dict(self.request("DELETE", f"/v1/images/{_q(name)}"))
+        return _image(self.request("DELETE", f"/v1/images/{_q(name)}"))
 
 
 def _q(name: str) -> str:
+    from urllib.parse import quote
+
     return quote(name, safe="")
+
+
+def _query(**params: str | int) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(params)
+
+
+def _vm(data: dict[str, Any]) -> VM:
+    from banger.core.models import vm_from_dict
+
+    return vm_from_dict(data)
+
+
+def _image(data: dict[str, Any]) -> Image:
+    from banger.core.models import image_from_dict
+
+    return image_from_dict(data)
+
+
+def _kernel(data: dict[str, Any]) -> Kernel:
+    from banger.core.models import kernel_from_dict
+
+    return kernel_from_dict(data)
+
+
+def _workspace(data: dict[str, Any]) -> Workspace:
+    from banger.core.models import workspace_from_dict
+
+    return workspace_from_dict(data)
+
+
+def _event(data: dict[str, Any]) -> ProgressEvent:
+    from banger.core.models import ProgressEvent
+
+    return ProgressEvent(**data)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    from banger.core.models import to_dict
+
+    return to_dict(obj)
 
 
 def _json_body(response: HTTPResponse) -> Any:

@@ -6,7 +6,9 @@ re-raises the same class on the other side, so the CLI renders daemon and local 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 
 class BangerError(Exception):

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from banger.core.xdg import SOCKET_NAME, banger_dirs
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -56,23 +58,9 @@ class Paths:
 
     @property
     def socket(self) -> Path:
-        return self.runtime_dir / "bangerd.sock"
+        return self.runtime_dir / SOCKET_NAME
 
 
 def paths_from_env(env: Mapping[str, str]) -> Paths:
-    home = Path(env.get("HOME") or "/root")
-
-    def xdg(var: str, default: Path) -> Path:
-        value = env.get(var, "")
-        # The XDG spec says relative values are invalid and must be ignored.
-        return Path(value) if value.startswith("/") else default
-
-    state = xdg("XDG_STATE_HOME", home / ".local" / "state") / "banger"
-    runtime_base = env.get("XDG_RUNTIME_DIR", "")
-    runtime = Path(runtime_base) / "banger" if runtime_base.startswith("/") else state / "run"
-    return Paths(
-        config_dir=xdg("XDG_CONFIG_HOME", home / ".config") / "banger",
-        state_dir=state,
-        cache_dir=xdg("XDG_CACHE_HOME", home / ".cache") / "banger",
-        runtime_dir=runtime,
-    )
+    config, state, cache, runtime = banger_dirs(env)
+    return Paths(Path(config), Path(state), Path(cache), Path(runtime))
