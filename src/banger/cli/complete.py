@@ -36,7 +36,7 @@ class Item(NamedTuple):
 def answer(root: Group, request: str) -> None:
     """Print the candidates for the request in the form its shell's script reads."""
     shell, _, action = request.partition("_")
-    if action == "source":  # `_BANGER_COMPLETE=bash_source banger`, as click offered
+    if action == "source":  # `_BANGER_COMPLETE=bash_source banger`: the form click documented
         from banger.cli.completion import script
 
         sys.stdout.write(script(shell))
