@@ -10,6 +10,7 @@ from banger.core.config import Config
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
+from banger.host.bundle import PlainCodec
 from banger.host.disks import FakeDisks
 from banger.host.hostinfo import KVMFacts
 from banger.host.imagebuild import FakeImageBuilder
@@ -75,6 +76,7 @@ def make_env(
         image_puller=FakeImagePuller(),
         kernel_fetcher=FakeKernelFetcher(),
         debian_archive=lambda suite: "http://deb.example.test/debian",
+        bundle_codec=PlainCodec(),
     )
     services = build_services(paths, config or Config(), adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import pytest
 
-from banger.core.errors import InvalidInput, MissingTool
+from banger.core.errors import InvalidInput, MissingTool, NameTaken, ResourceBusy
+from banger.core.models import ProgressEvent
 from banger.host.nat import FakeNat
 from tests.daemon.test_api import Api, api
 
@@ -53,3 +55,21 @@ async def test_stats(api: Api) -> None:
     assert stopped.state == "stopped" and stopped.samples == []
     assert stopped.idle_since is None
     assert vm.ip
+
+
+async def test_image_export_import_and_forced_delete(api: Api, tmp_path: Path) -> None:
+    await api.call(api.client.create_vm, name="dev", start=False)
+    out = tmp_path / "img.tar.zst"
+    events: list[ProgressEvent] = []
+    result = await api.call(api.client.export_image, "debian-bookworm", str(out),
+                            on_progress=events.append)
+    assert result["path"] == str(out) and events[-1].fraction == 1.0
+    imported = await api.call(api.client.import_image, str(out), as_name="copy")
+    assert imported.name == "copy" and imported.managed
+    with pytest.raises(NameTaken):
+        await api.call(api.client.import_image, str(out))
+    with pytest.raises(ResourceBusy, match="dev"):
+        await api.call(api.client.delete_image, "debian-bookworm")
+    await api.call(api.client.delete_image, "debian-bookworm", force=True)
+    assert await api.call(api.client.list_vms) == []
+    assert [i.name for i in await api.call(api.client.list_images)] == ["copy"]

@@ -83,11 +83,51 @@ def register(
     echo(f"registered {registered.name}")
 
 
-@image.command(NAME)
-def delete(ctx: Context, name: str) -> None:
-    """Delete an image (refused while a VM uses it)."""
-    deleted = ctx.client.delete_image(name)
+@image.command(NAME, Opt("--force", flag=True, help="Also delete the VMs created from the "
+                         "image (refused while any of them is running)."))
+def delete(ctx: Context, name: str, force: bool) -> None:
+    """Delete an image (and banger's own copy of its files; registered files stay).
+
+    Refused while a VM created from it exists (their disks are built on the image's
+    files); --force deletes those VMs too, as long as none of them is running."""
+    deleted = ctx.client.delete_image(name, force=force)
     echo(f"deleted {deleted.name}")
+
+
+@image.command(
+    NAME,
+    Opt("-o", "--output", required=True, type=path(dir_okay=False), complete=FILE,
+        help="Bundle file to write, e.g. NAME.tar.zst."),
+    name="export",
+)
+def export(ctx: Context, name: str, output: str) -> None:
+    """Write an image (rootfs, kernel, initrd, metadata) to one zstd-compressed bundle with
+    sha256 checksums, for `banger image import` on another machine."""
+    import os
+
+    printer = ProgressPrinter()
+    try:
+        result = ctx.client.export_image(name, os.path.abspath(output), on_progress=printer)
+    finally:
+        printer.done()
+    echo(f"{result['path']} {format_size(int(result['bytes']))}")
+
+
+@image.command(
+    Arg("bundle", type=EXISTING_FILE, complete=FILE),
+    Opt("--name", dest="as_name", help="Import under this name (default: the exported "
+        "image's name; needed when that name is taken)."),
+    name="import",
+)
+def import_(ctx: Context, bundle: str, as_name: str | None) -> None:
+    """Import an image bundle made by `banger image export`; every file's checksum is
+    verified, and a bad bundle leaves nothing behind."""
+    printer = ProgressPrinter()
+    try:
+        imported = ctx.client.import_image(bundle, as_name=as_name, on_progress=printer)
+    finally:
+        printer.done()
+    echo(f"{imported.name} {format_size(imported.size_bytes)}")
 
 
 @image.command(NAME)

@@ -312,8 +312,29 @@ class Client:
         body = {"name": name, "rootfs": rootfs, "kernel": kernel, "initrd": initrd}
         return _image(self.request("POST", "/v1/images/register", body))
 
-    def delete_image(self, name: str) -> Image:
-        return _image(self.request("DELETE", f"/v1/images/{_q(name)}"))
+    def delete_image(self, name: str, *, force: bool = False) -> Image:
+        """`force` also deletes the (stopped) VMs created from the image."""
+        query = "?force=1" if force else ""
+        return _image(
+            self.request("DELETE", f"/v1/images/{_q(name)}{query}", timeout=None)
+        )
+
+    def export_image(
+        self, name: str, path: str, *, on_progress: OnProgress = lambda _: None
+    ) -> dict[str, Any]:
+        """Write the image as a bundle file at `path` (absolute; on the daemon's host)."""
+        result: dict[str, Any] = self.stream(
+            "POST", f"/v1/images/{_q(name)}/export", {"path": path}, on_progress
+        )
+        return result
+
+    def import_image(
+        self, path: str, *, as_name: str | None = None,
+        on_progress: OnProgress = lambda _: None,
+    ) -> Image:
+        """Register the image in the bundle at `path`, after checking every checksum."""
+        body = {"path": path, "as_name": as_name}
+        return _image(self.stream("POST", "/v1/images/import", body, on_progress))
 
 
 def _q(name: str) -> str:

@@ -128,6 +128,13 @@ class UnsafeLayer(InvalidInput):
     default_hint = "the image is malformed or malicious; it was not imported"
 
 
+class BadBundle(InvalidInput):
+    """An image bundle (`image import`) is corrupt, truncated or not a banger bundle."""
+
+    code = "bad_bundle"
+    default_hint = "nothing was imported; export the image again or copy the file again"
+
+
 class ImageTooLarge(InvalidInput):
     code = "image_too_large"
     default_hint = "raise `image_max_size` in config (or free disk space) if the image is trusted"

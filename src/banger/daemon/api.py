@@ -325,7 +325,10 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
 
     @routes.delete("/v1/images/{name}")
     async def delete_image(request: web.Request) -> web.Response:
-        return _json(to_dict(images.delete(request.match_info["name"])))
+        force = request.query.get("force", "") in ("1", "true")
+        if not force:
+            return _json(to_dict(images.delete(request.match_info["name"])))
+        return _json(to_dict(await images.delete_with_vms(request.match_info["name"], vms)))
 
     app.add_routes(routes)
     from banger.daemon.imageapi import image_routes

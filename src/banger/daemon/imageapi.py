@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import socket
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from banger.core.errors import InvalidInput, MissingTool, ResourceBusy
 from banger.core.models import Image, to_dict
+from banger.daemon.imagebundle import ImageBundles, Peer
 from banger.daemon.kernels import KernelService
 from banger.daemon.services import Services
 
@@ -61,12 +64,51 @@ def image_routes(services: Services) -> web.RouteTableDef:
     async def delete_kernel(request: web.Request) -> web.Response:
         return _json(to_dict(kernels().delete(request.match_info["name"])))
 
+    def bundles() -> ImageBundles:
+        if services.bundles is None:
+            raise MissingTool("image export/import are not available in this daemon")
+        return services.bundles
+
+    @routes.post("/v1/images/{name}/export")
+    async def export_image(request: web.Request) -> web.StreamResponse:
+        data = await _body(request)
+        path = _opt_str(data, "path")
+        if not path:
+            raise InvalidInput("path is required")
+        name, peer = request.match_info["name"], peer_of(request)
+        services.images.get(name)
+        return await _stream(request, lambda progress: bundles().export(
+            name, path, peer, progress))
+
+    @routes.post("/v1/images/import")
+    async def import_image(request: web.Request) -> web.StreamResponse:
+        data = await _body(request)
+        path = _opt_str(data, "path")
+        if not path:
+            raise InvalidInput("path is required")
+        as_name, peer = _opt_str(data, "as_name"), peer_of(request)
+        return await _stream(request, lambda progress: bundles().import_(
+            path, as_name, peer, progress))
+
     @routes.post("/v1/images/{name}/promote")
     async def promote_image(request: web.Request) -> web.Response:
         image = await promote(services, request.match_info["name"])
         return _json(to_dict(image))
 
     return routes
+
+
+def peer_of(request: web.Request) -> Peer | None:
+    """The requesting process's uid/gid (SO_PEERCRED on the Unix socket)."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _, uid, gid = struct.unpack("3i", raw)
+    return Peer(uid, gid)
 
 
 async def promote(services: Services, name: str) -> Image:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from banger.core.errors import ImageNotFound, InvalidInput, ResourceBusy
-from banger.core.models import Image, ProgressEvent
+from banger.core.models import Image, ProgressEvent, VMState
 from banger.core.names import validate_name
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
@@ -20,6 +20,7 @@ from banger.host.imagebuild import RECIPE_VERSION, ImageBuilder
 
 if TYPE_CHECKING:
     from banger.daemon.ociimages import OCIImages
+    from banger.daemon.vms import VMService
 
 # name -> Debian suite built by the image builder.
 CATALOG: dict[str, str] = {"debian-bookworm": "bookworm", "debian-trixie": "trixie"}
@@ -149,12 +150,33 @@ class ImageService:
         if users:
             raise ResourceBusy(
                 f"image {name!r} is used by VMs: {', '.join(users)}",
-                hint="delete those VMs first",
+                hint="delete those VMs first, or `banger image delete --force "
+                f"{name}` deletes them with it",
             )
         self._store.delete_image(name)
         if image.managed:
             shutil.rmtree(self._dir / name, ignore_errors=True)
         return image
+
+
+    async def delete_with_vms(self, name: str, vms: VMService) -> Image:
+        """`image delete --force`: the image and every VM created from it (their disks are
+        built on its files), like `podman rmi --force`. Refused while any of them runs:
+        stopping someone's work is not what deleting an image should do quietly."""
+        self.get(name)
+        users = [vm for vm in vms.list() if vm.image == name]
+        busy = [vm.name for vm in users if vm.state in _ACTIVE]
+        if busy:
+            raise ResourceBusy(
+                f"image {name!r} is used by running VMs: {', '.join(busy)}",
+                hint=f"stop them first (banger vm stop {' '.join(busy)})",
+            )
+        for vm in users:
+            await vms.delete(vm.id, force=False)
+        return self.delete(name)
+
+
+_ACTIVE = (VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.STOPPING)
 
 
 def _disk_usage(path: Path) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from banger.core.backends import BackendChoice
@@ -15,6 +15,7 @@ from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_machine
+from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.integration import Integration, IntegrationAdapters, build_integration
 from banger.daemon.kernels import KernelService
@@ -24,6 +25,7 @@ from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
 from banger.daemon.vms import Machine, VMService
 from banger.host import hostinfo
+from banger.host.bundle import Codec, ZstdCodec
 from banger.host.disks import DiskAdapter
 from banger.host.hostinfo import AccelChoice, KVMFacts
 from banger.host.imagebuild import ImageBuilder
@@ -52,6 +54,7 @@ class Adapters:
     image_puller: ImagePuller | None = None
     kernel_fetcher: KernelFetcher | None = None
     debian_archive: Callable[[str], str] | None = None
+    bundle_codec: Codec = field(default_factory=ZstdCodec)  # image export/import
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Services:
     adapters: Adapters
     integration: Integration
     kernels: KernelService | None = None
+    bundles: ImageBundles | None = None
 
     def doctor(self) -> list[Check]:
         def apt_ok() -> str | None:
@@ -166,6 +170,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         paths, config, store, images, network, vms, machine, accel, adapters, integration
     )
     services.kernels = kernels
+    services.bundles = ImageBundles(store, paths.images_dir, adapters.bundle_codec, images.get)
     return services
 
 

@@ -1,0 +1,255 @@
+"""Writing and reading image bundles (see banger.core.bundle): tar streamed through a
+compression Codec, sha256 computed on the way. Blocking; callers run these in a thread.
+
+The real codec is the `zstd` binary (multithreaded, and it squeezes the zeros of a sparse
+root filesystem to almost nothing); PlainCodec is the fake that stores bytes as they are.
+Import writes zero runs as holes, so a sparse rootfs stays sparse."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Protocol
+
+from banger.core.bundle import (
+    MANIFEST,
+    Manifest,
+    Member,
+    check_member_name,
+    parse_manifest,
+    verify,
+)
+from banger.core.errors import BadBundle, HostError, MissingTool
+
+# (bytes done, bytes total): input bytes for export, bundle bytes for import.
+OnBytes = Callable[[int, int], None]
+_CHUNK = 1 << 20
+_BLOCK = 64 << 10  # hole granularity on import
+_ZEROS = bytes(_CHUNK)
+_MANIFEST_MAX = 1 << 20
+
+
+class Codec(Protocol):
+    def compress(self, out: IO[bytes]) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """A writable stream whose bytes reach `out` compressed."""
+        ...
+
+    def decompress(self, src: IO[bytes]) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """A readable stream of `src` decompressed. `src` must be a real file: its offset
+        is how far the codec has read (progress)."""
+        ...
+
+
+class ZstdCodec:
+    def __init__(self, binary: str = "zstd", level: int = 3) -> None:
+        self._bin = binary
+        self._level = level
+
+    def _which(self) -> str:
+        path = shutil.which(self._bin)
+        if path is None:
+            raise MissingTool(f"{self._bin} not found on PATH",
+                              hint="apt-get install zstd (image export/import need it)")
+        return path
+
+    @contextlib.contextmanager
+    def compress(self, out: IO[bytes]) -> Iterator[IO[bytes]]:
+        proc = subprocess.Popen(
+            [self._which(), "-q", f"-{self._level}", "-T0", "-c"],
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        try:
+            yield proc.stdin
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.stdin.close()
+        err = _stderr(proc)
+        if proc.wait() != 0:
+            raise HostError(f"zstd failed: {err or f'exit {proc.returncode}'}")
+
+    @contextlib.contextmanager
+    def decompress(self, src: IO[bytes]) -> Iterator[IO[bytes]]:
+        proc = subprocess.Popen(
+            [self._which(), "-q", "-d", "-c"],
+            stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        failure: BaseException | None = None
+        try:
+            yield proc.stdout
+            while proc.stdout.read(_CHUNK):  # tar's end padding: let zstd finish cleanly
+                pass
+        except BaseException as exc:
+            failure = exc
+            try:  # zstd that hit a bad frame exits on its own: its message is the better one
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # still writing: the failure is ours, not the data's
+        proc.stdout.close()
+        err = _stderr(proc)
+        code = proc.wait()
+        # zstd's own complaint (corrupt or truncated frame) explains a broken tar stream.
+        if code not in (0, -signal.SIGKILL) and not isinstance(failure, KeyboardInterrupt):
+            raise BadBundle(
+                f"the bundle does not decompress: {err or f'zstd exit {code}'}"
+            ) from failure
+        if failure is not None:
+            raise failure
+
+
+def _stderr(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.stderr is not None
+    text = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    return " ".join(text.replace("*stdin*", "bundle").split())[:300]
+
+
+class PlainCodec:
+    """Stores bytes as they are: the fake for unit tests."""
+
+    @contextlib.contextmanager
+    def compress(self, out: IO[bytes]) -> Iterator[IO[bytes]]:
+        yield out
+
+    @contextlib.contextmanager
+    def decompress(self, src: IO[bytes]) -> Iterator[IO[bytes]]:
+        yield src
+
+
+class _Hashing:
+    """A reader that hashes what passes through and reports progress."""
+
+    def __init__(self, f: IO[bytes], on_read: Callable[[int], None]) -> None:
+        self._f = f
+        self._on_read = on_read
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        self._on_read(len(data))
+        return data
+
+
+def write_bundle(
+    files: dict[str, str], metadata: dict[str, object], out: IO[bytes], codec: Codec,
+    on_bytes: OnBytes,
+) -> Manifest:
+    """Stream `files` (member name -> path) and then the manifest into `out`."""
+    total = sum(os.stat(path).st_size for path in files.values())
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        on_bytes(done, total)
+
+    members: list[Member] = []
+    with codec.compress(out) as stream, \
+            tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        tar.copybufsize = _CHUNK  # type: ignore[attr-defined]  # the default 16 KiB makes a multi-GiB export crawl
+        for name, path in files.items():
+            with open(path, "rb") as f:
+                info = tarfile.TarInfo(name)
+                info.size = os.fstat(f.fileno()).st_size
+                info.mode = 0o644
+                info.mtime = int(os.fstat(f.fileno()).st_mtime)
+                reader = _Hashing(f, advance)
+                tar.addfile(info, reader)
+            members.append(Member(name, reader.size, reader.sha256.hexdigest()))
+        manifest = Manifest(dict(metadata), members)
+        raw = manifest.to_json()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(raw), 0o644
+        tar.addfile(info, _BytesReader(raw))
+    return manifest
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def read(self, n: int = -1) -> bytes:
+        n = len(self._data) if n < 0 else n
+        chunk, self._data = bytes(self._data[:n]), self._data[n:]
+        return chunk
+
+
+def read_bundle(bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes) -> Manifest:
+    """Unpack `bundle` into the (existing, empty) dir `dest` and verify every member against
+    the manifest. Raises BadBundle on anything off; the caller removes `dest` then."""
+    found: dict[str, Member] = {}
+    raw_manifest: bytes | None = None
+    with open(bundle, "rb") as src:
+        total = os.fstat(src.fileno()).st_size
+
+        def advance() -> None:
+            on_bytes(os.lseek(src.fileno(), 0, os.SEEK_CUR), total)
+
+        try:
+            with codec.decompress(src) as stream, \
+                    tarfile.open(fileobj=stream, mode="r|") as tar:
+                for info in tar:
+                    check_member_name(info.name)
+                    if not info.isreg():
+                        raise BadBundle(f"bundle member {info.name!r} is not a regular file")
+                    if info.name in found or (info.name == MANIFEST and raw_manifest):
+                        raise BadBundle(f"the bundle holds {info.name!r} twice")
+                    data = tar.extractfile(info)
+                    assert data is not None
+                    if info.name == MANIFEST:
+                        if info.size > _MANIFEST_MAX:
+                            raise BadBundle("the bundle's manifest is implausibly large")
+                        raw_manifest = data.read()
+                        continue
+                    found[info.name] = _write_sparse(data, dest / info.name, advance)
+        except tarfile.TarError as exc:
+            raise BadBundle(f"the bundle is not a readable tar stream: {exc}") from exc
+        except EOFError as exc:
+            raise BadBundle("the bundle ends early (truncated)") from exc
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | PermissionError):
+                raise
+            raise HostError(f"cannot unpack the bundle: {exc}") from exc
+    if raw_manifest is None:
+        raise BadBundle("the bundle has no manifest (truncated, or not a banger bundle)")
+    manifest = parse_manifest(raw_manifest)
+    verify(manifest, found)
+    return manifest
+
+
+def _write_sparse(data: IO[bytes], target: Path, advance: Callable[[], None]) -> Member:
+    digest = hashlib.sha256()
+    size = 0
+    with open(target, "wb") as out:
+        while True:
+            chunk = data.read(_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            view = memoryview(chunk)
+            if chunk == _ZEROS[: len(chunk)]:
+                out.seek(len(chunk), os.SEEK_CUR)
+            else:
+                for start in range(0, len(chunk), _BLOCK):
+                    block = view[start:start + _BLOCK]
+                    if block == _ZEROS[: len(block)]:
+                        out.seek(len(block), os.SEEK_CUR)
+                    else:
+                        out.write(block)
+            size += len(chunk)
+            advance()
+        out.truncate(size)  # a trailing hole
+    return Member(target.name, size, digest.hexdigest())
