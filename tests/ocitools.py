@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -166,9 +167,12 @@ def free_port() -> int:
 class Registry:
     address: str  # 127.0.0.1:PORT
     wrap: Callable[[list[str]], list[str]]
+    login: tuple[str, str] | None = None  # htpasswd user and password, when auth is on
 
     def push(self, layout: Path, tag: str, repo: str, *, all_images: bool = False) -> str:
         argv = ["skopeo", "copy", "-q", "--dest-tls-verify=false"]
+        if self.login:
+            argv.append(f"--dest-creds={self.login[0]}:{self.login[1]}")
         if all_images:
             argv.append("--all")
         argv += [f"oci:{layout}:{tag}", f"docker://{self.address}/{repo}"]
@@ -176,21 +180,38 @@ class Registry:
         return f"{self.address}/{repo}"
 
 
+def bcrypt_hash(password: str) -> str:
+    """The only hash docker-registry's htpasswd accepts; libxcrypt's crypt(3) makes it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # deprecated, still in 3.11/3.12; fine for a test helper
+
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+
+
 @contextlib.contextmanager
 def local_registry(
     wrap: Callable[[list[str]], list[str]] = lambda argv: argv, port: int | None = None,
+    login: tuple[str, str] | None = None,
 ) -> Iterator[Registry]:
     """docker-registry on 127.0.0.1 with its own config and storage (inside a network
-    namespace when `wrap` prefixes `ip netns exec`), stopped by PID at the end."""
+    namespace when `wrap` prefixes `ip netns exec`), stopped by PID at the end. `login`
+    turns on its htpasswd (HTTP basic) auth for that user."""
     root = Path(tempfile.mkdtemp(prefix="bgreg-"))
     port = port or free_port()
     config = root / "config.yml"
+    auth = ""
+    if login:
+        (root / "htpasswd").write_text(f"{login[0]}:{bcrypt_hash(login[1])}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: banger-test\n    path: {root / 'htpasswd'}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     log = open(root / "registry.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(wrap(["docker-registry", "serve", str(config)]),
@@ -199,15 +220,21 @@ def local_registry(
     try:
         deadline = time.monotonic() + 20
         while True:
+            # Any HTTP answer (401 too, with auth on) means it is up.
             probe = subprocess.run(
-                wrap(["python3", "-c", f"import urllib.request;urllib.request.urlopen("
-                      f"'http://{address}/v2/', timeout=1)"]),
+                wrap(["python3", "-c", "import urllib.request, urllib.error\ntry:\n"
+                      f" urllib.request.urlopen('http://{address}/v2/', timeout=1)\n"
+                      "except urllib.error.HTTPError:\n pass"]),
                 capture_output=True, check=False,
             ) if wrap([]) else None
             if probe is None:
-                with contextlib.suppress(OSError):
+                try:
                     urllib.request.urlopen(f"http://{address}/v2/", timeout=1).read()
                     break
+                except urllib.error.HTTPError:
+                    break
+                except OSError:
+                    pass
             elif probe.returncode == 0:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -215,7 +242,7 @@ def local_registry(
                     f"docker-registry did not start: {(root / 'registry.log').read_text()}"
                 )
             time.sleep(0.1)
-        yield Registry(address, wrap)
+        yield Registry(address, wrap, login)
     finally:
         proc.terminate()
         try:

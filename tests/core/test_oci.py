@@ -13,6 +13,7 @@ from banger.core.oci import (
     Reference,
     api_host,
     classify,
+    credential_helper,
     docker_credentials,
     entry_mode,
     image_name_for,
@@ -20,6 +21,7 @@ from banger.core.oci import (
     is_loopback,
     normalize_path,
     parse_challenge,
+    parse_helper_output,
     parse_manifest,
     parse_reference,
     resolve_parents,
@@ -169,6 +171,30 @@ def test_docker_credentials() -> None:
     assert docker_credentials(config, "broken.test") is None
     assert docker_credentials(config, "quay.io") is None
     assert docker_credentials({}, "docker.io") is None
+
+
+def test_credential_helper_choice() -> None:
+    config = {"credsStore": "desktop", "credHelpers": {
+        "gcr.io": "gcloud", "https://123.dkr.ecr.example.test": "ecr-login",
+    }}
+    assert credential_helper(config, "gcr.io") == ("gcloud", "gcr.io")
+    assert credential_helper(config, "123.dkr.ecr.example.test") == (
+        "ecr-login", "123.dkr.ecr.example.test")
+    assert credential_helper(config, "quay.io") == ("desktop", "quay.io")
+    # Docker Hub is asked for under the key `docker login` uses.
+    assert credential_helper(config, "docker.io") == ("desktop", "https://index.docker.io/v1/")
+    assert credential_helper({"credHelpers": {"gcr.io": "gcloud"}}, "quay.io") is None
+    assert credential_helper({}, "docker.io") is None
+    with pytest.raises(RegistryError, match="not valid"):
+        credential_helper({"credsStore": "../../bin/sh"}, "quay.io")
+
+
+def test_parse_helper_output() -> None:
+    out = '{"ServerURL": "gcr.io", "Username": "oauth2accesstoken", "Secret": "t0k"}'
+    assert parse_helper_output("gcloud", out) == ("oauth2accesstoken", "t0k")
+    for bad in ("", "not json", '{"Username": "x"}', "[]"):
+        with pytest.raises(RegistryError, match="docker-credential-gcloud"):
+            parse_helper_output("gcloud", bad)
 
 
 @pytest.mark.parametrize(("name", "parts"), [

@@ -1,4 +1,5 @@
-"""Registry token auth (WWW-Authenticate Bearer, credentials from ~/.docker/config.json)
+"""Registry token auth (WWW-Authenticate Bearer, credentials from ~/.docker/config.json
+and its credential helpers)
 against a small stand-in registry served by aiohttp on 127.0.0.1."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from banger.core.errors import ChecksumMismatch, RegistryError
 from banger.core.oci import Descriptor, parse_reference
 from banger.host.oci import BlobCache, RegistryClient
+from banger.host.processes import FakeRunner, Result, SubprocessRunner
 
 SEEN = web.AppKey("seen", list[str])
 _servers: list[TestServer] = []
@@ -106,3 +108,55 @@ async def test_anonymous_token(tmp_path: Path) -> None:
         wrong = Descriptor(layer.media_type, "sha256:" + "0" * 64, layer.size)
         with pytest.raises(ChecksumMismatch):
             await client.fetch_blob(ref, wrong)
+
+
+def helper_config(address: str, *, per_registry: bool) -> dict[str, object]:
+    stale = {"auths": {address: {"auth": base64.b64encode(b"alice:wrong").decode()}}}
+    if per_registry:
+        return {**stale, "credHelpers": {address: "test"}}
+    return {**stale, "credsStore": "test"}
+
+
+@pytest.mark.parametrize("per_registry", [True, False])
+async def test_credential_helper_is_asked_through_the_runner(
+    tmp_path: Path, per_registry: bool
+) -> None:
+    server = await serve(auth_app("Basic " + base64.b64encode(b"alice:pw").decode()))
+    address = f"127.0.0.1:{server.port}"
+    answer = json.dumps({"ServerURL": address, "Username": "alice", "Secret": "pw"})
+    runner = FakeRunner(responses={("docker-credential-test",): Result((), 0, answer, "")})
+    ref = parse_reference(f"{address}/priv/img:1")
+    async with RegistryClient(BlobCache(tmp_path), runner=runner,
+                              credentials=helper_config(address, per_registry=per_registry)
+                              ) as client:
+        await client.resolve(ref)
+        await client.fetch_blob(ref, (await client.resolve(ref)).manifest.layers[0])
+    assert runner.calls == [("docker-credential-test", "get")]  # asked once per registry
+    assert runner.inputs == [f"{address}\n".encode()]
+
+
+async def test_helper_without_an_entry_falls_back_to_auths(tmp_path: Path) -> None:
+    server = await serve(auth_app("Basic " + base64.b64encode(b"alice:pw").decode()))
+    address = f"127.0.0.1:{server.port}"
+    runner = FakeRunner(responses={("docker-credential-test",): Result(
+        (), 1, "credentials not found in native keychain\n", "")})
+    config = {"credsStore": "test",
+              "auths": {address: {"auth": base64.b64encode(b"alice:pw").decode()}}}
+    async with RegistryClient(BlobCache(tmp_path), runner=runner, credentials=config) as client:
+        await client.resolve(parse_reference(f"{address}/priv/img:1"))
+
+
+async def test_failing_or_missing_helper_is_a_clear_error(tmp_path: Path) -> None:
+    server = await serve(auth_app("Basic " + base64.b64encode(b"alice:pw").decode()))
+    address = f"127.0.0.1:{server.port}"
+    ref = parse_reference(f"{address}/priv/img:1")
+    failing = FakeRunner(fail_on={("docker-credential-test",)})
+    async with RegistryClient(BlobCache(tmp_path), runner=failing,
+                              credentials={"credsStore": "test"}) as client:
+        with pytest.raises(RegistryError, match="docker-credential-test failed"):
+            await client.resolve(ref)
+    async with RegistryClient(BlobCache(tmp_path), runner=SubprocessRunner(),
+                              credentials={"credsStore": "banger-no-such-helper"}) as client:
+        with pytest.raises(RegistryError, match=r"docker-credential-banger-no-such-helper.*"
+                           r"not on PATH"):
+            await client.resolve(ref)

@@ -217,3 +217,44 @@ async def test_symlinked_etc_cannot_make_customisation_write_on_the_host(
             dest_dir=tmp_path / "images/evil", max_bytes=1 << 30, progress=lambda e: None,
         )
     assert list(victim.iterdir()) == []
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper: `get` reads the server on stdin, prints JSON credentials.
+[ "$1" = get ] || exit 1
+read -r server
+echo "$server" >> "$(dirname "$0")/asked"
+[ "$server" = "{address}" ] || {{ echo "credentials not found in native keychain"; exit 1; }}
+printf '{{"ServerURL": "%s", "Username": "{user}", "Secret": "{password}"}}\\n' "$server"
+"""
+
+
+async def test_pull_with_a_real_credential_helper_from_path(
+    layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with local_registry(login=("alice", "s3cret")) as private:
+        private.push(layout, "multi", "team/app:1")
+        ref = parse_reference(f"{private.address}/team/app:1")
+        async with RegistryClient(BlobCache(tmp_path / "anon")) as client:
+            with pytest.raises(RegistryError, match="requires a login"):
+                await client.resolve(ref)
+
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-bangertest"
+        helper.write_text(HELPER.format(address=private.address, user="alice",
+                                        password="s3cret"))
+        helper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        async with RegistryClient(BlobCache(tmp_path / "c"),
+                                  credentials={"credsStore": "bangertest"}) as client:
+            resolved = await client.resolve(ref)
+            blob = await client.fetch_blob(ref, resolved.manifest.layers[0])
+        assert blob.stat().st_size == resolved.manifest.layers[0].size
+        assert (bin_dir / "asked").read_text() == f"{private.address}\n"
+
+        helper.write_text("#!/bin/sh\necho 'keychain locked' >&2\nexit 3\n")
+        async with RegistryClient(BlobCache(tmp_path / "d"),
+                                  credentials={"credsStore": "bangertest"}) as client:
+            with pytest.raises(RegistryError, match=r"bangertest failed.*keychain locked"):
+                await client.resolve(ref)

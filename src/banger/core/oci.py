@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -265,7 +266,7 @@ def token_query(challenge: Challenge, repository: str) -> tuple[str, dict[str, s
 
 def docker_credentials(config: Mapping[str, Any], registry: str) -> tuple[str, str] | None:
     """User and password for `registry` from a parsed ~/.docker/config.json ("auths" with
-    base64 "user:password"; credential helpers are not consulted)."""
+    base64 "user:password"; credential helpers: see credential_helper)."""
     auths = config.get("auths")
     if not isinstance(auths, dict):
         return None
@@ -287,6 +288,54 @@ def docker_credentials(config: Mapping[str, Any], registry: str) -> tuple[str, s
             if isinstance(username, str) and isinstance(secret, str):
                 return username, secret
     return None
+
+
+# A helper's answer when it has nothing for the server (docker-credential-helpers' wording).
+HELPER_NOT_FOUND = "credentials not found in native keychain"
+_HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def credential_helper(config: Mapping[str, Any], registry: str) -> tuple[str, str] | None:
+    """(helper, server URL) when ~/.docker/config.json hands `registry` to a credential
+    helper: its "credHelpers" entry for the registry first, else "credsStore". The helper
+    is the program `docker-credential-<helper>`; the server URL is what to ask it for."""
+    wanted = {registry}
+    server = registry
+    if registry == DEFAULT_REGISTRY:
+        wanted |= {*_DOCKER_HUB_ALIASES, _DOCKER_HUB_AUTH_KEY}
+        server = _DOCKER_HUB_AUTH_KEY  # where `docker login` stores Docker Hub's entry
+    helper: object = None
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        helper = next((v for k, v in helpers.items()
+                       if k in wanted or re.sub(r"^https?://", "", str(k)).split("/", 1)[0]
+                       in wanted), None)
+    if helper is None:
+        helper = config.get("credsStore")
+    if not isinstance(helper, str) or not helper:
+        return None
+    if not _HELPER_NAME.match(helper):
+        raise RegistryError(
+            f"credential helper name {helper!r} in ~/.docker/config.json is not valid",
+            hint="it names a program docker-credential-<name>; fix credsStore/credHelpers",
+        )
+    return helper, server
+
+
+def parse_helper_output(helper: str, stdout: str) -> tuple[str, str]:
+    """`docker-credential-<helper> get` prints {"ServerURL", "Username", "Secret"}."""
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("Secret"), str):
+        raise RegistryError(
+            f"credential helper docker-credential-{helper} printed no credentials",
+            hint="check the helper with `echo SERVER | docker-credential-"
+            f"{helper} get`",
+        )
+    username = data.get("Username")
+    return (username if isinstance(username, str) else ""), data["Secret"]
 
 
 # -- layer entries ---------------------------------------------------------------------------

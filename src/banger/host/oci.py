@@ -3,8 +3,9 @@ and a content-addressed blob cache.
 
 Auth follows the distribution spec: a 401 carries ``WWW-Authenticate: Bearer realm=...,
 service=...,scope=...``; we fetch a token from the realm (anonymously, or with the user's
-credentials from ~/.docker/config.json "auths") and retry. Registries on loopback addresses
-(and those listed as insecure) are spoken to over plain HTTP, like Docker does.
+credentials from ~/.docker/config.json: its credential helpers, else "auths") and retry.
+Registries on loopback addresses (and those listed as insecure) are spoken to over plain
+HTTP, like Docker does.
 
 Blobs land in ``<cache>/blobs/sha256/<hex>`` only after their digest and size checked out,
 so a cached blob is never downloaded again (layers shared between images are fetched once).
@@ -27,25 +28,29 @@ from typing import Any
 
 import aiohttp
 
-from banger.core.errors import ChecksumMismatch, RegistryError
+from banger.core.errors import ChecksumMismatch, MissingTool, RegistryError
 from banger.core.models import ProgressEvent
 from banger.core.oci import (
     ACCEPT,
+    HELPER_NOT_FOUND,
     Descriptor,
     Manifest,
     Reference,
     api_host,
     check_digest,
+    credential_helper,
     docker_credentials,
     is_index,
     is_loopback,
     media_type_of,
     parse_challenge,
+    parse_helper_output,
     parse_manifest,
     select_platform,
     token_query,
 )
 from banger.core.units import format_size
+from banger.host.processes import CommandRunner, SubprocessRunner
 
 STAGE = "pull"
 _MAX_MANIFEST = 4 * 1024 * 1024
@@ -75,6 +80,50 @@ def load_docker_config(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class DockerCredentials:
+    """Registry logins the way docker finds them: a credential helper named by
+    ~/.docker/config.json ("credHelpers" per registry, else "credsStore"), run through the
+    CommandRunner as `docker-credential-<helper> get` with the server on stdin; else its
+    "auths" entries."""
+
+    def __init__(
+        self, config: Mapping[str, Any] | None = None, runner: CommandRunner | None = None
+    ) -> None:
+        self._config = config or {}
+        self._runner = runner or SubprocessRunner()
+        self._known: dict[str, tuple[str, str] | None] = {}
+
+    async def get(self, registry: str) -> tuple[str, str] | None:
+        if registry not in self._known:
+            self._known[registry] = await self._lookup(registry)
+        return self._known[registry]
+
+    async def _lookup(self, registry: str) -> tuple[str, str] | None:
+        helper = credential_helper(self._config, registry)
+        if helper is not None:
+            name, server = helper
+            program = f"docker-credential-{name}"
+            try:
+                result = await self._runner.run(
+                    [program, "get"], check=False, input=server.encode() + b"\n"
+                )
+            except MissingTool:
+                raise RegistryError(
+                    f"credential helper {program} (from ~/.docker/config.json) is not on PATH",
+                    hint=f"install {program}, or remove it from credsStore/credHelpers",
+                ) from None
+            if result.returncode == 0:
+                return parse_helper_output(name, result.stdout)
+            said = " ".join((result.stderr or result.stdout).split())[:200]
+            if HELPER_NOT_FOUND not in said:
+                raise RegistryError(
+                    f"credential helper {program} failed for {server}: "
+                    f"{said or f'exit {result.returncode}'}",
+                    hint=f"check it with `echo {server} | {program} get`",
+                )
+        return docker_credentials(self._config, registry)
+
+
 class BlobCache:
     """``<root>/blobs/sha256/<hex>``: complete, verified blobs only."""
 
@@ -101,10 +150,10 @@ class RegistryClient:
 
     def __init__(
         self, cache: BlobCache, *, credentials: Mapping[str, Any] | None = None,
-        insecure: Sequence[str] = (), concurrency: int = 3,
+        insecure: Sequence[str] = (), concurrency: int = 3, runner: CommandRunner | None = None,
     ) -> None:
         self.cache = cache
-        self._docker_config = credentials or {}
+        self._credentials = DockerCredentials(credentials, runner)
         self._insecure = set(insecure)
         self._tokens: dict[tuple[str, str], str] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -255,7 +304,7 @@ class RegistryClient:
     async def _authorize(self, ref: Reference, header: str) -> str:
         assert self._session is not None
         challenge = parse_challenge(header)
-        creds = docker_credentials(self._docker_config, ref.registry)
+        creds = await self._credentials.get(ref.registry)
         basic = (
             "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             if creds else None

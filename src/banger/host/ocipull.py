@@ -40,6 +40,7 @@ from banger.host.oci import (
     docker_config_path,
     load_docker_config,
 )
+from banger.host.processes import CommandRunner
 
 ProgressSink = Callable[[ProgressEvent], None]
 
@@ -77,7 +78,9 @@ class OCIPuller:
     def __init__(
         self, cache_dir: Path, *, insecure: tuple[str, ...] = (),
         docker_config: Path | None = None, mkfs: str = "mkfs.ext4",
+        runner: CommandRunner | None = None,
     ) -> None:
+        self._runner = runner  # runs docker credential helpers
         self._cache = BlobCache(cache_dir)
         self._insecure = insecure
         self._docker_config = docker_config
@@ -107,7 +110,7 @@ class OCIPuller:
         credentials = load_docker_config(self._docker_config or docker_config_path())
         progress(ProgressEvent(STAGE, f"resolving {ref}", 0.0))
         async with RegistryClient(
-            self._cache, credentials=credentials, insecure=self._insecure
+            self._cache, credentials=credentials, insecure=self._insecure, runner=self._runner
         ) as client:
             resolved = await client.resolve(ref)
             manifest = resolved.manifest

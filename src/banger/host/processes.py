@@ -78,6 +78,7 @@ class FakeRunner:
     responses: dict[tuple[str, ...], Result] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     fail_on: set[tuple[str, ...]] = field(default_factory=set)
+    inputs: list[bytes | None] = field(default_factory=list)  # stdin of each call
 
     async def run(
         self, argv: Sequence[str], *, check: bool = True, privileged: bool = False,
@@ -85,6 +86,7 @@ class FakeRunner:
     ) -> Result:
         key = tuple(argv)
         self.calls.append(key)
+        self.inputs.append(input)
         for prefix in self.fail_on:
             if key[: len(prefix)] == prefix:
                 if check:
