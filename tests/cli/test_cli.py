@@ -155,9 +155,19 @@ class FakeClient:
         self._call("register_image", *args)
         return replace(IMAGE, name=args[0], managed=False)
 
-    def delete_image(self, name: str) -> Image:
-        self._call("delete_image", name)
+    def delete_image(self, name: str, *, force: bool = False) -> Image:
+        self._call("delete_image", name, force=force)
         return IMAGE
+
+    def export_image(self, name: str, path: str, *, on_progress: Any = None) -> dict[str, Any]:
+        self._call("export_image", name, path)
+        on_progress(ProgressEvent("export", "exporting", 0.5))
+        return {"image": name, "path": path, "bytes": 300 << 20}
+
+    def import_image(self, path: str, *, as_name: str | None = None,
+                     on_progress: Any = None) -> Image:
+        self._call("import_image", path, as_name=as_name)
+        return replace(IMAGE, name=as_name or IMAGE.name)
 
 
 @pytest.fixture
@@ -440,6 +450,24 @@ def test_image_register(
             str(kernel)]
     assert run(args, capsys)[:2] == (0, "registered mine\n")
     assert client.called("register_image") == [(("mine", str(rootfs), str(kernel), None), {})]
+
+
+def test_image_export_import_and_forced_delete(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["image", "export", "debian-bookworm", "-o", "b.tar.zst"], capsys)
+    assert (code, out) == (0, f"{tmp_path / 'b.tar.zst'} 300M\n")
+    assert client.called("export_image") == [
+        (("debian-bookworm", str(tmp_path / "b.tar.zst")), {})]
+    (tmp_path / "b.tar.zst").write_bytes(b"x")
+    assert run(["image", "import", "b.tar.zst", "--name", "moved"], capsys)[:2] == (
+        0, "moved 700M\n")
+    assert client.called("import_image") == [
+        ((str(tmp_path / "b.tar.zst"),), {"as_name": "moved"})]
+    assert run(["image", "delete", "--force", "moved"], capsys)[0] == 0
+    assert client.called("delete_image") == [(("moved",), {"force": True})]
 
 
 # pause, resume, snapshots

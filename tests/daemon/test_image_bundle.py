@@ -188,3 +188,12 @@ async def test_delete_force_is_refused_while_a_vm_runs(env: Env) -> None:
     assert "vm stop busy" in info.value.hint
     assert sorted(vm.name for vm in vms.list()) == ["busy", "idle"]
     assert env.services.images.get(CATALOG_IMAGE)
+
+
+async def test_export_never_overwrites_the_image_store(env: Env, tmp_path: Path) -> None:
+    image = await env.services.images.ensure(CATALOG_IMAGE, no_progress)
+    before = Path(image.rootfs).read_bytes()
+    for target in (image.rootfs, str(env.paths.images_dir / "x.tar.zst")):
+        with pytest.raises(InvalidInput, match="image store"):
+            await bundles(env).export(CATALOG_IMAGE, target, None, no_progress)
+    assert Path(image.rootfs).read_bytes() == before

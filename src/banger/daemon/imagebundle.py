@@ -49,6 +49,11 @@ class ImageBundles:
         image = self._get(name)
         out = _output_path(output, peer)
         files = member_files(image)
+        if out.resolve().is_relative_to(self._dir.resolve()) or out.resolve() in {
+            Path(p).resolve() for p in files.values()
+        }:
+            raise InvalidInput(f"{out} is inside banger's image store or is the image itself",
+                               hint="write the bundle somewhere else")
         for path in files.values():
             if not Path(path).is_file():
                 raise InvalidInput(f"image {name!r} is missing its file {path}",

@@ -165,7 +165,7 @@ class ImageService:
         stopping someone's work is not what deleting an image should do quietly."""
         self.get(name)
         users = [vm for vm in vms.list() if vm.image == name]
-        busy = [vm.name for vm in users if vm.state in _ACTIVE]
+        busy = [vm.name for vm in users if vm.state in _ACTIVE or vms.is_running(vm)]
         if busy:
             raise ResourceBusy(
                 f"image {name!r} is used by running VMs: {', '.join(busy)}",

@@ -140,6 +140,10 @@ class VMService:
             raise VMNotFound(f"no VM named {name!r}")
         return vm
 
+    def is_running(self, vm: VM) -> bool:
+        """Its VMM process is alive (whatever the recorded state says)."""
+        return self._alive(vm)
+
     def images_in_use(self, image: str) -> builtins.list[str]:
         return [vm.name for vm in self._store.list_vms() if vm.image == image]
 
