@@ -97,6 +97,7 @@ def delete(ctx: Context, name: str, force: bool) -> None:
 @image.command(
     NAME,
     Opt("-o", "--output", required=True, type=path(dir_okay=False), complete=FILE,
+        metavar="FILE",
         help="Bundle file to write, e.g. NAME.tar.zst."),
     name="export",
 )
@@ -115,8 +116,8 @@ def export(ctx: Context, name: str, output: str) -> None:
 
 @image.command(
     Arg("bundle", type=EXISTING_FILE, complete=FILE),
-    Opt("--name", dest="as_name", help="Import under this name (default: the exported "
-        "image's name; needed when that name is taken)."),
+    Opt("--name", dest="as_name", metavar="NAME", help="Import under this name (default: "
+        "the exported image's name; needed when that name is taken)."),
     name="import",
 )
 def import_(ctx: Context, bundle: str, as_name: str | None) -> None:
