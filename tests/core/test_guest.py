@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 from banger.core import guest
-from banger.core.guest import BootIdentity, kernel_cmdline
+from banger.core.guest import (
+    SSH_INSTALL_FAILED,
+    SSH_INSTALL_SCRIPT,
+    BootIdentity,
+    kernel_cmdline,
+    ssh_install_failure,
+)
 
 IDENTITY = BootIdentity(
     ip="172.16.0.2", prefix_len=24, gateway="172.16.0.1", dns="172.16.0.1", hostname="calm-otter"
@@ -40,3 +46,22 @@ def test_boot_script_reads_the_same_keys_the_cmdline_sets() -> None:
 
 def test_fstab_mounts_the_work_disk_by_label() -> None:
     assert f"LABEL={guest.WORK_DISK_LABEL} /root ext4" in guest.FSTAB
+
+
+def test_ssh_install_failure_is_found_on_the_console() -> None:
+    assert ssh_install_failure(b"booting\nbanger: this image has no openssh-server\n") is None
+    console = (b"[ 9.1] banger-install-ssh[7]: banger: FAILED to install openssh-server: x\r\n"
+               b"banger: FAILED later\n")
+    assert ssh_install_failure(console) == "FAILED to install openssh-server: x"
+    assert ssh_install_failure(b"\xff\xfe garbage\n") is None
+    # Every way the script gives up is a line the daemon recognises.
+    failures = [line for line in SSH_INSTALL_SCRIPT.splitlines() if 'say "FAILED' in line]
+    assert len(failures) == 3
+    assert 'say() { echo "banger: $*"' in SSH_INSTALL_SCRIPT
+    assert SSH_INSTALL_FAILED == "banger: FAILED"
+
+
+def test_ssh_install_keeps_services_down_while_dpkg_runs() -> None:
+    script = SSH_INSTALL_SCRIPT
+    assert script.index("exit 101") < script.index("apt-get install")
+    assert script.index('rm -f "$policy"') < script.index("systemctl restart")

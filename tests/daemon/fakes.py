@@ -33,11 +33,13 @@ class FakeHypervisor:
         self.stopped: list[int] = []
         self.fail_start: Exception | None = None
         self.graceful = True
+        self.console = b""  # what the guest writes to its serial console when started
 
     async def start(self, spec: LaunchSpec) -> int:
         self.launched.append(spec)
         if self.fail_start is not None:
             raise self.fail_start
+        spec.console_log.write_bytes(self.console)
         pid = next(_pids)
         self.running[pid] = spec.vm_dir
         return pid
@@ -119,10 +121,12 @@ class FakeKeyMaker:
 
 
 class FakeProbe:
-    """Answers at once: ready, or the error in `outcome` (an SSHTimeout, a HostError, ...)."""
+    """Answers at once: ready, or the error in `outcome` (an SSHTimeout, a HostError, ...);
+    with `hang`, never (until cancelled)."""
 
     def __init__(self) -> None:
         self.outcome: Exception | None = None
+        self.hang = False
         self.calls: list[tuple[str, str]] = []
         self.logins: list[bool] = []
 
@@ -134,6 +138,8 @@ class FakeProbe:
         self.logins.append(login)
         if not alive():
             raise HostError("the VM exited while booting")
+        if self.hang:
+            await asyncio.Event().wait()
         if self.outcome is not None:
             raise self.outcome
 

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from banger.core.errors import InvalidInput, KernelNotFound, ResourceBusy
-from banger.core.models import ProgressEvent
+from banger.core.errors import (
+    GuestSetupFailed,
+    InvalidInput,
+    KernelNotFound,
+    ResourceBusy,
+    SSHTimeout,
+)
+from banger.core.models import ProgressEvent, VMState
 from banger.daemon.imageapi import promote, sparse_copy
 from banger.daemon.progress import no_progress
 from tests.daemon.conftest import Env
@@ -81,6 +87,50 @@ async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
     await env.services.vms.create(name="d", image="alp", vcpu=None, memory_mib=None,
                                   disk_size=None, start=False, progress=created.append)
     assert any("--nat" in e.message for e in created)
+
+
+async def _pull_without_sshd(env: Env) -> None:
+    from banger.host.ocipull import FakeImagePuller
+
+    puller = env.services.adapters.image_puller
+    assert isinstance(puller, FakeImagePuller)
+    puller.has_sshd = False
+    await env.services.images.pull("127.0.0.1:5000/x/alpine:3", no_progress, as_name="alp")
+
+
+async def test_first_boot_ssh_install_failure_ends_the_wait_at_once(env: Env) -> None:
+    await _pull_without_sshd(env)
+    env.hypervisor.console = (
+        b"[ 20.1] banger-install-ssh[9]: banger: this image has no openssh-server; installing\n"
+        b"banger: FAILED to install openssh-server: no route to a package mirror?\r\n"
+    )
+    env.probe.hang = True  # sshd never answers: only the console can end the wait
+    with pytest.raises(GuestSetupFailed) as failed:
+        await env.services.vms.create(name="d", image="alp", vcpu=None, memory_mib=None,
+                                      disk_size=None, start=True)
+    assert failed.value.message == (
+        "d: FAILED to install openssh-server: no route to a package mirror?"
+    )
+    assert "banger vm logs d" in failed.value.hint and "--nat" in failed.value.hint
+    vm = env.services.vms.get("d")  # kept for `vm logs`
+    assert vm.state == VMState.ERROR and "FAILED" in vm.last_error
+    assert env.hypervisor.is_running(vm.pid, Path(vm.dir))
+
+
+async def test_first_boot_ssh_install_success_and_timeouts(env: Env) -> None:
+    await _pull_without_sshd(env)
+    env.hypervisor.console = b"banger: openssh-server installed; ssh.service started\n"
+    vm = await env.services.vms.create(name="ok", image="alp", vcpu=None, memory_mib=None,
+                                       disk_size=None, start=True, nat=True)
+    assert vm.state == VMState.RUNNING
+    env.hypervisor.console = b""
+    env.probe.outcome = SSHTimeout("ssh to 172.16.0.3 not ready after 180s")
+    for name, nat in (("slow", False), ("slownat", True)):
+        with pytest.raises(SSHTimeout) as timeout:
+            await env.services.vms.create(name=name, image="alp", vcpu=None,
+                                          memory_mib=None, disk_size=None, start=True, nat=nat)
+        # Without NAT the timeout says what is most likely missing.
+        assert ("create the VM with --nat" in timeout.value.hint) is not nat
 
 
 async def test_promote_copies_sparse_and_refuses_in_use(env: Env, tmp_path: Path) -> None:

@@ -167,6 +167,49 @@ def temporary_netns() -> Iterator[Netns]:
         subprocess.run(["ip", "netns", "del", ns.name], check=False)
 
 
+INTERNET_IP = "198.51.100.1"  # a documentation address: it exists only in internet_site
+INTERNET_URL = f"http://{INTERNET_IP}:8080/"
+
+
+@contextlib.contextmanager
+def internet_site(netns: Netns, site: Path) -> Iterator[Netns]:
+    """A second namespace plays "the internet": INTERNET_URL serves `site`, joined to `netns`
+    by a veth pair (its uplink) and with no route back to the guest subnet, so guests reach
+    it only through banger's NAT. Nothing leaves the two namespaces."""
+    ns = Netns(f"bgi-{uuid.uuid4().hex[:8]}")
+    inner, outer = f"bgvi{uuid.uuid4().hex[:6]}", f"bgvo{uuid.uuid4().hex[:6]}"
+    probe = f"import urllib.request; urllib.request.urlopen('{INTERNET_URL}', timeout=4)"
+    server: subprocess.Popen[bytes] | None = None
+    subprocess.run(["ip", "netns", "add", ns.name], check=True)
+    try:
+        # Both ends are created straight inside the two test namespaces.
+        subprocess.run(["ip", "link", "add", outer, "netns", netns.name, "type", "veth",
+                        "peer", "name", inner, "netns", ns.name], check=True)
+        for argv in (
+            ns.exec_argv(["ip", "link", "set", "lo", "up"]),
+            ns.exec_argv(["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", inner]),
+            ns.exec_argv(["ip", "link", "set", inner, "up"]),
+            netns.exec_argv(["ip", "addr", "add", "198.51.100.2/24", "dev", outer]),
+            netns.exec_argv(["ip", "link", "set", outer, "up"]),
+        ):
+            subprocess.run(argv, check=True)
+        server = subprocess.Popen(ns.exec_argv([
+            sys.executable, "-m", "http.server", "8080", "--bind", INTERNET_IP,
+            "--directory", str(site),
+        ]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(50):
+            if subprocess.run(ns.exec_argv([sys.executable, "-c", probe]),
+                              capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        yield ns
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns.name], check=False)  # takes the veth along
+
+
 @pytest.fixture(scope="session")
 def netns() -> Iterator[Netns]:
     with temporary_netns() as ns:
@@ -183,28 +226,46 @@ def test_image() -> dict[str, str]:
     return ensure_test_image()
 
 
+@contextlib.contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """Hold the lock of one cache entry: one test run builds it, the others wait for it
+    (and only for it: building one entry does not hold up runs that need another)."""
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_CACHE / f".{entry.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_test_image() -> dict[str, str]:
     """The Debian test image, built by `banger image pull` once per recipe version."""
     from banger.host.imagebuild import RECIPE_VERSION
 
-    cache = IMAGE_CACHE / RECIPE_VERSION
+    return ensure_catalog_image("debian-bookworm", IMAGE_CACHE / RECIPE_VERSION)
+
+
+def ensure_catalog_image(name: str, cache: Path | None = None) -> dict[str, str]:
+    """A catalog image built by `banger image pull NAME` outside the namespace (the build
+    needs the mirror), cached by recipe version: {"rootfs", "kernel", "initrd"}."""
+    from banger.host.imagebuild import RECIPE_VERSION
+
+    cache = cache or IMAGE_CACHE / f"{name}-{RECIPE_VERSION}"
     manifest = cache / "image.json"
-    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
     # Several test runs may start at once: one builds, the others wait for it.
-    with open(IMAGE_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(cache):
         if not manifest.exists():
-            _build_test_image(cache)
+            _build_catalog_image(name, cache)
     files: dict[str, str] = json.loads(manifest.read_text())
     return files
 
 
-def _build_test_image(cache: Path) -> None:
+def _build_catalog_image(name: str, cache: Path) -> None:
     builder_root = _short_tmpdir("bgb-")
     try:
         build_env = BangerEnv(builder_root, _HostNamespace())  # the build needs the mirror
-        build_env.run("image", "pull", "debian-bookworm", timeout=1800)
-        image = build_env.json("image", "show", "debian-bookworm")
+        started = time.monotonic()
+        build_env.run("image", "pull", name, timeout=1800)
+        print(f"built {name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        image = build_env.json("image", "show", name)
         build_env.run("daemon", "stop", check=False)
         staging = cache.with_name(cache.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -219,6 +280,35 @@ def _build_test_image(cache: Path) -> None:
         staging.rename(cache)
     finally:
         shutil.rmtree(builder_root, ignore_errors=True)
+
+
+def ensure_catalog_kernel(name: str) -> dict[str, str]:
+    """A catalog kernel pulled by `banger kernel pull NAME` outside the namespace (which has
+    no route to the mirror), cached like the test image: {"vmlinuz", "initrd", "version"}."""
+    cache = IMAGE_CACHE / f"kernel-{name}"
+    with cache_lock(cache):
+        if not (cache / "kernel.json").exists():
+            root = _short_tmpdir("bgk-")
+            try:
+                env = BangerEnv(root, _HostNamespace())
+                started = time.monotonic()
+                env.run("kernel", "pull", name, timeout=900)
+                print(f"pulled {name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+                kernel = env.json("kernel", "show", name)
+                env.run("daemon", "stop", check=False)
+                staging = cache.with_name(cache.name + ".tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True)
+                (staging / "kernel.json").write_text(json.dumps({
+                    "vmlinuz": str(cache / "vmlinuz"), "initrd": str(cache / "initrd.img"),
+                    "version": kernel["version"],
+                }))
+                shutil.rmtree(cache, ignore_errors=True)
+                staging.rename(cache)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+    files: dict[str, str] = json.loads((cache / "kernel.json").read_text())
+    return files
 
 
 class _HostNamespace(Netns):

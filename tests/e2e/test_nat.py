@@ -1,69 +1,33 @@
-"""NAT: a second network namespace plays "the internet" (198.51.100.1, a documentation
-address that exists only inside it), joined to the test namespace by a veth pair. It has no
-route back to the guest subnet, so a guest reaches its web server only when banger
+"""NAT: a second network namespace plays "the internet" (see conftest.internet_site): it has
+no route back to the guest subnet, so a guest reaches its web server only when banger
 masquerades the guest's traffic (--nat)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BangerEnv, Netns
+from tests.e2e.conftest import INTERNET_URL, BangerEnv, Netns, internet_site
 
-INTERNET_IP = "198.51.100.1"
-URL = f"http://{INTERNET_IP}:8080/"
 FETCH = (
     "import urllib.request\n"
-    f"print(urllib.request.urlopen('{URL}', timeout=4).read().decode(), end='')\n"
+    f"print(urllib.request.urlopen('{INTERNET_URL}', timeout=4).read().decode(), end='')\n"
 )
 
 
 @pytest.fixture
 def internet(banger: BangerEnv) -> Iterator[Netns]:
-    ns = Netns(f"bgi-{uuid.uuid4().hex[:8]}")
-    inner, outer = f"bgvi{uuid.uuid4().hex[:6]}", f"bgvo{uuid.uuid4().hex[:6]}"
     site = Path(tempfile.mkdtemp(prefix="bgi-", dir="/tmp"))
     (site / "index.html").write_text("hello from the internet\n")
-    server: subprocess.Popen[bytes] | None = None
-    subprocess.run(["ip", "netns", "add", ns.name], check=True)
     try:
-        # Both ends are created straight inside the two test namespaces.
-        subprocess.run(["ip", "link", "add", outer, "netns", banger.netns.name, "type", "veth",
-                        "peer", "name", inner, "netns", ns.name], check=True)
-        for argv in (
-            ns.exec_argv(["ip", "link", "set", "lo", "up"]),
-            ns.exec_argv(["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", inner]),
-            ns.exec_argv(["ip", "link", "set", inner, "up"]),
-            banger.netns.exec_argv(["ip", "addr", "add", "198.51.100.2/24", "dev", outer]),
-            banger.netns.exec_argv(["ip", "link", "set", outer, "up"]),
-        ):
-            subprocess.run(argv, check=True)
-        server = subprocess.Popen(ns.exec_argv([
-            sys.executable, "-m", "http.server", "8080", "--bind", INTERNET_IP,
-            "--directory", str(site),
-        ]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(50):
-            probe = subprocess.run(
-                ns.exec_argv([sys.executable, "-c", FETCH]), capture_output=True, text=True,
-                check=False,
-            )
-            if probe.stdout:
-                break
-            time.sleep(0.2)
-        yield ns
+        with internet_site(banger.netns, site) as ns:
+            yield ns
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        subprocess.run(["ip", "netns", "del", ns.name], check=False)  # takes the veth along
         shutil.rmtree(site, ignore_errors=True)
 
 

@@ -159,6 +159,13 @@ class SSHTimeout(BootFailed):
     code = "ssh_timeout"
 
 
+class GuestSetupFailed(BootFailed):
+    """The guest booted but could not finish banger's first-boot setup (e.g. installing
+    openssh-server); the guest's own message says why."""
+
+    code = "guest_setup_failed"
+
+
 class GuestCommandFailed(HostError):
     code = "guest_command_failed"
 

@@ -240,6 +240,10 @@ def overlay_boot_args(device: str) -> str:
 SSH_INSTALL_SCRIPT_PATH = "/usr/local/lib/banger/banger-install-ssh"
 SSH_INSTALL_UNIT_NAME = "banger-install-ssh.service"
 
+# The script's failure lines start with this on the console: the daemon stops waiting for
+# ssh when one appears, and reports it.
+SSH_INSTALL_FAILED = "banger: FAILED"
+
 SSH_INSTALL_SCRIPT = r"""#!/bin/sh
 # banger-install-ssh: install openssh-server once, with the image's package manager.
 say() { echo "banger: $*" > /dev/console; echo "banger: $*"; }
@@ -250,9 +254,17 @@ while ! grep -q "$(printf '^[^\t]*\t00000000')" /proc/net/route && [ "$i" -lt 20
 done
 ok=1
 if command -v apt-get >/dev/null; then
+    # No service starts while dpkg runs: sshd comes up (below) only once the package is
+    # configured, so a first login never meets a half-installed system.
+    policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy"
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get update -q \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
             openssh-server && ok=0
+    [ -z "$policy" ] || rm -f "$policy"
 elif command -v dnf >/dev/null; then dnf install -y openssh-server && ok=0
 elif command -v microdnf >/dev/null; then microdnf install -y openssh-server && ok=0
 elif command -v zypper >/dev/null; then zypper --non-interactive install openssh && ok=0
@@ -295,3 +307,12 @@ TimeoutStartSec=15min
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def ssh_install_failure(console: bytes) -> str | None:
+    """The install script's failure message in a console log ("FAILED ..."), if any."""
+    for line in console.decode(errors="replace").splitlines():
+        at = line.find(SSH_INSTALL_FAILED)
+        if at >= 0:
+            return line[at + len("banger: "):].strip()
+    return None

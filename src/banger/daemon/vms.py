@@ -20,6 +20,7 @@ from typing import Protocol
 from banger.core.config import Config
 from banger.core.errors import (
     BangerError,
+    GuestSetupFailed,
     InvalidInput,
     InvalidState,
     NameTaken,
@@ -28,7 +29,7 @@ from banger.core.errors import (
     VMNotFound,
 )
 from banger.core.firecracker import MetricsSample
-from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
+from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline, ssh_install_failure
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
@@ -55,6 +56,9 @@ log = logging.getLogger("banger.vms")
 ALIVE_STATES = {
     VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.STOPPING, VMState.ERROR
 }
+# Extra seconds to wait for ssh on an image that installs openssh-server on its first boot
+# (apt under TCG takes minutes); a failed install ends the wait at once anyway.
+SSH_INSTALL_ALLOWANCE = 600.0
 # Called with the VM after it was created, changed state or settings, or deleted; listeners
 # (DNS, NAT, stats) rebuild what they derive from the store. Their errors are logged only.
 VMListener = Callable[[VM], Awaitable[None]]
@@ -247,8 +251,8 @@ class VMService:
             return vm
         try:
             return await self.start(vm.name, progress, login_check=login_check)
-        except SSHTimeout:
-            raise
+        except (SSHTimeout, GuestSetupFailed):
+            raise  # the VM is kept for `vm logs`
         except BaseException:
             # A VM that never came up is not worth keeping: leave nothing behind.
             with contextlib.suppress(Exception):
@@ -335,23 +339,31 @@ class VMService:
             await self._notify(vm)
             progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
             started = time.monotonic()
+            probe = self._probe.wait_ready(
+                vm.ip,
+                client_key=self._client_key,
+                host_key=self._host_key(vm),
+                timeout=self._config.boot_timeout
+                + (SSH_INSTALL_ALLOWANCE if image.ssh_on_first_boot else 0),
+                alive=lambda: hypervisor.is_running(pid, Path(vm.dir)),
+                login=login_check,
+            )
             try:
-                await self._probe.wait_ready(
-                    vm.ip,
-                    client_key=self._client_key,
-                    host_key=self._host_key(vm),
-                    timeout=self._config.boot_timeout,
-                    alive=lambda: hypervisor.is_running(pid, Path(vm.dir)),
-                    login=login_check,
-                )
-            except SSHTimeout as exc:
+                if image.ssh_on_first_boot:
+                    await self._wait_installing_ssh(vm, image, probe, progress)
+                else:
+                    await probe
+            except (SSHTimeout, GuestSetupFailed) as exc:
                 await self._notify(
                     self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))
                 )
-                raise SSHTimeout(
+                raise type(exc)(
                     f"{vm.name}: {exc.message}",
                     hint=f"the VM is kept for inspection: banger vm logs {vm.name}; "
-                    f"remove it with banger vm delete --force {vm.name}",
+                    f"remove it with banger vm delete --force {vm.name}"
+                    + ("" if vm.nat or not image.ssh_on_first_boot else
+                       f"; image {image.name} has no openssh-server, which is installed on "
+                       "first boot only with network: create the VM with --nat"),
                 ) from None
             except BaseException as exc:
                 await self._halt(vm)
@@ -364,6 +376,33 @@ class VMService:
             vm = self._save(replace(vm, state=VMState.RUNNING))
         await self._notify(vm)
         return vm
+
+    async def _wait_installing_ssh(
+        self, vm: VM, image: Image, probe: Awaitable[None], progress: Progress
+    ) -> None:
+        """Wait for ssh on an image that installs openssh-server on its first boot; fail as
+        soon as the guest's install unit reports on the console that it cannot."""
+        progress(ProgressEvent("ssh", f"{image.name} has no openssh-server: the guest "
+                               "installs it on its first boot"))
+        console = Path(vm.dir) / "console.log"
+
+        async def watch() -> None:
+            while True:
+                with contextlib.suppress(OSError):
+                    failure = ssh_install_failure(console.read_bytes())
+                    if failure:
+                        raise GuestSetupFailed(failure)
+                await asyncio.sleep(0.5)
+
+        tasks = [asyncio.ensure_future(probe), asyncio.ensure_future(watch())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self, name: str) -> VM:
         vm = self.get(name)
