@@ -36,6 +36,10 @@ IMAGE = Image(
     initrd="/i/initrd.img", managed=True, created_at=1_700_000_000.0,
     source="catalog: Debian bookworm", size_bytes=700 << 20,
 )
+TEMPLATE = {
+    "vcpu": 2, "memory_mib": 1024, "created_at": 1_700_000_000.0, "build_seconds": 30.0,
+    "disk_bytes": 300 << 20, "building": False,
+}
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
     "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
@@ -143,6 +147,19 @@ class FakeClient:
     def get_image(self, name: str) -> Image:
         self._call("get_image", name)
         return replace(IMAGE, name=name)
+
+    def image_template(self, name: str) -> dict[str, Any] | None:
+        self._call("image_template", name)
+        return TEMPLATE if name == "debian-bookworm" else None
+
+    def warm_image(self, name: str, *, force: bool = False, on_progress: Any) -> dict[str, Any]:
+        self._call("warm_image", name, force=force)
+        on_progress(ProgressEvent("template", f"booting a template VM of {name}"))
+        return {"image": name, "template": TEMPLATE}
+
+    def delete_image_template(self, name: str) -> bool:
+        self._call("delete_image_template", name)
+        return name == "debian-bookworm"
 
     def pull_image(
         self, name: str, *, force: bool = False, on_progress: Any = None, **options: Any

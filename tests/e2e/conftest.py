@@ -322,6 +322,10 @@ class _HostNamespace(Netns):
 def make_env(
     netns: Netns, test_image: dict[str, str], config: str = "", *, register: bool = True
 ) -> BangerEnv:
+    if "warm_start" not in config:
+        # Warm templates are tested on their own (test_warm.py); elsewhere a template made in
+        # the background after the first boot would change what later tests exercise.
+        config = "warm_start = false\n" + config
     env = BangerEnv(_short_tmpdir("bgt-"), netns, config)
     if register:
         env.run(
@@ -345,6 +349,16 @@ def banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
 @pytest.fixture
 def second_banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
     """A separate installation on its own bridge and subnet, for config-specific tests."""
+    yield from _second_banger(netns, test_image)
+
+
+@pytest.fixture(scope="module")
+def second_banger_module(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
+    """`second_banger`, shared by the tests of one module."""
+    yield from _second_banger(netns, test_image)
+
+
+def _second_banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
     envs: list[BangerEnv] = []
 
     def factory(config: str = "", register: bool = True) -> BangerEnv:

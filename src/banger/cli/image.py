@@ -7,6 +7,10 @@ from banger.cli.render import ProgressPrinter, iso_time, print_fields, print_jso
 from banger.cli.spec import FILE, IMAGES, KERNELS, Arg, Group, Opt, echo, path
 from banger.core.units import format_size
 
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
+if TYPE_CHECKING:
+    from typing import Any
+
 image = Group("image", "Manage images (root filesystem + kernel + initrd).")
 NAME = Arg("name", complete=IMAGES)
 JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
@@ -32,10 +36,13 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 @image.command(NAME, JSON)
 def show(ctx: Context, name: str, as_json: bool) -> None:
-    """Show one image."""
+    """Show one image (and its warm template, if it has one)."""
+    from banger.core.models import to_dict
+
     i = ctx.client.get_image(name)
+    template = ctx.client.image_template(name)
     if as_json:
-        print_json(i)
+        print_json({**to_dict(i), "template": template})
         return
     print_fields([
         ("name", i.name), ("managed", "yes" if i.managed else "no"), ("source", i.source),
@@ -43,7 +50,39 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("initrd", i.initrd or "-"),
         ("size", format_size(i.size_bytes)),
         ("created", iso_time(i.created_at)),
+        ("template", _describe_template(template)),
     ])
+
+
+def _describe_template(template: dict[str, Any] | None) -> str:
+    if not template:
+        return "none (made after the first cold boot, or by `banger image warm`)"
+    if "disk_bytes" not in template:
+        return "being made"
+    return (f"{template['vcpu']} vCPU / {template['memory_mib']} MiB, "
+            f"{format_size(template['disk_bytes'])} on disk, made "
+            f"{iso_time(template['created_at'])}")
+
+
+@image.command(
+    NAME,
+    Opt("--force", flag=True, help="Make it again even if it is current."),
+    Opt("--delete", dest="drop", flag=True, help="Delete the image's warm template."),
+)
+def warm(ctx: Context, name: str, force: bool, drop: bool) -> None:
+    """Make the image's warm template: VMs of the image then start from it instead of
+    booting (see `vm run --cold`)."""
+    if drop:
+        deleted = ctx.client.delete_image_template(name)
+        echo(f"deleted the warm template of {name}" if deleted
+             else f"{name} has no warm template")
+        return
+    printer = ProgressPrinter()
+    try:
+        result = ctx.client.warm_image(name, force=force, on_progress=printer)
+    finally:
+        printer.done()
+    echo(f"{name}: warm template: {_describe_template(result.get('template'))}")
 
 
 @image.command(

@@ -28,19 +28,21 @@ SIZE_OPTIONS = (
 JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
 NAME = Arg("name", complete=VMS)
 IMAGE = Opt("--image", complete=IMAGES, help="Image to boot (default: default_image_name).")
+COLD = Opt("--cold", flag=True, help="Boot even if the image has a warm template.")
 
 
 def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, start: bool, ready: str = "login",
     nat: bool = False, backend: str | None = None, kernel: str | None = None,
+    cold: bool = False,
 ) -> VM:
     printer = ProgressPrinter()
     try:
         return ctx.client.create_vm(
             name=name, image=image, vcpu=vcpu, memory_mib=memory, disk_size=disk_size,
             start=start, on_progress=printer, ready=ready, nat=nat, backend=backend,
-            kernel=kernel,
+            kernel=kernel, cold=cold,
         )
     finally:
         printer.done()
@@ -56,12 +58,14 @@ def _create(
         help="Workspace mode: check out this branch in the guest copy (made if new)."),
     Opt("--from", dest="from_ref", metavar="REF",
         help="Workspace mode: start --branch from this ref."),
+    COLD,
     trailing=True,
 )
 def run(
     ctx: Context, path: str | None, name: str | None,
     image: str | None, vcpu: int | None, memory: int | None, disk_size: str | None,
-    remove: bool, branch: str | None, from_ref: str | None, command: tuple[str, ...],
+    remove: bool, branch: str | None, from_ref: str | None, cold: bool,
+    command: tuple[str, ...],
 ) -> None:
     """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
 
@@ -90,7 +94,7 @@ def run(
     # We log in right away ourselves (with the pinned host key), so the daemon need not.
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
-        ready="sshd",
+        ready="sshd", cold=cold,
     )
     access = ctx.client.vm_access(created.name)
     cwd = None
@@ -136,17 +140,18 @@ def _delete_quietly(ctx: Context, name: str) -> None:
         help="VMM for this VM (default: the daemon's backend, see `banger doctor`)."),
     Opt("--kernel", complete=KERNELS, help="Kernel to boot (see `banger kernel list`; "
         "default: the image's own or default kernel)."),
+    COLD,
     JSON,
 )
 def create(
     ctx: Context, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, no_start: bool, nat: bool,
-    backend: str | None, kernel: str | None, as_json: bool,
+    backend: str | None, kernel: str | None, cold: bool, as_json: bool,
 ) -> None:
     """Create a VM (and boot it, unless --no-start)."""
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size,
-        start=not no_start, nat=nat, backend=backend, kernel=kernel,
+        start=not no_start, nat=nat, backend=backend, kernel=kernel, cold=cold,
     )
     if as_json:
         print_json(created)

@@ -174,14 +174,15 @@ class Client:
         self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
         memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
         on_progress: OnProgress = lambda _: None, ready: str = "login", nat: bool = False,
-        backend: str | None = None, kernel: str | None = None,
+        backend: str | None = None, kernel: str | None = None, cold: bool = False,
     ) -> VM:
         """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
-        right away themselves; the default waits for a verified login."""
+        right away themselves; the default waits for a verified login. `cold` boots even
+        when the image has a warm template."""
         body = {
             "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory_mib,
             "disk_size": disk_size, "start": start, "ready": ready, "nat": nat,
-            "backend": backend, "kernel": kernel,
+            "backend": backend, "kernel": kernel, "cold": cold,
         }
         return _vm(self.stream("POST", "/v1/vms", body, on_progress))
 
@@ -274,6 +275,26 @@ class Client:
         """A catalog image by name, or any OCI reference (`docker.io/library/debian`)."""
         body = {"name": name, "force": force, "as_name": as_name, "kernel": kernel}
         return _image(self.stream("POST", "/v1/images/pull", body, on_progress))
+
+    def image_template(self, name: str) -> dict[str, Any] | None:
+        """The image's warm template as `image show` reports it, or None."""
+        template: dict[str, Any] | None = self.request("GET", f"/v1/images/{_q(name)}").get(
+            "template"
+        )
+        return template
+
+    def warm_image(
+        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
+    ) -> dict[str, Any]:
+        """Make the image's warm template (again, with `force`)."""
+        result: dict[str, Any] = self.stream(
+            "POST", f"/v1/images/{_q(name)}/warm", {"force": force}, on_progress
+        )
+        return result
+
+    def delete_image_template(self, name: str) -> bool:
+        result: dict[str, Any] = self.request("DELETE", f"/v1/images/{_q(name)}/warm")
+        return bool(result.get("deleted"))
 
     def promote_image(self, name: str) -> Image:
         return _image(

@@ -79,6 +79,9 @@ class Config(_Strict):
     debian_mirror: str | None = None
     boot_timeout: float = Field(default=180.0, gt=0)
     stop_timeout: float = Field(default=30.0, gt=0)
+    # Start VMs from a warm template of their image when one exists; the first cold boot of
+    # an image makes one in the background (QEMU backend only).
+    warm_start: bool = True
     vm_defaults: VMDefaults = VMDefaults()
     # None: the host's /etc/resolv.conf nameservers; []: never forward (answer REFUSED).
     dns_upstreams: list[str] | None = None

@@ -16,9 +16,11 @@ ROOT_DISK_LABEL = "banger-root"
 SEED_DIR = ".banger"
 BOOT_SCRIPT_PATH = "/usr/local/lib/banger/banger-boot"
 BOOT_UNIT_NAME = "banger-boot.service"
+# On the kernel command line of warm-template VMs only (see banger.core.agent).
+AGENT_KERNEL_FLAG = "banger.agent"
 
 # Bump whenever anything below changes, so cached images are rebuilt.
-CONTRACT_VERSION = "4"
+CONTRACT_VERSION = "5"
 
 # Exactly the seeds' hardening; host keys come from the daemon, never generated in the image.
 SSHD_CONFIG = """\
@@ -51,10 +53,11 @@ arg() {
     return 0
 }
 
-ip_cidr=$(arg banger.ip)
-gateway=$(arg banger.gw)
-dns=$(arg banger.dns)
-name=$(arg banger.hostname)
+# A VM restored from a warm template gets these from banger-agent instead.
+ip_cidr=${BANGER_IP-$(arg banger.ip)}
+gateway=${BANGER_GW-$(arg banger.gw)}
+dns=${BANGER_DNS-$(arg banger.dns)}
+name=${BANGER_HOSTNAME-$(arg banger.hostname)}
 
 if [ -n "$name" ]; then
     printf '%s\n' "$name" > /etc/hostname
@@ -107,6 +110,8 @@ BOOT_UNIT = f"""\
 [Unit]
 Description=banger per-VM identity (network, hostname, sshd host keys)
 DefaultDependencies=no
+# A template VM has no identity yet: banger-agent runs this script after a restore.
+ConditionKernelCommandLine=!{AGENT_KERNEL_FLAG}
 RequiresMountsFor=/root
 After=local-fs.target
 Before=network-pre.target systemd-networkd.service ssh.service sysinit.target
@@ -131,23 +136,25 @@ class BootIdentity:
     hostname: str
 
 
+_BASE_CMDLINE = ("console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "quiet", "loglevel=4")
+
+
 def kernel_cmdline(
-    identity: BootIdentity, *, tsc_khz: int | None = None, extra: str = ""
+    identity: BootIdentity | None, *, tsc_khz: int | None = None, extra: str = ""
 ) -> str:
     """The guest kernel command line: console on the serial port, root on the first disk,
-    and the per-VM facts the boot unit reads."""
-    parts = [
-        "console=ttyS0",
-        "root=/dev/vda",
-        "rw",
-        "panic=-1",
-        "quiet",
-        "loglevel=4",
-        f"banger.ip={identity.ip}/{identity.prefix_len}",
-        f"banger.gw={identity.gateway}",
-        f"banger.dns={identity.dns}",
-        f"banger.hostname={identity.hostname}",
-    ]
+    and the per-VM facts the boot unit reads. Without an identity it is a warm template's:
+    banger-agent waits for the identity of each VM restored from it."""
+    parts = list(_BASE_CMDLINE)
+    if identity is None:
+        parts.append(AGENT_KERNEL_FLAG)
+    else:
+        parts += [
+            f"banger.ip={identity.ip}/{identity.prefix_len}",
+            f"banger.gw={identity.gateway}",
+            f"banger.dns={identity.dns}",
+            f"banger.hostname={identity.hostname}",
+        ]
     if tsc_khz:
         # Under TCG the guest's PIT calibration of the TSC hangs intermittently; TCG's TSC
         # runs at the host rate, so tell the kernel that rate and skip calibration.

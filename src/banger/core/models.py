@@ -61,6 +61,8 @@ class VM:
     last_error: str = ""
     workspaces: list[Workspace] = field(default_factory=list)
     kernel: str = ""  # a kernel catalog entry overriding the image's kernel (vm create --kernel)
+    # The warm template the VM's disks were made from (its key); its first start restores it.
+    template: str = ""
 
 
 @dataclass

@@ -194,6 +194,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
             nat=nat,
             backend=_opt_str(data, "backend"),
             kernel=_opt_str(data, "kernel"),
+            cold=_opt_bool(data, "cold") or False,
         ))
 
     @routes.post("/v1/vms/{name}/start")
@@ -300,7 +301,9 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
 
     @routes.get("/v1/images/{name}")
     async def show_image(request: web.Request) -> web.Response:
-        return _json(to_dict(images.get(request.match_info["name"])))
+        image = images.get(request.match_info["name"])
+        template = services.templates.describe(image.name) if services.templates else None
+        return _json({**to_dict(image), "template": template})
 
     @routes.post("/v1/images/pull")
     async def pull_image(request: web.Request) -> web.StreamResponse:
@@ -326,9 +329,11 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.delete("/v1/images/{name}")
     async def delete_image(request: web.Request) -> web.Response:
         force = request.query.get("force", "") in ("1", "true")
-        if not force:
-            return _json(to_dict(images.delete(request.match_info["name"])))
-        return _json(to_dict(await images.delete_with_vms(request.match_info["name"], vms)))
+        name = request.match_info["name"]
+        image = await images.delete_with_vms(name, vms) if force else images.delete(name)
+        if services.templates is not None:
+            services.templates.discard(image.name)
+        return _json(to_dict(image))
 
     app.add_routes(routes)
     from banger.daemon.imageapi import image_routes

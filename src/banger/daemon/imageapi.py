@@ -17,6 +17,7 @@ from banger.core.errors import InvalidInput, MissingTool, ResourceBusy
 from banger.core.models import Image, to_dict
 from banger.daemon.imagebundle import ImageBundles, Peer
 from banger.daemon.kernels import KernelService
+from banger.daemon.progress import Progress
 from banger.daemon.services import Services
 
 
@@ -89,6 +90,31 @@ def image_routes(services: Services) -> web.RouteTableDef:
         as_name, peer = _opt_str(data, "as_name"), peer_of(request)
         return await _stream(request, lambda progress: bundles().import_(
             path, as_name, peer, progress))
+
+    @routes.post("/v1/images/{name}/warm")
+    async def warm_image(request: web.Request) -> web.StreamResponse:
+        templates = services.templates
+        if templates is None:
+            raise MissingTool("warm templates are not available in this daemon")
+        name = request.match_info["name"]
+        data = await _body(request)
+
+        async def warm(progress: Progress) -> dict[str, object]:
+            if bool(data.get("force", False)):
+                await templates.build(name, progress)
+            else:
+                await templates.ensure(name, progress)
+            return {"image": name, "template": templates.describe(name)}
+
+        return await _stream(request, warm)
+
+    @routes.delete("/v1/images/{name}/warm")
+    async def unwarm_image(request: web.Request) -> web.Response:
+        templates = services.templates
+        if templates is None:
+            raise MissingTool("warm templates are not available in this daemon")
+        name = services.images.get(request.match_info["name"]).name
+        return _json({"image": name, "deleted": templates.discard(name)})
 
     @routes.post("/v1/images/{name}/promote")
     async def promote_image(request: web.Request) -> web.Response:

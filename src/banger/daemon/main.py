@@ -99,6 +99,7 @@ def _bind_socket(path: Path) -> socket.socket:
 def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.core.aptsources import archive_for_suite
     from banger.host import hostinfo
+    from banger.host.agent import SerialAgentChannel
     from banger.host.aptconfig import host_apt_sources, read_host_sources
     from banger.host.disks import HostDisks
     from banger.host.imagebuild import DebianImageBuilder
@@ -133,6 +134,8 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         debian_archive=lambda suite: archive_for_suite(
             suite, mirror=config.debian_mirror, host_sources=read_host_sources()
         ),
+        agent=SerialAgentChannel(),
+        vmm_version=lambda: hostinfo.vmm_version(config.qemu_bin),
     )
 
 
@@ -146,6 +149,8 @@ async def _ensure_client_key(services: Services) -> None:
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
     await services.vms.reconcile()
+    if services.templates is not None:
+        services.templates.clean_leftovers()
     await services.integration.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
@@ -162,6 +167,8 @@ async def serve(paths: Paths, services: Services) -> None:
     await stop.wait()
     log.info("bangerd shutting down; running VMs keep running")
     supervisor.cancel()
+    if services.templates is not None:
+        await services.templates.close()
     await services.integration.close()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()

@@ -23,9 +23,11 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.ociimages import OCIImages
 from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
+from banger.daemon.templates import TemplateService
 from banger.daemon.vms import Machine, VMService
 from banger.host import hostinfo
 from banger.host.bundle import Codec, ZstdCodec
+from banger.host.agent import AgentChannel
 from banger.host.disks import DiskAdapter
 from banger.host.hostinfo import AccelChoice, KVMFacts
 from banger.host.imagebuild import ImageBuilder
@@ -55,6 +57,9 @@ class Adapters:
     kernel_fetcher: KernelFetcher | None = None
     debian_archive: Callable[[str], str] | None = None
     bundle_codec: Codec = field(default_factory=ZstdCodec)  # image export/import
+    # Warm templates: the guest agent's channel and the VMM's version (None: no templates).
+    agent: AgentChannel | None = None
+    vmm_version: Callable[[], str] | None = None
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Services:
     integration: Integration
     kernels: KernelService | None = None
     bundles: ImageBundles | None = None
+    templates: TemplateService | None = None
 
     def doctor(self) -> list[Check]:
         def apt_ok() -> str | None:
@@ -141,6 +147,23 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         store, paths.images_dir, adapters.image_builder, adapters.apt_sources,
         lambda name: vms_holder[0].images_in_use(name), oci,
     )
+    templates = None
+    if adapters.agent is not None and adapters.vmm_version is not None:
+        sizes = size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory)
+        templates = TemplateService(
+            templates_dir=paths.state_dir / "templates",
+            config=config,
+            images=images,
+            kernels=kernels,
+            network=network,
+            disks=adapters.disks,
+            hypervisor=adapters.hypervisor,
+            agent=adapters.agent,
+            accel=qemu.accel,
+            tsc_khz=qemu.tsc_khz,
+            default_size=lambda: (sizes.vcpu.value, sizes.memory_mib.value),
+            vmm_version=adapters.vmm_version,
+        )
     vms = VMService(
         config=config,
         store=store,
@@ -157,6 +180,8 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         size_defaults=size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory),
         backends=backends,
         kernels=kernels,
+        templates=templates,
+        agent=adapters.agent,
     )
     vms_holder.append(vms)
     ssh_config = SSHConfigFile(
@@ -171,6 +196,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     )
     services.kernels = kernels
     services.bundles = ImageBundles(store, paths.images_dir, adapters.bundle_codec, images.get)
+    services.templates = templates
     return services
 
 

@@ -15,8 +15,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from banger.core.agent import SEED_BYTES, Identity
 from banger.core.config import Config
 from banger.core.errors import (
     BangerError,
@@ -49,7 +50,12 @@ from banger.host.vmm.base import (
     PreparesRoot,
     ReportsMetrics,
     Snapshots,
+    Templates,
 )
+
+if TYPE_CHECKING:
+    from banger.daemon.templates import Template, TemplateService
+    from banger.host.agent import AgentChannel
 
 log = logging.getLogger("banger.vms")
 
@@ -63,6 +69,8 @@ SSH_INSTALL_ALLOWANCE = 600.0
 # (DNS, NAT, stats) rebuild what they derive from the store. Their errors are logged only.
 VMListener = Callable[[VM], Awaitable[None]]
 HOST_KEY = "ssh_host_ed25519_key"
+# From loading a template to the agent's answer; ~1 s on an idle host even under TCG.
+AGENT_TIMEOUT = 60.0
 
 
 class KernelChooser(Protocol):
@@ -112,8 +120,12 @@ class VMService:
         size_defaults: SizeDefaults,
         backends: Mapping[str, tuple[Machine, Hypervisor]] | None = None,
         kernels: KernelChooser | None = None,
+        templates: TemplateService | None = None,
+        agent: AgentChannel | None = None,
     ) -> None:
         self._kernels = kernels
+        self._templates = templates
+        self._agent = agent
         self._config = config
         self._store = store
         self._dir = vms_dir
@@ -193,7 +205,9 @@ class VMService:
         nat: bool = False,
         backend: str | None = None,
         kernel: str | None = None,
+        cold: bool = False,
     ) -> VM:
+        """`cold`: boot even if the image has a warm template."""
         if kernel and self._kernels is not None:
             self._kernels.check(kernel)
         if name is not None:
@@ -213,6 +227,9 @@ class VMService:
         if resolved.ssh_on_first_boot and not nat:
             progress(ProgressEvent("warning", f"warning: image {resolved.name} has no sshd; it "
                                    "is installed on first boot, which needs --nat"))
+        template = None
+        if not cold and machine.backend == "qemu":
+            template = await self._find_template(resolved, kernel or "", spec, progress)
 
         async with self._create_lock:
             taken = {vm.name for vm in self._store.list_vms()}
@@ -237,10 +254,11 @@ class VMService:
                 created_at=time.time(),
                 nat=nat,
                 kernel=kernel or "",
+                template=template.meta.key if template else "",
             )
             progress(ProgressEvent("create", f"creating VM {name} ({vm.ip})"))
             try:
-                await self._make_disks(vm, resolved, progress)
+                await self._make_disks(vm, resolved, progress, template)
                 self._store.put_vm(vm)
             except BaseException:
                 shutil.rmtree(vm_dir, ignore_errors=True)
@@ -259,7 +277,26 @@ class VMService:
                 await self.delete(vm.name, force=True)
             raise
 
-    async def _make_disks(self, vm: VM, image: Image, progress: Progress = no_progress) -> None:
+    async def _find_template(
+        self, image: Image, kernel: str, spec: VMSpec, progress: Progress
+    ) -> Template | None:
+        if self._templates is None or not self._templates.enabled:
+            return None
+        boot = image
+        if self._kernels is not None:
+            boot = await self._kernels.boot_image(kernel, image, progress)
+        found = self._templates.find(boot, spec.vcpu, spec.memory_mib)
+        if found.stale:
+            progress(ProgressEvent(
+                "warning", f"warning: the warm template of {image.name} is stale "
+                f"({', '.join(found.stale)}): booting cold; a new one is made afterwards"
+            ))
+        return found.template
+
+    async def _make_disks(
+        self, vm: VM, image: Image, progress: Progress = no_progress,
+        template: Template | None = None,
+    ) -> None:
         vm_dir = Path(vm.dir)
         vm_dir.mkdir(parents=True, mode=0o700)
         host_key = await self._keys.make_ed25519(vm_dir / HOST_KEY, f"banger-{vm.name}")
@@ -287,6 +324,10 @@ class VMService:
                 await hypervisor.prepare_root(
                     Path(image.rootfs), vm_dir, vm.spec.disk_size_bytes
                 )
+            elif template is not None:
+                # The guest's page cache holds the template's root disk: the VM must see
+                # exactly that disk, so it gets a copy (a few MiB over the shared base).
+                await asyncio.to_thread(shutil.copyfile, template.root, vm_dir / "root.qcow2")
             else:
                 await self._disks.create_overlay(Path(image.rootfs), vm_dir / "root.qcow2")
             await self._disks.create_work_disk(
@@ -322,12 +363,18 @@ class VMService:
                 progress(ProgressEvent("boot", f"restoring {vm.name} from its snapshot"))
             else:
                 progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
+            first_boot = vm.started_at is None
+            restored = False
             await self._net.attach(vm.tap)
             try:
                 launch = self._launch_spec(vm, image)
                 if from_snapshot:
                     assert isinstance(hypervisor, Snapshots)
                     pid = await hypervisor.start_from_snapshot(launch)
+                elif vm.template and first_boot:
+                    warm_pid, vm = await self._restore(vm, image, launch, progress)
+                    restored = warm_pid is not None
+                    pid = warm_pid if warm_pid is not None else await hypervisor.start(launch)
                 else:
                     pid = await hypervisor.start(launch)
             except BaseException:
@@ -375,6 +422,8 @@ class VMService:
             ))
             vm = self._save(replace(vm, state=VMState.RUNNING))
         await self._notify(vm)
+        if first_boot and not restored and not from_snapshot:
+            self._offer_template(vm)
         return vm
 
     async def _wait_installing_ssh(
@@ -403,6 +452,85 @@ class VMService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _restore(
+        self, vm: VM, image: Image, launch: LaunchSpec, progress: Progress
+    ) -> tuple[int | None, VM]:
+        """Start `vm` from its image's warm template and hand it its identity. Never fails
+        the start: a missing or broken template means a cold boot (and the VM's root disk is
+        remade over the base image), with a warning. Returns the VMM's PID, or None when
+        the caller must boot cold."""
+        hypervisor = self._backend(vm)[1]
+        template = self._templates.get(vm.image, vm.template) if self._templates else None
+        reason = "it was deleted or remade"
+        if template is not None and isinstance(hypervisor, Templates) and self._agent:
+            progress(ProgressEvent(
+                "boot", f"restoring {vm.name} from the warm template of {vm.image}"
+            ))
+            warm = replace(
+                launch, memory_file=template.memory, memory_shared=False, agent=True,
+                incoming=True,
+            )
+            pid: int | None = None
+            try:
+                clock = time.monotonic()
+                pid = await hypervisor.start_from_template(warm, template.state)
+                loaded = time.monotonic()
+                started = pid
+                await self._agent.send_identity(
+                    warm.agent_socket, self._identity(vm), AGENT_TIMEOUT,
+                    alive=lambda: hypervisor.is_running(started, Path(vm.dir)),
+                )
+                log.info("%s: template loaded in %.2fs, identity applied in %.2fs", vm.name,
+                         loaded - clock, time.monotonic() - loaded)
+                return pid, vm
+            except BangerError as exc:
+                reason = exc.message
+                if pid is not None:
+                    await self._kill_and_wait(vm, pid)
+                if self._templates is not None:
+                    self._templates.discard(vm.image)  # broken: the next cold boot remakes it
+        message = (f"warning: could not start {vm.name} from the warm template of {vm.image} "
+                   f"({reason}): booting cold")
+        log.warning("%s", message)
+        progress(ProgressEvent("warning", message))
+        root = Path(vm.dir) / "root.qcow2"
+        root.unlink(missing_ok=True)
+        await self._disks.create_overlay(Path(image.rootfs), root)
+        return None, self._save(replace(vm, template=""))
+
+    def _identity(self, vm: VM) -> Identity:
+        return Identity(
+            ip_cidr=f"{vm.ip}/{self._net.prefix_len}",
+            gateway=self._net.gateway,
+            dns=self._config.dns_server,
+            hostname=vm.name,
+            mac=vm.mac,
+            now_ns=time.time_ns(),
+            seed=secrets.token_bytes(SEED_BYTES),
+        )
+
+    async def _kill_and_wait(self, vm: VM, pid: int) -> None:
+        hypervisor = self._backend(vm)[1]
+        hypervisor.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not hypervisor.is_running(pid, Path(vm.dir)):
+                return
+            await asyncio.sleep(0.05)
+
+    def _offer_template(self, vm: VM) -> None:
+        """After a VM of an image booted cold, make the image's warm template (if VMs of
+        its kind can use one) so the next start is warm."""
+        if (
+            self._templates is not None
+            and vm.backend == "qemu"
+            and not vm.kernel
+            and (vm.spec.vcpu, vm.spec.memory_mib) == self._default_size()
+        ):
+            self._templates.schedule(vm.image)
+
+    def _default_size(self) -> tuple[int, int]:
+        return self.size_defaults.vcpu.value, self.size_defaults.memory_mib.value
 
     async def stop(self, name: str) -> VM:
         vm = self.get(name)

@@ -110,3 +110,29 @@ def cpu_count() -> int:
 
 def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def vmm_version(binary: str) -> str:
+    """`binary --version`'s first line (part of a warm template's key), cached per binary and
+    its mtime so an upgrade in place is noticed; "" if it cannot run."""
+    path = which(binary)
+    if path is None:
+        return ""
+    mtime = os.stat(path).st_mtime_ns
+    cached = _VERSIONS.get(path)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    version = out.splitlines()[0].strip() if out else ""
+    _VERSIONS[path] = (mtime, version)
+    return version
+
+
+_VERSIONS: dict[str, tuple[int, str]] = {}

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from banger.core import guest
+from banger.core import agent, guest
 from banger.core.errors import ImageBuildFailed, MissingTool
 from banger.core.models import ProgressEvent
 
@@ -136,8 +136,13 @@ DISABLED_UNITS: tuple[str, ...] = ("docker.service", "containerd.service", "gett
 
 # sshd's config is ours and fixed, so skip the extra `sshd -t` exec Debian's unit runs before
 # sshd on every boot: ~0.5 s on the way to ssh under TCG.
+# No host key means a warm template that has no identity yet: sshd stays down until
+# banger-agent installs the restored VM's keys and starts it.
 SSH_DROP_IN = """\
 # Managed by banger.
+[Unit]
+ConditionPathExists=/etc/ssh/ssh_host_ed25519_key
+
 [Service]
 ExecStartPre=
 """
@@ -396,6 +401,14 @@ def customize_tree(root: Path, *, strict: bool = True) -> None:
     _write(root, guest.BOOT_SCRIPT_PATH, guest.BOOT_SCRIPT, 0o755)
     _write(root, unit_path, guest.BOOT_UNIT)
     _symlink(root, f"/etc/systemd/system/sysinit.target.wants/{guest.BOOT_UNIT_NAME}", unit_path)
+
+    agent_unit_path = f"/etc/systemd/system/{agent.AGENT_UNIT_NAME}"
+    _write(root, agent.AGENT_SCRIPT_PATH, agent.AGENT_SCRIPT, 0o755)
+    _write(root, agent_unit_path, agent.AGENT_UNIT)
+    _symlink(
+        root, f"/etc/systemd/system/multi-user.target.wants/{agent.AGENT_UNIT_NAME}",
+        agent_unit_path,
+    )
 
     _write(root, "/etc/ssh/sshd_config.d/banger.conf", guest.SSHD_CONFIG)
     _write(root, "/etc/systemd/system/ssh.service.d/banger.conf", SSH_DROP_IN)

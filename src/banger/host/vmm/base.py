@@ -24,6 +24,13 @@ class LaunchSpec:
     mac: str
     vm_dir: Path
     accel: str  # "kvm" | "tcg"
+    # Warm templates (QEMU): guest RAM in this file, written through (`memory_shared`, the
+    # template) or mapped copy-on-write (a VM restored from it); a virtio-serial port for
+    # banger-agent; and `incoming`: start paused, waiting for a saved device state.
+    memory_file: Path | None = None
+    memory_shared: bool = False
+    agent: bool = False
+    incoming: bool = False
 
     @property
     def console_log(self) -> Path:
@@ -36,6 +43,10 @@ class LaunchSpec:
     @property
     def control_socket(self) -> Path:
         return self.vm_dir / "control.sock"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.vm_dir / "agent.sock"
 
 
 class Hypervisor(Protocol):
@@ -72,6 +83,22 @@ class Snapshots(Protocol):
 
     async def snapshot(self, vm_dir: Path) -> object: ...
     async def start_from_snapshot(self, spec: LaunchSpec) -> int: ...
+
+
+@runtime_checkable
+class Templates(Protocol):
+    """A backend that can save a template VM (started with `memory_file` shared and `agent`)
+    and start VMs from it: each maps the template's memory copy-on-write and loads its
+    device state."""
+
+    async def save_template(self, vm_dir: Path, state: Path) -> None:
+        """Pause the VM in `vm_dir` and write its device state to `state` (its RAM is
+        already in the memory file). The VMM stays up, paused; the caller kills it."""
+        ...
+
+    async def start_from_template(self, spec: LaunchSpec, state: Path) -> int:
+        """Launch `spec` (with `incoming`), load `state` and let the guest run."""
+        ...
 
 
 @runtime_checkable

@@ -6,25 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import subprocess
 import time
 from pathlib import Path
 
-from banger.core.errors import BootFailed, MissingTool
+from banger.core import agent
+from banger.core.errors import BootFailed, HostError, MissingTool
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.qmp import qmp_command
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 _STARTUP_GRACE = 10.0
+# Saving and loading a template's device state moves ~100 KiB (its RAM stays in the memory
+# file); generous for a loaded host.
+_MIGRATION_TIMEOUT = 60.0
+# x-ignore-shared: RAM in a shared memory-backend-file is not copied into the stream.
+_IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
 
 
 def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
     cpu = "host" if spec.accel == "kvm" else "max"
+    # pit/pic/rtc: the Debian kernel needs a legacy timer to calibrate under TCG.
+    machine = "microvm,pit=on,pic=on,rtc=on,x-option-roms=off"
+    if spec.memory_file is not None:
+        machine += ",memory-backend=mem"
     argv = [
         qemu_bin,
         "-name", f"banger-{spec.name},process=banger-{spec.vm_id}",
-        # pit/pic/rtc: the Debian kernel needs a legacy timer to calibrate under TCG.
-        "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off",
+        "-M", machine,
         "-accel", spec.accel,
         "-cpu", cpu,
         "-smp", str(spec.vcpu),
@@ -45,6 +55,22 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
         "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
         "-pidfile", str(spec.vm_dir / "vmm.pid"),
     ]
+    if spec.memory_file is not None:
+        share = "on" if spec.memory_shared else "off"
+        argv += [
+            "-object", f"memory-backend-file,id=mem,size={spec.memory_mib}M,"
+            f"mem-path={spec.memory_file},share={share}",
+        ]
+    if spec.agent:
+        # After every other device: a template and the VMs restored from it must lay out
+        # their virtio-mmio slots identically.
+        argv += [
+            "-device", "virtio-serial-device",
+            "-chardev", f"socket,id=agent,path={spec.agent_socket},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={agent.PORT_NAME}",
+        ]
+    if spec.incoming:
+        argv += ["-S", "-incoming", "defer"]
     if spec.initrd:
         argv[argv.index("-append"):argv.index("-append")] = ["-initrd", str(spec.initrd)]
     return argv
@@ -98,6 +124,52 @@ class QemuHypervisor:
             ask_guest=lambda: qmp_command(vm_dir / "control.sock", "system_powerdown"),
             timeout=timeout,
         )
+
+    async def save_template(self, vm_dir: Path, state: Path) -> None:
+        control = vm_dir / "control.sock"
+        await qmp_command(control, "stop")
+        await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
+        await qmp_command(control, "migrate", {"uri": f"exec:cat > {shlex.quote(str(state))}"})
+        deadline = time.monotonic() + _MIGRATION_TIMEOUT
+        while time.monotonic() < deadline:
+            info = await qmp_command(control, "query-migrate")
+            status = info.get("status") if isinstance(info, dict) else None
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise HostError(f"saving the template failed: {info.get('error-desc', status)}")
+            await asyncio.sleep(0.05)
+        raise HostError("saving the template timed out")
+
+    async def start_from_template(self, spec: LaunchSpec, state: Path) -> int:
+        pid = await self.start(spec)
+        control = spec.control_socket
+        try:
+            await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
+            await qmp_command(
+                control, "migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(state))}"}
+            )
+            deadline = time.monotonic() + _MIGRATION_TIMEOUT
+            while True:
+                if not self.is_running(pid, spec.vm_dir):
+                    words = spec.vmm_log.read_text(errors="replace").strip().splitlines()
+                    raise BootFailed(
+                        f"qemu could not load the template: {words[-1] if words else 'exited'}",
+                        hint=f"full output in {spec.vmm_log}",
+                    )
+                status = await qmp_command(control, "query-status")
+                if isinstance(status, dict) and status.get("status") not in (
+                    "inmigrate", "prelaunch"
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise BootFailed("loading the template timed out")
+                await asyncio.sleep(0.02)
+            await qmp_command(control, "cont")
+        except BaseException:
+            send_signal(pid, 9)
+            raise
+        return pid
 
     async def pause(self, vm_dir: Path) -> None:
         await qmp_command(vm_dir / "control.sock", "stop")

@@ -1,0 +1,110 @@
+"""Warm templates: what makes one valid for a VM, and what is recorded with it.
+
+A template is a VM of an image booted until only its identity is missing, then saved: its
+root disk, its RAM (a file every VM restored from it maps copy-on-write) and its device
+state. Restoring is only sound onto the very same image, kernel, VMM and VM size, so a
+template carries a key over all of those; any difference makes it stale."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from banger.core.guest import CONTRACT_VERSION
+
+# Bump when the way templates are made or restored changes.
+FORMAT_VERSION = "1"
+
+ROOT_FILE = "root.qcow2"
+MEMORY_FILE = "memory"
+STATE_FILE = "state"
+META_FILE = "meta.json"
+# The template's work disk: never formatted, so the template mounts nothing at /root. Large
+# and sparse because the guest keeps the size it saw at boot: every restored VM's own,
+# smaller work disk then fits inside it.
+WORK_PLACEHOLDER_FILE = "work.raw"
+WORK_PLACEHOLDER_BYTES = 1 << 40
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class TemplateInputs:
+    """Everything a restore depends on."""
+
+    image: str
+    rootfs: FileFacts
+    kernel: FileFacts
+    initrd: FileFacts | None
+    vmm_version: str
+    accel: str
+    vcpu: int
+    memory_mib: int
+
+
+def template_key(inputs: TemplateInputs) -> str:
+    facts: dict[str, Any] = asdict(inputs)
+    facts["format"] = FORMAT_VERSION
+    facts["contract"] = CONTRACT_VERSION
+    blob = json.dumps(facts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TemplateMeta:
+    inputs: TemplateInputs
+    key: str
+    created_at: float
+    build_seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> TemplateMeta:
+        """Raises ValueError (or KeyError/TypeError) on anything malformed."""
+        data = json.loads(text)
+        raw = data["inputs"]
+
+        def facts(value: Any) -> FileFacts:
+            return FileFacts(str(value["path"]), int(value["size"]), int(value["mtime_ns"]))
+
+        inputs = TemplateInputs(
+            image=str(raw["image"]),
+            rootfs=facts(raw["rootfs"]),
+            kernel=facts(raw["kernel"]),
+            initrd=None if raw.get("initrd") is None else facts(raw["initrd"]),
+            vmm_version=str(raw["vmm_version"]),
+            accel=str(raw["accel"]),
+            vcpu=int(raw["vcpu"]),
+            memory_mib=int(raw["memory_mib"]),
+        )
+        return cls(
+            inputs=inputs,
+            key=str(data["key"]),
+            created_at=float(data["created_at"]),
+            build_seconds=float(data.get("build_seconds", 0.0)),
+        )
+
+
+def differences(old: TemplateInputs, new: TemplateInputs) -> list[str]:
+    """What changed, in words, for the warning when a template is stale."""
+    out = []
+    if old.rootfs != new.rootfs:
+        out.append("the image changed")
+    if old.kernel != new.kernel or old.initrd != new.initrd:
+        out.append("the kernel changed")
+    if old.vmm_version != new.vmm_version:
+        out.append("QEMU changed")
+    if (old.vcpu, old.memory_mib) != (new.vcpu, new.memory_mib):
+        out.append("the VM size changed")
+    if old.accel != new.accel:
+        out.append("the accelerator changed")
+    return out

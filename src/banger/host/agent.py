@@ -1,0 +1,127 @@
+"""The host end of banger-agent's virtio-serial channel (QEMU exposes the port as a Unix
+socket in the VM dir; see banger.core.agent for the protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from banger.core import agent
+from banger.core.errors import BootFailed
+
+# How often the template builder asks again while the guest is still booting.
+_PING_INTERVAL = 2.0
+
+
+class AgentChannel(Protocol):
+    async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
+        """Until the template's agent says its boot has settled."""
+        ...
+
+    async def send_identity(
+        self, socket: Path, identity: agent.Identity, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None:
+        """Hand a restored VM its identity; return once the agent applied it."""
+        ...
+
+
+class SerialAgentChannel:
+    async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        reader, writer = await _connect(socket, deadline, alive)
+        try:
+            while True:
+                writer.write(f"{agent.PING}\n".encode())
+                await writer.drain()
+                line = await _read_line(reader, min(_PING_INTERVAL, _left(deadline)), alive)
+                if line is not None and line.strip() == agent.READY:
+                    return
+                if time.monotonic() >= deadline:
+                    raise BootFailed(f"the template's agent did not settle within {timeout:.0f}s")
+        finally:
+            writer.close()
+
+    async def send_identity(
+        self, socket: Path, identity: agent.Identity, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        reader, writer = await _connect(socket, deadline, alive)
+        try:
+            writer.write(agent.identity_line(identity).encode())
+            await writer.drain()
+            while True:
+                line = await _read_line(reader, _left(deadline), alive)
+                if line is None:
+                    raise BootFailed(f"the guest agent did not answer within {timeout:.0f}s")
+                reply = agent.parse_reply(line)
+                if reply is None:
+                    continue
+                if not reply.ok:
+                    raise BootFailed(f"the guest agent failed: {reply.detail}")
+                return
+        finally:
+            writer.close()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+async def _connect(
+    socket: Path, deadline: float, alive: Callable[[], bool]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    while True:
+        try:
+            return await asyncio.open_unix_connection(str(socket))
+        except OSError as exc:
+            if not alive():
+                raise BootFailed("the VM exited before its agent answered") from exc
+            if time.monotonic() >= deadline:
+                raise BootFailed(f"cannot reach the guest agent at {socket}: {exc}") from exc
+            await asyncio.sleep(0.05)
+
+
+async def _read_line(
+    reader: asyncio.StreamReader, timeout: float, alive: Callable[[], bool]
+) -> str | None:
+    """The next line, or None after `timeout`; raises if the VMM died meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        data = await asyncio.wait_for(reader.readline(), timeout)
+        if data:
+            return data.decode(errors="replace")
+        # EOF: QEMU closed the socket, which it does only when it exits.
+        raise BootFailed("the VM exited before its agent answered")
+    if not alive():
+        raise BootFailed("the VM exited before its agent answered")
+    return None
+
+
+class FakeAgentChannel:
+    """Records what was sent; `fail` makes the next call raise."""
+
+    def __init__(self) -> None:
+        self.ready: list[Path] = []
+        self.identities: list[tuple[Path, agent.Identity]] = []
+        self.fail: BootFailed | None = None
+
+    async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
+        self._maybe_fail()
+        self.ready.append(socket)
+
+    async def send_identity(
+        self, socket: Path, identity: agent.Identity, timeout: float,
+        alive: Callable[[], bool],
+    ) -> None:
+        self._maybe_fail()
+        self.identities.append((socket, identity))
+
+    def _maybe_fail(self) -> None:
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error

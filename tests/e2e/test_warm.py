@@ -1,0 +1,138 @@
+"""Warm templates end to end: VMs restored from one template are distinct machines, share
+nothing they write, and a missing or broken template means a cold boot with a warning."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import BANGER, BangerEnv
+
+pytestmark = pytest.mark.e2e
+
+PROBE = (
+    "hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; "
+    "echo; date +%s.%N; cat /etc/ssh/ssh_host_ed25519_key.pub; findmnt -n -o SOURCE /root; "
+    "cat /proc/cmdline"
+)
+
+
+@pytest.fixture(scope="module")
+def warm_env(second_banger_module: Callable[..., BangerEnv]) -> BangerEnv:
+    env = second_banger_module("warm_start = true\n")
+    out = env.run("image", "warm", "debian-bookworm", timeout=900)
+    assert "warm template" in out.stdout
+    return env
+
+
+def _template_dir(env: BangerEnv) -> Path:
+    return env.state_dir / "templates" / "debian-bookworm"
+
+
+def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
+    out = env.run("vm", "ssh", name, "--", "sh", "-c", PROBE).stdout.splitlines()
+    host_now = time.time()
+    hostname, machine_id, random_hex, guest_now, host_key, root_source, cmdline = out[:7]
+    return {
+        "hostname": hostname, "machine_id": machine_id, "random": random_hex,
+        "clock_skew": abs(float(guest_now) - host_now), "host_key": host_key.strip(),
+        "root_source": root_source, "cmdline": cmdline,
+    }
+
+
+def test_image_show_reports_the_template(warm_env: BangerEnv) -> None:
+    shown = warm_env.json("image", "show", "debian-bookworm")
+    template = shown["template"]
+    assert template["disk_bytes"] > 0
+    assert (_template_dir(warm_env) / "memory").is_file()
+    text = warm_env.run("image", "show", "debian-bookworm").stdout
+    assert "template" in text and "on disk" in text
+
+
+def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
+    # Both restored from the template at once.
+    procs = [
+        subprocess.Popen(
+            warm_env.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
+            env=warm_env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for name in ("warm-a", "warm-b")
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        assert "warm template" in stderr, stderr  # the progress line says it restored
+        assert "warning" not in stderr, stderr
+    a, b = (_probe(warm_env, name) for name in ("warm-a", "warm-b"))
+    shown = {name: warm_env.json("vm", "show", name) for name in ("warm-a", "warm-b")}
+
+    assert (a["hostname"], b["hostname"]) == ("warm-a", "warm-b")
+    assert shown["warm-a"]["ip"] != shown["warm-b"]["ip"]
+    assert a["machine_id"] != b["machine_id"]
+    assert a["random"] != b["random"] and len(a["random"]) == 64
+    assert a["clock_skew"] < 2.0 and b["clock_skew"] < 2.0
+    assert a["host_key"] != b["host_key"]
+    # Each host key is the one banger pinned for that VM (vm ssh checks it strictly, too).
+    for name, probe in (("warm-a", a), ("warm-b", b)):
+        vm_dir = Path(shown[name]["dir"])
+        assert (vm_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2] == (
+            probe["host_key"].split()[:2]
+        )
+        assert probe["root_source"].startswith("/dev/vd")
+        assert "banger.agent" in probe["cmdline"]  # restored, not booted
+
+    # What one writes, the other does not see: root disk and work disk alike.
+    warm_env.run("vm", "ssh", "warm-a", "--", "sh", "-c",
+                 "echo a > /root/only-a && echo a > /etc/only-a && sync")
+    warm_env.run("vm", "ssh", "warm-b", "--", "sh", "-c",
+                 "test ! -e /root/only-a && test ! -e /etc/only-a")
+
+    # A restored VM is an ordinary VM afterwards: it stops, boots cold and keeps its data.
+    warm_env.run("vm", "stop", "warm-a", timeout=120)
+    warm_env.run("vm", "start", "warm-a", timeout=600)
+    after = warm_env.run("vm", "ssh", "warm-a", "--", "sh", "-c",
+                         "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
+    assert after.splitlines()[:3] == ["a", "a", "warm-a"]
+    assert "banger.ip=" in after
+    for name in ("warm-a", "warm-b"):
+        warm_env.run("vm", "delete", "--force", name, timeout=120)
+
+
+def test_cold_flag_boots_cold(warm_env: BangerEnv) -> None:
+    out = warm_env.run("vm", "run", "--cold", "--rm", "--", "cat", "/proc/cmdline", timeout=600)
+    assert "banger.ip=" in out.stdout and "banger.agent" not in out.stdout
+    assert "warm template" not in out.stderr
+
+
+def test_missing_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) -> None:
+    warm_env.run("vm", "create", "--no-start", "--name", "warm-gone")
+    warm_env.run("image", "warm", "--delete", "debian-bookworm")
+    out = warm_env.run("vm", "start", "warm-gone", timeout=600)
+    assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
+    cmdline = warm_env.run("vm", "ssh", "warm-gone", "--", "cat", "/proc/cmdline").stdout
+    assert "banger.ip=" in cmdline
+    warm_env.run("vm", "delete", "--force", "warm-gone", timeout=120)
+    # That cold boot made a new template in the background.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        template = warm_env.json("image", "show", "debian-bookworm")["template"]
+        if template and "disk_bytes" in template:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("no new template after a cold boot")
+
+
+def test_broken_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) -> None:
+    warm_env.run("image", "warm", "debian-bookworm", timeout=900)
+    state = _template_dir(warm_env) / "state"
+    state.write_bytes(state.read_bytes()[:1000])  # a truncated device state
+    out = warm_env.run("vm", "run", "--rm", "--", "echo", "ran", timeout=600)
+    assert out.stdout.strip().endswith("ran")
+    assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
