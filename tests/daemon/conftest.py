@@ -10,6 +10,7 @@ from banger.core.config import Config
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
+from banger.host.agent import FakeAgentChannel
 from banger.host.bundle import PlainCodec
 from banger.host.disks import FakeDisks
 from banger.host.hostinfo import KVMFacts
@@ -54,6 +55,7 @@ def make_paths(root: Path, runtime_dir: Path | None = None) -> Paths:
 def make_env(
     root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
     runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
+    agent: FakeAgentChannel | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters."""
     paths = make_paths(root, runtime_dir)
@@ -77,6 +79,8 @@ def make_env(
         kernel_fetcher=FakeKernelFetcher(),
         debian_archive=lambda suite: "http://deb.example.test/debian",
         bundle_codec=PlainCodec(),
+        agent=agent,
+        vmm_version=(lambda: "QEMU emulator version 7.2.fake") if agent else None,
     )
     services = build_services(paths, config or Config(), adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)

@@ -104,6 +104,38 @@ class FakeSnapshotVMM(FakeHypervisor):
         return list(self.samples)
 
 
+class FakeTemplateVMM(FakeHypervisor):
+    """A backend that saves templates and restores VMs from them, like QEMU's. A saved
+    template's device state is a file; `fail_restore` makes the next restore fail."""
+
+    name = "qemu"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[Path] = []
+        self.restored: list[tuple[LaunchSpec, Path]] = []
+        self.fail_restore: Exception | None = None
+
+    async def save_template(self, vm_dir: Path, state: Path) -> None:
+        assert any(d == vm_dir for d in self.running.values()), "no template VM running"
+        (vm_dir / "memory").write_bytes(b"ram")
+        state.write_text("device state")
+        self.saved.append(state)
+
+    async def start_from_template(self, spec: LaunchSpec, state: Path) -> int:
+        assert spec.incoming and spec.agent and spec.memory_file is not None
+        assert not spec.memory_shared, "restored VMs must map the template copy-on-write"
+        if self.fail_restore is not None:
+            error, self.fail_restore = self.fail_restore, None
+            raise error
+        if not state.exists():
+            raise HostError("no device state")
+        self.restored.append((spec, state))
+        pid = next(_pids)
+        self.running[pid] = spec.vm_dir
+        return pid
+
+
 class FakeKeyMaker:
     """Writes a key pair of text, like ssh-keygen: `path` (0600) and `path` + `.pub`."""
 

@@ -35,12 +35,16 @@ def _template_dir(env: BangerEnv) -> Path:
 
 
 def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
+    before = time.time()
     out = env.run("vm", "ssh", name, "--", "sh", "-c", PROBE).stdout.splitlines()
-    host_now = time.time()
+    after = time.time()
     hostname, machine_id, random_hex, guest_now, host_key, root_source, cmdline = out[:7]
+    # The guest read its clock at some point while the ssh command ran.
+    guest = float(guest_now)
+    skew = 0.0 if before <= guest <= after else min(abs(guest - before), abs(guest - after))
     return {
         "hostname": hostname, "machine_id": machine_id, "random": random_hex,
-        "clock_skew": abs(float(guest_now) - host_now), "host_key": host_key.strip(),
+        "clock_skew": skew, "host_key": host_key.strip(),
         "root_source": root_source, "cmdline": cmdline,
     }
 

@@ -88,3 +88,37 @@ def test_size_disks_console_and_control() -> None:
     assert option(argv, "-qmp") == f"unix:{VM_DIR}/control.sock,server=on,wait=off"
     # The daemon recognises its own VMMs after a restart by the VM dir in the command line.
     assert sum(str(VM_DIR) in word for word in argv) >= 4
+
+
+def test_template_vm_writes_its_ram_through_a_shared_file_and_has_the_agent_port() -> None:
+    argv = qemu_argv("qemu-system-x86_64", spec(
+        memory_file=Path("/t/memory"), memory_shared=True, agent=True,
+    ))
+    machine = argv[argv.index("-M") + 1]
+    assert machine.endswith(",memory-backend=mem")
+    assert "memory-backend-file,id=mem,size=1024M,mem-path=/t/memory,share=on" in argv
+    assert f"socket,id=agent,path={VM_DIR}/agent.sock,server=on,wait=off" in argv
+    assert "virtserialport,chardev=agent,name=org.banger.agent" in argv
+    assert "-incoming" not in argv
+
+
+def test_restored_vm_maps_the_template_copy_on_write_and_waits_for_its_state() -> None:
+    template = qemu_argv("qemu-system-x86_64", spec(
+        memory_file=Path("/t/memory"), memory_shared=True, agent=True,
+    ))
+    restored = qemu_argv("qemu-system-x86_64", spec(
+        memory_file=Path("/t/memory"), memory_shared=False, agent=True, incoming=True,
+    ))
+    assert "memory-backend-file,id=mem,size=1024M,mem-path=/t/memory,share=off" in restored
+    assert restored[-3:] == ["-S", "-incoming", "defer"]
+
+    def devices(argv: list[str]) -> list[str]:
+        return [argv[i + 1].split(",")[0] for i, a in enumerate(argv) if a == "-device"]
+
+    # The same devices in the same order: virtio-mmio slots must match the saved state.
+    assert devices(template) == devices(restored)
+
+
+def test_cold_vm_has_plain_ram_and_no_agent() -> None:
+    argv = qemu_argv("qemu-system-x86_64", spec())
+    assert not any("memory-backend" in a or "virtserialport" in a for a in argv)

@@ -36,8 +36,11 @@ class SerialAgentChannel:
         reader, writer = await _connect(socket, deadline, alive)
         try:
             while True:
-                writer.write(f"{agent.PING}\n".encode())
-                await writer.drain()
+                try:
+                    writer.write(f"{agent.PING}\n".encode())
+                    await writer.drain()
+                except ConnectionError as exc:
+                    raise BootFailed("the template VM exited while booting") from exc
                 line = await _read_line(reader, min(_PING_INTERVAL, _left(deadline)), alive)
                 if line is not None and line.strip() == agent.READY:
                     return
@@ -53,8 +56,11 @@ class SerialAgentChannel:
         deadline = time.monotonic() + timeout
         reader, writer = await _connect(socket, deadline, alive)
         try:
-            writer.write(agent.identity_line(identity).encode())
-            await writer.drain()
+            try:
+                writer.write(agent.identity_line(identity).encode())
+                await writer.drain()
+            except ConnectionError as exc:
+                raise BootFailed("the VM exited before its agent answered") from exc
             while True:
                 line = await _read_line(reader, _left(deadline), alive)
                 if line is None:
@@ -92,7 +98,10 @@ async def _read_line(
 ) -> str | None:
     """The next line, or None after `timeout`; raises if the VMM died meanwhile."""
     with contextlib.suppress(TimeoutError):
-        data = await asyncio.wait_for(reader.readline(), timeout)
+        try:
+            data = await asyncio.wait_for(reader.readline(), timeout)
+        except ConnectionError as exc:  # (not OSError: TimeoutError is one)
+            raise BootFailed("the VM exited before its agent answered") from exc
         if data:
             return data.decode(errors="replace")
         # EOF: QEMU closed the socket, which it does only when it exits.

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from banger.core import agent
+from banger.core.agent import Identity, identity_line, parse_reply
+
+IDENTITY = Identity(
+    ip_cidr="172.16.0.5/24", gateway="172.16.0.1", dns="172.16.0.1", hostname="calm-otter",
+    mac="02:aa:bb:cc:dd:ee", now_ns=1_795_733_868_000_000_042, seed=bytes(range(64)),
+)
+
+
+def test_identity_line_is_one_line_of_single_tokens() -> None:
+    line = identity_line(IDENTITY)
+    assert line.endswith("\n") and line.count("\n") == 1
+    words = line.split()
+    assert words[0] == "IDENTITY"
+    fields = dict(word.split("=", 1) for word in words[1:])
+    assert fields["ip"] == "172.16.0.5/24"
+    assert fields["hostname"] == "calm-otter"
+    assert fields["time"] == "1795733868.000000042"
+    assert bytes.fromhex(fields["seed"]) == bytes(range(64))
+
+
+@pytest.mark.parametrize("field", ["hostname", "ip_cidr", "mac"])
+def test_identity_line_refuses_values_that_would_split(field: str) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        identity_line(replace(IDENTITY, **{field: "a b"}))
+
+
+def test_replies() -> None:
+    assert parse_reply("OK\n") == agent.Reply(True, "")
+    assert parse_reply("ERR no work disk\n") == agent.Reply(False, "no work disk")
+    assert parse_reply("ERR\n") == agent.Reply(False, "unknown error")
+    assert parse_reply("READY\n") is None  # a late answer to a ping queued in the template
+
+
+def test_agent_script_is_valid_bash_with_every_placeholder_filled() -> None:
+    assert "__" not in agent.AGENT_SCRIPT.replace("__PORT__", "")
+    assert agent.PORT_NAME in agent.AGENT_SCRIPT
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    subprocess.run([bash, "-n"], input=agent.AGENT_SCRIPT, text=True, check=True)
+
+
+def test_agent_unit_runs_only_in_template_vms() -> None:
+    assert f"ConditionKernelCommandLine={agent.KERNEL_FLAG}" in agent.AGENT_UNIT
+    assert agent.AGENT_SCRIPT_PATH in agent.AGENT_UNIT

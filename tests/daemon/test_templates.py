@@ -1,0 +1,243 @@
+"""Warm templates in TemplateService and VMService, on a fake VMM and a fake guest agent."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from banger.core.config import Config
+from banger.core.errors import BootFailed, HostError
+from banger.core.models import VM, ProgressEvent, VMState
+from banger.daemon.templates import TemplateService
+from banger.host.agent import FakeAgentChannel
+from tests.daemon.conftest import Env, make_env
+from tests.daemon.fakes import FakeTemplateVMM
+
+
+@pytest.fixture
+async def warm(tmp_path: Path) -> AsyncIterator[tuple[Env, FakeTemplateVMM, FakeAgentChannel]]:
+    vmm, agent = FakeTemplateVMM(), FakeAgentChannel()
+    built = make_env(tmp_path, hypervisor=vmm, agent=agent)
+    await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
+    await built.services.images.ensure("debian-bookworm", lambda _: None)
+    yield built, vmm, agent
+    if built.services.templates is not None:
+        await built.services.templates.close()
+    built.services.store.close()
+
+
+def templates(env: Env) -> TemplateService:
+    assert env.services.templates is not None
+    return env.services.templates
+
+
+async def create(env: Env, name: str, events: list[ProgressEvent] | None = None,
+                 **changes: Any) -> VM:
+    args: dict[str, Any] = {
+        "name": name, "image": None, "vcpu": None, "memory_mib": None, "disk_size": None,
+        "start": True,
+    }
+    args.update(changes)
+    sink = events if events is not None else []
+    return await env.services.vms.create(progress=sink.append, **args)
+
+
+async def test_build_boots_a_template_vm_without_identity_and_saves_it(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, agent = warm
+    template = await templates(env).build("debian-bookworm")
+    spec = vmm.launched[-1]
+    assert spec.memory_shared and spec.agent and not spec.incoming
+    assert "banger.agent" in spec.cmdline and "banger.ip=" not in spec.cmdline
+    assert agent.ready == [spec.agent_socket]
+    assert template.state.read_text() == "device state"
+    assert template.root.exists() and template.memory.exists()
+    # The template VM is gone, and so is its TAP and its placeholder work disk.
+    assert not vmm.running
+    assert not env.network.taps
+    assert not (template.dir / "work.raw").exists()
+    assert templates(env).describe("debian-bookworm") is not None
+
+
+async def test_failed_build_leaves_nothing(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, agent = warm
+    agent.fail = BootFailed("the template's agent did not settle")
+    with pytest.raises(BootFailed):
+        await templates(env).build("debian-bookworm")
+    assert not vmm.running and not env.network.taps
+    assert list((env.paths.state_dir / "templates").iterdir()) == []
+
+
+async def test_vm_restores_from_the_template_with_its_own_identity(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, agent = warm
+    template = await templates(env).build("debian-bookworm")
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.state == VMState.RUNNING and vm.template == template.meta.key
+    spec, state = vmm.restored[-1]
+    assert state == template.state and spec.memory_file == template.memory
+    # The VM's root disk is its own copy of the template's.
+    assert (Path(vm.dir) / "root.qcow2").read_bytes() == template.root.read_bytes()
+    socket, identity = agent.identities[-1]
+    assert socket == spec.agent_socket
+    assert (identity.hostname, identity.mac) == ("one", vm.mac)
+    assert identity.ip_cidr == f"{vm.ip}/24"
+    assert any("warm template" in e.message for e in events)
+
+    other = await create(env, "two")
+    second = agent.identities[-1][1]
+    assert other.ip != vm.ip and second.seed != identity.seed
+
+
+async def test_second_start_of_a_restored_vm_boots_cold(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    await templates(env).build("debian-bookworm")
+    await create(env, "one")
+    await env.services.vms.stop("one")
+    await env.services.vms.start("one")
+    assert len(vmm.restored) == 1
+    assert "banger.ip=" in vmm.launched[-1].cmdline
+
+
+async def test_cold_flag_and_other_sizes_boot_cold(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    await templates(env).build("debian-bookworm")
+    cold = await create(env, "cold", cold=True)
+    big = await create(env, "big", memory_mib=4096)
+    assert not vmm.restored
+    assert cold.template == "" and big.template == ""
+
+
+async def test_broken_template_falls_back_to_cold_and_is_dropped(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    await templates(env).build("debian-bookworm")
+    vmm.fail_restore = BootFailed("qemu could not load the template: bad state")
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.state == VMState.RUNNING and vm.template == ""
+    warnings = [e.message for e in events if e.stage == "warning"]
+    assert warnings and "booting cold" in warnings[0] and "bad state" in warnings[0]
+    assert "banger.ip=" in vmm.launched[-1].cmdline
+    # The VM's root is a fresh overlay of the base image again, not the template's copy.
+    assert Path(vm.dir) / "root.qcow2" in env.disks.overlays
+    assert "debian-bookworm" in templates(env)._background  # a new one is being made
+
+
+async def test_agent_failure_kills_the_restored_vmm_before_booting_cold(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, agent = warm
+    await templates(env).build("debian-bookworm")
+    agent.fail = BootFailed("the guest agent failed: no work disk labelled banger-work")
+    vm = await create(env, "one")
+    assert vm.state == VMState.RUNNING
+    assert len(vmm.running) == 1  # only the cold-booted VMM, the restored one was killed
+    assert vmm.signals
+
+
+async def test_missing_template_after_create_falls_back(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, _, _ = warm
+    await templates(env).build("debian-bookworm")
+    await create(env, "later", start=False)
+    templates(env).discard("debian-bookworm")
+    events: list[ProgressEvent] = []
+    vm = await env.services.vms.start("later", events.append)
+    assert vm.state == VMState.RUNNING
+    assert any("booting cold" in e.message for e in events)
+
+
+async def test_stale_template_warns_and_a_cold_boot_remakes_it(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    old = await templates(env).build("debian-bookworm")
+    image = env.services.images.get("debian-bookworm")
+    stat = os.stat(image.rootfs)
+    os.utime(image.rootfs, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # image changed
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.template == "" and not vmm.restored
+    assert any("stale" in e.message and "the image changed" in e.message for e in events)
+    remake = templates(env)._background.get("debian-bookworm")
+    assert remake is not None  # the cold boot started a new template
+    await remake
+    assert templates(env).get("debian-bookworm", old.meta.key) is None
+    new = templates(env).find(image, vm.spec.vcpu, vm.spec.memory_mib).template
+    assert new is not None and new.meta.key != old.meta.key
+
+
+async def test_first_cold_boot_makes_the_template(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    await create(env, "first")
+    task = templates(env)._background.get("debian-bookworm")
+    assert task is not None
+    await task
+    await create(env, "second")
+    assert len(vmm.restored) == 1
+
+
+async def test_warm_start_off_never_restores(tmp_path: Path) -> None:
+    vmm, agent = FakeTemplateVMM(), FakeAgentChannel()
+    env = make_env(tmp_path, Config(warm_start=False), hypervisor=vmm, agent=agent)
+    await env.keys.make_ed25519(env.paths.default_ssh_key, "banger")
+    await env.services.images.ensure("debian-bookworm", lambda _: None)
+    await templates(env).build("debian-bookworm")  # an explicit `image warm` still works
+    await create(env, "one")
+    assert not vmm.restored
+    assert not templates(env)._background
+    env.services.store.close()
+
+
+async def test_leftover_builds_are_removed(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    leftover = env.paths.state_dir / "templates" / ".build-0123456789ab"
+    leftover.mkdir(parents=True)
+    pid = await vmm.start(_spec_in(leftover))
+    (leftover / "vmm.pid").write_text(f"{pid}\n")
+    templates(env).clean_leftovers()
+    assert not leftover.exists() and pid not in vmm.running
+
+
+def _spec_in(vm_dir: Path) -> Any:
+    from banger.host.vmm.base import LaunchSpec
+
+    return LaunchSpec(
+        vm_id="0123456789ab", name="template-x", vcpu=1, memory_mib=128,
+        kernel=Path("/k"), initrd=None, cmdline="", root_disk=Path("/r"),
+        work_disk=Path("/w"), tap="bgrx", mac="02:00:00:00:00:01", vm_dir=vm_dir, accel="tcg",
+    )
+
+
+async def test_save_failure_is_reported(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+
+    async def broken(vm_dir: Path, state: Path) -> None:
+        raise HostError("saving the template failed: migration blocked")
+
+    vmm.save_template = broken  # type: ignore[method-assign]
+    with pytest.raises(HostError, match="migration blocked"):
+        await templates(env).build("debian-bookworm")
+    assert not vmm.running and not env.network.taps

@@ -1,0 +1,103 @@
+"""SerialAgentChannel against a stand-in for QEMU's chardev socket and banger-agent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from banger.core.agent import Identity
+from banger.core.errors import BootFailed
+from banger.host.agent import SerialAgentChannel
+
+IDENTITY = Identity("172.16.0.5/24", "172.16.0.1", "172.16.0.1", "one", "02:aa:bb:cc:dd:ee",
+                    1_795_733_868_000_000_000, b"\x01" * 64)
+Guest = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve(tmp_path: Path, guest: Guest) -> tuple[Path, asyncio.Server]:
+    socket = tmp_path / "agent.sock"
+    server = await asyncio.start_unix_server(guest, str(socket))
+    return socket, server
+
+
+async def test_wait_ready_pings_until_the_boot_settled(tmp_path: Path) -> None:
+    pings = 0
+
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal pings
+        while line := await reader.readline():
+            assert line == b"PING\n"
+            pings += 1
+            if pings == 2:  # still booting at the first ping: no answer
+                writer.write(b"READY\n")
+                await writer.drain()
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        channel = SerialAgentChannel()
+        import banger.host.agent as module
+
+        module._PING_INTERVAL = 0.05
+        try:
+            await channel.wait_ready(socket, 5, alive=lambda: True)
+        finally:
+            module._PING_INTERVAL = 2.0
+    assert pings == 2
+
+
+async def test_identity_skips_stale_ready_lines_and_returns_on_ok(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"READY\n")  # answering a ping queued in the template
+        received.append(await reader.readline())
+        writer.write(b"OK\n")
+        await writer.drain()
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        await SerialAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
+    assert received[0].startswith(b"IDENTITY ip=172.16.0.5/24 ")
+
+
+async def test_identity_error_is_reported(tmp_path: Path) -> None:
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"ERR no work disk labelled banger-work\n")
+        await writer.drain()
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        with pytest.raises(BootFailed, match="no work disk"):
+            await SerialAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
+
+
+async def test_vmm_exit_is_reported(tmp_path: Path) -> None:
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()  # QEMU closes the chardev only when it exits
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        with pytest.raises(BootFailed, match="exited"):
+            await SerialAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
+
+
+async def test_no_socket_and_a_dead_vmm_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(BootFailed, match="exited"):
+        await SerialAgentChannel().send_identity(
+            tmp_path / "missing.sock", IDENTITY, 30, alive=lambda: False
+        )
+
+
+async def test_silence_times_out(tmp_path: Path) -> None:
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        await asyncio.sleep(5)
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        with pytest.raises(BootFailed, match="did not answer"):
+            await SerialAgentChannel().send_identity(socket, IDENTITY, 0.3, alive=lambda: True)
