@@ -148,18 +148,19 @@ apply() {
     t3=$(date +%s%N)
     iface=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
     [ -n "$iface" ] || { error="no network interface"; return 1; }
-    ip link set dev "$iface" down
-    [ -n "$mac" ] && ip link set dev "$iface" address "$mac"
-    ip link set dev "$iface" up
-    ip addr flush dev "$iface"
-    ip addr add "$ip" dev "$iface" || { error="cannot set address $ip"; return 1; }
-    [ -n "$gw" ] && ip route replace default via "$gw"
     t4=$(date +%s%N)
+    # The address is set while sshd starts: the host waits for sshd's banner at it anyway.
+    printf '%s\n' "link set dev $iface down" \
+        ${mac:+"link set dev $iface address $mac"} "link set dev $iface up" \
+        "addr flush dev $iface" "addr add $ip dev $iface" \
+        ${gw:+"route replace default via $gw"} | ip -batch - &
+    local net=$!
     systemctl start ssh.service 2>/dev/null || systemctl start sshd.service \
         || { error="sshd did not start"; return 1; }
+    wait "$net" || { error="cannot set address $ip on $iface"; return 1; }
     t5=$(date +%s%N)
     say "timing ms: reseed $(( (t1-t0)/1000000 )) mount $(( (t2-t1)/1000000 ))" \
-        "boot $(( (t3-t2)/1000000 )) net $(( (t4-t3)/1000000 )) sshd $(( (t5-t4)/1000000 ))"
+        "identity $(( (t3-t2)/1000000 )) network+sshd $(( (t5-t4)/1000000 ))"
     return 0
 }
 

@@ -1,0 +1,109 @@
+"""Warm templates: `banger vm run --rm -- true` from the image's warm template vs a cold boot
+(`--cold`) of the same image, interleaved in one run; and host memory (PSS) of N idle VMs
+restored from the template vs N idle cold-booted ones.
+
+    python bench/warm.py [--reps 3] [--clones 10] [--skip-memory]
+
+Targets: warm <= 0.10x cold; PSS of the warm clones <= 0.35x the cold ones. Needs root."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns
+
+CONFIG = 'warm_start = true\n[vm_defaults]\nvcpu = 2\nmemory_mib = 1024\n'
+# Cold boots run this many at a time: all ten at once would take each past boot_timeout
+# on a small machine under TCG.
+COLD_PARALLEL = 3
+
+
+def timed_run(env: BangerEnv, *args: str) -> float:
+    started = time.monotonic()
+    env.run(*args, timeout=1800)
+    return time.monotonic() - started
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages count 1/N towards each of the N processes."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Pss for {pid}")
+
+
+def fleet_pss(env: BangerEnv, names: list[str], settle: float) -> int:
+    time.sleep(settle)  # idle: let boot-time work finish in the guests
+    pids = [env.json("vm", "show", name)["pid"] for name in names]
+    return sum(pss_kib(pid) for pid in pids)
+
+
+def make_fleet(env: BangerEnv, prefix: str, count: int, cold: bool, parallel: int) -> list[str]:
+    names = [f"{prefix}{i}" for i in range(count)]
+    extra = ["--cold"] if cold else []
+
+    def create(name: str) -> None:
+        env.run("vm", "create", "--name", name, *extra, timeout=1800)
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(create, names))
+    return names
+
+
+def delete_fleet(env: BangerEnv, names: list[str]) -> None:
+    for name in names:
+        env.run("vm", "delete", "--force", name, check=False, timeout=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--clones", type=int, default=10)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="Seconds the fleet idles before its memory is measured.")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/warm.py needs root (network namespaces)")
+    image = ensure_test_image()
+    with temporary_netns() as ns:
+        env = make_env(ns, image, CONFIG)
+        try:
+            build = timed_run(env, "image", "warm", "--force", "debian-bookworm")
+            print(f"template made in {build:.1f}s "
+                  f"({env.json('image', 'show', 'debian-bookworm')['template']})", flush=True)
+            cold, warm = [], []
+            for rep in range(args.reps):  # interleaved: load changes hit both alike
+                cold.append(timed_run(env, "vm", "run", "--cold", "--rm", "--", "true"))
+                warm.append(timed_run(env, "vm", "run", "--rm", "--", "true"))
+                print(f"rep {rep}: cold {cold[-1]:.2f}s warm {warm[-1]:.2f}s "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+            report("banger vm run --cold --rm -- true", cold)
+            report("banger vm run --rm -- true (warm)", warm, cold, 0.10)
+            if args.skip_memory:
+                return
+            clones = make_fleet(env, "w", args.clones, cold=False, parallel=1)
+            warm_pss = fleet_pss(env, clones, args.settle)
+            delete_fleet(env, clones)
+            booted = make_fleet(env, "c", args.clones, cold=True, parallel=COLD_PARALLEL)
+            cold_pss = fleet_pss(env, booted, args.settle)
+            delete_fleet(env, booted)
+            ratio = warm_pss / cold_pss
+            print(f"PSS of {args.clones} idle VMs: warm {warm_pss / 1024:.0f} MiB, "
+                  f"cold {cold_pss / 1024:.0f} MiB, ratio={ratio:.2f}x "
+                  f"(target <= 0.35x: {'met' if ratio <= 0.35 else 'NOT met'})", flush=True)
+        finally:
+            env.shutdown()
+            shutil.rmtree(env.root, ignore_errors=True)
+    subprocess.run(["sync"], check=False)
+
+
+if __name__ == "__main__":
+    main()
