@@ -101,3 +101,22 @@ async def test_silence_times_out(tmp_path: Path) -> None:
     async with server:
         with pytest.raises(BootFailed, match="did not answer"):
             await SerialAgentChannel().send_identity(socket, IDENTITY, 0.3, alive=lambda: True)
+
+
+async def test_the_agent_gets_the_host_clock_on_request(tmp_path: Path) -> None:
+    import time
+
+    answers: list[int] = []
+
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"TIME\n")
+        answer = await reader.readline()
+        answers.append(int(answer.split()[1]))
+        writer.write(b"OK\n")
+        await writer.drain()
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        await SerialAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
+    assert abs(answers[0] - time.time_ns()) < 5 * 10**9

@@ -27,6 +27,9 @@ SEED_BYTES = 64
 
 PING = "PING"
 READY = "READY"
+# The agent asks for the host's clock once its identity is applied; the host answers
+# "TIME <ns since the epoch>".
+TIME = "TIME"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ def identity_line(identity: Identity) -> str:
 class Reply:
     ok: bool
     detail: str
+
+
+def time_line(now_ns: int) -> str:
+    return f"{TIME} {now_ns}\n"
 
 
 def parse_reply(line: str) -> Reply | None:
@@ -128,6 +135,19 @@ mount_work() {
     mount -t ext4 -o defaults "$dev" /root
 }
 
+sync_clock() {
+    # One NTP-like exchange with the host, after the identity is applied: the identity's
+    # own timestamp is late by however long the restored guest took to read it.
+    local t0 t1 host ns
+    t0=$(date +%s%N)
+    reply __TIME__
+    next_line
+    t1=$(date +%s%N)
+    case "$line" in "__TIME__ "*) host=${line#__TIME__ } ;; *) return 1 ;; esac
+    ns=$(( host + (t1 - t0) / 2 ))
+    date -u -s "@$(( ns / 1000000000 )).$(printf '%09d' $(( ns % 1000000000 )))" > /dev/null
+}
+
 apply() {
     local kv ip= gw= dns= hostname= mac= now= seed= iface
     for kv in "$@"; do
@@ -159,6 +179,7 @@ apply() {
         || { error="sshd did not start"; return 1; }
     wait "$net" || { error="cannot set address $ip on $iface"; return 1; }
     t5=$(date +%s%N)
+    sync_clock || { error="no clock from the host"; return 1; }
     say "timing ms: reseed $(( (t1-t0)/1000000 )) mount $(( (t2-t1)/1000000 ))" \
         "identity $(( (t3-t2)/1000000 )) network+sshd $(( (t5-t4)/1000000 ))"
     return 0
@@ -194,7 +215,9 @@ while next_line; do
 done
 """.replace("__FLAG__", KERNEL_FLAG).replace("__PORT__", PORT_NAME).replace(
     "__LABEL__", WORK_DISK_LABEL
-).replace("__BOOT__", BOOT_SCRIPT_PATH).replace("__PING__", PING).replace("__READY__", READY)
+).replace("__BOOT__", BOOT_SCRIPT_PATH).replace("__PING__", PING).replace("__READY__", READY).replace(
+    "__TIME__", TIME
+)
 
 AGENT_UNIT = f"""\
 [Unit]

@@ -65,6 +65,13 @@ class SerialAgentChannel:
                 line = await _read_line(reader, _left(deadline), alive)
                 if line is None:
                     raise BootFailed(f"the guest agent did not answer within {timeout:.0f}s")
+                if line.strip() == agent.TIME:
+                    try:
+                        writer.write(agent.time_line(time.time_ns()).encode())
+                        await writer.drain()
+                    except ConnectionError as exc:
+                        raise BootFailed("the VM exited before its agent answered") from exc
+                    continue
                 reply = agent.parse_reply(line)
                 if reply is None:
                     continue
