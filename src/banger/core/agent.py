@@ -215,9 +215,9 @@ while next_line; do
 done
 """.replace("__FLAG__", KERNEL_FLAG).replace("__PORT__", PORT_NAME).replace(
     "__LABEL__", WORK_DISK_LABEL
-).replace("__BOOT__", BOOT_SCRIPT_PATH).replace("__PING__", PING).replace("__READY__", READY).replace(
-    "__TIME__", TIME
-)
+).replace("__BOOT__", BOOT_SCRIPT_PATH).replace("__PING__", PING).replace(
+    "__READY__", READY
+).replace("__TIME__", TIME)
 
 AGENT_UNIT = f"""\
 [Unit]

@@ -26,8 +26,8 @@ from banger.daemon.store import Store
 from banger.daemon.templates import TemplateService
 from banger.daemon.vms import Machine, VMService
 from banger.host import hostinfo
-from banger.host.bundle import Codec, ZstdCodec
 from banger.host.agent import AgentChannel
+from banger.host.bundle import Codec, ZstdCodec
 from banger.host.disks import DiskAdapter
 from banger.host.hostinfo import AccelChoice, KVMFacts
 from banger.host.imagebuild import ImageBuilder
