@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE_CACHE, BangerEnv, _HostNamespace, _short_tmpdir
+from tests.e2e.conftest import IMAGE_CACHE, BangerEnv, ensure_catalog_kernel
 from tests.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
 
 pytestmark = pytest.mark.skipif(
@@ -82,31 +81,7 @@ def registry(banger: BangerEnv, test_image: dict[str, str]) -> Iterator[Registry
 
 
 def _kernel_files() -> dict[str, str]:
-    """generic-6.1 pulled by banger from the Debian mirror, outside the namespace (which has
-    no route to it), cached like the test image."""
-    cache = IMAGE_CACHE / "kernel-generic-6.1"
-    with open(IMAGE_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (cache / "kernel.json").exists():
-            root = _short_tmpdir("bgk-")
-            try:
-                env = BangerEnv(root, _HostNamespace())
-                env.run("kernel", "pull", "generic-6.1", timeout=900)
-                kernel = env.json("kernel", "show", "generic-6.1")
-                env.run("daemon", "stop", check=False)
-                staging = cache.with_name(cache.name + ".tmp")
-                shutil.rmtree(staging, ignore_errors=True)
-                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True)
-                (staging / "kernel.json").write_text(json.dumps({
-                    "vmlinuz": str(cache / "vmlinuz"), "initrd": str(cache / "initrd.img"),
-                    "version": kernel["version"],
-                }))
-                shutil.rmtree(cache, ignore_errors=True)
-                staging.rename(cache)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-    files: dict[str, str] = json.loads((cache / "kernel.json").read_text())
-    return files
+    return ensure_catalog_kernel("generic-6.1")
 
 
 def test_pull_and_boot_a_registry_image(

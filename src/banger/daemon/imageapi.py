@@ -19,6 +19,7 @@ from banger.daemon.imagebundle import ImageBundles, Peer
 from banger.daemon.kernels import KernelService
 from banger.daemon.progress import Progress
 from banger.daemon.services import Services
+from banger.daemon.templates import TemplateService
 
 
 def image_routes(services: Services) -> web.RouteTableDef:
@@ -91,30 +92,29 @@ def image_routes(services: Services) -> web.RouteTableDef:
         return await _stream(request, lambda progress: bundles().import_(
             path, as_name, peer, progress))
 
+    def templates() -> TemplateService:
+        if services.templates is None:
+            raise MissingTool("warm templates are not available in this daemon")
+        return services.templates
+
     @routes.post("/v1/images/{name}/warm")
     async def warm_image(request: web.Request) -> web.StreamResponse:
-        templates = services.templates
-        if templates is None:
-            raise MissingTool("warm templates are not available in this daemon")
         name = request.match_info["name"]
         data = await _body(request)
 
         async def warm(progress: Progress) -> dict[str, object]:
             if bool(data.get("force", False)):
-                await templates.build(name, progress)
+                await templates().build(name, progress)
             else:
-                await templates.ensure(name, progress)
-            return {"image": name, "template": templates.describe(name)}
+                await templates().ensure(name, progress)
+            return {"image": name, "template": templates().describe(name)}
 
         return await _stream(request, warm)
 
     @routes.delete("/v1/images/{name}/warm")
     async def unwarm_image(request: web.Request) -> web.Response:
-        templates = services.templates
-        if templates is None:
-            raise MissingTool("warm templates are not available in this daemon")
         name = services.images.get(request.match_info["name"]).name
-        return _json({"image": name, "deleted": templates.discard(name)})
+        return _json({"image": name, "deleted": templates().discard(name)})
 
     @routes.post("/v1/images/{name}/promote")
     async def promote_image(request: web.Request) -> web.Response:
