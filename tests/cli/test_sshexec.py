@@ -80,3 +80,10 @@ def test_cwd_is_quoted() -> None:
     assert remote(argv) == "cd '/root/my project' && make test"
     shell = ssh_argv(ACCESS, [], cwd="/root/src", interactive=True)
     assert remote(shell) == 'cd /root/src && exec "$SHELL" -l'
+
+
+def test_classic_curve25519_kex_only() -> None:
+    # The post-quantum hybrid kex costs noticeable time per connection to a TCG guest.
+    opts = options(ssh_argv(ACCESS, ["true"], interactive=True))
+    kex = [o for o in opts if o.startswith("KexAlgorithms=")]
+    assert kex == ["KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org"]
