@@ -28,7 +28,10 @@ def test_tsc_early_khz_only_when_given() -> None:
     assert "tsc_early_khz" not in kernel_cmdline(IDENTITY)
     assert "tsc_early_khz" not in kernel_cmdline(IDENTITY, tsc_khz=None)
     assert "tsc_early_khz" not in kernel_cmdline(IDENTITY, tsc_khz=0)
-    assert "tsc_early_khz=2995200" in kernel_cmdline(IDENTITY, tsc_khz=2995200).split()
+    words = kernel_cmdline(IDENTITY, tsc_khz=2995200).split()
+    assert "tsc_early_khz=2995200" in words
+    assert "tsc=reliable" in words
+    assert "tsc=reliable" not in kernel_cmdline(IDENTITY)
 
 
 def test_extra_goes_last() -> None:
@@ -65,3 +68,9 @@ def test_ssh_install_keeps_services_down_while_dpkg_runs() -> None:
     script = SSH_INSTALL_SCRIPT
     assert script.index("exit 101") < script.index("apt-get install")
     assert script.index('rm -f "$policy"') < script.index("systemctl restart")
+
+
+def test_boot_script_is_valid_sh() -> None:
+    import subprocess
+
+    subprocess.run(["sh", "-n", "-c", guest.BOOT_SCRIPT], check=True)

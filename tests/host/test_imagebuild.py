@@ -239,6 +239,44 @@ def test_customize_units(tree: Path) -> None:
     assert "systemd-networkd-wait-online.service" in MASKED_UNITS
 
 
+def test_customize_skips_networkd_when_iproute2_is_there(tree: Path) -> None:
+    # The boot unit then puts the address on itself; networkd would only cost boot time.
+    (tree / "usr/sbin").mkdir(parents=True)
+    (tree / "usr/sbin/ip").write_text("")
+    customize_tree(tree)
+    system = tree / "etc/systemd/system"
+    assert not os.path.lexists(system / "multi-user.target.wants/systemd-networkd.service")
+    assert not os.path.lexists(system / "sockets.target.wants/systemd-networkd.socket")
+    assert not os.path.lexists(system / "dbus-org.freedesktop.network1.service")
+
+
+SSHD_PAM = """\
+@include common-auth
+session    optional     pam_motd.so  motd=/run/motd.dynamic
+session    optional     pam_motd.so noupdate
+# session  optional     pam_motd.so (a comment stays as it is)
+session    optional     pam_mail.so standard noenv # [1]
+session    required     pam_limits.so
+session    required     pam_env.so user_readenv=1 envfile=/etc/default/locale
+"""
+
+
+def test_customize_drops_the_login_banner_from_sshd_pam(tree: Path) -> None:
+    pam = tree / "etc/pam.d/sshd"
+    pam.parent.mkdir(parents=True)
+    pam.write_text(SSHD_PAM)
+    customize_tree(tree)
+    customize_tree(tree)
+    active = [ln for ln in pam.read_text().splitlines() if not ln.startswith("#")]
+    assert active == [
+        "@include common-auth",
+        "session    required     pam_limits.so",
+        "session    required     pam_env.so user_readenv=1 envfile=/etc/default/locale",
+    ]
+    assert "# session  optional     pam_motd.so (a comment stays as it is)" in pam.read_text()
+    assert "# banger: session    optional     pam_motd.so noupdate" in pam.read_text()
+
+
 def test_customize_is_idempotent(tree: Path) -> None:
     customize_tree(tree)
     customize_tree(tree)
