@@ -70,8 +70,9 @@ fi
 
 # The address goes on directly with one `ip` call: networkd would add ~5 s under TCG to the
 # way to sshd. Trees without iproute2 (OCI pulls) keep networkd and get a .network file.
+# banger-agent (BANGER_IP set) puts the address on itself, with the VM's MAC.
 nic=eth0
-if [ -n "$ip_cidr" ] && command -v ip >/dev/null; then
+if [ -n "$ip_cidr" ] && [ -z "${BANGER_IP+set}" ] && command -v ip >/dev/null; then
     [ -e "/sys/class/net/$nic" ] || modprobe -q virtio_net 2>/dev/null || true
     i=0
     while [ ! -e "/sys/class/net/$nic" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
