@@ -168,6 +168,11 @@ class QemuHypervisor:
             await qmp_command(control, "cont")
         except BaseException:
             send_signal(pid, 9)
+            # The caller boots the VM cold next, on the same TAP: it must be free by then.
+            for _ in range(100):
+                if not self.is_running(pid, spec.vm_dir):
+                    break
+                await asyncio.sleep(0.05)
             raise
         return pid
 
