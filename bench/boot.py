@@ -16,7 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BangerEnv, Netns, ensure_test_image, make_env, report, temporary_netns, timed
+from common import (
+    BangerEnv,
+    Netns,
+    boot_to_ssh,
+    ensure_test_image,
+    make_env,
+    report,
+    temporary_netns,
+    timed,
+)
 
 import banger
 from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline
@@ -59,18 +68,7 @@ def raw_qemu_boot(ns: Netns, image: dict[str, str], workdir: Path) -> float:
     ssh = ["ssh", "-F", "none", "-i", str(key), "-o", f"UserKnownHostsFile={known}",
            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=1", "-o", "BatchMode=yes",
            f"root@{GUEST_IP}", "true"]
-    started = time.monotonic()
-    qemu = subprocess.Popen(ns.exec_argv(qemu_argv("qemu-system-x86_64", spec)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while subprocess.run(ns.exec_argv(ssh), capture_output=True).returncode != 0:
-            if qemu.poll() is not None:
-                raise RuntimeError("raw qemu exited during boot")
-            time.sleep(0.25)
-        return time.monotonic() - started
-    finally:
-        qemu.kill()
-        qemu.wait()
+    return boot_to_ssh(ns, qemu_argv("qemu-system-x86_64", spec), ssh, "raw")
 
 
 def cli_latency(env: BangerEnv) -> None:

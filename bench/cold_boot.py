@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Netns, ensure_test_image, make_env, report, temporary_netns
+from common import Netns, boot_to_ssh, ensure_test_image, make_env, report, temporary_netns
 
 from banger.host import hostinfo
 from banger.host.aptconfig import host_apt_sources
@@ -114,20 +114,10 @@ def stock_boot(ns: Netns, stock: Path, workdir: Path) -> float:
     ssh = ["ssh", "-F", "none", "-i", str(stock / "id"), "-o", f"UserKnownHostsFile={known}",
            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=1", "-o", "BatchMode=yes",
            f"root@{GUEST_IP}", "true"]
-    started = time.monotonic()
-    qemu = subprocess.Popen(ns.exec_argv(qemu_argv("qemu-system-x86_64", spec)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while subprocess.run(ns.exec_argv(ssh), capture_output=True).returncode != 0:
-            if qemu.poll() is not None:
-                raise RuntimeError("stock qemu exited during boot")
-            if time.monotonic() - started > 300:
-                raise RuntimeError(f"stock guest not reachable; console in {workdir}")
-            time.sleep(0.25)
-        return time.monotonic() - started
-    finally:
-        qemu.kill()
-        qemu.wait()
+        return boot_to_ssh(ns, qemu_argv("qemu-system-x86_64", spec), ssh, "stock", limit=300)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; console in {workdir}") from None
 
 
 ANALYZE = ("systemd-analyze; systemd-analyze critical-chain ssh.service; "

@@ -20,7 +20,8 @@ from tests.e2e.conftest import (
 )
 
 __all__ = [
-    "BangerEnv", "Netns", "ensure_test_image", "make_env", "report", "temporary_netns", "timed",
+    "BangerEnv", "Netns", "boot_to_ssh", "ensure_test_image", "make_env", "report",
+    "temporary_netns", "timed",
 ]
 
 
@@ -40,3 +41,24 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def boot_to_ssh(
+    ns: Netns, qemu: list[str], ssh: list[str], label: str, limit: float | None = None
+) -> float:
+    """Start a hand-built QEMU command line in `ns` and poll `ssh` (a full ssh argv running
+    `true`) until it succeeds; seconds from start to ssh. The VM is killed afterwards."""
+    started = time.monotonic()
+    proc = subprocess.Popen(ns.exec_argv(qemu), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while subprocess.run(ns.exec_argv(ssh), capture_output=True).returncode != 0:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{label} qemu exited during boot")
+            if limit is not None and time.monotonic() - started > limit:
+                raise RuntimeError(f"{label} guest not reachable after {limit:.0f}s")
+            time.sleep(0.25)
+        return time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
