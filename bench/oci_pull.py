@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import ensure_test_image, report
-from tests.ocitools import Layout, local_registry, missing_tools
+from tests.ocitools import Layout, local_registry, loop_mount, missing_tools
 
 from banger.core.oci import parse_reference
 from banger.host.imagebuild import image_size_bytes, mkfs_command, tree_size_bytes
@@ -35,9 +35,7 @@ LAYERS = (
 
 
 def build_layout(rootfs: Path, root: Path) -> None:
-    mount = Path(tempfile.mkdtemp(prefix="bgbm-"))
-    subprocess.run(["mount", "-o", "ro,loop", str(rootfs), str(mount)], check=True)
-    try:
+    with loop_mount(rootfs) as mount:
         layout = Layout(root)
         descriptors = []
         diff_ids = []  # umoci checks them
@@ -60,9 +58,6 @@ def build_layout(rootfs: Path, root: Path) -> None:
             descriptors.append(layout.blob_file(
                 blob, "application/vnd.oci.image.layer.v1.tar+gzip"))
         layout.tag("1", layout.image(descriptors, diff_ids=diff_ids))
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()
 
 
 def banger_pull(reference: str, work: Path) -> float:

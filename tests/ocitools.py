@@ -1,6 +1,6 @@
-"""Test helpers for OCI: build image layouts from tar entries, push them with skopeo to a
-local `docker-registry` (Debian's package) that the test starts on 127.0.0.1 and stops by
-PID. Shared by tests/host, tests/e2e and bench/oci_pull.py."""
+"""Test helpers for OCI: build image layouts from tar entries or from a loop-mounted rootfs,
+push them with skopeo to a local `docker-registry` (Debian's package) that the test starts
+on 127.0.0.1 and stops by PID. Shared by tests/host, tests/e2e and bench/oci_pull.py."""
 
 from __future__ import annotations
 
@@ -154,6 +154,42 @@ class Layout:
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": self.index,
         }))
+
+
+# banger reads no diff_ids, so a rootfs layer is not hashed uncompressed just to fill one in.
+UNCHECKED_DIFF_ID = "sha256:" + "0" * 64
+
+
+@contextlib.contextmanager
+def loop_mount(image: Path, *, read_only: bool = True) -> Iterator[Path]:
+    """`image` (a filesystem image) loop-mounted on a temporary directory; needs root."""
+    mount = Path(tempfile.mkdtemp(prefix="bgm-"))
+    try:
+        subprocess.run(["mount", "-o", "ro,loop" if read_only else "loop", str(image),
+                        str(mount)], check=True)
+        try:
+            yield mount
+        finally:
+            subprocess.run(["umount", str(mount)], check=False)
+    finally:
+        mount.rmdir()
+
+
+def rootfs_layer(layout: Layout, mount: Path, staging: Path) -> dict[str, object]:
+    """The tree at `mount` (a mounted rootfs, without /boot and lost+found) as a zstd layer
+    blob of `layout`, compressed through `staging`; returns its descriptor. Its diff_id is
+    UNCHECKED_DIFF_ID."""
+    base = staging / "rootfs.tar.zst"
+    # Leaving the Popen closes our end of the pipe before waiting, so a failed zstd
+    # cannot leave tar blocked on a full pipe.
+    with subprocess.Popen(
+        ["tar", "-C", str(mount), "--numeric-owner", "--xattrs", "--exclude=./boot",
+         "--exclude=./lost+found", "-cf", "-", "."], stdout=subprocess.PIPE,
+    ) as tar, open(base, "wb") as out:
+        subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=out,
+                       check=True)
+    assert tar.returncode == 0
+    return layout.blob_file(base, _LAYER_TYPES["zstd"])
 
 
 def free_port() -> int:

@@ -236,6 +236,23 @@ def cache_lock(entry: Path) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def cache_entry(entry: Path) -> Iterator[Path]:
+    """Build a cache entry (under its `cache_lock`) in the staging directory yielded: it
+    replaces the entry only once the build is complete, so a build that fails halfway
+    leaves nothing that looks built."""
+    staging = entry.with_name(entry.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(entry, ignore_errors=True)
+    staging.rename(entry)
+
+
 def ensure_test_image() -> dict[str, str]:
     """The Debian test image, built by `banger image pull` once per recipe version."""
     from banger.host.imagebuild import RECIPE_VERSION
@@ -259,27 +276,13 @@ def ensure_catalog_image(name: str, cache: Path | None = None) -> dict[str, str]
 
 
 def _build_catalog_image(name: str, cache: Path) -> None:
-    builder_root = _short_tmpdir("bgb-")
-    try:
-        build_env = BangerEnv(builder_root, _HostNamespace())  # the build needs the mirror
-        started = time.monotonic()
-        build_env.run("image", "pull", name, timeout=1800)
-        print(f"built {name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        image = build_env.json("image", "show", name)
-        build_env.run("daemon", "stop", check=False)
-        staging = cache.with_name(cache.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+    with _pulled_on_host("image", name, timeout=1800) as image, cache_entry(cache) as staging:
         files = {}
         for key in ("rootfs", "kernel", "initrd"):
             source = Path(image[key])
             shutil.move(source, staging / source.name)
             files[key] = str(cache / source.name)
         (staging / "image.json").write_text(json.dumps(files))
-        shutil.rmtree(cache, ignore_errors=True)
-        staging.rename(cache)
-    finally:
-        shutil.rmtree(builder_root, ignore_errors=True)
 
 
 def ensure_catalog_kernel(name: str) -> dict[str, str]:
@@ -288,27 +291,39 @@ def ensure_catalog_kernel(name: str) -> dict[str, str]:
     cache = IMAGE_CACHE / f"kernel-{name}"
     with cache_lock(cache):
         if not (cache / "kernel.json").exists():
-            root = _short_tmpdir("bgk-")
-            try:
-                env = BangerEnv(root, _HostNamespace())
-                started = time.monotonic()
-                env.run("kernel", "pull", name, timeout=900)
-                print(f"pulled {name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
-                kernel = env.json("kernel", "show", name)
-                env.run("daemon", "stop", check=False)
-                staging = cache.with_name(cache.name + ".tmp")
-                shutil.rmtree(staging, ignore_errors=True)
-                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True)
+            with (
+                _pulled_on_host("kernel", name, timeout=900) as kernel,
+                cache_entry(cache) as staging,
+            ):
+                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True,
+                                dirs_exist_ok=True)
                 (staging / "kernel.json").write_text(json.dumps({
                     "vmlinuz": str(cache / "vmlinuz"), "initrd": str(cache / "initrd.img"),
                     "version": kernel["version"],
                 }))
-                shutil.rmtree(cache, ignore_errors=True)
-                staging.rename(cache)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
     files: dict[str, str] = json.loads((cache / "kernel.json").read_text())
     return files
+
+
+@contextlib.contextmanager
+def _pulled_on_host(noun: str, name: str, *, timeout: float) -> Iterator[dict[str, Any]]:
+    """`banger NOUN pull NAME` by a throwaway installation outside the namespace (the pull
+    needs the mirror): yields `NOUN show NAME` once its daemon has stopped, so its files can
+    be moved away, and removes the installation at the end."""
+    root = _short_tmpdir("bgb-")
+    try:
+        env = BangerEnv(root, _HostNamespace())
+        try:
+            started = time.monotonic()
+            env.run(noun, "pull", name, timeout=timeout)
+            print(f"pulled {noun} {name} in {time.monotonic() - started:.0f}s",
+                  file=sys.stderr)
+            shown: dict[str, Any] = env.json(noun, "show", name)
+        finally:
+            env.run("daemon", "stop", check=False)
+        yield shown
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class _HostNamespace(Netns):

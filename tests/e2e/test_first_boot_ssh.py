@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +21,18 @@ from tests.e2e.conftest import (
     IMAGE_CACHE,
     INTERNET_URL,
     BangerEnv,
+    cache_entry,
     cache_lock,
     internet_site,
 )
-from tests.ocitools import Layout, local_registry, missing_tools
+from tests.ocitools import (
+    UNCHECKED_DIFF_ID,
+    Layout,
+    local_registry,
+    loop_mount,
+    missing_tools,
+    rootfs_layer,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools(("docker-registry", "skopeo", "zstd", "apt-get", "dpkg-deb"))),
@@ -48,65 +55,55 @@ def _image(test_image: dict[str, str]) -> Path:
 
 
 def _build(rootfs: Path, cache: Path) -> None:
-    staging = cache.with_name(cache.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "repo/partial").mkdir(parents=True)
-    copy = staging / "rootfs.ext4"
-    subprocess.run(["cp", "--sparse=always", str(rootfs), str(copy)], check=True)
-    mount = Path(tempfile.mkdtemp(prefix="bgm-"))
-    subprocess.run(["mount", "-o", "loop", str(copy), str(mount)], check=True)
-    try:
-        # No maintainer script may touch a service: the chroot is not a running system.
-        policy = mount / "usr/sbin/policy-rc.d"
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-        subprocess.run(["chroot", str(mount), "dpkg", "--purge", *PURGED], check=True,
-                       capture_output=True)
-        policy.unlink()
-        # What the image now lacks for openssh-server, from the host's mirror.
-        subprocess.run([
-            "apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends",
-            "-o", "Debug::NoLocking=1",
-            "-o", f"Dir::State::status={mount}/var/lib/dpkg/status",
-            "-o", f"Dir::Cache::archives={staging / 'repo'}",
-            "openssh-server",
-        ], check=True, capture_output=True)
-        _index(staging / "repo")
-        sources = mount / "etc/apt/sources.list.d"
-        shutil.rmtree(sources, ignore_errors=True)
-        sources.mkdir()
-        (mount / "etc/apt/sources.list").write_text(f"deb [trusted=yes] {INTERNET_URL} ./\n")
-        # Without NAT the guest's packets to the repo go unanswered: give up after one try
-        # in seconds rather than apt's retries over a minute.
-        (mount / "etc/apt/apt.conf.d/90banger-test").write_text(
-            'Acquire::Retries "0";\nAcquire::http::Timeout "8";\n'
-        )
-        # Only the pull's injection may make it boot: drop banger's own boot files.
-        for path in ("usr/local/lib/banger", "etc/systemd/system/banger-boot.service",
-                     "etc/systemd/system/sysinit.target.wants/banger-boot.service",
-                     "etc/systemd/system/ssh.service.d", "etc/ssh/sshd_config.d"):
-            target = mount / path
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-        layout = Layout(staging / "layout")
-        base = staging / "base.tar.zst"
-        tar = subprocess.Popen(
-            ["tar", "-C", str(mount), "--numeric-owner", "--xattrs", "--exclude=./boot",
-             "--exclude=./lost+found", "-cf", "-", "."], stdout=subprocess.PIPE)
-        with open(base, "wb") as out:
-            subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=out,
-                           check=True)
-        assert tar.wait() == 0
-        layer = layout.blob_file(base, "application/vnd.oci.image.layer.v1.tar+zstd")
-        layout.tag("1", layout.image([layer], diff_ids=["sha256:" + "0" * 64]))
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()
-        copy.unlink(missing_ok=True)
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
+    with cache_entry(cache) as staging:
+        (staging / "repo/partial").mkdir(parents=True)
+        copy = staging / "rootfs.ext4"
+        subprocess.run(["cp", "--sparse=always", str(rootfs), str(copy)], check=True)
+        with loop_mount(copy, read_only=False) as mount:
+            _customise(mount, staging / "repo")
+            layout = Layout(staging / "layout")
+            base = rootfs_layer(layout, mount, staging)
+            layout.tag("1", layout.image([base], diff_ids=[UNCHECKED_DIFF_ID]))
+        copy.unlink()
+
+
+def _customise(mount: Path, repo: Path) -> None:
+    """Purge sshd from the mounted rootfs, fetch what it then lacks into `repo`, point its apt
+    at that repository and drop banger's boot files."""
+    # No maintainer script may touch a service: the chroot is not a running system.
+    policy = mount / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    subprocess.run(["chroot", str(mount), "dpkg", "--purge", *PURGED], check=True,
+                   capture_output=True)
+    policy.unlink()
+    # What the image now lacks for openssh-server, from the host's mirror.
+    subprocess.run([
+        "apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends",
+        "-o", "Debug::NoLocking=1",
+        "-o", f"Dir::State::status={mount}/var/lib/dpkg/status",
+        "-o", f"Dir::Cache::archives={repo}",
+        "openssh-server",
+    ], check=True, capture_output=True)
+    _index(repo)
+    sources = mount / "etc/apt/sources.list.d"
+    shutil.rmtree(sources, ignore_errors=True)
+    sources.mkdir()
+    (mount / "etc/apt/sources.list").write_text(f"deb [trusted=yes] {INTERNET_URL} ./\n")
+    # Without NAT the guest's packets to the repo go unanswered: give up after one try
+    # in seconds rather than apt's retries over a minute.
+    (mount / "etc/apt/apt.conf.d/90banger-test").write_text(
+        'Acquire::Retries "0";\nAcquire::http::Timeout "8";\n'
+    )
+    # Only the pull's injection may make it boot: drop banger's own boot files.
+    for path in ("usr/local/lib/banger", "etc/systemd/system/banger-boot.service",
+                 "etc/systemd/system/sysinit.target.wants/banger-boot.service",
+                 "etc/systemd/system/ssh.service.d", "etc/ssh/sshd_config.d"):
+        target = mount / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def _index(repo: Path) -> None:

@@ -7,17 +7,29 @@ catalog kernel `generic-6.1` fetched from the Debian mirror and banger's own ini
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE_CACHE, BangerEnv, ensure_catalog_kernel
-from tests.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
+from tests.e2e.conftest import (
+    IMAGE_CACHE,
+    BangerEnv,
+    cache_entry,
+    cache_lock,
+    ensure_catalog_kernel,
+)
+from tests.ocitools import (
+    UNCHECKED_DIFF_ID,
+    Entry,
+    Layout,
+    Registry,
+    layer_tar,
+    local_registry,
+    loop_mount,
+    missing_tools,
+    rootfs_layer,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools(("docker-registry", "skopeo", "zstd"))),
@@ -38,38 +50,18 @@ def _layout(test_image: dict[str, str]) -> Path:
     """The OCI layout of the test image (cached next to it, built once)."""
     source = Path(test_image["rootfs"])
     cache = IMAGE_CACHE / f"oci-{source.parent.name}"
-    with open(IMAGE_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(cache):
         if not (cache / "index.json").exists():
             _build_layout(source, cache)
     return cache
 
 
 def _build_layout(rootfs: Path, cache: Path) -> None:
-    staging = cache.with_name(cache.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    mount = Path(tempfile.mkdtemp(prefix="bgm-"))
-    subprocess.run(["mount", "-o", "ro,loop", str(rootfs), str(mount)], check=True)
-    try:
+    with cache_entry(cache) as staging, loop_mount(rootfs) as mount:
         layout = Layout(staging)
-        base = staging / "base.tar.zst"
-        tar = subprocess.Popen(
-            ["tar", "-C", str(mount), "--numeric-owner", "--xattrs", "--exclude=./boot",
-             "--exclude=./lost+found", "-cf", "-", "."], stdout=subprocess.PIPE)
-        with open(base, "wb") as out:
-            subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=out,
-                           check=True)
-        assert tar.wait() == 0
-        base_layer = layout.blob_file(base, "application/vnd.oci.image.layer.v1.tar+zstd")
-        manifest = layout.image([base_layer, (layer_tar(TOP_LAYER), "gzip")],
-                                diff_ids=["sha256:" + "0" * 64])
-        layout.tag("1", manifest)
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
+        base = rootfs_layer(layout, mount, staging)
+        layout.tag("1", layout.image([base, (layer_tar(TOP_LAYER), "gzip")],
+                                     diff_ids=[UNCHECKED_DIFF_ID]))
 
 
 @pytest.fixture(scope="module")
