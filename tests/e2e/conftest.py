@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,31 +226,27 @@ def test_image() -> dict[str, str]:
     return ensure_test_image()
 
 
-@contextlib.contextmanager
-def cache_lock(entry: Path) -> Iterator[None]:
-    """Hold the lock of one cache entry: one test run builds it, the others wait for it
-    (and only for it: building one entry does not hold up runs that need another)."""
+def ensure_cached(entry: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """`entry` of the image cache, built unless `entry/marker` exists: `build(staging)` fills
+    a staging directory that replaces the entry only once it is complete, so a build that
+    fails halfway leaves nothing that looks built. Several test runs may start at once: one
+    builds the entry, the others wait for it (and only for it: building one entry does not
+    hold up runs that need another)."""
     IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
     with open(IMAGE_CACHE / f".{entry.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-@contextlib.contextmanager
-def cache_entry(entry: Path) -> Iterator[Path]:
-    """Build a cache entry (under its `cache_lock`) in the staging directory yielded: it
-    replaces the entry only once the build is complete, so a build that fails halfway
-    leaves nothing that looks built."""
-    staging = entry.with_name(entry.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(entry, ignore_errors=True)
-    staging.rename(entry)
+        if not (entry / marker).exists():
+            staging = entry.with_name(entry.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            try:
+                build(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            shutil.rmtree(entry, ignore_errors=True)
+            staging.rename(entry)
+    return entry
 
 
 def ensure_test_image() -> dict[str, str]:
@@ -265,43 +261,38 @@ def ensure_catalog_image(name: str, cache: Path | None = None) -> dict[str, str]
     needs the mirror), cached by recipe version: {"rootfs", "kernel", "initrd"}."""
     from banger.host.imagebuild import RECIPE_VERSION
 
-    cache = cache or IMAGE_CACHE / f"{name}-{RECIPE_VERSION}"
-    manifest = cache / "image.json"
-    # Several test runs may start at once: one builds, the others wait for it.
-    with cache_lock(cache):
-        if not manifest.exists():
-            _build_catalog_image(name, cache)
-    files: dict[str, str] = json.loads(manifest.read_text())
+    entry = cache or IMAGE_CACHE / f"{name}-{RECIPE_VERSION}"
+
+    def build(staging: Path) -> None:
+        with _pulled_on_host("image", name, timeout=1800) as image:
+            files = {}
+            for key in ("rootfs", "kernel", "initrd"):
+                source = Path(image[key])
+                shutil.move(source, staging / source.name)
+                files[key] = str(entry / source.name)
+            (staging / "image.json").write_text(json.dumps(files))
+
+    ensure_cached(entry, "image.json", build)
+    files: dict[str, str] = json.loads((entry / "image.json").read_text())
     return files
-
-
-def _build_catalog_image(name: str, cache: Path) -> None:
-    with _pulled_on_host("image", name, timeout=1800) as image, cache_entry(cache) as staging:
-        files = {}
-        for key in ("rootfs", "kernel", "initrd"):
-            source = Path(image[key])
-            shutil.move(source, staging / source.name)
-            files[key] = str(cache / source.name)
-        (staging / "image.json").write_text(json.dumps(files))
 
 
 def ensure_catalog_kernel(name: str) -> dict[str, str]:
     """A catalog kernel pulled by `banger kernel pull NAME` outside the namespace (which has
     no route to the mirror), cached like the test image: {"vmlinuz", "initrd", "version"}."""
-    cache = IMAGE_CACHE / f"kernel-{name}"
-    with cache_lock(cache):
-        if not (cache / "kernel.json").exists():
-            with (
-                _pulled_on_host("kernel", name, timeout=900) as kernel,
-                cache_entry(cache) as staging,
-            ):
-                shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True,
-                                dirs_exist_ok=True)
-                (staging / "kernel.json").write_text(json.dumps({
-                    "vmlinuz": str(cache / "vmlinuz"), "initrd": str(cache / "initrd.img"),
-                    "version": kernel["version"],
-                }))
-    files: dict[str, str] = json.loads((cache / "kernel.json").read_text())
+    entry = IMAGE_CACHE / f"kernel-{name}"
+
+    def build(staging: Path) -> None:
+        with _pulled_on_host("kernel", name, timeout=900) as kernel:
+            shutil.copytree(Path(kernel["vmlinuz"]).parent, staging, symlinks=True,
+                            dirs_exist_ok=True)
+            (staging / "kernel.json").write_text(json.dumps({
+                "vmlinuz": str(entry / "vmlinuz"), "initrd": str(entry / "initrd.img"),
+                "version": kernel["version"],
+            }))
+
+    ensure_cached(entry, "kernel.json", build)
+    files: dict[str, str] = json.loads((entry / "kernel.json").read_text())
     return files
 
 

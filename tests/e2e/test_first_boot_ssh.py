@@ -21,8 +21,7 @@ from tests.e2e.conftest import (
     IMAGE_CACHE,
     INTERNET_URL,
     BangerEnv,
-    cache_entry,
-    cache_lock,
+    ensure_cached,
     internet_site,
 )
 from tests.ocitools import (
@@ -47,24 +46,20 @@ RECIPE = "2"
 def _image(test_image: dict[str, str]) -> Path:
     """{layout/, repo/}: the OCI layout of the image without sshd and its apt repository."""
     source = Path(test_image["rootfs"])
-    cache = IMAGE_CACHE / f"nossh-{RECIPE}-{source.parent.name}"
-    with cache_lock(cache):
-        if not (cache / "layout/index.json").exists():
-            _build(source, cache)
-    return cache
+    return ensure_cached(IMAGE_CACHE / f"nossh-{RECIPE}-{source.parent.name}",
+                         "layout/index.json", lambda staging: _build(source, staging))
 
 
-def _build(rootfs: Path, cache: Path) -> None:
-    with cache_entry(cache) as staging:
-        (staging / "repo/partial").mkdir(parents=True)
-        copy = staging / "rootfs.ext4"
-        subprocess.run(["cp", "--sparse=always", str(rootfs), str(copy)], check=True)
-        with loop_mount(copy, read_only=False) as mount:
-            _customise(mount, staging / "repo")
-            layout = Layout(staging / "layout")
-            base = rootfs_layer(layout, mount, staging)
-            layout.tag("1", layout.image([base], diff_ids=[UNCHECKED_DIFF_ID]))
-        copy.unlink()
+def _build(rootfs: Path, staging: Path) -> None:
+    (staging / "repo/partial").mkdir(parents=True)
+    copy = staging / "rootfs.ext4"
+    subprocess.run(["cp", "--sparse=always", str(rootfs), str(copy)], check=True)
+    with loop_mount(copy, read_only=False) as mount:
+        _customise(mount, staging / "repo")
+        layout = Layout(staging / "layout")
+        base = rootfs_layer(layout, mount, staging)
+        layout.tag("1", layout.image([base], diff_ids=[UNCHECKED_DIFF_ID]))
+    copy.unlink()
 
 
 def _customise(mount: Path, repo: Path) -> None:

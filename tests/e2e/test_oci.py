@@ -15,8 +15,7 @@ import pytest
 from tests.e2e.conftest import (
     IMAGE_CACHE,
     BangerEnv,
-    cache_entry,
-    cache_lock,
+    ensure_cached,
     ensure_catalog_kernel,
 )
 from tests.ocitools import (
@@ -49,15 +48,12 @@ TOP_LAYER = [
 def _layout(test_image: dict[str, str]) -> Path:
     """The OCI layout of the test image (cached next to it, built once)."""
     source = Path(test_image["rootfs"])
-    cache = IMAGE_CACHE / f"oci-{source.parent.name}"
-    with cache_lock(cache):
-        if not (cache / "index.json").exists():
-            _build_layout(source, cache)
-    return cache
+    return ensure_cached(IMAGE_CACHE / f"oci-{source.parent.name}", "index.json",
+                         lambda staging: _build_layout(source, staging))
 
 
-def _build_layout(rootfs: Path, cache: Path) -> None:
-    with cache_entry(cache) as staging, loop_mount(rootfs) as mount:
+def _build_layout(rootfs: Path, staging: Path) -> None:
+    with loop_mount(rootfs) as mount:
         layout = Layout(staging)
         base = rootfs_layer(layout, mount, staging)
         layout.tag("1", layout.image([base, (layer_tar(TOP_LAYER), "gzip")],
