@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from banger.core.config import Config
+from banger.core.models import VMState
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
@@ -107,3 +109,16 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     yield built
     built.services.store.close()
 
+
+
+async def supervise_until_stopped(env: Env, name: str) -> None:
+    """Run the VM supervisor (every 10 ms) until it has marked `name` stopped, for 2 s at
+    most: the caller asserts the state it expects."""
+    supervisor = asyncio.create_task(env.services.vms.supervise(interval=0.01))
+    try:
+        for _ in range(200):
+            if env.services.vms.get(name).state == VMState.STOPPED:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        supervisor.cancel()

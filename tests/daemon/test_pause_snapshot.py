@@ -3,7 +3,6 @@ that supports them and on one that does not."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from banger.core.errors import InvalidState, Unsupported
 from banger.core.firecracker import MetricsSample
 from banger.core.models import VM, VMState
 from banger.host.stats import FakeProcStats, ProcessFigures
-from tests.daemon.conftest import Env, make_env
+from tests.daemon.conftest import Env, make_env, supervise_until_stopped
 from tests.daemon.fakes import FakeSnapshotVMM
 
 
@@ -108,16 +107,9 @@ async def test_supervisor_notices_a_paused_vm_that_died(fc: tuple[Env, FakeSnaps
     env, vmm = fc
     vm = await create(env)
     await env.services.vms.pause("dev")
-    supervisor = asyncio.create_task(env.services.vms.supervise(interval=0.01))
-    try:
-        assert vm.pid is not None
-        vmm.exit(vm.pid)
-        for _ in range(200):
-            if env.services.vms.get("dev").state == VMState.STOPPED:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        supervisor.cancel()
+    assert vm.pid is not None
+    vmm.exit(vm.pid)
+    await supervise_until_stopped(env, "dev")
     assert env.services.vms.get("dev").state == VMState.STOPPED
 
 

@@ -27,7 +27,7 @@ from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import spec_line
 from banger.core.units import GIB
 from banger.host import hostinfo
-from tests.daemon.conftest import Env
+from tests.daemon.conftest import Env, supervise_until_stopped
 
 HOST_KEY = "ssh_host_ed25519_key"
 
@@ -523,15 +523,8 @@ async def test_reconcile_rewrites_known_hosts(env: Env) -> None:
 async def test_supervisor_notices_a_guest_that_powered_off(env: Env) -> None:
     vm = await create(env, name="dev")
     assert vm.pid is not None
-    supervisor = asyncio.create_task(env.services.vms.supervise(interval=0.01))
-    try:
-        env.hypervisor.exit(vm.pid)
-        for _ in range(200):
-            if env.services.vms.get("dev").state == VMState.STOPPED:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        supervisor.cancel()
+    env.hypervisor.exit(vm.pid)
+    await supervise_until_stopped(env, "dev")
     assert env.services.vms.get("dev").state == VMState.STOPPED
     assert env.network.taps == {}
 
