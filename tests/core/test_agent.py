@@ -41,13 +41,19 @@ def test_replies() -> None:
     assert parse_reply("READY\n") is None  # a late answer to a ping queued in the template
 
 
-def test_agent_script_is_valid_bash_with_every_placeholder_filled() -> None:
-    assert "__" not in agent.AGENT_SCRIPT.replace("__PORT__", "")
+def test_agent_script_is_valid_perl_with_every_placeholder_filled() -> None:
+    assert "__" not in agent.AGENT_SCRIPT
     assert agent.PORT_NAME in agent.AGENT_SCRIPT
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash")
-    subprocess.run([bash, "-n"], input=agent.AGENT_SCRIPT, text=True, check=True)
+    assert f"my $VSOCK_PORT = {agent.VSOCK_PORT};" in agent.AGENT_SCRIPT
+    perl = shutil.which("perl")
+    if perl is None:
+        pytest.skip("no perl")
+    # -c compiles without running the main loop; only perl-base modules may be used.
+    subprocess.run([perl, "-c", "-"], input=agent.AGENT_SCRIPT, text=True, check=True,
+                   capture_output=True)
+    for module in ("strict", "warnings", "Fcntl", "POSIX", "Socket"):
+        assert f"use {module}" in agent.AGENT_SCRIPT
+    assert agent.AGENT_SCRIPT.count("\nuse ") == 5
 
 
 def test_agent_unit_runs_only_in_template_vms() -> None:

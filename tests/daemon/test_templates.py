@@ -241,3 +241,37 @@ async def test_save_failure_is_reported(
     with pytest.raises(HostError, match="migration blocked"):
         await templates(env).build("debian-bookworm")
     assert not vmm.running and not env.network.taps
+
+
+async def test_vm_run_of_a_restored_vm_skips_the_ssh_probe(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    # The agent's OK means sshd listens with this VM's key: `vm run` logs in at once.
+    env, _, agent = warm
+    await templates(env).build("debian-bookworm")
+    vm = await create(env, "one", start=False)
+    started = await env.services.vms.start(vm.name, login_check=False)
+    assert started.state == VMState.RUNNING and agent.identities
+    assert env.probe.calls == []
+    # `vm create` (login_check) still proves a login works.
+    await create(env, "two")
+    assert env.probe.logins == [True]
+
+
+async def test_failed_background_build_is_not_retried_by_every_cold_boot(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, agent = warm
+    agent.fail = BootFailed("the template's agent did not settle")
+    await create(env, "first")
+    task = templates(env)._background.get("debian-bookworm")
+    assert task is not None
+    await task
+    await create(env, "second", cold=True)
+    await create(env, "third")
+    assert "debian-bookworm" not in templates(env)._background
+    assert not vmm.restored
+    # `image warm` still tries, and then cold boots offer templates again.
+    await templates(env).build("debian-bookworm")
+    await create(env, "fourth")
+    assert len(vmm.restored) == 1

@@ -110,6 +110,9 @@ class TemplateService:
         self._vmm_version = vmm_version
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: dict[str, asyncio.Task[None]] = {}
+        # Images whose template failed to build in the background: not retried after every
+        # cold boot (an image without perl, say, never settles), only by `image warm`.
+        self._failed: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -175,6 +178,7 @@ class TemplateService:
                 f"the {self._hv.name} backend cannot make warm templates",
                 hint="warm templates need the qemu backend",
             )
+        self._failed.discard(image_name)
         lock = self._locks.setdefault(image_name, asyncio.Lock())
         async with lock:
             image = self._images.get(image_name)
@@ -275,7 +279,7 @@ class TemplateService:
 
     def schedule(self, image_name: str) -> None:
         """Make the image's template in the background (after a VM of it booted cold)."""
-        if not self.enabled or image_name in self._background:
+        if not self.enabled or image_name in self._background or image_name in self._failed:
             return
 
         async def run() -> None:
@@ -284,8 +288,11 @@ class TemplateService:
             except ImageNotFound:
                 pass
             except BangerError as exc:
-                log.warning("warm template of %s failed: %s", image_name, exc.message)
+                self._failed.add(image_name)
+                log.warning("warm template of %s failed: %s (its VMs boot cold; retry with "
+                            "banger image warm %s)", image_name, exc.message, image_name)
             except Exception:
+                self._failed.add(image_name)
                 log.exception("warm template of %s failed", image_name)
             finally:
                 self._background.pop(image_name, None)

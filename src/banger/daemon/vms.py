@@ -384,8 +384,16 @@ class VMService:
                 vm, state=VMState.STARTING, pid=pid, started_at=time.time(), last_error=""
             ))
             await self._notify(vm)
-            progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
             started = time.monotonic()
+            if restored and not login_check:
+                # The agent answered only once this VM's host key was in place and the sshd
+                # the template started was listening: a banner probe would only cost the
+                # guest one more sshd exec before the caller's own login.
+                progress(ProgressEvent("ready", f"{vm.name} is up (restored)"))
+                vm = self._save(replace(vm, state=VMState.RUNNING))
+                await self._notify(vm)
+                return vm
+            progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
             probe = self._probe.wait_ready(
                 vm.ip,
                 client_key=self._client_key,
@@ -484,8 +492,8 @@ class VMService:
                 log.info("%s: template loaded in %.2fs, identity applied in %.2fs", vm.name,
                          loaded - clock, time.monotonic() - loaded)
                 return pid, vm
-            except BangerError as exc:
-                reason = exc.message
+            except (BangerError, OSError) as exc:
+                reason = exc.message if isinstance(exc, BangerError) else str(exc)
                 if pid is not None:
                     await self._kill_and_wait(vm, pid)
                 if self._templates is not None:

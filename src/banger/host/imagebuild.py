@@ -153,7 +153,7 @@ DISABLED_UNITS: tuple[str, ...] = ("docker.service", "containerd.service", "gett
 # sshd's config is ours and fixed, so skip the extra `sshd -t` exec Debian's unit runs before
 # sshd on every boot: ~0.5 s on the way to ssh under TCG.
 # No host key means a warm template that has no identity yet: sshd stays down until
-# banger-agent installs the restored VM's keys and starts it.
+# banger-agent starts it with a placeholder key, which each restored VM replaces.
 SSH_DROP_IN = """\
 # Managed by banger.
 [Unit]

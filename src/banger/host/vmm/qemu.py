@@ -166,6 +166,13 @@ class QemuHypervisor:
                     raise BootFailed("loading the template timed out")
                 await asyncio.sleep(0.02)
             await qmp_command(control, "cont")
+            # The guest kept the template's view of the work disk (a 1 TiB placeholder): a
+            # resize to the real size raises virtio-blk's config-change interrupt, and the
+            # guest kernel reads the disk's capacity again.
+            await qmp_command(
+                control, "block_resize",
+                {"device": "work", "size": spec.work_disk.stat().st_size},
+            )
         except BaseException:
             send_signal(pid, 9)
             # The caller boots the VM cold next, on the same TAP: it must be free by then.
