@@ -5,6 +5,7 @@ from banger.core.guest import (
     SSH_INSTALL_FAILED,
     SSH_INSTALL_SCRIPT,
     BootIdentity,
+    guest_aslr,
     kernel_cmdline,
     ssh_install_failure,
 )
@@ -74,3 +75,13 @@ def test_boot_script_is_valid_sh() -> None:
     import subprocess
 
     subprocess.run(["sh", "-n", "-c", guest.BOOT_SCRIPT], check=True)
+
+
+def test_aslr_is_off_under_tcg_only_by_default() -> None:
+    assert guest_aslr("auto", "tcg") is False
+    assert guest_aslr("auto", "kvm") is True
+    assert guest_aslr("on", "tcg") is True
+    assert guest_aslr("off", "kvm") is False
+    assert "norandmaps" in kernel_cmdline(IDENTITY, aslr=False).split()
+    assert "norandmaps" not in kernel_cmdline(IDENTITY)
+    assert "norandmaps" in kernel_cmdline(None, aslr=False).split()

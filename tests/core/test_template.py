@@ -32,6 +32,7 @@ def test_key_is_stable_and_covers_every_input() -> None:
         {"accel": "kvm"},
         {"vcpu": 4},
         {"memory_mib": 2048},
+        {"aslr": False},
     ]
     keys = {template_key(replace(INPUTS, **change)) for change in changes}  # type: ignore[arg-type]
     assert len(keys) == len(changes) and template_key(INPUTS) not in keys
@@ -50,4 +51,7 @@ def test_differences_say_what_changed() -> None:
                       rootfs=FileFacts("/i/rootfs.ext4", 1, 1))
     assert differences(INPUTS, changed) == [
         "the image changed", "QEMU changed", "the VM size changed"
+    ]
+    assert differences(INPUTS, replace(INPUTS, aslr=False)) == [
+        "the guest_aslr setting changed"
     ]

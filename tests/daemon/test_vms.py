@@ -100,6 +100,8 @@ async def test_create_makes_disks_from_the_image(env: Env) -> None:
     assert "banger.ip=172.16.0.2/24" in words
     assert "banger.gw=172.16.0.1" in words
     assert "banger.hostname=dev" in words
+    # guest_aslr = "auto": randomised address spaces except under TCG.
+    assert ("norandmaps" in words) == (vm.accel == "tcg")
 
 
 async def test_work_disk_is_seeded_with_keys(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

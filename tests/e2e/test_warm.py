@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 PROBE = (
     "hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; "
     "echo; date +%s.%N; cat /etc/ssh/ssh_host_ed25519_key.pub; findmnt -n -o SOURCE /root; "
-    "cat /proc/cmdline"
+    "cat /proc/cmdline; cat /sys/block/vdb/size; ip -o -6 addr show scope link | wc -l"
 )
 
 
@@ -39,6 +39,7 @@ def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
     out = env.run("vm", "ssh", name, "--", "sh", "-c", PROBE).stdout.splitlines()
     after = time.time()
     hostname, machine_id, random_hex, guest_now, host_key, root_source, cmdline = out[:7]
+    work_sectors, link_local = out[7:9]
     # The guest read its clock at some point while the ssh command ran.
     guest = float(guest_now)
     skew = 0.0 if before <= guest <= after else min(abs(guest - before), abs(guest - after))
@@ -46,6 +47,7 @@ def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
         "hostname": hostname, "machine_id": machine_id, "random": random_hex,
         "clock_skew": skew, "host_key": host_key.strip(),
         "root_source": root_source, "cmdline": cmdline,
+        "work_bytes": int(work_sectors) * 512, "link_local": int(link_local),
     }
 
 
@@ -90,6 +92,10 @@ def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
         )
         assert probe["root_source"].startswith("/dev/vd")
         assert "banger.agent" in probe["cmdline"]  # restored, not booted
+        # The guest sees its own work disk's size, not the template's placeholder; and, as
+        # after a cold boot, no IPv6 link-local address.
+        assert probe["work_bytes"] == shown[name]["spec"]["disk_size_bytes"]
+        assert probe["link_local"] == 0
 
     # What one writes, the other does not see: root disk and work disk alike.
     warm_env.run("vm", "ssh", "warm-a", "--", "sh", "-c",

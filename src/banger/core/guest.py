@@ -156,8 +156,16 @@ class BootIdentity:
 _BASE_CMDLINE = ("console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "quiet", "loglevel=4")
 
 
+def guest_aslr(setting: str, accel: str) -> bool:
+    """Whether guests randomise their address spaces (config `guest_aslr`). Under TCG, QEMU
+    finds a translated block by guest virtual address: with randomised mappings, every new
+    process runs its libraries at new addresses and pays their translation again."""
+    return setting == "on" or (setting == "auto" and accel != "tcg")
+
+
 def kernel_cmdline(
-    identity: BootIdentity | None, *, tsc_khz: int | None = None, extra: str = ""
+    identity: BootIdentity | None, *, tsc_khz: int | None = None, aslr: bool = True,
+    extra: str = "",
 ) -> str:
     """The guest kernel command line: console on the serial port, root on the first disk,
     and the per-VM facts the boot unit reads. Without an identity it is a warm template's:
@@ -179,6 +187,8 @@ def kernel_cmdline(
         # Its TSC sync check then fails and the guest falls back to the jiffies clocksource:
         # a guest clock that loses time when the host is busy, and no high-res timers.
         parts.append("tsc=reliable")
+    if not aslr:
+        parts.append("norandmaps")
     if extra:
         parts.append(extra)
     return " ".join(parts)

@@ -47,6 +47,7 @@ class TemplateInputs:
     accel: str
     vcpu: int
     memory_mib: int
+    aslr: bool = True  # the guest kernel's address-space randomisation (config guest_aslr)
 
 
 def template_key(inputs: TemplateInputs) -> str:
@@ -85,6 +86,7 @@ class TemplateMeta:
             accel=str(raw["accel"]),
             vcpu=int(raw["vcpu"]),
             memory_mib=int(raw["memory_mib"]),
+            aslr=bool(raw.get("aslr", True)),
         )
         return cls(
             inputs=inputs,
@@ -107,4 +109,6 @@ def differences(old: TemplateInputs, new: TemplateInputs) -> list[str]:
         out.append("the VM size changed")
     if old.accel != new.accel:
         out.append("the accelerator changed")
+    if old.aslr != new.aslr:
+        out.append("the guest_aslr setting changed")
     return out

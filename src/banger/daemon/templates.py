@@ -21,7 +21,7 @@ from typing import Protocol
 
 from banger.core.config import Config
 from banger.core.errors import BangerError, ImageNotFound, Unsupported
-from banger.core.guest import kernel_cmdline
+from banger.core.guest import guest_aslr, kernel_cmdline
 from banger.core.models import Image, ProgressEvent
 from banger.core.netplan import mac_for, tap_name_for
 from banger.core.template import (
@@ -131,7 +131,12 @@ class TemplateService:
             accel=self._accel,
             vcpu=vcpu,
             memory_mib=memory_mib,
+            aslr=self._aslr,
         )
+
+    @property
+    def _aslr(self) -> bool:
+        return guest_aslr(self._config.guest_aslr, self._accel)
 
     def find(self, boot: Image, vcpu: int, memory_mib: int) -> Lookup:
         """The template for VMs of this image, kernel and size, if it is current."""
@@ -231,7 +236,10 @@ class TemplateService:
             memory_mib=memory_mib,
             kernel=Path(boot.kernel),
             initrd=Path(boot.initrd) if boot.initrd else None,
-            cmdline=kernel_cmdline(None, tsc_khz=self._tsc_khz if self._accel == "tcg" else None),
+            cmdline=kernel_cmdline(
+                None, tsc_khz=self._tsc_khz if self._accel == "tcg" else None,
+                aslr=self._aslr,
+            ),
             root_disk=work / ROOT_FILE,
             work_disk=work / WORK_PLACEHOLDER_FILE,
             tap=tap_name_for(build_id),

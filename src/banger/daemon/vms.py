@@ -30,7 +30,13 @@ from banger.core.errors import (
     VMNotFound,
 )
 from banger.core.firecracker import MetricsSample
-from banger.core.guest import SEED_DIR, BootIdentity, kernel_cmdline, ssh_install_failure
+from banger.core.guest import (
+    SEED_DIR,
+    BootIdentity,
+    guest_aslr,
+    kernel_cmdline,
+    ssh_install_failure,
+)
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
@@ -764,10 +770,10 @@ class VMService:
     async def _halt(self, vm: VM) -> None:
         if vm.pid is not None and self._alive(vm):
             self._backend(vm)[1].kill(vm.pid, signal.SIGKILL)
-            for _ in range(50):
+            for _ in range(250):  # a killed VMM is gone in a few ms: poll finely (vm run --rm)
                 if not self._alive(vm):
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.02)
         await self._mark_stopped(vm)
 
     async def _mark_stopped(self, vm: VM) -> VM:
@@ -803,7 +809,9 @@ class VMService:
             memory_mib=vm.spec.memory_mib,
             kernel=Path(image.kernel),
             initrd=Path(image.initrd) if image.initrd else None,
-            cmdline=kernel_cmdline(identity, tsc_khz=tsc),
+            cmdline=kernel_cmdline(
+                identity, tsc_khz=tsc, aslr=guest_aslr(self._config.guest_aslr, vm.accel)
+            ),
             root_disk=Path(vm.dir) / "root.qcow2",
             work_disk=Path(vm.dir) / "work.ext4",
             tap=vm.tap,
