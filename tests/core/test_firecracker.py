@@ -42,6 +42,10 @@ EVERY_REQUEST = [
     fc.snapshot_load("/vms/x/snapshot/vmstate", "/vms/x/snapshot/memory", resume_vm=True,
                      network_overrides={"eth0": "bgr0123456789ab"}),
     fc.snapshot_load("/s", "/m", resume_vm=False),
+    fc.snapshot_load("/t/state", "/t/memory", resume_vm=False,
+                     network_overrides={"eth0": "bgr0123456789ab"},
+                     vsock_override="/vms/x/vsock.sock"),
+    fc.patch_drive("work", "work.ext4"),
     fc.put_boot_source("/k", "console=ttyS0"),
 ]
 
@@ -94,6 +98,33 @@ def test_state_and_snapshot_requests() -> None:
         "resume_vm": True,
         "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}],
     }
+
+
+def test_warm_template_restore_requests() -> None:
+    # Load paused onto the VM's own TAP and vsock socket, re-point the work drive, resume.
+    load = fc.snapshot_load("/t/state", "/t/memory", resume_vm=False,
+                            network_overrides={"eth0": "tap1"}, vsock_override="/v/vsock.sock")
+    assert load.body["resume_vm"] is False
+    assert load.body["vsock_override"] == {"uds_path": "/v/vsock.sock"}
+    assert load.body["mem_backend"] == {"backend_type": "File", "backend_path": "/t/memory"}
+    patch = fc.patch_drive("work", "work.ext4")
+    assert (patch.method, patch.path) == ("PATCH", "/drives/work")
+    assert patch.body == {"drive_id": "work", "path_on_host": "work.ext4"}
+    endpoint = fc.find_endpoint("PATCH", "/drives/work")
+    assert endpoint is not None and endpoint[0].post_boot_only and not endpoint[0].pre_boot_only
+    assert fc.validate_request("PATCH", "/drives/work", {"drive_id": "work", "bogus": 1}) == [
+        "body: unknown field `bogus`"
+    ]
+    assert "does not match" in fc.validate_request(
+        "PATCH", "/drives/work", {"drive_id": "root", "path_on_host": "x"}
+    )[0]
+
+
+def test_the_vsock_handshake() -> None:
+    assert fc.vsock_connect(1024) == b"CONNECT 1024\n"
+    assert fc.parse_vsock_ack(b"OK 1073741824\n") == 1073741824
+    for line in (b"", b"OK\n", b"ERR 1\n", b"OK x\n", b"OK 1 2\n"):
+        assert fc.parse_vsock_ack(line) is None
 
 
 def test_encode_is_an_http11_request_with_a_json_body() -> None:

@@ -1,4 +1,5 @@
-"""SerialAgentChannel against a stand-in for QEMU's chardev socket and banger-agent."""
+"""The agent channels against stand-ins for QEMU's chardev socket, Firecracker's vsock socket
+and banger-agent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from banger.core.agent import Identity
 from banger.core.errors import BootFailed
-from banger.host.agent import SerialAgentChannel
+from banger.host.agent import SerialAgentChannel, VsockAgentChannel
 
 IDENTITY = Identity("172.16.0.5/24", "172.16.0.1", "172.16.0.1", "one", "02:aa:bb:cc:dd:ee",
                     1_795_733_868_000_000_000, b"\x01" * 64)
@@ -120,3 +121,82 @@ async def test_the_agent_gets_the_host_clock_on_request(tmp_path: Path) -> None:
     async with server:
         await SerialAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
     assert abs(answers[0] - time.time_ns()) < 5 * 10**9
+
+
+# VsockAgentChannel against a stand-in for Firecracker's vsock socket: each connection asks
+# for a port with `CONNECT <port>`; Firecracker answers `OK <host port>` once the guest
+# accepted, or closes the connection while nothing listens there.
+
+
+def vsock(agent: Guest, refusals: int = 0,
+          ports: list[bytes] | None = None) -> Guest:
+    """A Firecracker vsock socket in front of `agent`, refusing the first `refusals`
+    connections (the agent does not listen yet); `ports` records what was asked for."""
+    seen = ports if ports is not None else []
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        if len(seen) <= refusals or seen[-1] != b"CONNECT 1024\n":
+            writer.close()
+            return
+        writer.write(b"OK 1073741824\n")
+        await writer.drain()
+        await agent(reader, writer)
+
+    return device
+
+
+async def test_vsock_identity_after_the_connect_handshake(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    async def agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readline())
+        writer.write(b"OK\n")
+        await writer.drain()
+
+    ports: list[bytes] = []
+    socket, server = await serve(tmp_path, vsock(agent, ports=ports))
+    async with server:
+        await VsockAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)
+    assert ports == [b"CONNECT 1024\n"]
+    assert received[0].startswith(b"IDENTITY ip=172.16.0.5/24 ")
+
+
+async def test_vsock_asks_again_until_the_agent_listens(tmp_path: Path) -> None:
+    pings = 0
+
+    async def agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal pings
+        while await reader.readline():
+            pings += 1
+            writer.write(b"READY\n")
+            await writer.drain()
+
+    ports: list[bytes] = []
+    socket, server = await serve(tmp_path, vsock(agent, refusals=2, ports=ports))
+    async with server:
+        await VsockAgentChannel().wait_ready(socket, 10, alive=lambda: True)
+    assert ports == [b"CONNECT 1024\n"] * 3 and pings == 1
+
+
+async def test_vsock_without_a_listening_agent_gives_up(tmp_path: Path) -> None:
+    async def agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise AssertionError("never reached")
+
+    socket, server = await serve(tmp_path, vsock(agent, refusals=1000))
+    async with server:
+        with pytest.raises(BootFailed, match="did not accept a connection on vsock port 1024"):
+            await VsockAgentChannel().send_identity(socket, IDENTITY, 0.5, alive=lambda: True)
+        with pytest.raises(BootFailed, match="exited"):
+            await VsockAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: False)
+
+
+async def test_vsock_agent_closing_its_connection_is_reported(tmp_path: Path) -> None:
+    async def agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.close()
+
+    socket, server = await serve(tmp_path, vsock(agent))
+    async with server:
+        with pytest.raises(BootFailed, match="closed its vsock connection"):
+            await VsockAgentChannel().send_identity(socket, IDENTITY, 5, alive=lambda: True)

@@ -111,6 +111,16 @@ SCHEMAS: dict[str, Schema] = {
             "socket": {"type": "string"},
         },
     },
+    "PartialDrive": {
+        "type": "object",
+        "closed": True,
+        "required": ["drive_id"],
+        "properties": {
+            "drive_id": {"type": "string"},
+            "path_on_host": {"type": "string"},
+            "rate_limiter": {"ref": "RateLimiter"},
+        },
+    },
     "NetworkInterface": {
         "type": "object",
         "closed": True,
@@ -231,6 +241,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PUT", "/boot-source", "BootSource", pre_boot_only=True),
     Endpoint("PUT", "/machine-config", "MachineConfiguration", pre_boot_only=True),
     Endpoint("PUT", "/drives/{id}", "Drive", pre_boot_only=True, id_field="drive_id"),
+    # Also on a VM that a snapshot load left paused: it runs on the runtime controller.
+    Endpoint("PATCH", "/drives/{id}", "PartialDrive", post_boot_only=True, id_field="drive_id"),
     Endpoint("PUT", "/network-interfaces/{id}", "NetworkInterface", pre_boot_only=True,
              id_field="iface_id"),
     Endpoint("PUT", "/entropy", "EntropyDevice", pre_boot_only=True),
@@ -406,6 +418,14 @@ def put_drive(
     })
 
 
+def patch_drive(drive_id: str, path_on_host: str) -> Request:
+    """Point a drive of a started (or loaded) VM at another file; Firecracker reopens it and
+    raises virtio-blk's config-change interrupt, so the guest reads its size again."""
+    return Request("PATCH", f"/drives/{drive_id}", {
+        "drive_id": drive_id, "path_on_host": path_on_host,
+    })
+
+
 def put_network_interface(iface_id: str, host_dev_name: str, guest_mac: str) -> Request:
     return Request("PUT", f"/network-interfaces/{iface_id}", {
         "iface_id": iface_id, "host_dev_name": host_dev_name, "guest_mac": guest_mac,
@@ -456,10 +476,12 @@ def snapshot_create(snapshot_path: str, mem_file_path: str) -> Request:
 
 def snapshot_load(
     snapshot_path: str, mem_file_path: str, *, resume_vm: bool,
-    network_overrides: dict[str, str] | None = None,
+    network_overrides: dict[str, str] | None = None, vsock_override: str | None = None,
 ) -> Request:
-    """`network_overrides` maps iface_id -> TAP: the snapshot remembers the TAP it was taken
-    with, and a restored VM may need another one."""
+    """The memory file is mapped MAP_PRIVATE: every VM loaded from one file shares its pages
+    until it writes them. The snapshot remembers the TAP and the vsock socket it was taken
+    with; a VM restored elsewhere needs its own: `network_overrides` maps iface_id -> TAP,
+    `vsock_override` is the vsock device's new host-side socket."""
     body: dict[str, Any] = {
         "snapshot_path": snapshot_path,
         "mem_backend": {"backend_type": "File", "backend_path": mem_file_path},
@@ -469,7 +491,26 @@ def snapshot_load(
         body["network_overrides"] = [
             {"iface_id": iface, "host_dev_name": tap} for iface, tap in network_overrides.items()
         ]
+    if vsock_override is not None:
+        body["vsock_override"] = {"uds_path": vsock_override}
     return Request("PUT", "/snapshot/load", body)
+
+
+# The host side of Firecracker's vsock: a connection to the device's Unix socket asks for a
+# guest port with one line, and Firecracker answers once the guest accepted it (it closes
+# the connection if nothing listens there).
+
+
+def vsock_connect(port: int) -> bytes:
+    return f"CONNECT {port}\n".encode()
+
+
+def parse_vsock_ack(line: bytes) -> int | None:
+    """The host-side port from Firecracker's `OK <port>` line, or None for anything else."""
+    parts = line.decode("ascii", errors="replace").split()
+    if len(parts) == 2 and parts[0] == "OK" and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 @dataclass(frozen=True)
@@ -492,6 +533,10 @@ class BootPlan:
             *self.drives, *self.network, self.entropy,
             *([self.vsock] if self.vsock else []),
         ]
+
+
+# The one network interface of every VM (snapshot loads override its TAP by this id).
+IFACE_ID = "eth0"
 
 
 @dataclass(frozen=True)
@@ -527,7 +572,7 @@ def boot_plan(
             put_drive(d.drive_id, d.path, is_root_device=d.root, is_read_only=d.read_only)
             for d in drives
         ),
-        network=(put_network_interface("eth0", tap, mac),),
+        network=(put_network_interface(IFACE_ID, tap, mac),),
         entropy=put_entropy(),
         # Every VM has its own vsock device, so the same guest CID is fine for all of them.
         vsock=put_vsock(3, vsock_path) if vsock_path else None,

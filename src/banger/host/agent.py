@@ -1,5 +1,6 @@
-"""The host end of banger-agent's virtio-serial channel (QEMU exposes the port as a Unix
-socket in the VM dir; see banger.core.agent for the protocol)."""
+"""The host end of banger-agent's channel (see banger.core.agent for the protocol): QEMU
+exposes the guest's virtio-serial port as a Unix socket in the VM dir; Firecracker exposes
+the guest's vsock as one, where each connection first asks for the agent's port."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from pathlib import Path
 from typing import Protocol
 
 from banger.core import agent
+from banger.core import firecracker as fc
 from banger.core.errors import BootFailed
 
 # How often the template builder asks again while the guest is still booting.
 _PING_INTERVAL = 2.0
+# How long Firecracker may take to say the guest accepted a vsock connection.
+_VSOCK_ACK_TIMEOUT = 5.0
+_EXITED = "the VM exited before its agent answered"
 
 
 class AgentChannel(Protocol):
@@ -30,10 +35,20 @@ class AgentChannel(Protocol):
         ...
 
 
-class SerialAgentChannel:
+class _LineChannel:
+    """The line protocol over a byte stream; subclasses open the stream."""
+
+    # What the end of the stream means while the VMM runs.
+    _closed = _EXITED  # QEMU closes the chardev only when it exits
+
+    async def _open(
+        self, socket: Path, deadline: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        raise NotImplementedError
+
     async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
         deadline = time.monotonic() + timeout
-        reader, writer = await _connect(socket, deadline, alive)
+        reader, writer = await self._open(socket, deadline, alive)
         try:
             while True:
                 try:
@@ -41,7 +56,9 @@ class SerialAgentChannel:
                     await writer.drain()
                 except ConnectionError as exc:
                     raise BootFailed("the template VM exited while booting") from exc
-                line = await _read_line(reader, min(_PING_INTERVAL, _left(deadline)), alive)
+                line = await _read_line(
+                    reader, min(_PING_INTERVAL, _left(deadline)), alive, self._closed
+                )
                 if line is not None and line.strip() == agent.READY:
                     return
                 if time.monotonic() >= deadline:
@@ -54,15 +71,15 @@ class SerialAgentChannel:
         alive: Callable[[], bool],
     ) -> None:
         deadline = time.monotonic() + timeout
-        reader, writer = await _connect(socket, deadline, alive)
+        reader, writer = await self._open(socket, deadline, alive)
         try:
             try:
                 writer.write(agent.identity_line(identity).encode())
                 await writer.drain()
             except ConnectionError as exc:
-                raise BootFailed("the VM exited before its agent answered") from exc
+                raise BootFailed(_EXITED) from exc
             while True:
-                line = await _read_line(reader, _left(deadline), alive)
+                line = await _read_line(reader, _left(deadline), alive, self._closed)
                 if line is None:
                     raise BootFailed(f"the guest agent did not answer within {timeout:.0f}s")
                 if line.strip() == agent.TIME:
@@ -70,7 +87,7 @@ class SerialAgentChannel:
                         writer.write(agent.time_line(time.time_ns()).encode())
                         await writer.drain()
                     except ConnectionError as exc:
-                        raise BootFailed("the VM exited before its agent answered") from exc
+                        raise BootFailed(_EXITED) from exc
                     continue
                 reply = agent.parse_reply(line)
                 if reply is None:
@@ -80,6 +97,51 @@ class SerialAgentChannel:
                 return
         finally:
             writer.close()
+
+
+class SerialAgentChannel(_LineChannel):
+    """QEMU: the virtio-serial port's chardev is a Unix socket server."""
+
+    async def _open(
+        self, socket: Path, deadline: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await _connect(socket, deadline, alive)
+
+
+class VsockAgentChannel(_LineChannel):
+    """Firecracker: `socket` is the VM's vsock Unix socket. Each connection asks for the
+    agent's port (`CONNECT <port>`) and carries the line protocol once Firecracker answers
+    `OK <host port>`; until the agent listens, Firecracker closes it instead, and the
+    channel asks again."""
+
+    _closed = "the guest agent closed its vsock connection"
+
+    def __init__(self, port: int = agent.VSOCK_PORT) -> None:
+        self._port = port
+
+    async def _open(
+        self, socket: Path, deadline: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while True:
+            reader, writer = await _connect(socket, deadline, alive)
+            try:
+                writer.write(fc.vsock_connect(self._port))
+                await writer.drain()
+                ack = await asyncio.wait_for(
+                    reader.readline(), max(0.05, min(_VSOCK_ACK_TIMEOUT, _left(deadline)))
+                )
+            except (ConnectionError, TimeoutError):
+                ack = b""
+            if fc.parse_vsock_ack(ack) is not None:
+                return reader, writer
+            writer.close()
+            if not alive():
+                raise BootFailed(_EXITED)
+            if time.monotonic() >= deadline:
+                raise BootFailed(
+                    f"the guest agent did not accept a connection on vsock port {self._port}"
+                )
+            await asyncio.sleep(0.1)
 
 
 def _left(deadline: float) -> float:
@@ -94,27 +156,27 @@ async def _connect(
             return await asyncio.open_unix_connection(str(socket))
         except OSError as exc:
             if not alive():
-                raise BootFailed("the VM exited before its agent answered") from exc
+                raise BootFailed(_EXITED) from exc
             if time.monotonic() >= deadline:
                 raise BootFailed(f"cannot reach the guest agent at {socket}: {exc}") from exc
             await asyncio.sleep(0.05)
 
 
 async def _read_line(
-    reader: asyncio.StreamReader, timeout: float, alive: Callable[[], bool]
+    reader: asyncio.StreamReader, timeout: float, alive: Callable[[], bool], closed: str
 ) -> str | None:
-    """The next line, or None after `timeout`; raises if the VMM died meanwhile."""
+    """The next line, or None after `timeout`; raises if the VMM died meanwhile or the
+    stream ended (`closed` says why it would while the VMM runs)."""
     with contextlib.suppress(TimeoutError):
         try:
             data = await asyncio.wait_for(reader.readline(), timeout)
         except ConnectionError as exc:  # (not OSError: TimeoutError is one)
-            raise BootFailed("the VM exited before its agent answered") from exc
+            raise BootFailed(closed if alive() else _EXITED) from exc
         if data:
             return data.decode(errors="replace")
-        # EOF: QEMU closed the socket, which it does only when it exits.
-        raise BootFailed("the VM exited before its agent answered")
+        raise BootFailed(closed if alive() else _EXITED)
     if not alive():
-        raise BootFailed("the VM exited before its agent answered")
+        raise BootFailed(_EXITED)
     return None
 
 
