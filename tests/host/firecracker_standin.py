@@ -10,9 +10,22 @@ before it, snapshot load after boot resources, files it cannot open), and on Ins
 boots the configured ELF kernel, initrd, drives and TAP with QEMU `-M microvm` under TCG.
 The kernel command line gets what Firecracker adds (`root=/dev/vda ro|rw`), plus
 `tsc_early_khz=` since TCG, unlike KVM, needs it. SendCtrlAltDel becomes an ACPI power-off
-(QMP system_powerdown); PATCH /vm Paused/Resumed are QMP stop/cont; a full snapshot is a QEMU
-migration stream in mem_file_path and the device configuration in snapshot_path. The process
-exits when the guest does, like Firecracker.
+(QMP system_powerdown); PATCH /vm Paused/Resumed are QMP stop/cont. The process exits when the
+guest does, like Firecracker.
+
+Snapshots. The guest's RAM is a memfd the stand-in holds (QEMU maps it shared), so a full
+snapshot writes it to mem_file_path as Firecracker does (sparse); snapshot_path holds the
+device configuration (a JSON line) and QEMU's migration stream of the device state
+(`x-ignore-shared`: RAM not included). A load maps mem_file_path copy-on-write (QEMU
+`memory-backend-file,share=off`, what Firecracker's MAP_PRIVATE mapping does: VMs loaded from
+one file share its untouched pages) and loads the device state onto it. A VM loaded that way
+has no RAM of its own to write out: its snapshots carry the RAM in the migration stream.
+
+Vsock. Without vhost-vsock on the host, the guest gets no vsock device. The stand-in binds the
+vsock uds_path as Firecracker does and answers `CONNECT 1024` (banger-agent's port) with
+`OK <port>`, then bridges the connection to a virtio-serial port named org.banger.agent in
+its guest, which banger-agent prefers when it finds one. So the guest's AF_VSOCK side is never
+exercised here, only the host side of the protocol.
 
 BANGER_STANDIN_GUEST=none replaces QEMU with a pretend guest (for fast API tests): it "runs"
 until SendCtrlAltDel or a signal.
@@ -23,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import shlex
@@ -39,11 +53,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from banger.core import agent
 from banger.core import firecracker as fc
 from banger.host.hostinfo import tsc_khz
 
 VERSION = "1.16.1"
 NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
+_IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
 
 
 class Fault(Exception):
@@ -101,6 +117,9 @@ class Machine:
         self.entropy = False
         self.vsock: dict[str, Any] | None = None
         self.vsock_listener: socket.socket | None = None
+        self.vsock_ports = itertools.count(1 << 30)  # Firecracker's host-side ports
+        # The guest's RAM (a memfd) when the stand-in booted it; None for a loaded guest.
+        self.ram_fd: int | None = None
         self.serial_out: str | None = None
         self.log_path: str | None = None
         self.metrics_path: str | None = None
@@ -256,10 +275,15 @@ class Machine:
 
     def _put_Vsock(self, body: dict[str, Any]) -> None:
         self.boot_path = True
-        # Firecracker binds uds_path itself; the stand-in binds it too (without forwarding).
+        self._listen_vsock(body["uds_path"])
+        self.vsock = body
+
+    def _listen_vsock(self, uds_path: str) -> None:
+        # Firecracker binds uds_path itself; so does the stand-in (see the module doc).
         listener = socket.socket(socket.AF_UNIX)
         try:
-            listener.bind(body["uds_path"])
+            listener.bind(uds_path)
+            listener.listen(8)
         except OSError as exc:
             listener.close()
             raise Fault(f"Vsock config error: Cannot create backend for vsock device: "
@@ -267,7 +291,46 @@ class Machine:
         if self.vsock_listener is not None:
             self.vsock_listener.close()
         self.vsock_listener = listener
-        self.vsock = body
+        threading.Thread(target=self._accept_vsock, args=(listener,), daemon=True).start()
+
+    def _accept_vsock(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._vsock_connection, args=(conn,), daemon=True).start()
+
+    def _vsock_connection(self, conn: socket.socket) -> None:
+        """One host-initiated connection: `CONNECT <port>`, then the guest's stream. Only
+        banger-agent's port has a listener in the guest; Firecracker closes the others."""
+        guest = None
+        try:
+            conn.settimeout(30)
+            line = b""
+            while not line.endswith(b"\n") and len(line) < 64:
+                chunk = conn.recv(1)
+                if not chunk:
+                    return
+                line += chunk
+            words = line.decode(errors="replace").split()
+            if words != ["CONNECT", str(agent.VSOCK_PORT)] or self.qemu is None:
+                return
+            guest = socket.socket(socket.AF_UNIX)
+            guest.connect(str(self._agent_chardev))
+            conn.sendall(f"OK {next(self.vsock_ports)}\n".encode())
+            conn.settimeout(None)
+            _bridge(conn, guest)
+        except OSError:
+            return
+        finally:
+            conn.close()
+            if guest is not None:
+                guest.close()
+
+    @property
+    def _agent_chardev(self) -> Path:
+        return self.api_sock.with_name(self.api_sock.name + ".ser")
 
     def _put_InstanceActionInfo(self, body: dict[str, Any]) -> None:
         kind = body["action_type"]
@@ -279,7 +342,7 @@ class Machine:
             if self.boot_source is None:
                 raise Fault("Start microvm error: Cannot start microvm without kernel "
                             "configuration.")
-            self._boot(self._config(), incoming=None)
+            self._boot(self._config())
             self.state = RUNNING
             return
         if not started:
@@ -304,38 +367,83 @@ class Machine:
                 self.qmp.command("cont")
             self.state = RUNNING
 
+    def _put_PartialDrive(self, body: dict[str, Any]) -> None:
+        drive = self.drives.get(body["drive_id"])
+        if drive is None:
+            raise Fault("Drive config error: Unable to patch the block device: Device not "
+                        "found.")
+        if "path_on_host" not in body:
+            return
+        path = body["path_on_host"]
+        _open_existing(path, "Drive config error: Unable to patch the block device: Virtio "
+                       "backend error: Error manipulating the backing file",
+                       write=not drive.get("is_read_only", False))
+        # Firecracker reopens the file and raises the config-change interrupt. QEMU cannot
+        # swap a -drive's file in place: the stand-in supports the same file (banger
+        # re-points a drive at itself so the guest reads its size again), via block_resize.
+        if not os.path.samefile(path, drive["path_on_host"]):
+            raise Fault("the stand-in can only patch a drive to the file it already has")
+        if self.qmp is not None:
+            self.qmp.command("block_resize", device=drive["drive_id"],
+                             size=os.stat(path).st_size)
+        drive["path_on_host"] = path
+
     def _put_SnapshotCreateParams(self, body: dict[str, Any]) -> None:
         if self.state != PAUSED:
             raise Fault("Create snapshot error: Cannot save the microVM state: Cannot save "
                         "the state of a vCPU that is not paused.")
         if body.get("snapshot_type", "Full") != "Full":
             raise Fault("Create snapshot error: Diff snapshots need track_dirty_pages.")
-        memory = body["mem_file_path"]
+        memory, state = body["mem_file_path"], body["snapshot_path"]
+        size = self.machine["mem_size_mib"] << 20
+        Path(state).write_text(json.dumps(self._config()) + "\n")
         if self.qmp is not None:
-            self.qmp.command("migrate", uri=f"exec:cat > {shlex.quote(memory)}")
+            self.qmp.command("migrate-set-capabilities", capabilities=_IGNORE_SHARED)
+            self.qmp.command("migrate", uri=f"exec:cat >> {shlex.quote(state)}")
             self._wait_migration()
+        if self.ram_fd is not None:
+            _copy_sparse(self.ram_fd, memory, size)
         else:
-            Path(memory).write_bytes(b"\0" * 4096)
-        Path(body["snapshot_path"]).write_text(json.dumps(self._config()))
+            with open(memory, "wb") as f:
+                f.truncate(size)  # a loaded guest's RAM went into the stream
 
     def _put_SnapshotLoadParams(self, body: dict[str, Any]) -> None:
         if self.boot_path:
             raise Fault("Load snapshot error: Loading a microVM snapshot not allowed after "
                         "configuring boot-specific resources.")
         memory = body.get("mem_backend", {}).get("backend_path") or body.get("mem_file_path")
+        state = body["snapshot_path"]
         try:
-            config = json.loads(Path(body["snapshot_path"]).read_text())
+            with open(state, "rb") as f:
+                head = f.readline()
+            config = json.loads(head)
             _open_existing(memory, "memory")
         except (OSError, ValueError, Fault) as exc:
             raise Fault(f"Load snapshot error: Failed to restore from snapshot: Failed to "
                         f"load snapshot state from file: {exc}") from None
         for override in body.get("network_overrides", []):
             if override["iface_id"] not in config["nets"]:
-                raise Fault(f"Load snapshot error: Failed to restore from snapshot: Invalid "
-                            f"network override: unknown iface_id {override['iface_id']}")
+                raise Fault("Load snapshot error: Failed to restore from snapshot: Failed to "
+                            "get snapshot state from file: Unknown Network Device.")
             config["nets"][override["iface_id"]]["host_dev_name"] = override["host_dev_name"]
+        if "vsock_override" in body:
+            if config.get("vsock") is None:
+                raise Fault("Load snapshot error: Failed to restore from snapshot: Failed to "
+                            "get snapshot state from file: Unknown Vsock Device.")
+            config["vsock"]["uds_path"] = body["vsock_override"]["uds_path"]
         config["serial_out"] = self.serial_out
-        self._boot(config, incoming=memory)
+        for drive in config["drives"].values():
+            # Firecracker opens the recorded paths again (relative ones from its cwd).
+            _open_existing(drive["path_on_host"], "Load snapshot error: Failed to restore from "
+                           "snapshot: Failed to build microVM from snapshot: Block device "
+                           "error", write=not drive.get("is_read_only", False))
+        if config.get("vsock") is not None:
+            self._listen_vsock(config["vsock"]["uds_path"])
+        # What a snapshot of the loaded VM records again (the stand-in's QEMU needs the kernel).
+        self.boot_source, self.machine = config["boot_source"], config["machine"]
+        self.drives, self.nets = config["drives"], config["nets"]
+        self.entropy, self.vsock = config["entropy"], config.get("vsock")
+        self._boot(config, memory=memory, stream=(state, len(head)))
         self.state = PAUSED
         if body.get("resume_vm"):
             self._put_Vm({"state": "Resumed"})
@@ -345,30 +453,58 @@ class Machine:
     def _config(self) -> dict[str, Any]:
         return {
             "boot_source": self.boot_source, "machine": self.machine, "drives": self.drives,
-            "nets": self.nets, "entropy": self.entropy, "serial_out": self.serial_out,
+            "nets": self.nets, "entropy": self.entropy, "vsock": self.vsock,
+            "serial_out": self.serial_out,
         }
 
-    def _boot(self, config: dict[str, Any], incoming: str | None) -> None:
+    def _boot(
+        self, config: dict[str, Any], memory: str | None = None,
+        stream: tuple[str, int] | None = None,
+    ) -> None:
+        """Start the guest: booting (its RAM a fresh memfd), or loaded from a snapshot
+        (`memory` mapped copy-on-write, the device state from `stream`: file, offset)."""
         if self.guest_mode == "none":
             return
         qmp_path = self.api_sock.with_name(self.api_sock.name + ".qmp")
-        with contextlib.suppress(FileNotFoundError):
-            qmp_path.unlink()
-        argv = qemu_argv(config, qmp_path, incoming is not None)
+        for stale in (qmp_path, self._agent_chardev):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        if memory is None:
+            self.ram_fd = os.memfd_create("standin-ram", 0)
+            os.ftruncate(self.ram_fd, config["machine"]["mem_size_mib"] << 20)
+            memory = f"/proc/self/fd/{self.ram_fd}"
+        argv = qemu_argv(
+            config, qmp_path, memory=memory, shared=self.ram_fd is not None,
+            agent_chardev=self._agent_chardev if config.get("vsock") else None,
+            incoming=stream is not None,
+        )
         self.log("launching " + " ".join(shlex.quote(a) for a in argv))
         self.qemu = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            pass_fds=() if self.ram_fd is None else (self.ram_fd,),
         )
-        deadline = time.monotonic() + 30
-        while not qmp_path.exists():
-            if self.qemu.poll() is not None or time.monotonic() > deadline:
-                raise Fault("Start microvm error: the guest (QEMU) did not start; see the "
-                            "firecracker process output")
-            time.sleep(0.05)
-        self.qmp = QMP(qmp_path)
-        if incoming is not None:
-            self.qmp.command("migrate-incoming", uri=f"exec:cat {shlex.quote(incoming)}")
-            self._wait_migration(incoming=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not qmp_path.exists():
+                if self.qemu.poll() is not None or time.monotonic() > deadline:
+                    raise Fault("Start microvm error: the guest (QEMU) did not start; see the "
+                                "firecracker process output")
+                time.sleep(0.05)
+            self.qmp = QMP(qmp_path)
+            if stream is not None:
+                path, offset = stream
+                self.qmp.command("migrate-set-capabilities", capabilities=_IGNORE_SHARED)
+                self.qmp.command(
+                    "migrate-incoming", uri=f"exec:tail -c +{offset + 1} {shlex.quote(path)}"
+                )
+                self._wait_migration(incoming=True)
+        except Fault:
+            # Like Firecracker's own failed load: nothing of the guest is left (its TAP is
+            # free for the next process) by the time the fault is answered.
+            self.qemu.kill()
+            self.qemu.wait()
+            self.qemu = None
+            raise
         threading.Thread(target=self._watch_guest, daemon=True).start()
 
     def _wait_migration(self, incoming: bool = False) -> None:
@@ -379,7 +515,8 @@ class Machine:
             if status == "completed":
                 return
             if status == "failed":
-                raise Fault("Create snapshot error: writing guest memory failed")
+                raise Fault("Load snapshot error: the device state does not load" if incoming
+                            else "Create snapshot error: writing the microVM state failed")
             if incoming and status is None and self.qmp.command("query-status")["status"] in (
                 "paused", "running"
             ):
@@ -402,8 +539,12 @@ class Machine:
                 os.unlink(self.vsock["uds_path"] if self.vsock else "")
 
 
-def qemu_argv(config: dict[str, Any], qmp_path: Path, incoming: bool) -> list[str]:
-    """Firecracker's machine as QEMU microvm (the device set of banger's QEMU backend)."""
+def qemu_argv(
+    config: dict[str, Any], qmp_path: Path, *, memory: str, shared: bool,
+    agent_chardev: Path | None, incoming: bool,
+) -> list[str]:
+    """Firecracker's machine as QEMU microvm (the device set of banger's QEMU backend), its
+    RAM in the file `memory`, mapped shared or copy-on-write."""
     boot = config["boot_source"]
     machine = config["machine"]
     drives = list(config["drives"].values())
@@ -421,13 +562,15 @@ def qemu_argv(config: dict[str, Any], qmp_path: Path, incoming: bool) -> list[st
     serial = config.get("serial_out")
     argv = [
         "qemu-system-x86_64",
-        "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off",
+        "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off,memory-backend=mem",
         "-accel", "tcg", "-cpu", "max",
         "-smp", str(machine["vcpu_count"]), "-m", str(machine["mem_size_mib"]),
         "-nodefaults", "-no-user-config", "-nographic",
         "-kernel", boot["kernel_image_path"],
         *(["-initrd", boot["initrd_path"]] if "initrd_path" in boot else []),
         "-append", cmdline,
+        "-object", f"memory-backend-file,id=mem,size={machine['mem_size_mib']}M,"
+        f"mem-path={memory},share={'on' if shared else 'off'}",
         "-chardev", f"file,id=console,path={serial}" if serial else "stdio,id=console,signal=off",
         "-serial", "chardev:console",
     ]
@@ -450,10 +593,58 @@ def qemu_argv(config: dict[str, Any], qmp_path: Path, incoming: bool) -> list[st
     if config.get("entropy"):
         argv += ["-object", "rng-random,id=rng0,filename=/dev/urandom",
                  "-device", "virtio-rng-device,rng=rng0"]
+    if agent_chardev is not None:
+        # The vsock device's stand-in (see the module doc).
+        argv += [
+            "-device", "virtio-serial-device",
+            "-chardev", f"socket,id=agent,path={agent_chardev},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={agent.PORT_NAME}",
+        ]
     argv += ["-qmp", f"unix:{qmp_path},server=on,wait=off"]
     if incoming:
-        argv += ["-incoming", "defer"]
+        argv += ["-S", "-incoming", "defer"]  # paused until PATCH /vm Resumed
     return argv
+
+
+def _bridge(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    other = threading.Thread(target=pump, args=(b, a), daemon=True)
+    other.start()
+    pump(a, b)
+    other.join()
+
+
+def _copy_sparse(fd: int, target: str, size: int) -> None:
+    """The first `size` bytes of `fd` into a new sparse file: only its data extents, and of
+    those only the blocks that are not all zeros."""
+    block = 1 << 16
+    zeros = bytes(block)
+    with open(target, "wb") as out:
+        out.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after offset
+                break
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            for pos in range(start, end, block):
+                data = os.pread(fd, min(block, end - pos), pos)
+                if data != zeros[: len(data)]:
+                    out.seek(pos)
+                    out.write(data)
+            offset = end
 
 
 def _fault(message: str) -> tuple[int, dict[str, Any]]:

@@ -187,3 +187,73 @@ def test_snapshots_need_a_paused_vm_and_load_needs_a_fresh_process(
 def test_the_backend_client_sees_the_same_faults(standin: Running) -> None:
     with pytest.raises(fc.FirecrackerError, match="kernel file cannot be opened"):
         asyncio.run(api_call(standin.sock, fc.put_boot_source("/nonexistent", "")))
+
+
+def test_patch_drive_only_after_start_and_only_onto_its_own_file(standin: Running) -> None:
+    standin.configure()
+    patch = fc.patch_drive("rootfs", str(standin.root / "root.ext4"))
+    assert "not supported before starting" in standin.fault(patch.method, patch.path, patch.body)
+    standin.ok(fc.instance_start())
+    standin.ok(patch)
+    assert "unknown field `is_read_only`" in standin.fault(
+        "PATCH", "/drives/rootfs", {"drive_id": "rootfs", "is_read_only": True}
+    )
+    (standin.root / "other.ext4").write_bytes(b"")
+    other = fc.patch_drive("rootfs", str(standin.root / "other.ext4"))
+    assert "only patch a drive to the file it already has" in standin.fault(
+        other.method, other.path, other.body
+    )
+
+
+def test_load_overrides_the_tap_and_the_vsock_socket(tmp_path: Path) -> None:
+    source = Running(tmp_path / "a")
+    try:
+        source.configure()
+        source.ok(fc.put_vsock(3, str(source.root / "v.sock")))
+        source.ok(fc.instance_start())
+        source.ok(fc.pause())
+        source.ok(fc.snapshot_create(str(tmp_path / "state"), str(tmp_path / "mem")))
+    finally:
+        source.proc.kill()
+        source.proc.wait()
+    target = Running(tmp_path / "b")
+    try:
+        unknown = fc.snapshot_load(str(tmp_path / "state"), str(tmp_path / "mem"),
+                                   resume_vm=False, network_overrides={"eth9": "tap9"})
+        assert "Unknown Network Device" in target.fault(unknown.method, unknown.path,
+                                                         unknown.body)
+        target.ok(fc.snapshot_load(str(tmp_path / "state"), str(tmp_path / "mem"),
+                                   resume_vm=False, vsock_override=str(target.root / "v.sock")))
+        assert (target.root / "v.sock").is_socket()
+        assert target.call("GET", "/", None)[1]["state"] == "Paused"  # type: ignore[index]
+        target.ok(fc.resume())
+    finally:
+        target.proc.kill()
+        target.proc.wait()
+
+
+def test_vsock_override_needs_a_vsock_device(standin: Running, tmp_path: Path) -> None:
+    standin.configure()
+    standin.ok(fc.instance_start())
+    standin.ok(fc.pause())
+    standin.ok(fc.snapshot_create(str(tmp_path / "state"), str(tmp_path / "mem")))
+    fresh = Running(tmp_path / "fresh")
+    try:
+        load = fc.snapshot_load(str(tmp_path / "state"), str(tmp_path / "mem"),
+                                resume_vm=False, vsock_override=str(tmp_path / "v.sock"))
+        assert "Unknown Vsock Device" in fresh.fault(load.method, load.path, load.body)
+    finally:
+        fresh.proc.kill()
+        fresh.proc.wait()
+
+
+def test_a_vsock_connection_to_a_port_nothing_listens_on_is_closed(standin: Running) -> None:
+    standin.configure()
+    standin.ok(fc.put_vsock(3, str(standin.root / "v.sock")))
+    standin.ok(fc.instance_start())
+    for line in (b"CONNECT 22\n", b"CONNECT 1024\n"):  # (the pretend guest has no agent)
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(5)
+            conn.connect(str(standin.root / "v.sock"))
+            conn.sendall(line)
+            assert conn.recv(64) == b""
