@@ -11,6 +11,7 @@ from banger.core.template import (
 )
 
 INPUTS = TemplateInputs(
+    backend="qemu",
     image="debian-bookworm",
     rootfs=FileFacts("/i/rootfs.ext4", 3 << 30, 1),
     kernel=FileFacts("/i/vmlinuz", 14 << 20, 2),
@@ -25,6 +26,7 @@ INPUTS = TemplateInputs(
 def test_key_is_stable_and_covers_every_input() -> None:
     assert template_key(INPUTS) == template_key(replace(INPUTS))
     changes = [
+        {"backend": "firecracker"},
         {"rootfs": FileFacts("/i/rootfs.ext4", 3 << 30, 99)},
         {"kernel": FileFacts("/k/other", 1, 1)},
         {"initrd": None},
@@ -54,4 +56,8 @@ def test_differences_say_what_changed() -> None:
     ]
     assert differences(INPUTS, replace(INPUTS, aslr=False)) == [
         "the guest_aslr setting changed"
+    ]
+    firecracker = replace(INPUTS, backend="firecracker", vmm_version="Firecracker v1.16.1")
+    assert differences(firecracker, replace(firecracker, vmm_version="Firecracker v1.17.0")) == [
+        "Firecracker changed"
     ]

@@ -57,9 +57,12 @@ def make_paths(root: Path, runtime_dir: Path | None = None) -> Paths:
 def make_env(
     root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
     runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
-    agent: FakeAgentChannel | None = None,
+    agent: FakeAgentChannel | None = None, firecracker: FakeHypervisor | None = None,
+    firecracker_agent: FakeAgentChannel | None = None,
 ) -> Env:
-    """Services wired the way bangerd wires them (build_services), on fake adapters."""
+    """Services wired the way bangerd wires them (build_services), on fake adapters.
+    `hypervisor` is the QEMU backend, `firecracker` the Firecracker one (if any); with an
+    agent channel, the backend makes warm templates."""
     paths = make_paths(root, runtime_dir)
     network, disks = FakeNetwork(), FakeDisks()
     hypervisor = hypervisor or FakeHypervisor()
@@ -83,6 +86,9 @@ def make_env(
         bundle_codec=PlainCodec(),
         agent=agent,
         vmm_version=(lambda: "QEMU emulator version 7.2.fake") if agent else None,
+        firecracker=firecracker,
+        firecracker_agent=firecracker_agent,
+        firecracker_version=(lambda: "Firecracker v1.16.fake") if firecracker_agent else None,
     )
     services = build_services(paths, config or Config(), adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -116,9 +118,9 @@ class FakeTemplateVMM(FakeHypervisor):
         self.restored: list[tuple[LaunchSpec, Path]] = []
         self.fail_restore: Exception | None = None
 
-    async def save_template(self, vm_dir: Path, state: Path) -> None:
+    async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
         assert any(d == vm_dir for d in self.running.values()), "no template VM running"
-        (vm_dir / "memory").write_bytes(b"ram")
+        memory.write_bytes(b"ram")
         state.write_text("device state")
         self.saved.append(state)
 
@@ -134,6 +136,37 @@ class FakeTemplateVMM(FakeHypervisor):
         pid = next(_pids)
         self.running[pid] = spec.vm_dir
         return pid
+
+    def agent_socket(self, vm_dir: Path) -> Path:
+        return vm_dir / "agent.sock"
+
+
+class FakeFirecrackerTemplateVMM(FakeTemplateVMM):
+    """Templates the way the Firecracker backend makes them: it makes each root itself (an
+    overlay disk here, whose text says where it came from), a restored VM gets a copy of
+    the template's, and the agent is at the vsock socket."""
+
+    name = "firecracker"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[tuple[str, Path, int]] = []  # ("prepare" | "clone", dir, size)
+
+    async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None:
+        (vm_dir / "overlay.ext4").write_text(f"fresh over {base}")
+        self.roots.append(("prepare", vm_dir, size_bytes))
+
+    async def clone_root(self, source_dir: Path, vm_dir: Path) -> None:
+        (vm_dir / "overlay.ext4").write_text((source_dir / "overlay.ext4").read_text())
+        self.roots.append(("clone", vm_dir, 0))
+
+    async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
+        (vm_dir / "overlay.ext4").write_text("the template's root")
+        os.mknod(vm_dir / "vsock.sock", stat.S_IFSOCK | 0o600)  # what Firecracker leaves
+        await super().save_template(vm_dir, state, memory)
+
+    def agent_socket(self, vm_dir: Path) -> Path:
+        return vm_dir / "vsock.sock"
 
 
 class FakeKeyMaker:

@@ -32,6 +32,9 @@ class FakeFirecracker(FakeHypervisor):
     async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None:
         self.roots.append((base, vm_dir, size_bytes))
 
+    async def clone_root(self, source_dir: Path, vm_dir: Path) -> None:
+        raise AssertionError("no warm templates in these tests")
+
 
 class Setup:
     def __init__(self, root: Path, config: Config, kvm: KVMFacts = NO_KVM) -> None:

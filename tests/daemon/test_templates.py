@@ -12,10 +12,10 @@ import pytest
 from banger.core.config import Config
 from banger.core.errors import BootFailed, HostError
 from banger.core.models import VM, ProgressEvent, VMState
-from banger.daemon.templates import TemplateService
+from banger.daemon.templates import TemplateService, remove_old_layout
 from banger.host.agent import FakeAgentChannel
 from tests.daemon.conftest import Env, make_env
-from tests.daemon.fakes import FakeTemplateVMM
+from tests.daemon.fakes import FakeFirecrackerTemplateVMM, FakeTemplateVMM
 
 
 @pytest.fixture
@@ -25,14 +25,19 @@ async def warm(tmp_path: Path) -> AsyncIterator[tuple[Env, FakeTemplateVMM, Fake
     await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
     await built.services.images.ensure("debian-bookworm", lambda _: None)
     yield built, vmm, agent
-    if built.services.templates is not None:
-        await built.services.templates.close()
-    built.services.store.close()
+    await close(built)
+
+
+async def close(env: Env) -> None:
+    for service in env.services.templates.values():
+        await service.close()
+    env.services.store.close()
 
 
 def templates(env: Env) -> TemplateService:
-    assert env.services.templates is not None
-    return env.services.templates
+    found = env.services.default_templates()
+    assert found is not None
+    return found
 
 
 async def create(env: Env, name: str, events: list[ProgressEvent] | None = None,
@@ -60,7 +65,8 @@ async def test_build_boots_a_template_vm_without_identity_and_saves_it(
     # The template VM is gone, and so is its TAP and its placeholder work disk.
     assert not vmm.running
     assert not env.network.taps
-    assert not (template.dir / "work.raw").exists()
+    assert not (template.dir / "work.ext4").exists()
+    assert template.dir == env.paths.state_dir / "templates" / "qemu" / "debian-bookworm"
     assert templates(env).describe("debian-bookworm") is not None
 
 
@@ -72,7 +78,7 @@ async def test_failed_build_leaves_nothing(
     with pytest.raises(BootFailed):
         await templates(env).build("debian-bookworm")
     assert not vmm.running and not env.network.taps
-    assert list((env.paths.state_dir / "templates").iterdir()) == []
+    assert list((env.paths.state_dir / "templates" / "qemu").iterdir()) == []
 
 
 async def test_vm_restores_from_the_template_with_its_own_identity(
@@ -211,7 +217,7 @@ async def test_leftover_builds_are_removed(
     warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
 ) -> None:
     env, vmm, _ = warm
-    leftover = env.paths.state_dir / "templates" / ".build-0123456789ab"
+    leftover = env.paths.state_dir / "templates" / "qemu" / ".build-0123456789ab"
     leftover.mkdir(parents=True)
     pid = await vmm.start(_spec_in(leftover))
     (leftover / "vmm.pid").write_text(f"{pid}\n")
@@ -234,7 +240,7 @@ async def test_save_failure_is_reported(
 ) -> None:
     env, vmm, _ = warm
 
-    async def broken(vm_dir: Path, state: Path) -> None:
+    async def broken(vm_dir: Path, state: Path, memory: Path) -> None:
         raise HostError("saving the template failed: migration blocked")
 
     vmm.save_template = broken  # type: ignore[method-assign]
@@ -275,3 +281,128 @@ async def test_failed_background_build_is_not_retried_by_every_cold_boot(
     await templates(env).build("debian-bookworm")
     await create(env, "fourth")
     assert len(vmm.restored) == 1
+
+
+# Firecracker: the same flow with its own roots and agent channel, in its own templates.
+
+
+@pytest.fixture
+async def both(tmp_path: Path) -> AsyncIterator[tuple[Env, FakeTemplateVMM,
+                                                     FakeFirecrackerTemplateVMM, FakeAgentChannel]]:
+    """A daemon with both backends making templates, Firecracker the default."""
+    qemu, firecracker = FakeTemplateVMM(), FakeFirecrackerTemplateVMM()
+    vsock = FakeAgentChannel()
+    built = make_env(
+        tmp_path, Config(backend="firecracker"), hypervisor=qemu, agent=FakeAgentChannel(),
+        firecracker=firecracker, firecracker_agent=vsock,
+    )
+    await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
+    await built.services.images.ensure("debian-bookworm", lambda _: None)
+    yield built, qemu, firecracker, vsock
+    await close(built)
+
+
+async def test_firecracker_template_is_made_with_its_own_root_and_vsock_channel(
+    both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, _, vmm, vsock = both
+    template = await templates(env).build("debian-bookworm")
+    assert templates(env).backend == "firecracker"
+    assert template.dir == env.paths.state_dir / "templates" / "firecracker" / "debian-bookworm"
+    assert template.meta.inputs.backend == "firecracker"
+    spec = vmm.launched[-1]
+    assert spec.agent and "banger.agent" in spec.cmdline
+    # Its root made by the backend, with the default disk size; the placeholder named like
+    # a VM's work disk (the snapshot records drives by name).
+    (kind, root_dir, size), = vmm.roots
+    assert kind == "prepare" and root_dir.name.startswith(".build-") and size == 8 << 30
+    assert spec.work_disk.name == "work.ext4"
+    assert vsock.ready == [spec.vm_dir / "vsock.sock"]
+    assert template.memory.read_bytes() == b"ram" and template.state.exists()
+    left = sorted(p.name for p in template.dir.iterdir())
+    assert left == ["console.log", "memory", "meta.json", "overlay.ext4", "state"]
+    assert templates(env).describe("debian-bookworm")["backend"] == "firecracker"  # type: ignore[index]
+
+
+async def test_firecracker_vm_restores_onto_a_copy_of_the_template_root(
+    both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, qemu, vmm, vsock = both
+    template = await templates(env).build("debian-bookworm")
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.backend == "firecracker" and vm.template == template.meta.key
+    assert vmm.roots[-1] == ("clone", Path(vm.dir), 0)
+    assert (Path(vm.dir) / "overlay.ext4").read_text() == "the template's root"
+    spec, state = vmm.restored[-1]
+    assert state == template.state and spec.memory_file == template.memory
+    assert not spec.memory_shared
+    socket, identity = vsock.identities[-1]
+    assert socket == Path(vm.dir) / "vsock.sock" and identity.hostname == "one"
+    assert any("warm template" in e.message for e in events)
+    assert not qemu.restored and not qemu.launched
+
+
+async def test_templates_of_one_image_on_two_backends_do_not_collide(
+    both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, qemu, firecracker, _ = both
+    on_qemu = await env.services.templates["qemu"].build("debian-bookworm")
+    on_firecracker = await env.services.templates["firecracker"].build("debian-bookworm")
+    assert on_qemu.dir != on_firecracker.dir and on_qemu.meta.key != on_firecracker.meta.key
+    assert on_qemu.state.read_text() == "device state" and on_qemu.root.exists()
+    await create(env, "q", backend="qemu")
+    await create(env, "f", backend="firecracker")
+    assert qemu.restored[-1][1] == on_qemu.state
+    assert firecracker.restored[-1][1] == on_firecracker.state
+    # `image warm --delete` and image deletion drop both; a broken one drops only its own.
+    firecracker.fail_restore = BootFailed("firecracker refused PUT /snapshot/load: bad state")
+    await create(env, "g", backend="firecracker")
+    assert env.services.templates["qemu"].get("debian-bookworm", on_qemu.meta.key)
+    assert not env.services.templates["firecracker"].get(
+        "debian-bookworm", on_firecracker.meta.key
+    )
+
+
+async def test_firecracker_restore_failure_boots_cold_on_a_fresh_root(
+    both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, _, vmm, vsock = both
+    await templates(env).build("debian-bookworm")
+    vsock.fail = BootFailed("the guest agent did not accept a connection on vsock port 1024")
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.state == VMState.RUNNING and vm.template == ""
+    warnings = [e.message for e in events if e.stage == "warning"]
+    assert warnings and "booting cold" in warnings[0] and "vsock port 1024" in warnings[0]
+    assert vmm.roots[-1] == ("prepare", Path(vm.dir), vm.spec.disk_size_bytes)
+    assert (Path(vm.dir) / "overlay.ext4").read_text().startswith("fresh over ")
+    assert "banger.ip=" in vmm.launched[-1].cmdline
+    assert len(vmm.running) == 1  # the restored VMM was killed
+
+
+async def test_a_cold_firecracker_boot_makes_its_template(
+    both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, _, vmm, _ = both
+    await create(env, "first")
+    task = templates(env)._background.get("debian-bookworm")
+    assert task is not None
+    await task
+    await create(env, "second")
+    assert len(vmm.restored) == 1
+    # The QEMU backend makes its own template after its own first cold boot.
+    await create(env, "third", backend="qemu")
+    assert "debian-bookworm" in env.services.templates["qemu"]._background
+
+
+async def test_templates_from_before_the_backend_split_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "templates"
+    old = root / "debian-bookworm"
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text("{}")
+    current = root / "qemu" / "debian-bookworm"
+    current.mkdir(parents=True)
+    (current / "meta.json").write_text("{}")
+    remove_old_layout(root)
+    assert not old.exists() and current.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,11 +97,15 @@ async def test_overlay_mode_boots_the_base_read_only_with_the_overlay_initrd(
     spec = make_spec(tmp_path, kernel)
     hypervisor = FirecrackerHypervisor(None, tmp_path / "cache")
     initrd, boot_args, drives = hypervisor._boot_disks(spec, read_layout(spec.vm_dir))
-    assert [(d.drive_id, d.read_only, d.root) for d in drives] == [
-        ("rootfs", True, True), ("overlay", False, False), ("work", False, False),
+    # The work disk is vdb on every backend; the base by its path, the VM's own disks by
+    # their names in the VM dir (the process's working directory).
+    assert [(d.drive_id, d.path, d.read_only, d.root) for d in drives] == [
+        ("rootfs", str(tmp_path / "rootfs.ext4"), True, True),
+        ("work", "work.ext4", False, False),
+        ("overlay", "overlay.ext4", False, False),
     ]
     assert boot_args.endswith(
-        f"reboot=k pci=off ro rdinit={OVERLAY_RDINIT_PATH} banger.overlay=/dev/vdb"
+        f"reboot=k pci=off ro rdinit={OVERLAY_RDINIT_PATH} banger.overlay=/dev/vdc"
     )
     assert initrd == spec.initrd
 
@@ -109,7 +114,9 @@ async def test_reflink_mode_boots_the_copy_read_write(tmp_path: Path, kernel: Pa
     spec = make_spec(tmp_path, kernel, mode="reflink")
     hypervisor = FirecrackerHypervisor(None, tmp_path / "cache")
     _, boot_args, drives = hypervisor._boot_disks(spec, read_layout(spec.vm_dir))
-    assert [(d.drive_id, d.read_only) for d in drives] == [("rootfs", False), ("work", False)]
+    assert [(d.drive_id, d.path, d.read_only) for d in drives] == [
+        ("rootfs", "root.ext4", False), ("work", "work.ext4", False),
+    ]
     assert "rdinit" not in boot_args
 
 
@@ -163,3 +170,59 @@ def test_it_makes_its_own_roots_and_reports_its_version(tmp_path: Path) -> None:
 
 def test_read_metrics_without_a_file_is_empty(tmp_path: Path) -> None:
     assert read_metrics(tmp_path) == []
+
+
+async def test_a_template_saves_and_restores_onto_another_vms_own_disks(
+    hypervisor: FirecrackerHypervisor, tmp_path: Path, kernel: Path
+) -> None:
+    template = make_spec(tmp_path, kernel)
+    pid = await hypervisor.start(replace(template, agent=True))
+    state, memory = tmp_path / "state", tmp_path / "memory"
+    await hypervisor.save_template(template.vm_dir, state, memory)
+    assert state.exists() and memory.exists()
+    assert hypervisor.agent_socket(template.vm_dir) == template.vm_dir / "vsock.sock"
+    hypervisor.kill(pid, signal.SIGKILL)
+
+    # A VM of its own, with its own disks under the names the snapshot recorded.
+    vm_dir = tmp_path / "vm2"
+    vm_dir.mkdir()
+    _layout(vm_dir, tmp_path / "rootfs.ext4")
+    (vm_dir / "work.ext4").write_bytes(b"")
+    spec = replace(template, vm_id="ba9876543210", vm_dir=vm_dir, tap="bgrba9876543210",
+                   work_disk=vm_dir / "work.ext4", memory_file=memory, incoming=True, agent=True)
+    restored = await hypervisor.start_from_template(spec, state)
+    try:
+        assert hypervisor.is_running(restored, vm_dir)
+        log = (vm_dir / "firecracker.log").read_text()
+        steps = [log.index(f"{step} was executed successfully") for step in (
+            "PUT /snapshot/load", "PATCH /drives/work", "PATCH /vm"
+        )]
+        assert steps == sorted(steps) and "/boot-source" not in log
+        assert (vm_dir / "vsock.sock").is_socket()  # the vsock override: its own socket
+    finally:
+        hypervisor.kill(restored, signal.SIGKILL)
+
+    # The snapshot names the drives relative to the VM dir: without the VM's own work disk
+    # there is nothing to load onto.
+    (vm_dir / "work.ext4").unlink()
+    before = set(hypervisor._children)
+    with pytest.raises(BootFailed, match="Load snapshot error"):
+        await hypervisor.start_from_template(spec, state)
+    assert set(hypervisor._children) <= before  # the refused process was killed and reaped
+
+
+async def test_clone_root_copies_a_template_root_layout(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    hypervisor = FirecrackerHypervisor(None, tmp_path / "cache", runner=runner)
+    source, vm_dir = tmp_path / "template", tmp_path / "vm"
+    source.mkdir()
+    vm_dir.mkdir()
+    _layout(source, tmp_path / "rootfs.ext4")
+    await hypervisor.clone_root(source, vm_dir)
+    assert runner.calls == [
+        ("cp", "--reflink=auto", str(source / "overlay.ext4"), str(vm_dir / "overlay.ext4")),
+    ]
+    layout = read_layout(vm_dir)
+    assert (layout.mode, layout.base, layout.overlay) == (
+        "overlay", str(tmp_path / "rootfs.ext4"), str(vm_dir / "overlay.ext4")
+    )

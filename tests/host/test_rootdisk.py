@@ -105,3 +105,42 @@ async def test_forced_reflink_fails_clearly_where_it_cannot(tmp_path: Path) -> N
 def test_a_vm_dir_without_a_layout_is_explained(tmp_path: Path) -> None:
     with pytest.raises(HostError, match=r"root\.json is missing"):
         read_layout(tmp_path)
+
+
+async def test_clone_gives_a_vm_its_own_copy_of_a_template_root(tmp_path: Path) -> None:
+    base = _base(tmp_path)
+    template, vm_dir = tmp_path / "template", tmp_path / "vm"
+    template.mkdir()
+    vm_dir.mkdir()
+    disks = RootDisks(SubprocessRunner())
+    made = await disks.create(base, template, 256 * MIB)
+    written = Path(made.overlay or made.root)
+    with open(written, "r+b") as f:  # what the template's boot wrote
+        f.seek(40 * MIB)
+        f.write(b"template")
+    cloned = await disks.clone(template, vm_dir)
+    assert (cloned.mode, cloned.base) == (made.mode, made.base)
+    own = Path(cloned.overlay or cloned.root)
+    assert own.parent == vm_dir and own.read_bytes() == written.read_bytes()
+    if cloned.mode == "overlay":
+        assert _allocated(own) < 64 * MIB  # still sparse
+    assert read_layout(vm_dir) == cloned
+    with open(own, "r+b") as f:
+        f.seek(40 * MIB)
+        f.write(b"the clone")
+    assert b"template" in written.read_bytes()[40 * MIB:40 * MIB + 16]
+
+
+async def test_clone_of_a_reflinked_root_shares_its_blocks(btrfs: Path) -> None:
+    base = _base(btrfs)
+    template, vm_dir = btrfs / "template", btrfs / "vm"
+    template.mkdir()
+    vm_dir.mkdir()
+    disks = RootDisks(SubprocessRunner())
+    await disks.create(base, template, 64 * MIB)
+    subprocess.run(["sync"], check=True)
+    free_before = shutil.disk_usage(btrfs).free
+    cloned = await disks.clone(template, vm_dir)
+    subprocess.run(["sync"], check=True)
+    assert cloned.mode == "reflink" and cloned.root == str(vm_dir / "root.ext4")
+    assert free_before - shutil.disk_usage(btrfs).free < 4 * MIB

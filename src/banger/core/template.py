@@ -2,8 +2,9 @@
 
 A template is a VM of an image booted until only its identity is missing, then saved: its
 root disk, its RAM (a file every VM restored from it maps copy-on-write) and its device
-state. Restoring is only sound onto the very same image, kernel, VMM and VM size, so a
-template carries a key over all of those; any difference makes it stale."""
+state. Restoring is only sound onto the very same image, kernel, VMM backend and version and
+VM size, so a template carries a key over all of those; any difference makes it stale.
+Templates are kept per backend: a QEMU and a Firecracker template of one image coexist."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from typing import Any
 from banger.core.guest import CONTRACT_VERSION
 
 # Bump when the way templates are made or restored changes.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
-ROOT_FILE = "root.qcow2"
+ROOT_FILE = "root.qcow2"  # QEMU's; Firecracker keeps its root layout (banger.host.rootdisk)
 MEMORY_FILE = "memory"
 STATE_FILE = "state"
 META_FILE = "meta.json"
 # The template's work disk: never formatted, so the template mounts nothing at /root. Large
 # and sparse because the guest keeps the size it saw at boot: every restored VM's own,
-# smaller work disk then fits inside it.
-WORK_PLACEHOLDER_FILE = "work.raw"
+# smaller work disk then fits inside it. Named like a VM's work disk: a Firecracker snapshot
+# records its drives by those names, and a VM restored from it opens its own disks by them.
+WORK_PLACEHOLDER_FILE = "work.ext4"
 WORK_PLACEHOLDER_BYTES = 1 << 40
 
 
@@ -39,6 +41,7 @@ class FileFacts:
 class TemplateInputs:
     """Everything a restore depends on."""
 
+    backend: str  # "qemu" | "firecracker"
     image: str
     rootfs: FileFacts
     kernel: FileFacts
@@ -78,6 +81,7 @@ class TemplateMeta:
             return FileFacts(str(value["path"]), int(value["size"]), int(value["mtime_ns"]))
 
         inputs = TemplateInputs(
+            backend=str(raw["backend"]),
             image=str(raw["image"]),
             rootfs=facts(raw["rootfs"]),
             kernel=facts(raw["kernel"]),
@@ -96,6 +100,9 @@ class TemplateMeta:
         )
 
 
+_VMM_NAMES = {"qemu": "QEMU", "firecracker": "Firecracker"}
+
+
 def differences(old: TemplateInputs, new: TemplateInputs) -> list[str]:
     """What changed, in words, for the warning when a template is stale."""
     out = []
@@ -104,7 +111,7 @@ def differences(old: TemplateInputs, new: TemplateInputs) -> list[str]:
     if old.kernel != new.kernel or old.initrd != new.initrd:
         out.append("the kernel changed")
     if old.vmm_version != new.vmm_version:
-        out.append("QEMU changed")
+        out.append(f"{_VMM_NAMES.get(new.backend, new.backend)} changed")
     if (old.vcpu, old.memory_mib) != (new.vcpu, new.memory_mib):
         out.append("the VM size changed")
     if old.accel != new.accel:

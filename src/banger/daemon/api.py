@@ -302,7 +302,8 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.get("/v1/images/{name}")
     async def show_image(request: web.Request) -> web.Response:
         image = images.get(request.match_info["name"])
-        template = services.templates.describe(image.name) if services.templates else None
+        templates = services.default_templates()
+        template = templates.describe(image.name) if templates else None
         return _json({**to_dict(image), "template": template})
 
     @routes.post("/v1/images/pull")
@@ -331,8 +332,8 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
         force = request.query.get("force", "") in ("1", "true")
         name = request.match_info["name"]
         image = await images.delete_with_vms(name, vms) if force else images.delete(name)
-        if services.templates is not None:
-            services.templates.discard(image.name)
+        for templates in services.templates.values():
+            templates.discard(image.name)
         return _json(to_dict(image))
 
     app.add_routes(routes)

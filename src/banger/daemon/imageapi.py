@@ -93,9 +93,13 @@ def image_routes(services: Services) -> web.RouteTableDef:
             path, as_name, peer, progress))
 
     def templates() -> TemplateService:
-        if services.templates is None:
-            raise MissingTool("warm templates are not available in this daemon")
-        return services.templates
+        found = services.default_templates()
+        if found is None:
+            raise MissingTool(
+                f"warm templates are not available for the {services.machine.backend} "
+                "backend in this daemon"
+            )
+        return found
 
     @routes.post("/v1/images/{name}/warm")
     async def warm_image(request: web.Request) -> web.StreamResponse:
@@ -114,7 +118,9 @@ def image_routes(services: Services) -> web.RouteTableDef:
     @routes.delete("/v1/images/{name}/warm")
     async def unwarm_image(request: web.Request) -> web.Response:
         name = services.images.get(request.match_info["name"]).name
-        return _json({"image": name, "deleted": templates().discard(name)})
+        templates()  # the same error as `image warm` where there are none
+        deleted = [t.discard(name) for t in services.templates.values()]
+        return _json({"image": name, "deleted": any(deleted)})
 
     @routes.post("/v1/images/{name}/promote")
     async def promote_image(request: web.Request) -> web.Response:

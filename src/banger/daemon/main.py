@@ -23,6 +23,7 @@ from banger.core.paths import Paths, paths_from_env
 from banger.daemon.api import make_app
 from banger.daemon.integration import real_integration_adapters
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
+from banger.daemon.templates import remove_old_layout
 
 log = logging.getLogger("banger.daemon")
 
@@ -99,7 +100,7 @@ def _bind_socket(path: Path) -> socket.socket:
 def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.core.aptsources import archive_for_suite
     from banger.host import hostinfo
-    from banger.host.agent import SerialAgentChannel
+    from banger.host.agent import SerialAgentChannel, VsockAgentChannel
     from banger.host.aptconfig import host_apt_sources, read_host_sources
     from banger.host.disks import HostDisks
     from banger.host.imagebuild import DebianImageBuilder
@@ -136,6 +137,10 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         ),
         agent=SerialAgentChannel(),
         vmm_version=lambda: hostinfo.vmm_version(config.qemu_bin),
+        firecracker_agent=VsockAgentChannel(),
+        firecracker_version=lambda: hostinfo.vmm_version(
+            config.firecracker_bin or "firecracker"
+        ),
     )
 
 
@@ -149,8 +154,9 @@ async def _ensure_client_key(services: Services) -> None:
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
     await services.vms.reconcile()
-    if services.templates is not None:
-        services.templates.clean_leftovers()
+    remove_old_layout(services.paths.state_dir / "templates")
+    for templates in services.templates.values():
+        templates.clean_leftovers()
     await services.integration.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
@@ -167,8 +173,8 @@ async def serve(paths: Paths, services: Services) -> None:
     await stop.wait()
     log.info("bangerd shutting down; running VMs keep running")
     supervisor.cancel()
-    if services.templates is not None:
-        await services.templates.close()
+    for templates in services.templates.values():
+        await templates.close()
     await services.integration.close()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()

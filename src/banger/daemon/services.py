@@ -57,9 +57,12 @@ class Adapters:
     kernel_fetcher: KernelFetcher | None = None
     debian_archive: Callable[[str], str] | None = None
     bundle_codec: Codec = field(default_factory=ZstdCodec)  # image export/import
-    # Warm templates: the guest agent's channel and the VMM's version (None: no templates).
+    # Warm templates: the guest agent's channel and the VMM's version of each backend (None:
+    # no templates on that backend).
     agent: AgentChannel | None = None
     vmm_version: Callable[[], str] | None = None
+    firecracker_agent: AgentChannel | None = None
+    firecracker_version: Callable[[], str] | None = None
 
 
 @dataclass
@@ -76,7 +79,12 @@ class Services:
     integration: Integration
     kernels: KernelService | None = None
     bundles: ImageBundles | None = None
-    templates: TemplateService | None = None
+    # Warm templates, by backend (only backends that can make them).
+    templates: dict[str, TemplateService] = field(default_factory=dict)
+
+    def default_templates(self) -> TemplateService | None:
+        """The templates of the default backend: what `image warm` and `image show` see."""
+        return self.templates.get(self.machine.backend)
 
     def doctor(self) -> list[Check]:
         def apt_ok() -> str | None:
@@ -147,22 +155,30 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         store, paths.images_dir, adapters.image_builder, adapters.apt_sources,
         lambda name: vms_holder[0].images_in_use(name), oci,
     )
-    templates = None
-    if adapters.agent is not None and adapters.vmm_version is not None:
-        sizes = size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory)
-        templates = TemplateService(
-            templates_dir=paths.state_dir / "templates",
+    sizes = size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory)
+    templates: dict[str, TemplateService] = {}
+    for name, agent, version in (
+        ("qemu", adapters.agent, adapters.vmm_version),
+        ("firecracker", adapters.firecracker_agent, adapters.firecracker_version),
+    ):
+        if name not in backends or agent is None or version is None:
+            continue
+        backend_machine, backend_hypervisor = backends[name]
+        templates[name] = TemplateService(
+            backend=name,
+            templates_dir=paths.state_dir / "templates" / name,
             config=config,
             images=images,
             kernels=kernels,
             network=network,
             disks=adapters.disks,
-            hypervisor=adapters.hypervisor,
-            agent=adapters.agent,
-            accel=qemu.accel,
-            tsc_khz=qemu.tsc_khz,
+            hypervisor=backend_hypervisor,
+            agent=agent,
+            accel=backend_machine.accel,
+            tsc_khz=backend_machine.tsc_khz,
             default_size=lambda: (sizes.vcpu.value, sizes.memory_mib.value),
-            vmm_version=adapters.vmm_version,
+            vmm_version=version,
+            disk_size_bytes=sizes.disk_size_bytes.value,
         )
     vms = VMService(
         config=config,
@@ -177,11 +193,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         machine=machine,
         client_key=client_key_path(paths, config),
         known_hosts=paths.known_hosts,
-        size_defaults=size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory),
+        size_defaults=sizes,
         backends=backends,
         kernels=kernels,
         templates=templates,
-        agent=adapters.agent,
     )
     vms_holder.append(vms)
     ssh_config = SSHConfigFile(

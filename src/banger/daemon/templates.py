@@ -1,4 +1,5 @@
-"""TemplateService: warm templates of images (see banger.core.template and core.agent).
+"""TemplateService: warm templates of images (see banger.core.template and core.agent), one
+service per VMM backend that can make them, each in its own directory.
 
 `build` boots a template VM of an image with no identity, waits for banger-agent to say the
 boot settled, saves its device state next to its memory file and root disk, and stops it.
@@ -24,6 +25,7 @@ from banger.core.errors import BangerError, ImageNotFound, Unsupported
 from banger.core.guest import guest_aslr, kernel_cmdline
 from banger.core.models import Image, ProgressEvent
 from banger.core.netplan import mac_for, tap_name_for
+from banger.core.sizing import DEFAULT_DISK_BYTES
 from banger.core.template import (
     MEMORY_FILE,
     META_FILE,
@@ -42,11 +44,12 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.host.agent import AgentChannel
 from banger.host.disks import DiskAdapter
-from banger.host.vmm.base import Hypervisor, LaunchSpec, Templates
+from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot, Templates
 
 log = logging.getLogger("banger.templates")
 
 _BUILD_PREFIX = ".build-"
+_PID = "vmm.pid"
 
 
 class BootImages(Protocol):
@@ -83,6 +86,7 @@ class TemplateService:
     def __init__(
         self,
         *,
+        backend: str,
         templates_dir: Path,
         config: Config,
         images: ImageService,
@@ -95,7 +99,12 @@ class TemplateService:
         tsc_khz: int | None,
         default_size: Callable[[], tuple[int, int]],
         vmm_version: Callable[[], str],
+        disk_size_bytes: int = DEFAULT_DISK_BYTES,
     ) -> None:
+        """`templates_dir`: this backend's own. `disk_size_bytes`: the root overlay of a
+        template on a backend that makes its own roots (every VM restored from it has a
+        copy of that overlay)."""
+        self.backend = backend
         self._dir = templates_dir
         self._config = config
         self._images = images
@@ -108,6 +117,7 @@ class TemplateService:
         self._tsc_khz = tsc_khz
         self._default_size = default_size
         self._vmm_version = vmm_version
+        self._disk_size = disk_size_bytes
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: dict[str, asyncio.Task[None]] = {}
         # Images whose template failed to build in the background: not retried after every
@@ -118,11 +128,16 @@ class TemplateService:
     def enabled(self) -> bool:
         return self._config.warm_start and isinstance(self._hv, Templates)
 
+    @property
+    def agent(self) -> AgentChannel:
+        return self._agent
+
     # Queries
 
     def inputs(self, boot: Image, vcpu: int, memory_mib: int) -> TemplateInputs:
         """`boot`: the image with the kernel its VMs boot (see KernelService.boot_image)."""
         return TemplateInputs(
+            backend=self.backend,
             image=boot.name,
             rootfs=_facts(boot.rootfs),
             kernel=_facts(boot.kernel),
@@ -167,6 +182,7 @@ class TemplateService:
         if meta is None:
             return {"building": True} if image in self._background else None
         return {
+            "backend": self.backend,
             "vcpu": meta.inputs.vcpu,
             "memory_mib": meta.inputs.memory_mib,
             "created_at": meta.created_at,
@@ -181,7 +197,7 @@ class TemplateService:
         if not isinstance(self._hv, Templates):
             raise Unsupported(
                 f"the {self._hv.name} backend cannot make warm templates",
-                hint="warm templates need the qemu backend",
+                hint="warm templates need the qemu or firecracker backend",
             )
         self._failed.discard(image_name)
         lock = self._locks.setdefault(image_name, asyncio.Lock())
@@ -203,8 +219,9 @@ class TemplateService:
                     build_seconds=time.monotonic() - started,
                 )
                 (work / META_FILE).write_text(meta.to_json())
-                for leftover in (WORK_PLACEHOLDER_FILE, "vmm.pid", "agent.sock", "control.sock"):
-                    (work / leftover).unlink(missing_ok=True)
+                for leftover in work.iterdir():
+                    if leftover.is_socket() or leftover.name in (WORK_PLACEHOLDER_FILE, _PID):
+                        leftover.unlink()
                 final = self._dir / image_name
                 old = self._dir / f"{_BUILD_PREFIX}old-{build_id}"
                 if final.exists():
@@ -218,7 +235,8 @@ class TemplateService:
             "template", f"warm template of {image_name} ready "
             f"({meta.build_seconds:.0f}s, {_disk_usage(final) / 2**20:.0f} MiB on disk)"
         ))
-        log.info("warm template of %s made in %.1fs", image_name, meta.build_seconds)
+        log.info("warm template of %s (%s) made in %.1fs", image_name, self.backend,
+                 meta.build_seconds)
         return Template(final, meta)
 
     async def _boot_and_save(
@@ -226,7 +244,10 @@ class TemplateService:
         progress: Progress,
     ) -> None:
         assert isinstance(self._hv, Templates)
-        await self._disks.create_overlay(Path(boot.rootfs), work / ROOT_FILE)
+        if isinstance(self._hv, PreparesRoot):
+            await self._hv.prepare_root(Path(boot.rootfs), work, self._disk_size)
+        else:
+            await self._disks.create_overlay(Path(boot.rootfs), work / ROOT_FILE)
         with open(work / WORK_PLACEHOLDER_FILE, "wb") as placeholder:
             placeholder.truncate(WORK_PLACEHOLDER_BYTES)
         spec = LaunchSpec(
@@ -255,13 +276,15 @@ class TemplateService:
         pid: int | None = None
         try:
             pid = await self._hv.start(spec)
+            # For `clean_leftovers` after a crash (QEMU writes it too, from -pidfile).
+            (work / _PID).write_text(f"{pid}\n")
             running_pid = pid
             await self._agent.wait_ready(
-                spec.agent_socket, self._config.boot_timeout * 3,
+                self._hv.agent_socket(work), self._config.boot_timeout * 3,
                 alive=lambda: self._hv.is_running(running_pid, work),
             )
             progress(ProgressEvent("template", "saving the template"))
-            await self._hv.save_template(work, work / STATE_FILE)
+            await self._hv.save_template(work, work / STATE_FILE, work / MEMORY_FILE)
         finally:
             if pid is not None:
                 await self._kill(pid, work)
@@ -323,7 +346,7 @@ class TemplateService:
             if not entry.name.startswith(_BUILD_PREFIX):
                 continue
             with contextlib.suppress(OSError, ValueError):
-                pid = int((entry / "vmm.pid").read_text().strip())
+                pid = int((entry / _PID).read_text().strip())
                 if self._hv.is_running(pid, entry):
                     self._hv.kill(pid, signal.SIGKILL)
             shutil.rmtree(entry, ignore_errors=True)
@@ -341,6 +364,16 @@ class TemplateService:
             return TemplateMeta.from_json((self._dir / image / META_FILE).read_text())
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def remove_old_layout(root: Path) -> None:
+    """Remove templates from before they were kept per backend (`root/<image>`): their
+    format is stale anyway, and nothing looks there any more."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if (entry / META_FILE).is_file():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _facts(path: str) -> FileFacts:

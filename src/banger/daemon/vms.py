@@ -61,7 +61,6 @@ from banger.host.vmm.base import (
 
 if TYPE_CHECKING:
     from banger.daemon.templates import Template, TemplateService
-    from banger.host.agent import AgentChannel
 
 log = logging.getLogger("banger.vms")
 
@@ -126,12 +125,11 @@ class VMService:
         size_defaults: SizeDefaults,
         backends: Mapping[str, tuple[Machine, Hypervisor]] | None = None,
         kernels: KernelChooser | None = None,
-        templates: TemplateService | None = None,
-        agent: AgentChannel | None = None,
+        templates: Mapping[str, TemplateService] | None = None,
     ) -> None:
+        """`templates`: the warm templates of each backend that has them."""
         self._kernels = kernels
-        self._templates = templates
-        self._agent = agent
+        self._templates = dict(templates or {})
         self._config = config
         self._store = store
         self._dir = vms_dir
@@ -234,8 +232,10 @@ class VMService:
             progress(ProgressEvent("warning", f"warning: image {resolved.name} has no sshd; it "
                                    "is installed on first boot, which needs --nat"))
         template = None
-        if not cold and machine.backend == "qemu":
-            template = await self._find_template(resolved, kernel or "", spec, progress)
+        if not cold:
+            template = await self._find_template(
+                machine.backend, resolved, kernel or "", spec, progress
+            )
 
         async with self._create_lock:
             taken = {vm.name for vm in self._store.list_vms()}
@@ -284,14 +284,15 @@ class VMService:
             raise
 
     async def _find_template(
-        self, image: Image, kernel: str, spec: VMSpec, progress: Progress
+        self, backend: str, image: Image, kernel: str, spec: VMSpec, progress: Progress
     ) -> Template | None:
-        if self._templates is None or not self._templates.enabled:
+        templates = self._templates.get(backend)
+        if templates is None or not templates.enabled:
             return None
         boot = image
         if self._kernels is not None:
             boot = await self._kernels.boot_image(kernel, image, progress)
-        found = self._templates.find(boot, spec.vcpu, spec.memory_mib)
+        found = templates.find(boot, spec.vcpu, spec.memory_mib)
         if found.stale:
             progress(ProgressEvent(
                 "warning", f"warning: the warm template of {image.name} is stale "
@@ -326,7 +327,10 @@ class VMService:
             progress(ProgressEvent("warning", f"warning: {warning}"))
         hypervisor = self._backend(vm)[1]
         try:
-            if isinstance(hypervisor, PreparesRoot):
+            if isinstance(hypervisor, PreparesRoot) and template is not None:
+                # What the guest's page cache holds: the template's root, as it was saved.
+                await hypervisor.clone_root(template.dir, vm_dir)
+            elif isinstance(hypervisor, PreparesRoot):
                 await hypervisor.prepare_root(
                     Path(image.rootfs), vm_dir, vm.spec.disk_size_bytes
                 )
@@ -475,9 +479,10 @@ class VMService:
         remade over the base image), with a warning. Returns the VMM's PID, or None when
         the caller must boot cold."""
         hypervisor = self._backend(vm)[1]
-        template = self._templates.get(vm.image, vm.template) if self._templates else None
+        templates = self._templates.get(vm.backend)
+        template = templates.get(vm.image, vm.template) if templates else None
         reason = "it was deleted or remade"
-        if template is not None and isinstance(hypervisor, Templates) and self._agent:
+        if template is not None and templates and isinstance(hypervisor, Templates):
             progress(ProgressEvent(
                 "boot", f"restoring {vm.name} from the warm template of {vm.image}"
             ))
@@ -491,8 +496,8 @@ class VMService:
                 pid = await hypervisor.start_from_template(warm, template.state)
                 loaded = time.monotonic()
                 started = pid
-                await self._agent.send_identity(
-                    warm.agent_socket, self._identity(vm), AGENT_TIMEOUT,
+                await templates.agent.send_identity(
+                    hypervisor.agent_socket(warm.vm_dir), self._identity(vm), AGENT_TIMEOUT,
                     alive=lambda: hypervisor.is_running(started, Path(vm.dir)),
                 )
                 log.info("%s: template loaded in %.2fs, identity applied in %.2fs", vm.name,
@@ -502,16 +507,23 @@ class VMService:
                 reason = exc.message if isinstance(exc, BangerError) else str(exc)
                 if pid is not None:
                     await self._kill_and_wait(vm, pid)
-                if self._templates is not None:
-                    self._templates.discard(vm.image)  # broken: the next cold boot remakes it
+                templates.discard(vm.image)  # broken: the next cold boot remakes it
         message = (f"warning: could not start {vm.name} from the warm template of {vm.image} "
                    f"({reason}): booting cold")
         log.warning("%s", message)
         progress(ProgressEvent("warning", message))
+        await self._fresh_root(vm, image)
+        return None, self._save(replace(vm, template=""))
+
+    async def _fresh_root(self, vm: VM, image: Image) -> None:
+        """Remake a VM's root over its image's base (it had a copy of a template's)."""
+        hypervisor = self._backend(vm)[1]
+        if isinstance(hypervisor, PreparesRoot):
+            await hypervisor.prepare_root(Path(image.rootfs), Path(vm.dir), vm.spec.disk_size_bytes)
+            return
         root = Path(vm.dir) / "root.qcow2"
         root.unlink(missing_ok=True)
         await self._disks.create_overlay(Path(image.rootfs), root)
-        return None, self._save(replace(vm, template=""))
 
     def _identity(self, vm: VM) -> Identity:
         return Identity(
@@ -535,13 +547,13 @@ class VMService:
     def _offer_template(self, vm: VM) -> None:
         """After a VM of an image booted cold, make the image's warm template (if VMs of
         its kind can use one) so the next start is warm."""
+        templates = self._templates.get(vm.backend)
         if (
-            self._templates is not None
-            and vm.backend == "qemu"
+            templates is not None
             and not vm.kernel
             and (vm.spec.vcpu, vm.spec.memory_mib) == self._default_size()
         ):
-            self._templates.schedule(vm.image)
+            templates.schedule(vm.image)
 
     def _default_size(self) -> tuple[int, int]:
         return self.size_defaults.vcpu.value, self.size_defaults.memory_mib.value

@@ -72,6 +72,21 @@ class RootDisks:
         (vm_dir / LAYOUT_FILE).write_text(json.dumps(asdict(layout)) + "\n")
         return layout
 
+    async def clone(self, source_dir: Path, vm_dir: Path) -> RootLayout:
+        """`vm_dir` gets the root layout of `source_dir` (a warm template's): the same mode
+        and base, and its own copy of what the source wrote there (the reflinked root, or the
+        overlay disk; `cp` keeps it sparse and shares blocks where it can)."""
+        source = read_layout(source_dir)
+        name = ROOT_COPY if source.mode == "reflink" else OVERLAY_DISK
+        target = vm_dir / name
+        await self._run.run(["cp", "--reflink=auto", str(source_dir / name), str(target)])
+        if source.mode == "reflink":
+            layout = RootLayout("reflink", source.base, str(target))
+        else:
+            layout = RootLayout("overlay", source.base, source.base, str(target))
+        (vm_dir / LAYOUT_FILE).write_text(json.dumps(asdict(layout)) + "\n")
+        return layout
+
     async def _reflink(self, base: Path, vm_dir: Path) -> RootLayout | None:
         target = vm_dir / ROOT_COPY
         result = await self._run.run(

@@ -8,6 +8,9 @@ from typing import Protocol, runtime_checkable
 
 from banger.core.firecracker import MetricsSample
 
+# QEMU's host end of banger-agent's virtio-serial port, in the VM dir.
+AGENT_SOCKET = "agent.sock"
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -24,9 +27,10 @@ class LaunchSpec:
     mac: str
     vm_dir: Path
     accel: str  # "kvm" | "tcg"
-    # Warm templates (QEMU): guest RAM in this file, written through (`memory_shared`, the
-    # template) or mapped copy-on-write (a VM restored from it); a virtio-serial port for
-    # banger-agent; and `incoming`: start paused, waiting for a saved device state.
+    # Warm templates: guest RAM in this file, written through (`memory_shared`, the
+    # template; QEMU only, Firecracker writes it at save) or mapped copy-on-write (a VM
+    # restored from it); a channel to banger-agent; and `incoming` (QEMU): start paused,
+    # waiting for a saved device state.
     memory_file: Path | None = None
     memory_shared: bool = False
     agent: bool = False
@@ -46,7 +50,7 @@ class LaunchSpec:
 
     @property
     def agent_socket(self) -> Path:
-        return self.vm_dir / "agent.sock"
+        return self.vm_dir / AGENT_SOCKET
 
 
 class Hypervisor(Protocol):
@@ -91,13 +95,18 @@ class Templates(Protocol):
     and start VMs from it: each maps the template's memory copy-on-write and loads its
     device state."""
 
-    async def save_template(self, vm_dir: Path, state: Path) -> None:
-        """Pause the VM in `vm_dir` and write its device state to `state` (its RAM is
-        already in the memory file). The VMM stays up, paused; the caller kills it."""
+    async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
+        """Pause the VM in `vm_dir` and write its device state to `state` and its RAM to
+        `memory` (QEMU's is there already). The VMM stays up, paused; the caller kills it."""
         ...
 
     async def start_from_template(self, spec: LaunchSpec, state: Path) -> int:
-        """Launch `spec` (with `incoming`), load `state` and let the guest run."""
+        """Launch `spec` (with `incoming` and the template's `memory_file`), load `state`
+        onto the VM's own disks, TAP and agent channel, and let the guest run."""
+        ...
+
+    def agent_socket(self, vm_dir: Path) -> Path:
+        """Where the host reaches banger-agent in the VM of `vm_dir`."""
         ...
 
 
@@ -116,3 +125,7 @@ class PreparesRoot(Protocol):
     """A backend that makes each VM's writable root itself (instead of the qcow2 overlay)."""
 
     async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None: ...
+
+    async def clone_root(self, source_dir: Path, vm_dir: Path) -> None:
+        """Give `vm_dir` a copy of the root `source_dir` has (a template's, as it was saved)."""
+        ...

@@ -6,6 +6,11 @@ re-adopts it by PID and command line.
 Per VM dir: firecracker.sock (API), firecracker.log (Firecracker's log), firecracker.metrics
 (JSON lines), console.log (the guest serial console), vmm.log (the process's own output),
 vsock.sock, the root disks (banger.host.rootdisk) and snapshot/ (vmstate + memory).
+
+Drives are given to Firecracker by their names in the VM dir, which is the process's working
+directory (the base image, outside it, by its full path). A snapshot records the paths as
+given, so it names "the disks of whatever VM dir it is loaded in": that is what lets every VM
+restored from a warm template open its own copies of the template's disks.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ VSOCK_SOCKET = "vsock.sock"
 SNAPSHOT_DIR = "snapshot"
 _SOCKET_WAIT = 10.0
 _API_TIMEOUT = 30.0  # InstanceStart loads the kernel and initrd before it answers
+_SNAPSHOT_TIMEOUT = 300.0  # writing (or mapping) the guest's memory on a loaded host
 # reboot=k: a guest reboot (what SendCtrlAltDel leads to) resets through the i8042, which
 # makes Firecracker exit. pci=off: Firecracker has no PCI bus unless asked for one.
 _BOOT_ARGS = "reboot=k pci=off"
@@ -159,6 +165,9 @@ class FirecrackerHypervisor:
     async def prepare_root(self, base: Path, vm_dir: Path, size_bytes: int) -> None:
         await self._disks.create(base, vm_dir, size_bytes)
 
+    async def clone_root(self, source_dir: Path, vm_dir: Path) -> None:
+        await self._disks.clone(source_dir, vm_dir)
+
     # Lifecycle
 
     async def start(self, spec: LaunchSpec) -> int:
@@ -191,6 +200,45 @@ class FirecrackerHypervisor:
                              f"{spec.vmm_log}") from None
         return pid
 
+    async def start_from_template(self, spec: LaunchSpec, state: Path) -> int:
+        """Restore a VM from a warm template (`save_template`): load the template's state
+        and memory (mapped copy-on-write) onto the VM's own disks (see the module doc), TAP
+        and vsock socket, paused; point the work drive at the VM's disk again, which tells
+        the guest its real size (it saw the template's 1 TiB placeholder); then resume."""
+        assert spec.memory_file is not None, "a restore needs the template's memory file"
+        pid = await self._spawn(spec)
+        sock = spec.vm_dir / API_SOCKET
+        try:
+            for request in (
+                api.put_logger(str(spec.vm_dir / LOG_FILE)),
+                api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
+                api.put_serial(str(spec.console_log)),
+            ):
+                await api_call(sock, request)
+            await api_call(sock, api.snapshot_load(
+                str(state), str(spec.memory_file), resume_vm=False,
+                network_overrides={api.IFACE_ID: spec.tap},
+                vsock_override=str(self.agent_socket(spec.vm_dir)),
+            ), timeout=_SNAPSHOT_TIMEOUT)
+            await api_call(sock, api.patch_drive(
+                "work", _drive_path(str(spec.work_disk), spec.vm_dir)
+            ))
+            await api_call(sock, api.resume())
+        except HostError as exc:
+            self._abort(pid)
+            raise BootFailed(exc.message, hint=f"see {spec.vm_dir / LOG_FILE}") from None
+        return pid
+
+    async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
+        sock = vm_dir / API_SOCKET
+        await api_call(sock, api.pause())
+        await api_call(sock, api.snapshot_create(str(state), str(memory)),
+                       timeout=_SNAPSHOT_TIMEOUT)
+
+    def agent_socket(self, vm_dir: Path) -> Path:
+        # The host end of the VM's vsock device: banger-agent listens on agent.VSOCK_PORT.
+        return vm_dir / VSOCK_SOCKET
+
     async def start_from_snapshot(self, spec: LaunchSpec) -> int:
         """Restore the VM from its snapshot (see `snapshot`) and let it run."""
         snap = snapshot_paths(spec.vm_dir)
@@ -205,9 +253,9 @@ class FirecrackerHypervisor:
                 api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
                 api.put_serial(str(spec.console_log)),
                 api.snapshot_load(str(snap.vmstate), str(snap.memory), resume_vm=True,
-                                  network_overrides={"eth0": spec.tap}),
+                                  network_overrides={api.IFACE_ID: spec.tap}),
             ):
-                await api_call(sock, request)
+                await api_call(sock, request, timeout=_SNAPSHOT_TIMEOUT)
         except HostError as exc:
             self._abort(pid)
             raise BootFailed(exc.message, hint=f"see {spec.vm_dir / LOG_FILE}") from None
@@ -217,8 +265,16 @@ class FirecrackerHypervisor:
         self, spec: LaunchSpec, layout: RootLayout
     ) -> tuple[Path | None, str, list[api.DriveSpec]]:
         boot_args = f"{spec.cmdline} {_BOOT_ARGS}"
-        drives = [api.DriveSpec("rootfs", layout.root, read_only=layout.root_read_only,
-                                root=True)]
+
+        def drive(drive_id: str, path: str, read_only: bool, root: bool = False) -> api.DriveSpec:
+            return api.DriveSpec(drive_id, _drive_path(path, spec.vm_dir), read_only, root)
+
+        # Firecracker attaches the root drive first and the others in order: the work disk
+        # is vdb on every backend (banger-agent mounts it there in restored VMs).
+        drives = [
+            drive("rootfs", layout.root, read_only=layout.root_read_only, root=True),
+            drive("work", str(spec.work_disk), read_only=False),
+        ]
         if layout.mode == "overlay":
             if spec.initrd is None:
                 raise BootFailed(
@@ -227,10 +283,8 @@ class FirecrackerHypervisor:
                     "state dir on a filesystem with reflinks (btrfs, xfs)",
                 )
             assert layout.overlay is not None
-            # Firecracker attaches the root drive first and the others in order: vdb.
-            drives.append(api.DriveSpec("overlay", layout.overlay, read_only=False))
-            boot_args = f"{boot_args} {overlay_boot_args('/dev/vdb')}"
-        drives.append(api.DriveSpec("work", str(spec.work_disk), read_only=False))
+            drives.append(drive("overlay", layout.overlay, read_only=False))
+            boot_args = f"{boot_args} {overlay_boot_args('/dev/vdc')}"
         return spec.initrd, boot_args, drives
 
     async def _spawn(self, spec: LaunchSpec) -> int:
@@ -297,16 +351,21 @@ class FirecrackerHypervisor:
 
     async def snapshot(self, vm_dir: Path) -> Snapshot:
         """A full snapshot into the VM dir. The VM is paused while it is written and resumed
-        after, whatever happens."""
+        after, whatever happens. It is written next to the previous one and replaces it
+        after: a VM restored from that one maps its memory file, which must not change
+        under it (the old file lives on, unlinked, while the VM maps it)."""
         snap = snapshot_paths(vm_dir)
         snap.vmstate.parent.mkdir(exist_ok=True)
+        fresh = Snapshot(snap.vmstate.with_name("vmstate.new"), snap.memory.with_name("memory.new"))
         sock = vm_dir / API_SOCKET
         await api_call(sock, api.pause())
         try:
-            await api_call(sock, api.snapshot_create(str(snap.vmstate), str(snap.memory)),
-                           timeout=300.0)
+            await api_call(sock, api.snapshot_create(str(fresh.vmstate), str(fresh.memory)),
+                           timeout=_SNAPSHOT_TIMEOUT)
         finally:
             await api_call(sock, api.resume())
+        fresh.memory.replace(snap.memory)
+        fresh.vmstate.replace(snap.vmstate)
         return snap
 
     async def flush_metrics(self, vm_dir: Path) -> None:
@@ -317,6 +376,12 @@ class FirecrackerHypervisor:
         with contextlib.suppress(HostError):
             await api_call(vm_dir / API_SOCKET, api.flush_metrics(), timeout=5.0)
         return await asyncio.to_thread(read_metrics, vm_dir)
+
+
+def _drive_path(path: str, vm_dir: Path) -> str:
+    """A drive's path as Firecracker gets it: its name if it is in the VM dir (see the
+    module doc), else the full path."""
+    return Path(path).name if Path(path).parent == vm_dir else path
 
 
 def read_metrics(vm_dir: Path, limit: int = 60) -> list[api.MetricsSample]:

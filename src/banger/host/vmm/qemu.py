@@ -13,7 +13,7 @@ from pathlib import Path
 
 from banger.core import agent
 from banger.core.errors import BootFailed, HostError, MissingTool
-from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.base import AGENT_SOCKET, LaunchSpec
 from banger.host.vmm.qmp import qmp_command
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
@@ -125,7 +125,8 @@ class QemuHypervisor:
             timeout=timeout,
         )
 
-    async def save_template(self, vm_dir: Path, state: Path) -> None:
+    async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
+        # `memory` is the template's memory-backend-file already: only the state moves.
         control = vm_dir / "control.sock"
         await qmp_command(control, "stop")
         await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
@@ -182,6 +183,9 @@ class QemuHypervisor:
                 await asyncio.sleep(0.05)
             raise
         return pid
+
+    def agent_socket(self, vm_dir: Path) -> Path:
+        return vm_dir / AGENT_SOCKET
 
     async def pause(self, vm_dir: Path) -> None:
         await qmp_command(vm_dir / "control.sock", "stop")
