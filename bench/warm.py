@@ -3,16 +3,23 @@
 restored from the template vs N idle cold-booted ones.
 
     python bench/warm.py [--reps 3] [--clones 10] [--skip-memory]   (--reps 0: memory only)
+                         [--firecracker-standin]
+
+--firecracker-standin: the Firecracker backend, through the test stand-in
+(tests/host/firecracker_standin.py: its guest is QEMU under TCG, its RAM mapped as Firecracker
+maps it); a VM's memory is then the stand-in's and its QEMU's.
 
 Targets: warm <= 0.10x cold; PSS of the warm clones <= 0.35x the cold ones. Needs root."""
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,10 +48,19 @@ def pss_kib(pid: int) -> int:
     raise RuntimeError(f"no Pss for {pid}")
 
 
+def with_children(pid: int) -> list[int]:
+    """The VMM and the processes it started (the stand-in's QEMU)."""
+    children = [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return [pid, *(p for child in children for p in with_children(child))]
+
+
 def fleet_pss(env: BangerEnv, names: list[str], settle: float) -> int:
     time.sleep(settle)  # idle: let boot-time work finish in the guests
     pids = [env.json("vm", "show", name)["pid"] for name in names]
-    return sum(pss_kib(pid) for pid in pids)
+    return sum(pss_kib(p) for pid in pids for p in with_children(pid))
 
 
 def make_fleet(env: BangerEnv, prefix: str, count: int, cold: bool, parallel: int) -> list[str]:
@@ -71,12 +87,20 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--settle", type=float, default=20.0,
                         help="Seconds the fleet idles before its memory is measured.")
+    parser.add_argument("--firecracker-standin", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/warm.py needs root (network namespaces)")
     image = ensure_test_image()
+    config = CONFIG
+    if args.firecracker_standin:
+        from tests.host.firecracker_standin import write_wrapper
+
+        binary = write_wrapper(Path(tempfile.mkdtemp(prefix="bgfc-")))
+        config = f'backend = "firecracker"\nfirecracker_bin = "{binary}"\n{config}'
+        atexit.register(shutil.rmtree, binary.parent, True)
     with temporary_netns() as ns:
-        env = make_env(ns, image, CONFIG)
+        env = make_env(ns, image, config)
         try:
             build = timed_run(env, "image", "warm", "--force", "debian-bookworm")
             print(f"template made in {build:.1f}s "

@@ -1,0 +1,121 @@
+"""Warm templates on the Firecracker backend end to end: `image warm` boots a template VM and
+saves it with snapshot/create; VMs restored from it with snapshot/load (their own TAP, vsock
+socket, root copy and work disk) are distinct machines that share nothing they write.
+
+Against the stand-in (tests/host/firecracker_standin.py) here, which maps the template's
+memory copy-on-write as Firecracker does, but bridges the vsock socket to a virtio-serial
+port in its QEMU guest: the guest side of the agent's AF_VSOCK path is not exercised. Against
+the real binary where it and hardware KVM exist."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BANGER, BangerEnv
+from tests.e2e.test_firecracker import _real_firecracker
+from tests.e2e.test_warm import _probe
+from tests.host.firecracker_standin import write_wrapper
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=["stand-in", "real"])
+def fc_warm(
+    request: pytest.FixtureRequest, second_banger_module: Callable[..., BangerEnv],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> BangerEnv:
+    if request.param == "stand-in":
+        binary = str(write_wrapper(tmp_path_factory.mktemp("fcbin")))
+    else:
+        found, reason = _real_firecracker()
+        if found is None:
+            pytest.skip(reason)
+        binary = found
+    env = second_banger_module(
+        f'backend = "firecracker"\nfirecracker_bin = "{binary}"\nwarm_start = true\n'
+    )
+    out = env.run("image", "warm", "debian-bookworm", timeout=900)
+    assert "warm template" in out.stdout
+    return env
+
+
+def _template_dir(env: BangerEnv) -> Path:
+    return env.state_dir / "templates" / "firecracker" / "debian-bookworm"
+
+
+def _guest_vmm_maps(pid: int) -> str:
+    """The memory maps of the process that runs the guest: Firecracker itself, or the
+    stand-in's QEMU child."""
+    children = [
+        child for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return Path(f"/proc/{children[0] if children else pid}/maps").read_text()
+
+
+def test_two_vms_restored_from_one_firecracker_template(fc_warm: BangerEnv) -> None:
+    template = _template_dir(fc_warm)
+    assert (template / "memory").is_file() and (template / "state").is_file()
+    assert fc_warm.json("image", "show", "debian-bookworm")["template"]["backend"] == (
+        "firecracker"
+    )
+
+    procs = [
+        subprocess.Popen(
+            fc_warm.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
+            env=fc_warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for name in ("fcw-a", "fcw-b")
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        assert "warm template" in stderr, stderr  # the progress line says it restored
+        assert "warning" not in stderr, stderr
+    shown = {name: fc_warm.json("vm", "show", name) for name in ("fcw-a", "fcw-b")}
+    a, b = (_probe(fc_warm, name) for name in ("fcw-a", "fcw-b"))
+
+    assert (a["hostname"], b["hostname"]) == ("fcw-a", "fcw-b")
+    assert shown["fcw-a"]["ip"] != shown["fcw-b"]["ip"]
+    assert a["machine_id"] != b["machine_id"] and a["random"] != b["random"]
+    assert a["host_key"] != b["host_key"]
+    for name, probe in (("fcw-a", a), ("fcw-b", b)):
+        vm = shown[name]
+        assert vm["backend"] == "firecracker" and vm["template"]
+        assert (Path(vm["dir"]) / "ssh_host_ed25519_key.pub").read_text().split()[:2] == (
+            probe["host_key"].split()[:2]
+        )
+        assert "banger.agent" in probe["cmdline"]  # restored, not booted
+        # Both map the template's memory file (copy-on-write) rather than RAM of their own.
+        assert str(template / "memory") in _guest_vmm_maps(vm["pid"])
+        # The guest learnt its own work disk's size when the drive was re-pointed at it.
+        size = fc_warm.run("vm", "ssh", name, "--", "cat", "/sys/block/vdb/size").stdout
+        assert int(size) * 512 == vm["spec"]["disk_size_bytes"]
+
+    fc_warm.run("vm", "ssh", "fcw-a", "--", "sh", "-c",
+                "echo a > /root/only-a && echo a > /etc/only-a && sync")
+    fc_warm.run("vm", "ssh", "fcw-b", "--", "sh", "-c",
+                "test ! -e /root/only-a && test ! -e /etc/only-a")
+
+    # Afterwards an ordinary VM: it stops, boots cold on its own copy of the root, keeps data.
+    fc_warm.run("vm", "stop", "fcw-a", timeout=120)
+    fc_warm.run("vm", "start", "fcw-a", timeout=600)
+    after = fc_warm.run("vm", "ssh", "fcw-a", "--", "sh", "-c",
+                        "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
+    assert after.splitlines()[:3] == ["a", "a", "fcw-a"]
+    assert "banger.ip=" in after
+    for name in ("fcw-a", "fcw-b"):
+        fc_warm.run("vm", "delete", "--force", name, timeout=120)
+
+
+def test_broken_firecracker_template_falls_back_to_cold(fc_warm: BangerEnv) -> None:
+    state = _template_dir(fc_warm) / "state"
+    state.write_bytes(state.read_bytes()[:2000])  # a truncated snapshot
+    out = fc_warm.run("vm", "run", "--rm", "--", "echo", "ran", timeout=600)
+    assert out.stdout.strip().endswith("ran")
+    assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
