@@ -31,7 +31,7 @@ def warm_env(second_banger_module: Callable[..., BangerEnv]) -> BangerEnv:
 
 
 def _template_dir(env: BangerEnv) -> Path:
-    return env.state_dir / "templates" / "debian-bookworm"
+    return env.state_dir / "templates" / "qemu" / "debian-bookworm"
 
 
 def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
