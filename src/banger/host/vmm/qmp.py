@@ -9,13 +9,27 @@ from typing import Any
 
 from banger.core.errors import HostError
 
+# QEMU creates the socket file (bind) a moment before it listens; on a loaded host a client
+# can land in between and be refused.
+_REFUSED_RETRIES = 40
+_REFUSED_PAUSE = 0.025
+
+
+async def _connect(socket_path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    for _ in range(_REFUSED_RETRIES):
+        try:
+            return await asyncio.open_unix_connection(str(socket_path))
+        except ConnectionRefusedError:
+            await asyncio.sleep(_REFUSED_PAUSE)
+    return await asyncio.open_unix_connection(str(socket_path))
+
 
 async def qmp_command(
     socket_path: Path, command: str, arguments: dict[str, Any] | None = None,
     *, timeout: float = 5.0,
 ) -> Any:
     async def exchange() -> Any:
-        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        reader, writer = await _connect(socket_path)
         try:
             await reader.readline()  # greeting
             for execute, args in (("qmp_capabilities", None), (command, arguments)):
