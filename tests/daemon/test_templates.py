@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from banger.core.config import Config
-from banger.core.errors import BootFailed, HostError
+from banger.core.errors import BootFailed, HostError, Unsupported
 from banger.core.models import VM, ProgressEvent, VMState
 from banger.daemon.templates import TemplateService, remove_old_layout
 from banger.host.agent import FakeAgentChannel
@@ -406,3 +407,16 @@ async def test_templates_from_before_the_backend_split_are_removed(tmp_path: Pat
     (current / "meta.json").write_text("{}")
     remove_old_layout(root)
     assert not old.exists() and current.exists()
+
+
+async def test_images_that_install_sshd_on_first_boot_get_no_template(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, vmm, _ = warm
+    image = env.services.images.get("debian-bookworm")
+    env.services.store.put_image(replace(image, ssh_on_first_boot=True))
+    with pytest.raises(Unsupported, match="no openssh-server"):
+        await templates(env).build("debian-bookworm")
+    await create(env, "first", nat=True)
+    assert "debian-bookworm" not in templates(env)._background
+    assert not vmm.launched or all(not spec.agent for spec in vmm.launched)

@@ -203,6 +203,13 @@ class TemplateService:
         lock = self._locks.setdefault(image_name, asyncio.Lock())
         async with lock:
             image = self._images.get(image_name)
+            if image.ssh_on_first_boot:
+                # Its template would have no sshd to hand each restored VM.
+                raise Unsupported(
+                    f"image {image_name} has no openssh-server (its VMs install it on their "
+                    "first boot), so it cannot have a warm template",
+                    hint="its VMs boot cold; an image with openssh-server can be warm",
+                )
             boot = image
             if self._kernels is not None:
                 boot = await self._kernels.boot_image("", image, progress)

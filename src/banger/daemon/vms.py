@@ -441,7 +441,7 @@ class VMService:
             vm = self._save(replace(vm, state=VMState.RUNNING))
         await self._notify(vm)
         if first_boot and not restored and not from_snapshot:
-            self._offer_template(vm)
+            self._offer_template(vm, image)
         return vm
 
     async def _wait_installing_ssh(
@@ -544,13 +544,14 @@ class VMService:
                 return
             await asyncio.sleep(0.05)
 
-    def _offer_template(self, vm: VM) -> None:
+    def _offer_template(self, vm: VM, image: Image) -> None:
         """After a VM of an image booted cold, make the image's warm template (if VMs of
         its kind can use one) so the next start is warm."""
         templates = self._templates.get(vm.backend)
         if (
             templates is not None
             and not vm.kernel
+            and not image.ssh_on_first_boot
             and (vm.spec.vcpu, vm.spec.memory_mib) == self._default_size()
         ):
             templates.schedule(vm.image)
