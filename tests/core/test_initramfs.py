@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 
 from banger.core.guest import (
+    BANGER_INITRD_MARKER,
     OVERLAY_HOOK,
     OVERLAY_HOOK_PATH,
     OVERLAY_RDINIT,
@@ -54,6 +55,8 @@ def test_appended_archive_starts_on_a_4_byte_boundary() -> None:
 def test_overlay_scripts_hook_init_bottom_and_read_the_cmdline() -> None:
     assert f'echo \'{OVERLAY_HOOK_PATH} "$@"\'' in OVERLAY_RDINIT
     assert OVERLAY_RDINIT.rstrip().endswith('exec /init "$@"')
+    # banger's own initrd has no ORDER: its /init mounts the overlay, no warning needed.
+    assert f"elif [ ! -f {BANGER_INITRD_MARKER} ]" in OVERLAY_RDINIT
     assert "banger.overlay=*" in OVERLAY_HOOK
     assert "lowerdir=/banger/ro,upperdir=/banger/rw/upper" in OVERLAY_HOOK
     assert overlay_boot_args("/dev/vdb") == (

@@ -8,9 +8,6 @@ from banger.core.kernels import (
     deb_file,
     kernel_package,
     kernel_version,
-    load_order,
-    modinfo_depends,
-    module_name,
     parse_packages,
     release_sha256,
 )
@@ -56,18 +53,3 @@ def test_release_sha256_section() -> None:
             " abc 123 main/binary-amd64/Packages.xz\n def 9 contrib/x\nAcquire-By-Hash: yes\n")
     assert release_sha256(text) == {"main/binary-amd64/Packages.xz": ("abc", 123),
                                     "contrib/x": ("def", 9)}
-
-
-def test_module_closure_in_load_order() -> None:
-    paths = {"virtio_blk": "drivers/block/virtio_blk.ko.xz", "virtio": "drivers/virtio.ko",
-             "virtio_ring": "drivers/virtio_ring.ko", "virtio_mmio": "drivers/virtio_mmio.ko"}
-    deps = {"drivers/block/virtio_blk.ko.xz": ["virtio", "virtio_ring"],
-            "drivers/virtio_ring.ko": ["virtio"], "drivers/virtio_mmio.ko": ["virtio",
-                                                                             "virtio_ring"]}
-    order = load_order(paths, lambda p: deps.get(p, []), ("virtio_mmio", "virtio_blk", "nope"))
-    assert order == ["drivers/virtio.ko", "drivers/virtio_ring.ko", "drivers/virtio_mmio.ko",
-                     "drivers/block/virtio_blk.ko.xz"]
-    assert module_name("kernel/drivers/char/hw_random/virtio-rng.ko.xz") == "virtio_rng"
-    blob = b"\x7fELF...\0license=GPL\0depends=virtio,virtio_ring\0intree=Y\0"
-    assert modinfo_depends(blob) == ["virtio", "virtio_ring"]
-    assert modinfo_depends(b"\0depends=\0") == []

@@ -280,7 +280,10 @@ def ensure_catalog_image(name: str, cache: Path | None = None) -> dict[str, str]
 def ensure_catalog_kernel(name: str) -> dict[str, str]:
     """A catalog kernel pulled by `banger kernel pull NAME` outside the namespace (which has
     no route to the mirror), cached like the test image: {"vmlinuz", "initrd", "version"}."""
-    entry = IMAGE_CACHE / f"kernel-{name}"
+    from banger.core.initrd import INITRD_VERSION
+
+    # Keyed by the initrd's version too: the pull builds banger's initrd.
+    entry = IMAGE_CACHE / f"kernel-{name}-initrd{INITRD_VERSION}"
 
     def build(staging: Path) -> None:
         with _pulled_on_host("kernel", name, timeout=900) as kernel:

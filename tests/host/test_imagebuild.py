@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import shutil
 import stat
@@ -12,6 +13,7 @@ import pytest
 
 from banger.core import guest
 from banger.core.errors import ImageBuildFailed, MissingTool
+from banger.core.initrd import INIT_SCRIPT
 from banger.core.models import ProgressEvent
 from banger.host import imagebuild
 from banger.host.imagebuild import (
@@ -32,6 +34,8 @@ from banger.host.imagebuild import (
     parse_progress,
     tree_size_bytes,
 )
+from tests.core.test_initramfs import read_newc
+from tests.host.test_initrd import make_tree
 
 SOURCES = [
     "deb http://mirror.example.test/debian bookworm main",
@@ -360,6 +364,7 @@ for u in systemd-networkd.service systemd-networkd.socket docker.socket; do
     echo '[Unit]' > "$target/lib/systemd/system/$u"
 done
 echo 'root:*:1:0:99999:7:::' > "$target/etc/shadow"
+[ -n "$TREE_EXTRA" ] && cp -a "$TREE_EXTRA/." "$target/"
 printf 'Package: bash\nStatus: install ok installed\nVersion: 5.2\n' > "$target/var/lib/dpkg/status"
 echo "I: success in 0.1 seconds" >&2
 """
@@ -410,6 +415,23 @@ async def test_build_with_stand_in_tools(tmp_path: Path, builder: DebianImageBui
     assert events[-1].fraction == 1.0
     fractions = [e.fraction for e in events if e.fraction is not None]
     assert fractions == sorted(fractions)
+    # The stand-in tree has no modules and no busybox: the image keeps its own initrd.
+    assert any(e.stage == "warning" and "initramfs-tools initrd" in e.message for e in events)
+
+
+async def test_build_makes_bangers_initrd_from_the_tree(
+    tmp_path: Path, builder: DebianImageBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = make_tree(tmp_path / "extra", "6.1.0-1-cloud-amd64")
+    monkeypatch.setenv("TREE_EXTRA", str(extra))
+    events: list[ProgressEvent] = []
+    built = await builder.build(
+        suite="bookworm", dest_dir=tmp_path / "img", apt_sources=SOURCES, progress=events.append
+    )
+    files = read_newc(gzip.decompress(built.initrd.read_bytes()))
+    assert files["init"][1] == INIT_SCRIPT.encode()
+    assert "lib/modules/03-virtio_blk.ko" in files
+    assert not any(e.stage == "warning" for e in events)
 
 
 async def test_build_into_an_existing_empty_dir(
@@ -546,3 +568,10 @@ async def test_real_build(tmp_path: Path) -> None:
         text=True,
     ).stdout
     assert listing == guest.BOOT_SCRIPT
+    # banger's own initrd, not initramfs-tools': busybox-static and the cloud kernel's
+    # virtio modules (ext4 is built in).
+    assert not any(e.stage == "warning" for e in events)
+    initrd = read_newc(gzip.decompress(built.initrd.read_bytes()))
+    assert initrd["init"][1] == INIT_SCRIPT.encode()
+    order = initrd["modules.order"][1].decode()
+    assert "virtio_mmio.ko" in order and "virtio_blk.ko" in order

@@ -197,36 +197,42 @@ def kernel_cmdline(
 # --- Root overlay for VMMs without qcow2 (Firecracker) -----------------------------------------
 # Where the filesystem cannot reflink the base image, the VM gets the image's root read-only
 # (/dev/vda) and a writable overlay disk of its own, combined into an overlayfs `/` in the
-# initramfs. Nothing is baked into the image: the daemon appends a small cpio archive to the
-# image's initramfs-tools initrd (the kernel unpacks concatenated archives in order) and boots
-# with `rdinit=`, so the hook runs the image's own /init after adding one init-bottom step.
+# initramfs. banger's own initrd (initrd.py) does that itself when it sees `banger.overlay=`.
+# For an image's initramfs-tools initrd the daemon appends a small cpio archive (the kernel
+# unpacks concatenated archives in order) and boots with `rdinit=`, so the hook runs the
+# image's own /init after adding one init-bottom step. The same archive goes onto either
+# kind: the rdinit tells them apart by banger's marker file.
 
 OVERLAY_DISK_LABEL = "banger-overlay"
+OVERLAY_KERNEL_ARG = "banger.overlay"
+# In banger's own initrd only.
+BANGER_INITRD_MARKER = "/banger-initrd"
 OVERLAY_RDINIT_PATH = "/banger/rdinit"
 OVERLAY_HOOK_PATH = "/banger/overlay"
 # Where the layers stay visible in the running guest (the layout Ubuntu's overlayroot uses).
 OVERLAY_LOWER_MOUNT = "/media/root-ro"
 OVERLAY_UPPER_MOUNT = "/media/root-rw"
 # Bump when the two scripts below change, so cached initrds are rebuilt.
-OVERLAY_VERSION = "1"
+OVERLAY_VERSION = "2"
 
 OVERLAY_RDINIT = r"""#!/bin/sh
 # banger: put the root overlay step first in initramfs-tools' init-bottom, then run /init.
+# banger's own initrd mounts the overlay in its /init.
 order=/scripts/init-bottom/ORDER
 if [ -f "$order" ]; then
     { echo '__HOOK__ "$@"'; cat "$order"; } > /banger/ORDER
     cat /banger/ORDER > "$order"
-else
+elif [ ! -f __MARKER__ ]; then
     echo "banger: no $order in this initramfs; / stays read-only" > /dev/console
 fi
 exec /init "$@"
-""".replace("__HOOK__", OVERLAY_HOOK_PATH)
+""".replace("__HOOK__", OVERLAY_HOOK_PATH).replace("__MARKER__", BANGER_INITRD_MARKER)
 
 OVERLAY_HOOK = r"""#!/bin/sh
 # banger: make / an overlayfs: the image's read-only root below, this VM's disk above.
 dev=
 for word in $(cat /proc/cmdline); do
-    case "$word" in banger.overlay=*) dev="${word#*=}" ;; esac
+    case "$word" in __ARG__=*) dev="${word#*=}" ;; esac
 done
 [ -n "$dev" ] || exit 0
 fail() {
@@ -251,7 +257,9 @@ mkdir -p "$rootmnt__LOWER__" "$rootmnt__UPPER__"
 mount -n -o move /banger/ro "$rootmnt__LOWER__"
 mount -n -o move /banger/rw "$rootmnt__UPPER__"
 exit 0
-""".replace("__LOWER__", OVERLAY_LOWER_MOUNT).replace("__UPPER__", OVERLAY_UPPER_MOUNT)
+""".replace("__LOWER__", OVERLAY_LOWER_MOUNT).replace("__UPPER__", OVERLAY_UPPER_MOUNT).replace(
+    "__ARG__", OVERLAY_KERNEL_ARG
+)
 
 
 def overlay_initramfs_files() -> dict[str, tuple[int, bytes]]:
@@ -266,7 +274,7 @@ def overlay_initramfs_files() -> dict[str, tuple[int, bytes]]:
 
 def overlay_boot_args(device: str) -> str:
     """Kernel arguments for a root overlay on `device`; the base root is mounted read-only."""
-    return f"ro rdinit={OVERLAY_RDINIT_PATH} banger.overlay={device}"
+    return f"ro rdinit={OVERLAY_RDINIT_PATH} {OVERLAY_KERNEL_ARG}={device}"
 
 
 # --- First boot of images without sshd (OCI pulls) ---------------------------------------------

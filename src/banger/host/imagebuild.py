@@ -1,5 +1,6 @@
 """Build the default Debian image: mmdebstrap a tree, bake in the guest boot contract, write
-the tree to a raw ext4 file, and take the kernel and initrd out of the image itself.
+the tree to a raw ext4 file, take the kernel out of the image itself and build banger's
+initrd from the image's modules and busybox.
 
 Layout of a build: everything happens in a temporary directory next to ``dest_dir`` (the tree
 and the outputs), and ``dest_dir`` appears only when the image is complete, so a failed or
@@ -33,9 +34,11 @@ from typing import Protocol
 from banger.core import agent, guest
 from banger.core.errors import ImageBuildFailed, MissingTool
 from banger.core.models import ProgressEvent
+from banger.host.initrd import tree_initrd
 
-# Bump when the package set or the customisation changes; the boot contract has its own.
-RECIPE = "2"
+# Bump when the package set, the customisation or banger's initrd (core/initrd.py) changes;
+# the boot contract has its own.
+RECIPE = "3"
 RECIPE_VERSION = f"{RECIPE}.{guest.CONTRACT_VERSION}"
 
 STAGE = "image"
@@ -68,6 +71,8 @@ PACKAGES: tuple[str, ...] = (
     # in odd ways without them, and the apt variant does not pull them in.
     "netbase",
     "linux-image-cloud-amd64",
+    # The shell of banger's own initrd (see core/initrd.py).
+    "busybox-static",
 )
 
 DPKG_OPTIONS: tuple[str, ...] = (
@@ -82,10 +87,13 @@ DPKG_OPTIONS: tuple[str, ...] = (
 
 APT_OPTIONS: tuple[str, ...] = ('Acquire::Languages "none"',)
 
-# The cloud kernel builds virtio as modules. The default MODULES=most initrd is ~50 MB
-# uncompressed and costs boot time under TCG; banger guests only need virtio-mmio and
-# virtio-blk to find the root disk (ext4 is built in). Written before the kernel package is
-# installed so its postinst builds the small initrd (and so do later kernel upgrades).
+# The image boots banger's own initrd (core/initrd.py), built from the tree after
+# bootstrapping. The initramfs-tools one in /boot stays as the fallback for a tree that
+# cannot have it, so keep that one small too: the cloud kernel builds virtio as modules, the
+# default MODULES=most initrd is ~50 MB uncompressed and costs boot time under TCG, and banger
+# guests only need virtio-mmio and virtio-blk to find the root disk (ext4 is built in).
+# Written before the kernel package is installed so its postinst builds the small initrd (and
+# so do later kernel upgrades).
 INITRAMFS_CONF: tuple[str, ...] = ("MODULES=list", "COMPRESS=gzip")
 INITRAMFS_MODULES: tuple[str, ...] = ("virtio_mmio", "virtio_blk")
 _INITRAMFS_CONF_DIR = "etc/initramfs-tools/conf.d"
@@ -618,7 +626,7 @@ class DebianImageBuilder:
                     ["cp", "--sparse=always", str(made), str(rootfs)], "copying rootfs", progress
                 )
             shutil.copyfile(vmlinuz, final / "vmlinuz")
-            shutil.copyfile(initrd, final / "initrd.img")
+            await self._write_initrd(tree, version, initrd, final / "initrd.img", progress)
             await self._remove_tree(tree)
             if dest_dir.exists():
                 dest_dir.rmdir()
@@ -636,6 +644,24 @@ class DebianImageBuilder:
             packages=packages,
             size_bytes=size,
         )
+
+    @staticmethod
+    async def _write_initrd(
+        tree: Path, version: str, stock: Path, target: Path, progress: ProgressSink
+    ) -> None:
+        """banger's initrd from the tree, else (with a warning) the tree's own."""
+        progress(ProgressEvent(STAGE, "building the initrd", 0.95))
+        try:
+            data = await asyncio.to_thread(tree_initrd, tree, version)
+        except (ImageBuildFailed, OSError) as exc:
+            reason = exc.message if isinstance(exc, ImageBuildFailed) else str(exc)
+            progress(ProgressEvent(
+                "warning", f"warning: {reason}; the image keeps its initramfs-tools initrd, "
+                "which boots a few seconds slower"
+            ))
+            shutil.copyfile(stock, target)
+            return
+        target.write_bytes(data)
 
     @staticmethod
     def _tool(name: str, package: str) -> str:

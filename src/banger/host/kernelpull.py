@@ -6,8 +6,8 @@ the index. The .debs are cached (``<cache>/debs``), so pulling again or on anoth
 installation that shares the cache downloads nothing.
 
 From the kernel package come vmlinuz, the modules tree and (through host/kernel.py) the
-uncompressed ELF vmlinux Firecracker boots; the initrd is built here from busybox-static and
-the virtio modules (core/kernels.py says why).
+uncompressed ELF vmlinux Firecracker boots; banger's initrd (host/initrd.py) from
+busybox-static and the kernel's modules (core/kernels.py says why).
 """
 
 from __future__ import annotations
@@ -29,25 +29,20 @@ from typing import Protocol
 import aiohttp
 
 from banger.core.errors import ChecksumMismatch, ImageBuildFailed
-from banger.core.initramfs import newc_archive
 from banger.core.kernels import (
     BUSYBOX_PACKAGE,
-    INIT_SCRIPT,
-    INITRD_MODULES,
     PACKAGES_INDEX,
     CatalogKernel,
     DebFile,
     deb_file,
     kernel_package,
     kernel_version,
-    load_order,
-    modinfo_depends,
-    module_name,
     parse_packages,
     release_sha256,
 )
 from banger.core.models import ProgressEvent
 from banger.host.flatten import Flattener
+from banger.host.initrd import build_initrd
 
 STAGE = "kernel"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -249,40 +244,6 @@ def _assemble(
         modules=dest_dir / "modules" / version, version=version,
         package=f"{kernel.package}={kernel.version}",
     )
-
-
-def build_initrd(modules: Path, busybox: bytes) -> bytes:
-    """gzip'd newc archive: busybox, /init, the virtio modules (decompressed) in load order."""
-    paths = {module_name(p.name): str(p.relative_to(modules))
-             for p in modules.rglob("*.ko*") if p.is_file()}
-    order = load_order(paths, lambda path: modinfo_depends(_module_bytes(modules / path)),
-                       INITRD_MODULES)
-    files: dict[str, tuple[int, bytes]] = {
-        "bin": (0o040755, b""), "dev": (0o040755, b""), "proc": (0o040755, b""),
-        "sys": (0o040755, b""), "newroot": (0o040755, b""), "lib": (0o040755, b""),
-        "lib/modules": (0o040755, b""),
-        "bin/busybox": (0o100755, busybox), "init": (0o100755, INIT_SCRIPT.encode()),
-    }
-    names = []
-    for index, path in enumerate(order):
-        data = _module_bytes(modules / path)
-        name = f"{index:02d}-{path.rsplit('/', 1)[-1].split('.ko')[0]}.ko"
-        files[f"lib/modules/{name}"] = (0o100644, data)
-        names.append(name)
-    files["modules.order"] = (0o100644, ("\n".join(names) + "\n").encode())
-    return gzip.compress(newc_archive(files), compresslevel=6, mtime=0)
-
-
-def _module_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.endswith(".xz"):
-        return lzma.decompress(data)
-    if path.name.endswith(".zst"):
-        return subprocess.run(["zstd", "-dcq"], input=data, capture_output=True,
-                              check=True).stdout
-    if path.name.endswith(".gz"):
-        return gzip.decompress(data)
-    return data
 
 
 class FakeKernelFetcher:
