@@ -279,8 +279,9 @@ class FirecrackerHypervisor:
             if spec.initrd is None:
                 raise BootFailed(
                     "this image has no initrd, which the root overlay needs",
-                    hint="register the image with its initramfs-tools initrd, or keep the "
-                    "state dir on a filesystem with reflinks (btrfs, xfs)",
+                    hint="register the image with its initrd (or boot it with a catalog "
+                    "kernel: --kernel generic-6.1), or keep the state dir on a filesystem "
+                    "with reflinks (btrfs, xfs)",
                 )
             assert layout.overlay is not None
             drives.append(drive("overlay", layout.overlay, read_only=False))
