@@ -3,7 +3,12 @@ from __future__ import annotations
 import struct
 import subprocess
 
-from banger.core.guest import BANGER_INITRD_MARKER, overlay_boot_args
+from banger.core.guest import (
+    BANGER_INITRD_MARKER,
+    FSTAB,
+    WORK_DISK_LABEL,
+    overlay_boot_args,
+)
 from banger.core.initrd import (
     INIT_SCRIPT,
     INITRD_VERSION,
@@ -104,3 +109,6 @@ def test_init_script_parses_and_reads_the_overlay_argument() -> None:
     assert f"{device_arg}=*) overlay=" in INIT_SCRIPT
     assert "lowerdir=/banger/ro,upperdir=/banger/rw/upper" in INIT_SCRIPT
     assert INIT_SCRIPT.rstrip().endswith('exec switch_root /newroot "$init"')
+    # The work disk is found by the label fstab mounts it by.
+    assert f"findfs LABEL={WORK_DISK_LABEL} " in INIT_SCRIPT
+    assert f"LABEL={WORK_DISK_LABEL} /root " in FSTAB

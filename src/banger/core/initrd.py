@@ -7,9 +7,10 @@ initramfs-tools spends several seconds on the way there (a udevd of its own, `ud
 trigger`/`settle`, dozens of shell scripts), so banger builds a small initrd instead: a static
 busybox, those modules, and an /init that loads them, mounts `root=` and switches to the
 image's init. It also mounts the root overlay itself when the kernel command line asks for
-one (`banger.overlay=`, see guest.py). Catalog kernels (kernels.py) get one, and so does
-every image banger builds from Debian packages; images that cannot (no busybox, or a kernel
-without the root disk's drivers) keep their own initrd.
+one (`banger.overlay=`, see guest.py), and the VM's work disk at /root (so that systemd does
+not wait for udev before it). Catalog kernels (kernels.py) get one, and so does every image
+banger builds from Debian packages; images that cannot (no busybox, or a kernel without the
+root disk's drivers) keep their own initrd.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from banger.core.guest import (
     OVERLAY_KERNEL_ARG,
     OVERLAY_LOWER_MOUNT,
     OVERLAY_UPPER_MOUNT,
+    WORK_DISK_LABEL,
 )
 
 # Bump when the /init or the module lists change, so images and cached kernels are rebuilt.
@@ -183,6 +185,10 @@ fi
 if [ -n "$overlay" ] && ! mount_overlay; then
     echo "banger-initrd: cannot mount the root overlay; / stays read-only"
 fi
+# The work disk (/root in fstab) mounted now: else systemd waits for udev's coldplug to
+# announce the device, and banger-boot, sshd and most of the boot wait for /root. Systemd
+# adopts the mount. A warm template's blank placeholder disk has no label and stays as is.
+work=$(findfs LABEL=__WORK_LABEL__ 2>/dev/null) && mount -t ext4 "$work" /newroot/root
 if [ ! -x "/newroot$init" ] && [ ! -L "/newroot$init" ]; then
     echo "banger-initrd: the image has no $init (it needs systemd, or init= on the cmdline)"
 fi
@@ -197,6 +203,7 @@ INIT_SCRIPT = (
     .replace("__OVERLAY_ARG__", OVERLAY_KERNEL_ARG)
     .replace("__LOWER__", OVERLAY_LOWER_MOUNT)
     .replace("__UPPER__", OVERLAY_UPPER_MOUNT)
+    .replace("__WORK_LABEL__", WORK_DISK_LABEL)
 )
 
 _DIR = 0o040755
