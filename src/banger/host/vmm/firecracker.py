@@ -21,7 +21,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from banger.host.kernel import ensure_vmlinux
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
 from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.launch import start_vmm
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 API_SOCKET = "firecracker.sock"
@@ -209,11 +209,7 @@ class FirecrackerHypervisor:
         pid = await self._spawn(spec)
         sock = spec.vm_dir / API_SOCKET
         try:
-            for request in (
-                api.put_logger(str(spec.vm_dir / LOG_FILE)),
-                api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
-                api.put_serial(str(spec.console_log)),
-            ):
+            for request in _before_load(spec):
                 await api_call(sock, request)
             await api_call(sock, api.snapshot_load(
                 str(state), str(spec.memory_file), resume_vm=False,
@@ -249,9 +245,7 @@ class FirecrackerHypervisor:
         sock = spec.vm_dir / API_SOCKET
         try:
             for request in (
-                api.put_logger(str(spec.vm_dir / LOG_FILE)),
-                api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
-                api.put_serial(str(spec.console_log)),
+                *_before_load(spec),
                 api.snapshot_load(str(snap.vmstate), str(snap.memory), resume_vm=True,
                                   network_overrides={api.IFACE_ID: spec.tap}),
             ):
@@ -298,26 +292,17 @@ class FirecrackerHypervisor:
         for path in (spec.console_log, spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE):
             path.write_bytes(b"")
         argv = [binary, "--api-sock", str(sock), "--id", f"banger-{spec.vm_id}"]
-        with open(spec.vmm_log, "wb") as log:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True, cwd=spec.vm_dir,
-            )
-        self._children[proc.pid] = proc
-        deadline = time.monotonic() + _SOCKET_WAIT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self._children.pop(proc.pid, None)
-                words = spec.vmm_log.read_text(errors="replace").strip().splitlines()
-                raise BootFailed(
-                    f"firecracker exited at start: "
-                    f"{words[-1] if words else f'exit {proc.returncode}'}",
-                    hint=f"full output in {spec.vmm_log}",
-                )
-            if sock.exists() and await _accepts(sock):
-                return proc.pid
-            await asyncio.sleep(0.02)
-        self._abort(proc.pid)
+
+        async def api_up() -> bool:
+            return sock.exists() and await _accepts(sock)
+
+        pid, up = await start_vmm(
+            argv, log_path=spec.vmm_log, children=self._children, what="firecracker",
+            ready=api_up, timeout=_SOCKET_WAIT, cwd=spec.vm_dir,
+        )
+        if up:
+            return pid
+        self._abort(pid)
         raise BootFailed(f"firecracker did not open {sock} within {_SOCKET_WAIT:.0f}s",
                          hint=f"see {spec.vmm_log}")
 
@@ -383,6 +368,15 @@ def _drive_path(path: str, vm_dir: Path) -> str:
     """A drive's path as Firecracker gets it: its name if it is in the VM dir (see the
     module doc), else the full path."""
     return Path(path).name if Path(path).parent == vm_dir else path
+
+
+def _before_load(spec: LaunchSpec) -> tuple[api.Request, ...]:
+    """What a snapshot load needs configured first: Firecracker's log, metrics and console."""
+    return (
+        api.put_logger(str(spec.vm_dir / LOG_FILE)),
+        api.put_metrics(str(spec.vm_dir / METRICS_FILE)),
+        api.put_serial(str(spec.console_log)),
+    )
 
 
 def read_metrics(vm_dir: Path, limit: int = 60) -> list[api.MetricsSample]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from banger.core import agent
 from banger.core.errors import BootFailed, HostError, MissingTool
 from banger.host.vmm.base import AGENT_SOCKET, LaunchSpec
+from banger.host.vmm.launch import start_vmm
 from banger.host.vmm.qmp import qmp_command
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
@@ -89,30 +90,20 @@ class QemuHypervisor:
         spec.console_log.write_bytes(b"")
         with contextlib.suppress(FileNotFoundError):
             spec.control_socket.unlink()
+
+        async def monitor_up() -> bool:
+            return spec.control_socket.exists()
+
         try:
-            with open(spec.vmm_log, "wb") as log:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
-                )
+            pid, _ = await start_vmm(
+                argv, log_path=spec.vmm_log, children=self._children, what="qemu",
+                ready=monitor_up, timeout=_STARTUP_GRACE,
+            )
         except FileNotFoundError as exc:
             raise MissingTool(
                 f"{self._bin} not found", hint="apt-get install qemu-system-x86"
             ) from exc
-        self._children[proc.pid] = proc
-        deadline = time.monotonic() + _STARTUP_GRACE
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self._children.pop(proc.pid, None)
-                words = spec.vmm_log.read_text(errors="replace").strip().splitlines()
-                raise BootFailed(
-                    f"qemu exited at start: {words[-1] if words else f'exit {proc.returncode}'}",
-                    hint=f"full output in {spec.vmm_log}",
-                )
-            if spec.control_socket.exists():
-                return proc.pid
-            await asyncio.sleep(0.05)
-        return proc.pid
+        return pid
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir))
