@@ -284,7 +284,9 @@ sub netlink {
 sub network {
     my ($cidr, $gw, $mac) = @_;
     my ($ip, $prefix) = split m{/}, $cidr;
-    my ($nic) = grep { $_ ne 'lo' } map { m{([^/]+)$} } glob '/sys/class/net/*';
+    # The VM's one virtio NIC: the only interface with a device behind it (not lo, nor a
+    # bridge such as docker0, which sorts before eth0).
+    my ($nic) = grep { -e "/sys/class/net/$_/device" } map { m{([^/]+)$} } glob '/sys/class/net/*';
     defined $nic or die "no network interface\n";
     # As a cold boot has it: no IPv6 link-local address, no router advertisements.
     spew("/proc/sys/net/ipv6/conf/$nic/accept_ra", "0");
