@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import BANGER, BangerEnv
 from tests.e2e.test_firecracker import _real_firecracker
-from tests.e2e.test_warm import _probe
+from tests.e2e.test_warm import _probe, assert_isolated_then_cold_restart
 from tests.host.firecracker_standin import write_wrapper
 
 pytestmark = pytest.mark.e2e
@@ -97,20 +97,7 @@ def test_two_vms_restored_from_one_firecracker_template(fc_warm: BangerEnv) -> N
         size = fc_warm.run("vm", "ssh", name, "--", "cat", "/sys/block/vdb/size").stdout
         assert int(size) * 512 == vm["spec"]["disk_size_bytes"]
 
-    fc_warm.run("vm", "ssh", "fcw-a", "--", "sh", "-c",
-                "echo a > /root/only-a && echo a > /etc/only-a && sync")
-    fc_warm.run("vm", "ssh", "fcw-b", "--", "sh", "-c",
-                "test ! -e /root/only-a && test ! -e /etc/only-a")
-
-    # Afterwards an ordinary VM: it stops, boots cold on its own copy of the root, keeps data.
-    fc_warm.run("vm", "stop", "fcw-a", timeout=120)
-    fc_warm.run("vm", "start", "fcw-a", timeout=600)
-    after = fc_warm.run("vm", "ssh", "fcw-a", "--", "sh", "-c",
-                        "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
-    assert after.splitlines()[:3] == ["a", "a", "fcw-a"]
-    assert "banger.ip=" in after
-    for name in ("fcw-a", "fcw-b"):
-        fc_warm.run("vm", "delete", "--force", name, timeout=120)
+    assert_isolated_then_cold_restart(fc_warm, "fcw-a", "fcw-b")
 
 
 def test_broken_firecracker_template_falls_back_to_cold(fc_warm: BangerEnv) -> None:

@@ -97,21 +97,24 @@ def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
         assert probe["work_bytes"] == shown[name]["spec"]["disk_size_bytes"]
         assert probe["link_local"] == 0
 
-    # What one writes, the other does not see: root disk and work disk alike.
-    warm_env.run("vm", "ssh", "warm-a", "--", "sh", "-c",
-                 "echo a > /root/only-a && echo a > /etc/only-a && sync")
-    warm_env.run("vm", "ssh", "warm-b", "--", "sh", "-c",
-                 "test ! -e /root/only-a && test ! -e /etc/only-a")
+    assert_isolated_then_cold_restart(warm_env, "warm-a", "warm-b")
 
-    # A restored VM is an ordinary VM afterwards: it stops, boots cold and keeps its data.
-    warm_env.run("vm", "stop", "warm-a", timeout=120)
-    warm_env.run("vm", "start", "warm-a", timeout=600)
-    after = warm_env.run("vm", "ssh", "warm-a", "--", "sh", "-c",
-                         "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
-    assert after.splitlines()[:3] == ["a", "a", "warm-a"]
+
+def assert_isolated_then_cold_restart(env: BangerEnv, a: str, b: str) -> None:
+    """Two clones of one template: what `a` writes, `b` does not see (root and work disk
+    alike); and `a` is an ordinary VM afterwards: it stops, boots cold and keeps its data.
+    Deletes both."""
+    env.run("vm", "ssh", a, "--", "sh", "-c",
+            "echo a > /root/only-a && echo a > /etc/only-a && sync")
+    env.run("vm", "ssh", b, "--", "sh", "-c", "test ! -e /root/only-a && test ! -e /etc/only-a")
+    env.run("vm", "stop", a, timeout=120)
+    env.run("vm", "start", a, timeout=600)
+    after = env.run("vm", "ssh", a, "--", "sh", "-c",
+                    "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
+    assert after.splitlines()[:3] == ["a", "a", a]
     assert "banger.ip=" in after
-    for name in ("warm-a", "warm-b"):
-        warm_env.run("vm", "delete", "--force", name, timeout=120)
+    for name in (a, b):
+        env.run("vm", "delete", "--force", name, timeout=120)
 
 
 def test_cold_flag_boots_cold(warm_env: BangerEnv) -> None:
@@ -146,3 +149,4 @@ def test_broken_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) 
     out = warm_env.run("vm", "run", "--rm", "--", "echo", "ran", timeout=600)
     assert out.stdout.strip().endswith("ran")
     assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
+
