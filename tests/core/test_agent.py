@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,38 @@ def test_agent_script_is_valid_perl_with_every_placeholder_filled() -> None:
 def test_agent_unit_runs_only_in_template_vms() -> None:
     assert f"ConditionKernelCommandLine={agent.KERNEL_FLAG}" in agent.AGENT_UNIT
     assert agent.AGENT_SCRIPT_PATH in agent.AGENT_UNIT
+
+
+def test_agent_unit_reports_a_failed_agent_to_the_host() -> None:
+    assert f"ExecStopPost={agent.AGENT_FAILED_SCRIPT_PATH}" in agent.AGENT_UNIT
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "reported"),
+    [
+        ("success", "0", None),  # exited after OK, or stopped at shutdown
+        ("exit-code", "203", "ERR banger-agent cannot start: the image has no /usr/bin/perl"),
+        ("exit-code", "255", "ERR banger-agent stopped (exit-code, exit status 255)"),
+    ],
+)
+def test_failed_agent_script_says_why_on_the_port(
+    tmp_path: Path, result: str, status: str, reported: str | None,
+) -> None:
+    port = tmp_path / agent.PORT_NAME
+    script = agent.AGENT_FAILED_SCRIPT.replace(f"/dev/virtio-ports/{agent.PORT_NAME}", str(port))
+    port.touch()
+    subprocess.run(["sh", "-c", script], check=True,
+                   env={"SERVICE_RESULT": result, "EXIT_STATUS": status, "PATH": "/usr/bin:/bin"})
+    written = port.read_text()
+    if reported is None:
+        assert written == ""
+    else:
+        assert written == reported + "\n"
+        assert parse_reply(written) == agent.Reply(False, reported[4:])
+
+
+def test_failed_agent_script_without_a_port_stays_quiet(tmp_path: Path) -> None:
+    script = agent.AGENT_FAILED_SCRIPT.replace("/dev/virtio-ports/", f"{tmp_path}/none/")
+    done = subprocess.run(["sh", "-c", script], env={"SERVICE_RESULT": "exit-code"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""

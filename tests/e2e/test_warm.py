@@ -150,3 +150,27 @@ def test_broken_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) 
     assert out.stdout.strip().endswith("ran")
     assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
 
+
+def test_image_without_perl_gets_no_template_and_says_why_at_once(
+    warm_env: BangerEnv, test_image: dict[str, str], tmp_path: Path,
+) -> None:
+    rootfs = tmp_path / "rootfs.ext4"
+    subprocess.run(["cp", "--sparse=always", test_image["rootfs"], str(rootfs)], check=True)
+    subprocess.run(["debugfs", "-w", "-R", "rm /usr/bin/perl", str(rootfs)], check=True,
+                   capture_output=True)
+    warm_env.run("image", "register", "--name", "noperl", "--rootfs", str(rootfs),
+                 "--kernel", test_image["kernel"], "--initrd", test_image["initrd"])
+    try:
+        started = time.monotonic()
+        out = warm_env.run("image", "warm", "noperl", check=False, timeout=900)
+        elapsed = time.monotonic() - started
+        assert out.returncode != 0
+        assert "banger-agent cannot start: the image has no /usr/bin/perl" in out.stderr, (
+            out.stderr
+        )
+        # The agent's unit said so as soon as it failed: no waiting out the agent timeout
+        # (3 x boot_timeout) with the template VM running.
+        assert elapsed < 180, elapsed
+        assert warm_env.json("image", "show", "noperl")["template"] is None
+    finally:
+        warm_env.run("image", "delete", "noperl", check=False)

@@ -49,6 +49,20 @@ async def test_wait_ready_pings_until_the_boot_settled(tmp_path: Path) -> None:
     assert pings == 2
 
 
+async def test_wait_ready_stops_at_the_agents_error(tmp_path: Path) -> None:
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"ERR banger-agent cannot start: the image has no /usr/bin/perl\n")
+        await writer.drain()
+        await reader.read()  # and stays up: only the line may end the wait
+
+    socket, server = await serve(tmp_path, guest)
+    async with server:
+        with pytest.raises(BootFailed, match="no /usr/bin/perl") as raised:
+            await SerialAgentChannel().wait_ready(socket, 30, alive=lambda: True)
+    assert "banger-agent" in raised.value.message and "perl" in raised.value.hint
+
+
 async def test_identity_skips_stale_ready_lines_and_returns_on_ok(tmp_path: Path) -> None:
     received: list[bytes] = []
 

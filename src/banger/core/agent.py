@@ -21,6 +21,7 @@ PORT_NAME = "org.banger.agent"
 # Firecracker has no virtio-serial: there the agent listens on this vsock port.
 VSOCK_PORT = 1024
 AGENT_SCRIPT_PATH = "/usr/local/lib/banger/banger-agent"
+AGENT_FAILED_SCRIPT_PATH = "/usr/local/lib/banger/banger-agent-failed"
 AGENT_UNIT_NAME = "banger-agent.service"
 # On the kernel command line of template VMs only; cold boots never start the agent.
 KERNEL_FLAG = AGENT_KERNEL_FLAG
@@ -394,6 +395,26 @@ while (defined(my $line = next_line())) {
     "__PING__", PING
 ).replace("__READY__", READY).replace("__TIME__", TIME)
 
+# Exit status systemd gives a service whose program it could not execute.
+EXIT_STATUS_EXEC = 203
+
+# Run by systemd whenever the agent stops. Without it, an agent that cannot start (an image
+# without perl) or dies leaves the host pinging until its timeout, with a template VM burning
+# CPU meanwhile. Only the virtio-serial port is reachable from a shell; over vsock (Firecracker)
+# the host still waits for its timeout.
+AGENT_FAILED_SCRIPT = f"""\
+#!/bin/sh
+# banger-agent-failed: tell the host at once why banger-agent stopped (ExecStopPost).
+[ "$SERVICE_RESULT" = success ] && exit 0
+case "$EXIT_STATUS" in
+{EXIT_STATUS_EXEC}) why="cannot start: the image has no /usr/bin/perl" ;;
+*) why="stopped ($SERVICE_RESULT, exit status ${{EXIT_STATUS:-none}})" ;;
+esac
+port=/dev/virtio-ports/{PORT_NAME}
+[ -e "$port" ] && echo "ERR banger-agent $why" > "$port"
+exit 0
+"""
+
 AGENT_UNIT = f"""\
 [Unit]
 Description=banger agent: per-VM identity for VMs restored from a warm template
@@ -403,6 +424,7 @@ After=local-fs.target
 [Service]
 Type=simple
 ExecStart={AGENT_SCRIPT_PATH}
+ExecStopPost={AGENT_FAILED_SCRIPT_PATH}
 StandardOutput=journal
 
 [Install]

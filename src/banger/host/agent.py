@@ -61,6 +61,12 @@ class _LineChannel:
                 )
                 if line is not None and line.strip() == agent.READY:
                     return
+                reply = agent.parse_reply(line) if line is not None else None
+                if reply is not None and not reply.ok:
+                    raise BootFailed(
+                        f"the template VM's {reply.detail}",
+                        hint="its VMs boot cold (a warm template needs banger-agent: perl)",
+                    )
                 if time.monotonic() >= deadline:
                     raise BootFailed(f"the template's agent did not settle within {timeout:.0f}s")
         finally:

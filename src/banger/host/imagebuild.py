@@ -432,6 +432,7 @@ def customize_tree(root: Path, *, strict: bool = True) -> None:
 
     agent_unit_path = f"/etc/systemd/system/{agent.AGENT_UNIT_NAME}"
     _write(root, agent.AGENT_SCRIPT_PATH, agent.AGENT_SCRIPT, 0o755)
+    _write(root, agent.AGENT_FAILED_SCRIPT_PATH, agent.AGENT_FAILED_SCRIPT, 0o755)
     _write(root, agent_unit_path, agent.AGENT_UNIT)
     _symlink(
         root, f"/etc/systemd/system/multi-user.target.wants/{agent.AGENT_UNIT_NAME}",
