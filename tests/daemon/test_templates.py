@@ -190,6 +190,25 @@ async def test_stale_template_warns_and_a_cold_boot_remakes_it(
     assert new is not None and new.meta.key != old.meta.key
 
 
+async def test_vm_with_a_kernel_of_its_own_boots_cold_without_a_warning(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel], tmp_path: Path,
+) -> None:
+    env, vmm, _ = warm
+    await templates(env).build("debian-bookworm")
+    kernels = env.services.kernels
+    assert kernels is not None
+    vmlinuz = tmp_path / "other-vmlinuz"
+    vmlinuz.write_bytes(b"k")
+    kernels.register("other", str(vmlinuz), None)
+    events: list[ProgressEvent] = []
+    vm = await create(env, "own-kernel", events, kernel="other")
+    assert vm.template == "" and not vmm.restored
+    assert vmm.launched[-1].kernel == vmlinuz
+    assert not [e for e in events if e.stage == "warning"], events
+    await create(env, "usual")  # the image's own kernel: restored
+    assert len(vmm.restored) == 1
+
+
 async def test_first_cold_boot_makes_the_template(
     warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
 ) -> None:

@@ -289,6 +289,8 @@ class VMService:
         templates = self._templates.get(backend)
         if templates is None or not templates.enabled:
             return None
+        if kernel and (image.kernel or kernel != image.kernel_name):
+            return None  # templates boot the image's own kernel, not one chosen per VM
         boot = image
         if self._kernels is not None:
             boot = await self._kernels.boot_image(kernel, image, progress)
