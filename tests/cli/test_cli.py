@@ -37,8 +37,8 @@ IMAGE = Image(
     source="catalog: Debian bookworm", size_bytes=700 << 20,
 )
 TEMPLATE = {
-    "vcpu": 2, "memory_mib": 1024, "created_at": 1_700_000_000.0, "build_seconds": 30.0,
-    "disk_bytes": 300 << 20, "building": False,
+    "backend": "qemu", "vcpu": 2, "memory_mib": 1024, "created_at": 1_700_000_000.0,
+    "build_seconds": 30.0, "disk_bytes": 300 << 20, "building": False,
 }
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
@@ -148,12 +148,20 @@ class FakeClient:
         self._call("get_image", name)
         return replace(IMAGE, name=name)
 
-    def image_template(self, name: str) -> dict[str, Any] | None:
-        self._call("image_template", name)
-        return TEMPLATE if name == "debian-bookworm" else None
+    def image_templates(
+        self, name: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        self._call("image_templates", name)
+        if name == "debian-bookworm":
+            return TEMPLATE, {"qemu": TEMPLATE}
+        if name == "both-backends":
+            return TEMPLATE, {"qemu": TEMPLATE, "firecracker": {**TEMPLATE, "vcpu": 1}}
+        return None, {}
 
-    def warm_image(self, name: str, *, force: bool = False, on_progress: Any) -> dict[str, Any]:
-        self._call("warm_image", name, force=force)
+    def warm_image(
+        self, name: str, *, force: bool = False, backend: str | None = None, on_progress: Any,
+    ) -> dict[str, Any]:
+        self._call("warm_image", name, force=force, backend=backend)
         on_progress(ProgressEvent("template", f"booting a template VM of {name}"))
         return {"image": name, "template": TEMPLATE}
 
@@ -378,6 +386,32 @@ def test_ssh_runs_the_guest_command(
     [argv] = ssh["exec"]
     assert argv[-2:] == ["--", "uname -a"]
     assert f"UserKnownHostsFile={ACCESS['known_hosts']}" in argv
+
+
+def test_image_warm_for_another_backend(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["image", "warm", "--backend", "firecracker", "debian-bookworm"], capsys)
+    assert code == 0
+    assert client.calls == [
+        ("warm_image", ("debian-bookworm",), {"force": False, "backend": "firecracker"})
+    ]
+    assert "warm template: 2 vCPU / 1024 MiB" in out
+
+
+def test_image_show_names_each_backends_template(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run(["image", "show", "debian-bookworm"], capsys)
+    [line] = [line for line in out.splitlines() if line.startswith("template")]
+    assert "2 vCPU / 1024 MiB" in line and "qemu:" not in line  # one: as it always was
+    _, out, _ = run(["image", "show", "both-backends"], capsys)
+    [line] = [line for line in out.splitlines() if line.startswith("template")]
+    assert "qemu: 2 vCPU / 1024 MiB" in line and "; firecracker: 1 vCPU / 1024 MiB" in line
+    _, out, _ = run(["image", "show", "both-backends", "--json"], capsys)
+    shown = json.loads(out)
+    assert shown["template"]["backend"] == "qemu"
+    assert sorted(shown["templates"]) == ["firecracker", "qemu"]
 
 
 # rendering

@@ -34,8 +34,14 @@ from banger.core.errors import (
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.api import make_app
 from banger.daemon.main import _bind_socket
-from tests.daemon.conftest import Env, ready_env
-from tests.daemon.fakes import FakeHypervisor, FakeSnapshotVMM
+from banger.host.agent import FakeAgentChannel
+from tests.daemon.conftest import Env, make_env, ready_env
+from tests.daemon.fakes import (
+    FakeFirecrackerTemplateVMM,
+    FakeHypervisor,
+    FakeSnapshotVMM,
+    FakeTemplateVMM,
+)
 
 T = TypeVar("T")
 
@@ -61,10 +67,17 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp_path: Path, hypervisor: FakeHypervisor | None = None) -> AsyncIterator[Api]:
+async def serve(
+    tmp_path: Path, hypervisor: FakeHypervisor | None = None,
+    make: Callable[[Path], Env] | None = None,
+) -> AsyncIterator[Api]:
+    """`make(runtime_dir)`: the services to serve, if not the default ones."""
     # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
     runtime = Path(tempfile.mkdtemp(prefix="bgr-", dir="/tmp")) / "banger"
-    env = await ready_env(tmp_path, runtime_dir=runtime, hypervisor=hypervisor)
+    if make is None:
+        env = await ready_env(tmp_path, runtime_dir=runtime, hypervisor=hypervisor)
+    else:
+        env = make(runtime)
     shutdowns: list[bool] = []
     app = make_app(env.services, lambda: shutdowns.append(True))
     runner = web.AppRunner(app, access_log=None)
@@ -289,6 +302,39 @@ async def test_images_through_the_client(api: Api, tmp_path: Path) -> None:
     registered = await api.call(c.register_image, "mine", str(rootfs), str(kernel))
     assert registered.source == "registered"
     assert (await api.call(c.delete_image, "mine")).name == "mine"
+
+
+async def test_warm_templates_of_either_backend(tmp_path: Path) -> None:
+    def both_backends(runtime: Path) -> Env:
+        return make_env(
+            tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(), agent=FakeAgentChannel(),
+            firecracker=FakeFirecrackerTemplateVMM(), firecracker_agent=FakeAgentChannel(),
+        )
+
+    async with serve(tmp_path, make=both_backends) as api:
+        c = api.client
+        await api.env.keys.make_ed25519(api.env.paths.default_ssh_key, "banger")
+        await api.call(c.pull_image, "debian-bookworm")
+        assert await api.call(c.image_templates, "debian-bookworm") == (None, {})
+        made = await api.call(c.warm_image, "debian-bookworm", backend="firecracker")
+        assert made["template"]["backend"] == "firecracker"
+        default, every = await api.call(c.image_templates, "debian-bookworm")
+        assert default is None and list(every) == ["firecracker"]  # qemu is the default
+        await api.call(c.warm_image, "debian-bookworm")
+        default, every = await api.call(c.image_templates, "debian-bookworm")
+        assert default is not None and default["backend"] == "qemu"
+        assert sorted(every) == ["firecracker", "qemu"]
+        assert await api.call(c.delete_image_template, "debian-bookworm")
+        assert await api.call(c.image_templates, "debian-bookworm") == (None, {})
+        for service in api.env.services.templates.values():
+            await service.close()
+
+
+async def test_warm_templates_where_a_backend_makes_none(api: Api) -> None:
+    await api.call(api.client.pull_image, "debian-bookworm")
+    with pytest.raises(errors.MissingTool, match="firecracker backend") as info:
+        await api.call(api.client.warm_image, "debian-bookworm", backend="firecracker")
+    assert "banger doctor" in info.value.hint
 
 
 async def test_unknown_route_is_a_banger_error(api: Api) -> None:

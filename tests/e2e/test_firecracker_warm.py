@@ -106,3 +106,19 @@ def test_broken_firecracker_template_falls_back_to_cold(fc_warm: BangerEnv) -> N
     out = fc_warm.run("vm", "run", "--rm", "--", "echo", "ran", timeout=600)
     assert out.stdout.strip().endswith("ran")
     assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
+
+
+def test_image_warm_for_the_other_backend(fc_warm: BangerEnv) -> None:
+    # This daemon's default is Firecracker; its QEMU backend makes templates of its own.
+    out = fc_warm.run("image", "warm", "--backend", "qemu", "debian-bookworm", timeout=900)
+    assert "warm template" in out.stdout
+    shown = fc_warm.json("image", "show", "debian-bookworm")
+    assert shown["template"]["backend"] == "firecracker"
+    assert sorted(shown["templates"]) == ["firecracker", "qemu"]
+    assert (fc_warm.state_dir / "templates" / "qemu" / "debian-bookworm" / "memory").is_file()
+    text = fc_warm.run("image", "show", "debian-bookworm").stdout
+    assert "firecracker: " in text and "; qemu: " in text
+    fc_warm.run("vm", "create", "--backend", "qemu", "--name", "fcw-q", timeout=600)
+    cmdline = fc_warm.run("vm", "ssh", "fcw-q", "--", "cat", "/proc/cmdline").stdout
+    assert "banger.agent" in cmdline  # restored from the QEMU template
+    fc_warm.run("vm", "delete", "--force", "fcw-q", timeout=120)

@@ -40,9 +40,9 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
     from banger.core.models import to_dict
 
     i = ctx.client.get_image(name)
-    template = ctx.client.image_template(name)
+    template, templates = ctx.client.image_templates(name)
     if as_json:
-        print_json({**to_dict(i), "template": template})
+        print_json({**to_dict(i), "template": template, "templates": templates})
         return
     print_fields([
         ("name", i.name), ("managed", "yes" if i.managed else "no"), ("source", i.source),
@@ -50,8 +50,22 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("initrd", i.initrd or "-"),
         ("size", format_size(i.size_bytes)),
         ("created", iso_time(i.created_at)),
-        ("template", _describe_template(template)),
+        ("template", _describe_templates(template, templates)),
     ])
+
+
+def _describe_templates(
+    default: dict[str, Any] | None, templates: dict[str, dict[str, Any]]
+) -> str:
+    """One line: the default backend's template, and any other backend's by name."""
+    others = sorted(
+        ((b, t) for b, t in templates.items() if not default or b != default["backend"]),
+        key=lambda item: item[0],
+    )
+    if not others:
+        return _describe_template(default)
+    described = [(default["backend"], default)] if default else []
+    return "; ".join(f"{b}: {_describe_template(t)}" for b, t in described + others)
 
 
 def _describe_template(template: dict[str, Any] | None) -> str:
@@ -67,9 +81,12 @@ def _describe_template(template: dict[str, Any] | None) -> str:
 @image.command(
     NAME,
     Opt("--force", flag=True, help="Make it again even if it is current."),
-    Opt("--delete", dest="drop", flag=True, help="Delete the image's warm template."),
+    Opt("--delete", dest="drop", flag=True,
+        help="Delete the image's warm templates (of every backend)."),
+    Opt("--backend", choices=["qemu", "firecracker"],
+        help="Make the template for this backend's VMs (default: the daemon's backend)."),
 )
-def warm(ctx: Context, name: str, force: bool, drop: bool) -> None:
+def warm(ctx: Context, name: str, force: bool, drop: bool, backend: str | None) -> None:
     """Make the image's warm template: VMs of the image then start from it instead of
     booting (see `vm run --cold`)."""
     if drop:
@@ -79,7 +96,7 @@ def warm(ctx: Context, name: str, force: bool, drop: bool) -> None:
         return
     printer = ProgressPrinter()
     try:
-        result = ctx.client.warm_image(name, force=force, on_progress=printer)
+        result = ctx.client.warm_image(name, force=force, backend=backend, on_progress=printer)
     finally:
         printer.done()
     echo(f"{name}: warm template: {_describe_template(result.get('template'))}")

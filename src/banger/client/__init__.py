@@ -276,19 +276,23 @@ class Client:
         body = {"name": name, "force": force, "as_name": as_name, "kernel": kernel}
         return _image(self.stream("POST", "/v1/images/pull", body, on_progress))
 
-    def image_template(self, name: str) -> dict[str, Any] | None:
-        """The image's warm template as `image show` reports it, or None."""
-        template: dict[str, Any] | None = self.request("GET", f"/v1/images/{_q(name)}").get(
-            "template"
-        )
-        return template
+    def image_templates(
+        self, name: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        """The image's warm template on the daemon's default backend (or None), and those of
+        every backend, as `image show` reports them."""
+        shown: dict[str, Any] = self.request("GET", f"/v1/images/{_q(name)}")
+        return shown.get("template"), shown.get("templates", {})
 
     def warm_image(
-        self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
+        self, name: str, *, force: bool = False, backend: str | None = None,
+        on_progress: OnProgress = lambda _: None,
     ) -> dict[str, Any]:
-        """Make the image's warm template (again, with `force`)."""
+        """Make the image's warm template (again, with `force`) for `backend` (None: the
+        daemon's default)."""
         result: dict[str, Any] = self.stream(
-            "POST", f"/v1/images/{_q(name)}/warm", {"force": force}, on_progress
+            "POST", f"/v1/images/{_q(name)}/warm", {"force": force, "backend": backend},
+            on_progress,
         )
         return result
 

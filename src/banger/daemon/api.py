@@ -302,9 +302,15 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     @routes.get("/v1/images/{name}")
     async def show_image(request: web.Request) -> web.Response:
         image = images.get(request.match_info["name"])
-        templates = services.default_templates()
-        template = templates.describe(image.name) if templates else None
-        return _json({**to_dict(image), "template": template})
+        # "template": the default backend's; "templates": every backend's that has one.
+        described = {
+            backend: templates.describe(image.name)
+            for backend, templates in services.templates.items()
+        }
+        return _json({
+            **to_dict(image), "template": described.get(services.machine.backend),
+            "templates": {backend: t for backend, t in described.items() if t is not None},
+        })
 
     @routes.post("/v1/images/pull")
     async def pull_image(request: web.Request) -> web.StreamResponse:

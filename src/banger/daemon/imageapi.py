@@ -19,7 +19,6 @@ from banger.daemon.imagebundle import ImageBundles, Peer
 from banger.daemon.kernels import KernelService
 from banger.daemon.progress import Progress
 from banger.daemon.services import Services
-from banger.daemon.templates import TemplateService
 
 
 def image_routes(services: Services) -> web.RouteTableDef:
@@ -92,33 +91,25 @@ def image_routes(services: Services) -> web.RouteTableDef:
         return await _stream(request, lambda progress: bundles().import_(
             path, as_name, peer, progress))
 
-    def templates() -> TemplateService:
-        found = services.default_templates()
-        if found is None:
-            raise MissingTool(
-                f"warm templates are not available for the {services.machine.backend} "
-                "backend in this daemon"
-            )
-        return found
-
     @routes.post("/v1/images/{name}/warm")
     async def warm_image(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         data = await _body(request)
+        templates = services.templates_for(_opt_str(data, "backend"))
 
         async def warm(progress: Progress) -> dict[str, object]:
             if bool(data.get("force", False)):
-                await templates().build(name, progress)
+                await templates.build(name, progress)
             else:
-                await templates().ensure(name, progress)
-            return {"image": name, "template": templates().describe(name)}
+                await templates.ensure(name, progress)
+            return {"image": name, "template": templates.describe(name)}
 
         return await _stream(request, warm)
 
     @routes.delete("/v1/images/{name}/warm")
     async def unwarm_image(request: web.Request) -> web.Response:
         name = services.images.get(request.match_info["name"]).name
-        templates()  # the same error as `image warm` where there are none
+        services.templates_for(None)  # the same error as `image warm` where there are none
         deleted = [t.discard(name) for t in services.templates.values()]
         return _json({"image": name, "deleted": any(deleted)})
 

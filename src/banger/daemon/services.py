@@ -83,8 +83,19 @@ class Services:
     templates: dict[str, TemplateService] = field(default_factory=dict)
 
     def default_templates(self) -> TemplateService | None:
-        """The templates of the default backend: what `image warm` and `image show` see."""
+        """The templates of the default backend: what `image warm` makes unless told."""
         return self.templates.get(self.machine.backend)
+
+    def templates_for(self, backend: str | None) -> TemplateService:
+        """The warm templates of `backend` (None: the default one), or why there are none."""
+        name = backend or self.machine.backend
+        found = self.templates.get(name)
+        if found is None:
+            raise MissingTool(
+                f"warm templates are not available for the {name} backend in this daemon",
+                hint="see `banger doctor` for the backends it runs",
+            )
+        return found
 
     def doctor(self) -> list[Check]:
         def apt_ok() -> str | None:

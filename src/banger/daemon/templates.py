@@ -180,7 +180,8 @@ class TemplateService:
         """For `image show`: whether a template exists and what it costs on disk."""
         meta = self._meta(image)
         if meta is None:
-            return {"building": True} if image in self._background else None
+            building = image in self._background
+            return {"backend": self.backend, "building": True} if building else None
         return {
             "backend": self.backend,
             "vcpu": meta.inputs.vcpu,
