@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -118,9 +119,22 @@ class BangerEnv:
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"banger {' '.join(args)} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}{self._console_of(proc.stderr)}"
             )
         return proc
+
+    def _console_of(self, stderr: str) -> str:
+        """The end of the guest console of a VM the error kept for inspection: the env (and
+        the console with it) is gone by the time anyone reads the failure."""
+        kept = re.search(r"banger vm logs (\S+?)[;,\s]", stderr)
+        if kept is None:
+            return ""
+        logs = subprocess.run(
+            self.netns.exec_argv([*BANGER, "vm", "logs", kept.group(1)]), env=self.env,
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+        tail = "\n".join(logs.stdout.splitlines()[-80:])
+        return f"\nconsole of {kept.group(1)} (last 80 lines):\n{tail}"
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "--json").stdout)

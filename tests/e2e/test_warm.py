@@ -174,3 +174,4 @@ def test_image_without_perl_gets_no_template_and_says_why_at_once(
         assert warm_env.json("image", "show", "noperl")["template"] is None
     finally:
         warm_env.run("image", "delete", "noperl", check=False)
+        rootfs.unlink(missing_ok=True)  # a full copy of the image, not left for pytest to keep
