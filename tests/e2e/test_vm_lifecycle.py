@@ -69,8 +69,11 @@ def test_lifecycle_persistence_identity_and_logs(banger: BangerEnv) -> None:
     banger.run("vm", "start", "life")
     assert banger.run("vm", "ssh", "life", "--", "cat", "/root/persist.txt").stdout == "kept\n"
 
-    logs = banger.run("vm", "logs", "life").stdout
-    assert "Linux version" in logs or "login:" in logs
+    # The serial getty's prompt: it comes up next to sshd, not necessarily before it.
+    deadline = time.monotonic() + 120
+    while "login:" not in (logs := banger.run("vm", "logs", "life").stdout):
+        assert time.monotonic() < deadline, logs[-2000:]
+        time.sleep(1)
 
     banger.run("vm", "restart", "life")
     assert banger.json("vm", "show", "life")["state"] == "running"
