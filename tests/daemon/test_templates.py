@@ -52,6 +52,17 @@ async def create(env: Env, name: str, events: list[ProgressEvent] | None = None,
     return await env.services.vms.create(progress=sink.append, **args)
 
 
+async def create_falling_back_to_cold(env: Env, reason: str) -> VM:
+    """Create VM "one", whose restore fails: it runs, booted cold, and the first warning
+    says so and why."""
+    events: list[ProgressEvent] = []
+    vm = await create(env, "one", events)
+    assert vm.state == VMState.RUNNING and vm.template == ""
+    warnings = [e.message for e in events if e.stage == "warning"]
+    assert warnings and "booting cold" in warnings[0] and reason in warnings[0]
+    return vm
+
+
 async def test_build_boots_a_template_vm_without_identity_and_saves_it(
     warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
 ) -> None:
@@ -134,11 +145,7 @@ async def test_broken_template_falls_back_to_cold_and_is_dropped(
     env, vmm, _ = warm
     await templates(env).build("debian-bookworm")
     vmm.fail_restore = BootFailed("qemu could not load the template: bad state")
-    events: list[ProgressEvent] = []
-    vm = await create(env, "one", events)
-    assert vm.state == VMState.RUNNING and vm.template == ""
-    warnings = [e.message for e in events if e.stage == "warning"]
-    assert warnings and "booting cold" in warnings[0] and "bad state" in warnings[0]
+    vm = await create_falling_back_to_cold(env, "bad state")
     assert "banger.ip=" in vmm.launched[-1].cmdline
     # The VM's root is a fresh overlay of the base image again, not the template's copy.
     assert Path(vm.dir) / "root.qcow2" in env.disks.overlays
@@ -390,11 +397,7 @@ async def test_firecracker_restore_failure_boots_cold_on_a_fresh_root(
     env, _, vmm, vsock = both
     await templates(env).build("debian-bookworm")
     vsock.fail = BootFailed("the guest agent did not accept a connection on vsock port 1024")
-    events: list[ProgressEvent] = []
-    vm = await create(env, "one", events)
-    assert vm.state == VMState.RUNNING and vm.template == ""
-    warnings = [e.message for e in events if e.stage == "warning"]
-    assert warnings and "booting cold" in warnings[0] and "vsock port 1024" in warnings[0]
+    vm = await create_falling_back_to_cold(env, "vsock port 1024")
     assert vmm.roots[-1] == ("prepare", Path(vm.dir), vm.spec.disk_size_bytes)
     assert (Path(vm.dir) / "overlay.ext4").read_text().startswith("fresh over ")
     assert "banger.ip=" in vmm.launched[-1].cmdline

@@ -9,15 +9,18 @@ the real binary where it and hardware KVM exist."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BANGER, BangerEnv
+from tests.e2e.conftest import BangerEnv
 from tests.e2e.test_firecracker import _real_firecracker
-from tests.e2e.test_warm import _probe, assert_isolated_then_cold_restart
+from tests.e2e.test_warm import (
+    _probe,
+    assert_isolated_then_cold_restart,
+    create_restored_at_once,
+)
 from tests.host.firecracker_standin import write_wrapper
 
 pytestmark = pytest.mark.e2e
@@ -64,19 +67,7 @@ def test_two_vms_restored_from_one_firecracker_template(fc_warm: BangerEnv) -> N
         "firecracker"
     )
 
-    procs = [
-        subprocess.Popen(
-            fc_warm.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
-            env=fc_warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        for name in ("fcw-a", "fcw-b")
-    ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
-        assert "warm template" in stderr, stderr  # the progress line says it restored
-        assert "warning" not in stderr, stderr
+    create_restored_at_once(fc_warm, ("fcw-a", "fcw-b"))
     shown = {name: fc_warm.json("vm", "show", name) for name in ("fcw-a", "fcw-b")}
     a, b = (_probe(fc_warm, name) for name in ("fcw-a", "fcw-b"))
 

@@ -60,21 +60,25 @@ def test_image_show_reports_the_template(warm_env: BangerEnv) -> None:
     assert "template" in text and "on disk" in text
 
 
-def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
-    # Both restored from the template at once.
+def create_restored_at_once(env: BangerEnv, names: tuple[str, ...]) -> None:
+    """`vm create` of each name, all at once, each restored from the template (no warning)."""
     procs = [
         subprocess.Popen(
-            warm_env.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
-            env=warm_env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
+            env=env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL,
         )
-        for name in ("warm-a", "warm-b")
+        for name in names
     ]
     for proc in procs:
         _, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
         assert "warm template" in stderr, stderr  # the progress line says it restored
         assert "warning" not in stderr, stderr
+
+
+def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
+    create_restored_at_once(warm_env, ("warm-a", "warm-b"))
     a, b = (_probe(warm_env, name) for name in ("warm-a", "warm-b"))
     shown = {name: warm_env.json("vm", "show", name) for name in ("warm-a", "warm-b")}
 
