@@ -220,6 +220,12 @@ async def test_first_cold_boot_makes_the_template(
     warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
 ) -> None:
     env, vmm, _ = warm
+    await assert_first_cold_boot_makes_the_template(env, vmm)
+
+
+async def assert_first_cold_boot_makes_the_template(env: Env, vmm: FakeTemplateVMM) -> None:
+    """VM "first" boots cold and makes the template in the background; "second" is
+    restored from it."""
     await create(env, "first")
     task = templates(env)._background.get("debian-bookworm")
     assert task is not None
@@ -408,12 +414,7 @@ async def test_a_cold_firecracker_boot_makes_its_template(
     both: tuple[Env, FakeTemplateVMM, FakeFirecrackerTemplateVMM, FakeAgentChannel],
 ) -> None:
     env, _, vmm, _ = both
-    await create(env, "first")
-    task = templates(env)._background.get("debian-bookworm")
-    assert task is not None
-    await task
-    await create(env, "second")
-    assert len(vmm.restored) == 1
+    await assert_first_cold_boot_makes_the_template(env, vmm)
     # The QEMU backend makes its own template after its own first cold boot.
     await create(env, "third", backend="qemu")
     assert "debian-bookworm" in env.services.templates["qemu"]._background
