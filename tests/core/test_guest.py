@@ -5,6 +5,7 @@ from banger.core.guest import (
     SSH_INSTALL_FAILED,
     SSH_INSTALL_SCRIPT,
     BootIdentity,
+    boot_stall,
     guest_aslr,
     kernel_cmdline,
     ssh_install_failure,
@@ -63,6 +64,17 @@ def test_ssh_install_failure_is_found_on_the_console() -> None:
     assert len(failures) == 3
     assert 'say() { echo "banger: $*"' in SSH_INSTALL_SCRIPT
     assert SSH_INSTALL_FAILED == "banger: FAILED"
+
+
+def test_a_boot_stall_is_found_on_the_console() -> None:
+    assert boot_stall(b"[    0.38] PCI: Fatal: No config space access function found\n") is None
+    reason = boot_stall(b"[    0.12] APIC frequency too slow, disabling apic timer\r\n")
+    assert reason is not None and "APIC timer" in reason
+
+
+def test_kernel_warnings_reach_the_console() -> None:
+    # boot_stall() reads KERN_WARNING lines: loglevel must let level 4 through.
+    assert "loglevel=5" in kernel_cmdline(IDENTITY).split()
 
 
 def test_ssh_install_keeps_services_down_while_dpkg_runs() -> None:

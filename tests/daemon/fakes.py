@@ -63,6 +63,32 @@ class FakeHypervisor:
         self.running.pop(pid)
 
 
+class ResetsInPlace:
+    """Mixin for a fake backend: `reset` reboots the guest in place, like QEMU's
+    `system_reset`; the console then gets `console_after_reset`, and `on_reset` (if set)
+    runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resets: list[Path] = []
+        self.console_after_reset = b""
+        self.on_reset: Callable[[], None] | None = None
+        self.fail_reset: Exception | None = None
+
+    async def reset(self, vm_dir: Path) -> None:
+        if self.fail_reset is not None:
+            raise self.fail_reset
+        self.resets.append(vm_dir)
+        with (vm_dir / "console.log").open("ab") as console:
+            console.write(self.console_after_reset)
+        if self.on_reset is not None:
+            self.on_reset()
+
+
+class FakeResettingVMM(ResetsInPlace, FakeHypervisor):
+    name = "qemu"
+
+
 class FakeSnapshotVMM(FakeHypervisor):
     """A backend that also pauses, snapshots and keeps its own counters, like Firecracker.
     `paused` holds the VM dirs whose vCPUs are stopped; snapshots are files in the VM dir."""
@@ -141,6 +167,10 @@ class FakeTemplateVMM(FakeHypervisor):
         return vm_dir / "agent.sock"
 
 
+class FakeResettingTemplateVMM(ResetsInPlace, FakeTemplateVMM):
+    pass
+
+
 class FakeFirecrackerTemplateVMM(FakeTemplateVMM):
     """Templates the way the Firecracker backend makes them: it makes each root itself (an
     overlay disk here, whose text says where it came from), a restored VM gets a copy of
@@ -187,11 +217,12 @@ class FakeKeyMaker:
 
 class FakeProbe:
     """Answers at once: ready, or the error in `outcome` (an SSHTimeout, a HostError, ...);
-    with `hang`, never (until cancelled)."""
+    with `hang`, never (until cancelled); with `ready`, once that event is set."""
 
     def __init__(self) -> None:
         self.outcome: Exception | None = None
         self.hang = False
+        self.ready: asyncio.Event | None = None
         self.calls: list[tuple[str, str]] = []
         self.logins: list[bool] = []
 
@@ -205,6 +236,8 @@ class FakeProbe:
             raise HostError("the VM exited while booting")
         if self.hang:
             await asyncio.Event().wait()
+        if self.ready is not None:
+            await self.ready.wait()
         if self.outcome is not None:
             raise self.outcome
 

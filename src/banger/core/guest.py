@@ -153,7 +153,31 @@ class BootIdentity:
     hostname: str
 
 
-_BASE_CMDLINE = ("console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "quiet", "loglevel=4")
+# loglevel=5: kernel warnings reach the console (a line or two per boot), among them the
+# ones boot_stall() looks for.
+_BASE_CMDLINE = ("console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "quiet", "loglevel=5")
+
+# Kernel warnings after which the guest never finishes booting, and what to tell the user.
+# Under TCG, when the host preempts the boot vCPU during the local APIC timer's calibration
+# (100 ms, timed by the TSC), the calibration loop catches up in one burst, measures an APIC
+# that barely counted, and the kernel disables its APIC timer; it then hangs bringing up the
+# other vCPUs or soon after, both vCPUs spinning (seen in 1 of ~60 boots at load 8 on two
+# cores). TCG has no TSC-deadline timer and Linux no option to preset the APIC rate, so the
+# remedy is a reboot, which calibrates again.
+_BOOT_STALLS: dict[bytes, str] = {
+    b"APIC frequency too slow, disabling apic timer":
+        "the guest kernel disabled its APIC timer (its calibration ran while the host was "
+        "busy) and would hang",
+}
+
+
+def boot_stall(console: bytes) -> str | None:
+    """Why the guest whose console output is `console` will not finish booting, if its
+    kernel said something that means so; None otherwise."""
+    for marker, reason in _BOOT_STALLS.items():
+        if marker in console:
+            return reason
+    return None
 
 
 def guest_aslr(setting: str, accel: str) -> bool:

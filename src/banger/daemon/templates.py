@@ -39,6 +39,7 @@ from banger.core.template import (
     differences,
     template_key,
 )
+from banger.daemon.bootwatch import rebooting_stalled_boots
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
@@ -287,10 +288,13 @@ class TemplateService:
             # For `clean_leftovers` after a crash (QEMU writes it too, from -pidfile).
             (work / _PID).write_text(f"{pid}\n")
             running_pid = pid
-            await self._agent.wait_ready(
-                self._hv.agent_socket(work), self._config.boot_timeout * 3,
-                alive=lambda: self._hv.is_running(running_pid, work),
-            )
+            async with rebooting_stalled_boots(
+                self._hv, work, spec.console_log, spec.name, progress
+            ):
+                await self._agent.wait_ready(
+                    self._hv.agent_socket(work), self._config.boot_timeout * 3,
+                    alive=lambda: self._hv.is_running(running_pid, work),
+                )
             progress(ProgressEvent("template", "saving the template"))
             await self._hv.save_template(work, work / STATE_FILE, work / MEMORY_FILE)
         finally:

@@ -42,6 +42,7 @@ from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import SizeDefaults, effective_spec, spec_line
 from banger.core.units import parse_size
+from banger.daemon.bootwatch import rebooting_stalled_boots
 from banger.daemon.filesync import stage_file_sync
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
@@ -415,11 +416,15 @@ class VMService:
                 alive=lambda: hypervisor.is_running(pid, Path(vm.dir)),
                 login=login_check,
             )
+            booting = hypervisor if not (restored or from_snapshot) else None
             try:
-                if image.ssh_on_first_boot:
-                    await self._wait_installing_ssh(vm, image, probe, progress)
-                else:
-                    await probe
+                async with rebooting_stalled_boots(
+                    booting, launch.vm_dir, launch.console_log, vm.name, progress
+                ):
+                    if image.ssh_on_first_boot:
+                        await self._wait_installing_ssh(vm, image, probe, progress)
+                    else:
+                        await probe
             except (SSHTimeout, GuestSetupFailed) as exc:
                 await self._notify(
                     self._save(replace(vm, state=VMState.ERROR, last_error=exc.message))

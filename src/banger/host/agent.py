@@ -187,14 +187,18 @@ async def _read_line(
 
 
 class FakeAgentChannel:
-    """Records what was sent; `fail` makes the next call raise."""
+    """Records what was sent; `fail` makes the next call raise; with `settled`, the agent
+    answers only once that event is set."""
 
     def __init__(self) -> None:
         self.ready: list[Path] = []
         self.identities: list[tuple[Path, agent.Identity]] = []
         self.fail: BootFailed | None = None
+        self.settled: asyncio.Event | None = None
 
     async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
+        if self.settled is not None:
+            await self.settled.wait()
         self._maybe_fail()
         self.ready.append(socket)
 

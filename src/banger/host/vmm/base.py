@@ -81,6 +81,14 @@ class Pauses(Protocol):
 
 
 @runtime_checkable
+class Resets(Protocol):
+    """A backend that can hard-reset a running guest: it boots again in the same VMM
+    process, with the same disks, TAP and console."""
+
+    async def reset(self, vm_dir: Path) -> None: ...
+
+
+@runtime_checkable
 class Snapshots(Protocol):
     """A backend that can write a running guest's full state into its VM dir (leaving it
     running) and start the VM from that state instead of booting it."""

@@ -184,5 +184,8 @@ class QemuHypervisor:
     async def resume(self, vm_dir: Path) -> None:
         await qmp_command(vm_dir / "control.sock", "cont")
 
+    async def reset(self, vm_dir: Path) -> None:
+        await qmp_command(vm_dir / "control.sock", "system_reset")
+
     def kill(self, pid: int, signal_number: int) -> None:
         send_signal(pid, signal_number)

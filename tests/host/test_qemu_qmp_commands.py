@@ -1,4 +1,4 @@
-"""QEMU pause/resume are QMP `stop`/`cont` on the VM's control socket."""
+"""QEMU pause/resume/reset are QMP `stop`/`cont`/`system_reset` on the VM's control socket."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from banger.host.vmm.base import Pauses, Snapshots
+from banger.host.vmm.base import Pauses, Resets, Snapshots
 from banger.host.vmm.qemu import QemuHypervisor
 
 
-async def test_pause_and_resume_send_stop_and_cont() -> None:
+async def test_pause_resume_and_reset_send_stop_cont_and_system_reset() -> None:
     commands: list[str] = []
 
     async def qmp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -29,9 +29,13 @@ async def test_pause_and_resume_send_stop_and_cont() -> None:
             qemu = QemuHypervisor()
             await qemu.pause(vm_dir)
             await qemu.resume(vm_dir)
-    assert commands == ["qmp_capabilities", "stop", "qmp_capabilities", "cont"]
+            await qemu.reset(vm_dir)
+    assert commands == [
+        "qmp_capabilities", "stop", "qmp_capabilities", "cont", "qmp_capabilities", "system_reset"
+    ]
 
 
-def test_qemu_pauses_but_has_no_snapshots() -> None:
+def test_qemu_pauses_and_resets_but_has_no_snapshots() -> None:
     assert isinstance(QemuHypervisor(), Pauses)
+    assert isinstance(QemuHypervisor(), Resets)
     assert not isinstance(QemuHypervisor(), Snapshots)
