@@ -358,6 +358,26 @@ def make_env(
     return env
 
 
+@contextlib.contextmanager
+def modified_test_image(
+    env: BangerEnv, test_image: dict[str, str], workdir: Path, name: str, debugfs: str,
+) -> Iterator[None]:
+    """The test image registered in `env` as `name`, its rootfs a copy changed by the
+    `debugfs -w` commands in `debugfs`; deleted afterwards, copy and all (3 GiB that
+    pytest would otherwise keep)."""
+    rootfs = workdir / f"{name}.ext4"
+    subprocess.run(["cp", "--sparse=always", test_image["rootfs"], str(rootfs)], check=True)
+    subprocess.run(["debugfs", "-w", "-f", "-", str(rootfs)], input=debugfs, text=True,
+                   check=True, capture_output=True)
+    env.run("image", "register", "--name", name, "--rootfs", str(rootfs),
+            "--kernel", test_image["kernel"], "--initrd", test_image["initrd"])
+    try:
+        yield
+    finally:
+        env.run("image", "delete", name, check=False)
+        rootfs.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerEnv]:
     """The session's main banger installation (default bridge banger0, 172.16.0.1/24)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BANGER, BangerEnv
+from tests.e2e.conftest import BANGER, BangerEnv, modified_test_image
 
 pytestmark = pytest.mark.e2e
 
@@ -158,13 +158,7 @@ def test_broken_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) 
 def test_image_without_perl_gets_no_template_and_says_why_at_once(
     warm_env: BangerEnv, test_image: dict[str, str], tmp_path: Path,
 ) -> None:
-    rootfs = tmp_path / "rootfs.ext4"
-    subprocess.run(["cp", "--sparse=always", test_image["rootfs"], str(rootfs)], check=True)
-    subprocess.run(["debugfs", "-w", "-R", "rm /usr/bin/perl", str(rootfs)], check=True,
-                   capture_output=True)
-    warm_env.run("image", "register", "--name", "noperl", "--rootfs", str(rootfs),
-                 "--kernel", test_image["kernel"], "--initrd", test_image["initrd"])
-    try:
+    with modified_test_image(warm_env, test_image, tmp_path, "noperl", "rm /usr/bin/perl\n"):
         started = time.monotonic()
         out = warm_env.run("image", "warm", "noperl", check=False, timeout=900)
         elapsed = time.monotonic() - started
@@ -176,6 +170,3 @@ def test_image_without_perl_gets_no_template_and_says_why_at_once(
         # (3 x boot_timeout) with the template VM running.
         assert elapsed < 180, elapsed
         assert warm_env.json("image", "show", "noperl")["template"] is None
-    finally:
-        warm_env.run("image", "delete", "noperl", check=False)
-        rootfs.unlink(missing_ok=True)  # a full copy of the image, not left for pytest to keep
