@@ -23,6 +23,15 @@ from banger.host.vmm.base import LaunchSpec
 _pids = itertools.count(4_000_000)
 
 
+def launch_spec_in(vm_dir: Path, name: str = "template-x") -> LaunchSpec:
+    """A minimal LaunchSpec for a VM whose directory is `vm_dir`."""
+    return LaunchSpec(
+        vm_id="0123456789ab", name=name, vcpu=1, memory_mib=128,
+        kernel=Path("/k"), initrd=None, cmdline="", root_disk=Path("/r"),
+        work_disk=Path("/w"), tap="bgrx", mac="02:00:00:00:00:01", vm_dir=vm_dir, accel="tcg",
+    )
+
+
 class FakeHypervisor:
     """Processes are entries in `running` (pid -> VM dir). Every signal ends the process."""
 
@@ -79,7 +88,7 @@ class ResetsInPlace:
         if self.fail_reset is not None:
             raise self.fail_reset
         self.resets.append(vm_dir)
-        with (vm_dir / "console.log").open("ab") as console:
+        with launch_spec_in(vm_dir).console_log.open("ab") as console:
             console.write(self.console_after_reset)
         if self.on_reset is not None:
             self.on_reset()

@@ -13,7 +13,12 @@ from banger.daemon import bootwatch
 from banger.daemon.bootwatch import MAX_RESETS, rebooting_stalled_boots
 from banger.host.agent import FakeAgentChannel
 from tests.daemon.conftest import Env, make_env
-from tests.daemon.fakes import FakeHypervisor, FakeResettingTemplateVMM, FakeResettingVMM
+from tests.daemon.fakes import (
+    FakeHypervisor,
+    FakeResettingTemplateVMM,
+    FakeResettingVMM,
+    launch_spec_in,
+)
 
 STALL = b"[    0.121] APIC frequency too slow, disabling apic timer\r\n"
 HEALTHY = b"[    0.378] PCI: Fatal: No config space access function found\r\n"
@@ -28,7 +33,9 @@ async def watch_for(
     vmm: FakeHypervisor, console: Path, seconds: float,
 ) -> list[ProgressEvent]:
     events: list[ProgressEvent] = []
-    async with rebooting_stalled_boots(vmm, console.parent, console, "box", events.append):
+    spec = launch_spec_in(console.parent, name="box")
+    assert spec.console_log == console
+    async with rebooting_stalled_boots(vmm, spec, events.append):
         await asyncio.sleep(seconds)
     return events
 

@@ -16,7 +16,7 @@ from banger.core.models import VM, ProgressEvent, VMState
 from banger.daemon.templates import TemplateService, remove_old_layout
 from banger.host.agent import FakeAgentChannel
 from tests.daemon.conftest import Env, make_env
-from tests.daemon.fakes import FakeFirecrackerTemplateVMM, FakeTemplateVMM
+from tests.daemon.fakes import FakeFirecrackerTemplateVMM, FakeTemplateVMM, launch_spec_in
 
 
 @pytest.fixture
@@ -252,20 +252,10 @@ async def test_leftover_builds_are_removed(
     env, vmm, _ = warm
     leftover = env.paths.state_dir / "templates" / "qemu" / ".build-0123456789ab"
     leftover.mkdir(parents=True)
-    pid = await vmm.start(_spec_in(leftover))
+    pid = await vmm.start(launch_spec_in(leftover))
     (leftover / "vmm.pid").write_text(f"{pid}\n")
     templates(env).clean_leftovers()
     assert not leftover.exists() and pid not in vmm.running
-
-
-def _spec_in(vm_dir: Path) -> Any:
-    from banger.host.vmm.base import LaunchSpec
-
-    return LaunchSpec(
-        vm_id="0123456789ab", name="template-x", vcpu=1, memory_mib=128,
-        kernel=Path("/k"), initrd=None, cmdline="", root_disk=Path("/r"),
-        work_disk=Path("/w"), tap="bgrx", mac="02:00:00:00:00:01", vm_dir=vm_dir, accel="tcg",
-    )
 
 
 async def test_save_failure_is_reported(

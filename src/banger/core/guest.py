@@ -161,9 +161,9 @@ _BASE_CMDLINE = ("console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "quiet", "l
 # Under TCG, when the host preempts the boot vCPU during the local APIC timer's calibration
 # (100 ms, timed by the TSC), the calibration loop catches up in one burst, measures an APIC
 # that barely counted, and the kernel disables its APIC timer; it then hangs bringing up the
-# other vCPUs or soon after, both vCPUs spinning (seen in 1 of ~60 boots at load 8 on two
-# cores). TCG has no TSC-deadline timer and Linux no option to preset the APIC rate, so the
-# remedy is a reboot, which calibrates again.
+# other vCPUs or soon after, both vCPUs spinning (about 1 boot in 60-120 at load 8-10 on
+# two cores). TCG has no TSC-deadline timer and Linux no option to preset the APIC rate, so
+# the remedy is a reboot, which calibrates again.
 _BOOT_STALLS: dict[bytes, str] = {
     b"APIC frequency too slow, disabling apic timer":
         "the guest kernel disabled its APIC timer (its calibration ran while the host was "

@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from banger.core.errors import BangerError
 from banger.core.guest import boot_stall
 from banger.core.models import ProgressEvent
 from banger.daemon.progress import Progress
-from banger.host.vmm.base import Hypervisor, Resets
+from banger.host.vmm.base import Hypervisor, LaunchSpec, Resets
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,15 @@ POLL_SECONDS = 0.25
 
 @contextlib.asynccontextmanager
 async def rebooting_stalled_boots(
-    hypervisor: Hypervisor | None, vm_dir: Path, console: Path, name: str, progress: Progress,
+    hypervisor: Hypervisor | None, spec: LaunchSpec, progress: Progress,
 ) -> AsyncIterator[None]:
-    """While the body waits for the guest to come up, reboot it (with a warning) whenever
-    its console shows a stall, up to MAX_RESETS times. `hypervisor` None: the guest is not
-    booting (it was restored), nothing to watch."""
+    """While the body waits for the guest `spec` launched to come up, reboot it (with a
+    warning) whenever its console shows a stall, up to MAX_RESETS times. `hypervisor` None:
+    the guest is not booting (it was restored), nothing to watch."""
     if not isinstance(hypervisor, Resets):
         yield
         return
-    watcher = asyncio.ensure_future(_watch(hypervisor, vm_dir, console, name, progress))
+    watcher = asyncio.ensure_future(_watch(hypervisor, spec, progress))
     try:
         yield
     finally:
@@ -44,15 +43,13 @@ async def rebooting_stalled_boots(
         await asyncio.gather(watcher, return_exceptions=True)
 
 
-async def _watch(
-    hypervisor: Resets, vm_dir: Path, console: Path, name: str, progress: Progress,
-) -> None:
+async def _watch(hypervisor: Resets, spec: LaunchSpec, progress: Progress) -> None:
     offset = 0  # where the current boot's output starts
     for attempt in range(1, MAX_RESETS + 1):
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
-                with console.open("rb") as log_file:
+                with spec.console_log.open("rb") as log_file:
                     log_file.seek(offset)
                     output = log_file.read()
             except OSError:
@@ -60,13 +57,13 @@ async def _watch(
             reason = boot_stall(output)
             if reason is not None:
                 break
-        message = f"warning: {name}: {reason}: rebooting it ({attempt}/{MAX_RESETS})"
+        message = f"warning: {spec.name}: {reason}: rebooting it ({attempt}/{MAX_RESETS})"
         log.warning("%s", message)
         progress(ProgressEvent("warning", message))
         offset += len(output)
         try:
-            await hypervisor.reset(vm_dir)
+            await hypervisor.reset(spec.vm_dir)
         except (BangerError, OSError) as exc:
             # The VMM is gone or not answering: the caller's wait notices that on its own.
-            log.warning("%s: could not reset the guest: %s", name, exc)
+            log.warning("%s: could not reset the guest: %s", spec.name, exc)
             return

@@ -288,9 +288,7 @@ class TemplateService:
             # For `clean_leftovers` after a crash (QEMU writes it too, from -pidfile).
             (work / _PID).write_text(f"{pid}\n")
             running_pid = pid
-            async with rebooting_stalled_boots(
-                self._hv, work, spec.console_log, spec.name, progress
-            ):
+            async with rebooting_stalled_boots(self._hv, spec, progress):
                 await self._agent.wait_ready(
                     self._hv.agent_socket(work), self._config.boot_timeout * 3,
                     alive=lambda: self._hv.is_running(running_pid, work),

@@ -418,9 +418,7 @@ class VMService:
             )
             booting = hypervisor if not (restored or from_snapshot) else None
             try:
-                async with rebooting_stalled_boots(
-                    booting, launch.vm_dir, launch.console_log, vm.name, progress
-                ):
+                async with rebooting_stalled_boots(booting, launch, progress):
                     if image.ssh_on_first_boot:
                         await self._wait_installing_ssh(vm, image, probe, progress)
                     else:
