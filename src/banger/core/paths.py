@@ -45,6 +45,12 @@ class Paths:
         return self.state_dir / "bangerd.log"
 
     @property
+    def daemon_stderr(self) -> Path:
+        """Raw output of bangerd and its libraries: a crash before logging is set up, or a
+        hard crash's dump; bangerd.log itself holds only JSON lines."""
+        return self.state_dir / "bangerd.stderr"
+
+    @property
     def daemon_lock(self) -> Path:
         return self.state_dir / "bangerd.lock"
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiohttp import web
 
@@ -22,6 +20,12 @@ from banger.core.errors import BangerError
 from banger.core.paths import Paths, paths_from_env
 from banger.daemon.api import make_app
 from banger.daemon.integration import real_integration_adapters
+from banger.daemon.logs import (
+    redirect_raw_output,
+    route_crashes_to_log,
+    route_warnings_to_log,
+    setup_logging,
+)
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
 from banger.daemon.templates import remove_old_layout
 
@@ -29,33 +33,6 @@ log = logging.getLogger("banger.daemon")
 
 EXIT_ALREADY_RUNNING = 3
 EXIT_STARTUP_ERROR = 2
-
-
-class JSONLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("code", "hint", "vm"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _setup_logging(log_file: Path, level: str) -> None:
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(JSONLogFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel({"warn": "WARNING"}.get(level, level.upper()))
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def load_config(paths: Paths) -> Config:
@@ -190,10 +167,15 @@ def main() -> None:
     if lock is None:
         print("bangerd is already running", file=sys.stderr)
         sys.exit(EXIT_ALREADY_RUNNING)
-    _setup_logging(paths.daemon_log, "info")
+    redirect_raw_output(paths.daemon_stderr)
+    setup_logging(paths.daemon_log, "info")
+    route_warnings_to_log()
+    route_crashes_to_log()
+    log.info("bangerd starting (pid %d); raw output, if any, goes to %s",
+             os.getpid(), paths.daemon_stderr)
     try:
         config = load_config(paths)
-        _setup_logging(paths.daemon_log, config.log_level)
+        setup_logging(paths.daemon_log, config.log_level)
         services = build_services(paths, config, real_adapters(config, paths))
     except BangerError as exc:
         # The CLI reads this line back to explain why the daemon did not come up.
