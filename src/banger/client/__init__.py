@@ -124,6 +124,9 @@ class Client:
 
     def start_daemon(self) -> None:
         """Start bangerd detached and wait for its socket; explain its failure if it dies."""
+        from banger.core.paths import refuse_foreign_dirs
+
+        refuse_foreign_dirs(self.paths, os.geteuid(), _owner_of)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = _LogMark.at_end_of(self.paths.daemon_log)
         raw = _LogMark.at_end_of(self.paths.daemon_stderr)
@@ -434,6 +437,13 @@ def _ndjson(response: HTTPResponse) -> Iterator[dict[str, Any]]:
         if line.strip():
             item: dict[str, Any] = json.loads(line)
             yield item
+
+
+def _owner_of(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
 
 
 class _LogMark:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
-from banger.core.paths import Paths, paths_from_env
+from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
 from banger.daemon.api import make_app
 from banger.daemon.integration import real_integration_adapters
 from banger.daemon.logs import (
@@ -26,6 +26,7 @@ from banger.daemon.logs import (
     route_warnings_to_log,
     setup_logging,
 )
+from banger.daemon.peers import serving_only
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
 from banger.daemon.templates import remove_old_layout
 
@@ -137,6 +138,7 @@ async def serve(paths: Paths, services: Services) -> None:
     await services.integration.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
+    app.middlewares.insert(0, serving_only(os.geteuid()))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     sock = _bind_socket(paths.socket)
@@ -159,8 +161,21 @@ async def serve(paths: Paths, services: Services) -> None:
     services.store.close()
 
 
+def _owner_of(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
+
+
 def main() -> None:
     paths = paths_from_env(os.environ)
+    try:
+        refuse_foreign_dirs(paths, os.geteuid(), _owner_of)
+    except BangerError as exc:
+        # Before the log exists (it would be in those directories): the CLI shows the line.
+        print(f"error: {exc.message} (hint: {exc.hint})", file=sys.stderr)
+        sys.exit(EXIT_STARTUP_ERROR)
     for directory in (paths.state_dir, paths.config_dir, paths.cache_dir, paths.runtime_dir):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _acquire_lock(paths.daemon_lock)
