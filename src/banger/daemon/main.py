@@ -20,6 +20,7 @@ from banger.core.errors import BangerError
 from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
 from banger.daemon.api import make_app
 from banger.daemon.integration import real_integration_adapters
+from banger.daemon.leftovers import sweep_half_made
 from banger.daemon.logs import (
     redirect_raw_output,
     route_crashes_to_log,
@@ -131,6 +132,7 @@ async def _ensure_client_key(services: Services) -> None:
 
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
+    sweep_half_made(paths, (vm.id for vm in services.store.list_vms()))
     await services.vms.reconcile()
     remove_old_layout(services.paths.state_dir / "templates")
     for templates in services.templates.values():
