@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from banger.core.errors import ImageNotFound, InvalidInput, ResourceBusy
+from banger.core.imagerecipe import RECIPE_VERSION
 from banger.core.models import Image, ProgressEvent, VMState
 from banger.core.names import validate_name
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import RECIPE_VERSION, ImageBuilder
+from banger.host.imagebuild import ImageBuilder
 
 if TYPE_CHECKING:
     from banger.daemon.ociimages import OCIImages
