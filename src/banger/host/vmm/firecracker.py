@@ -30,9 +30,9 @@ from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
 from banger.core.initramfs import append_archive, newc_archive
 from banger.host import hostinfo
-from banger.host.kernel import ensure_vmlinux
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
+from banger.host.vmlinux import ensure_vmlinux
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.launch import start_vmm
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
