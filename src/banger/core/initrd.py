@@ -8,7 +8,7 @@ trigger`/`settle`, dozens of shell scripts), so banger builds a small initrd ins
 busybox, those modules, and an /init that loads them, mounts `root=` and switches to the
 image's init. It also mounts the root overlay itself when the kernel command line asks for
 one (`banger.overlay=`, see guest.py), and the VM's work disk at /root (so that systemd does
-not wait for udev before it). Catalog kernels (kernels.py) get one, and so does every image
+not wait for udev before it). Catalog kernels (kernelcatalog.py) get one, and so does every image
 banger builds from Debian packages; images that cannot (no busybox, or a kernel without the
 root disk's drivers) keep their own initrd.
 """

@@ -7,7 +7,7 @@ installation that shares the cache downloads nothing.
 
 From the kernel package come vmlinuz, the modules tree and (through host/vmlinux.py) the
 uncompressed ELF vmlinux Firecracker boots; banger's initrd (host/initrd.py) from
-busybox-static and the kernel's modules (core/kernels.py says why).
+busybox-static and the kernel's modules (core/kernelcatalog.py says why).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Protocol
 import aiohttp
 
 from banger.core.errors import ChecksumMismatch, ImageBuildFailed
-from banger.core.kernels import (
+from banger.core.kernelcatalog import (
     BUSYBOX_PACKAGE,
     PACKAGES_INDEX,
     CatalogKernel,
