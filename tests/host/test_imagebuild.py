@@ -15,8 +15,8 @@ from banger.core.imagerecipe import GIB
 from banger.core.initrd import INIT_SCRIPT
 from banger.core.models import ProgressEvent
 from banger.host.imagebuild import DebianImageBuilder, FakeImageBuilder
+from tests.core.test_cpio import read_newc
 from tests.core.test_imagerecipe import SOURCES
-from tests.core.test_initramfs import read_newc
 from tests.host.test_initrd import make_tree
 
 # -- the builder, with stand-in tools ------------------------------------------------------

@@ -217,7 +217,7 @@ def initrd_files(
     modules: Sequence[tuple[str, bytes]],
     overlay_modules: Sequence[tuple[str, bytes]] = (),
 ) -> dict[str, tuple[int, bytes]]:
-    """The archive's entries (path -> (mode, content), parents first) for initramfs.py's
+    """The archive's entries (path -> (mode, content), parents first) for cpio.py's
     newc writer. `modules` and `overlay_modules` are (path or name, decompressed .ko) in
     load order; each is stored under a numbered name so that order survives."""
     files: dict[str, tuple[int, bytes]] = {

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from banger.core import firecracker as api
+from banger.core.cpio import append_archive, newc_archive
 from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
-from banger.core.initramfs import append_archive, newc_archive
 from banger.host import hostinfo
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
