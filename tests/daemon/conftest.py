@@ -120,7 +120,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 async def supervise_until_stopped(env: Env, name: str) -> None:
     """Run the VM supervisor (every 10 ms) until it has marked `name` stopped, for 2 s at
     most: the caller asserts the state it expects."""
-    supervisor = asyncio.create_task(env.services.vms.supervise(interval=0.01))
+    supervisor = asyncio.create_task(env.services.supervisor.supervise(interval=0.01))
     try:
         for _ in range(200):
             if env.services.vms.get(name).state == VMState.STOPPED:

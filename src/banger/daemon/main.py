@@ -133,7 +133,7 @@ async def _ensure_client_key(services: Services) -> None:
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
     sweep_half_made(paths, (vm.id for vm in services.store.list_vms()))
-    await services.vms.reconcile()
+    await services.supervisor.reconcile()
     remove_old_layout(services.paths.state_dir / "templates")
     for templates in services.templates.values():
         templates.clean_leftovers()
@@ -149,7 +149,7 @@ async def serve(paths: Paths, services: Services) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = asyncio.create_task(services.vms.supervise())
+    supervisor = asyncio.create_task(services.supervisor.supervise())
     log.info("bangerd listening on %s (pid %d)", paths.socket, os.getpid())
     await stop.wait()
     log.info("bangerd shutting down; running VMs keep running")

@@ -21,6 +21,7 @@ import hashlib
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,9 @@ class FirecrackerHypervisor:
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir / API_SOCKET))
+
+    def owns(self, argv: Sequence[str]) -> bool:
+        return "--api-sock" in argv
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(
