@@ -44,6 +44,7 @@ from banger.daemon.vmrecords import VMRecords, unsupported
 from banger.host.disks import DiskAdapter
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import (
+    Hypervisor,
     LaunchSpec,
     PreparesRoot,
     Snapshots,
@@ -189,19 +190,12 @@ class VMBoot:
             else:
                 progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
             first_boot = vm.started_at is None
-            restored = False
             await self._net.attach(vm.tap)
             try:
                 launch = self._launch_spec(vm, image)
-                if from_snapshot:
-                    assert isinstance(hypervisor, Snapshots)
-                    pid = await hypervisor.start_from_snapshot(launch)
-                elif vm.template and first_boot:
-                    warm_pid, vm = await self._warm_start(vm, image, launch, progress)
-                    restored = warm_pid is not None
-                    pid = warm_pid if warm_pid is not None else await hypervisor.start(launch)
-                else:
-                    pid = await hypervisor.start(launch)
+                pid, vm, restored = await self._launch(
+                    vm, image, launch, hypervisor, from_snapshot, progress
+                )
             except BaseException:
                 await self._net.detach(vm.tap)
                 raise
@@ -260,6 +254,22 @@ class VMBoot:
         if first_boot and not restored and not from_snapshot:
             self._offer_template(vm, image)
         return vm
+
+    async def _launch(
+        self, vm: VM, image: Image, launch: LaunchSpec, hypervisor: Hypervisor,
+        from_snapshot: bool, progress: Progress,
+    ) -> tuple[int, VM, bool]:
+        """Start the VMM: from the VM's own snapshot, else on its first start from its
+        image's warm template (`_warm_start`), else by a cold boot. Returns its PID, the VM
+        as recorded now, and whether a template was restored."""
+        if from_snapshot:
+            assert isinstance(hypervisor, Snapshots)
+            return await hypervisor.start_from_snapshot(launch), vm, False
+        if vm.template and vm.started_at is None:
+            warm_pid, vm = await self._warm_start(vm, image, launch, progress)
+            if warm_pid is not None:
+                return warm_pid, vm, True
+        return await hypervisor.start(launch), vm, False  # a cold boot
 
     async def _wait_installing_ssh(
         self, vm: VM, image: Image, probe: Awaitable[None], progress: Progress
