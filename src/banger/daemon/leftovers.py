@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from banger.core.paths import Paths
+from banger.core.vmdir import VMDir
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ def sweep_half_made(paths: Paths, vm_ids: Iterable[str]) -> list[Path]:
         for entry in paths.vms_dir.iterdir():
             if entry.name not in known:
                 found.append(entry)  # created, then killed before its record was saved
-            elif (entry / "work-staging").exists():
-                found.append(entry / "work-staging")
+            elif VMDir(entry).work_staging.exists():
+                found.append(VMDir(entry).work_staging)
     for directory in (paths.images_dir, paths.state_dir / "kernels"):
         if directory.is_dir():
             for pattern in _STAGING_PATTERNS:
