@@ -33,8 +33,10 @@ def imported_after(code: str) -> set[str]:
         "import sys\nfrom banger.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass",
         "import banger.client",
+        # The SDK's front door and its client class.
+        "import banger\nbanger.Client",
     ],
-    ids=["import", "help", "client"],
+    ids=["import", "help", "client", "sdk"],
 )
 def test_cli_path_stays_light(code: str) -> None:
     assert imported_after(code).isdisjoint(HEAVY)

@@ -11,8 +11,8 @@ Workspace, Check; NDJSON streams carry ProgressEvent), plus the small answers mo
 
 Validation is strict (no "2" for 2, no "false" for false) and unknown keys are ignored, so
 an older client keeps working with a newer daemon. The first bad field becomes one
-`InvalidInput` naming it. Importing this module imports pydantic: the CLI only does so on
-commands that send a body, never on `banger --help` or `vm list`."""
+`InvalidInput` naming it, on either side. Importing this module imports pydantic: the CLI
+only does so on commands that send a body, never on `banger --help` or `vm list`."""
 
 from __future__ import annotations
 
@@ -24,10 +24,19 @@ from banger.core.errors import InvalidInput
 
 # A required string field: missing, null and "" all read "<field> is required".
 Required = Annotated[str, Field(min_length=1)]
+# What `vm create` waits for: a verified login, or only the guest's sshd answering.
+Readiness = Literal["login", "sshd"]
 
 
 class Request(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    def __init__(self, **fields: Any) -> None:
+        """Built by the client: a bad field is the same InvalidInput the daemon answers."""
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
 
     def body(self) -> dict[str, Any]:
         """The JSON object the client sends."""
@@ -41,8 +50,7 @@ class CreateVM(Request):
     memory_mib: int | None = None
     disk_size: str | None = None
     start: bool = True
-    # "login" waits for a verified login, "sshd" only for the guest's sshd to answer.
-    ready: Literal["login", "sshd"] = "login"
+    ready: Readiness = "login"
     nat: bool = False
     backend: str | None = None
     kernel: str | None = None

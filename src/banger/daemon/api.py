@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from banger import __version__
+from banger._version import __version__
 from banger.core.api import Status
 from banger.core.models import to_dict
 from banger.daemon.apiwire import TASKS, answer, errors
