@@ -18,6 +18,8 @@ def test_public_names_resolve_to_their_definitions() -> None:
     errors = [getattr(banger, name) for name in banger.__all__ if name.endswith("Error")]
     assert all(issubclass(e, BangerError) for e in errors)
     assert "list_vms_raw" not in dir(banger.Client)
+    exported = [name for names in banger._EXPORTS.values() for name in names]
+    assert sorted(exported) == sorted(banger.__all__)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
