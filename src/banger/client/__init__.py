@@ -2,8 +2,8 @@
 
 Speaks HTTP/1.1 over the daemon's Unix socket with the standard library only, so `banger`
 starts fast, and starts the daemon on first use. Request bodies are built with the wire
-schema's models (core/api.py), imported by the methods that send one: pydantic stays off
-`banger --help`, completion and `vm list`."""
+schema's dataclasses (core/api.py), imported by the methods that send one; the daemon
+checks them."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
 
     @routes.get("/v1/status")
     async def status(_: web.Request) -> web.Response:
-        return answer(Status(
+        return answer(to_dict(Status(
             pid=os.getpid(),
             version=__version__,
             socket=str(services.paths.socket),
@@ -44,7 +44,7 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
             backend=services.machine.backend,
             accel=services.machine.accel,
             vms=len(services.vms.list()),
-        ).model_dump())
+        )))
 
     @routes.post("/v1/shutdown")
     async def shutdown(_: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""What every API route shares: JSON answers, request bodies validated against the wire
+"""What every API route shares: JSON answers, request bodies checked against the wire
 schema (core/api.py), NDJSON streams for long operations, errors as
 {"error": {"code", "message", "hint"}}, and the asking process's credentials."""
 
@@ -10,12 +10,14 @@ import json
 import logging
 import socket
 import struct
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from banger.core.api import Request, parse
+from banger.core.api import Request
 from banger.core.errors import BangerError, InvalidInput
 from banger.core.models import ProgressEvent, to_dict
 from banger.daemon.imagebundle import Peer
@@ -47,15 +49,67 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                        hint="see bangerd.log").to_dict()}, 500)
 
 
-async def body(request: web.Request, model: type[R]) -> R:
-    """The request's JSON body as `model` (no body: the model's defaults)."""
+async def body(request: web.Request, schema: type[R]) -> R:
+    """The request's JSON body as `schema` (no body: the schema's defaults)."""
     if not request.can_read_body:
-        return parse(model, {})
+        return parse(schema, {})
     try:
         data = await request.json()
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not JSON: {exc}") from exc
-    return parse(model, data)
+    return parse(schema, data)
+
+
+def parse(schema: type[R], data: Any) -> R:
+    """`data` (a decoded JSON body) as `schema`, or InvalidInput naming the first bad field.
+    Strict: no "2" for 2, no "false" for false. Unknown keys are ignored, so an older client
+    keeps working with a newer daemon."""
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    try:
+        checked = _validator(schema).model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return schema(**dict(checked))
+
+
+_VALIDATORS: dict[type[Request], type[BaseModel]] = {}
+
+
+def _validator(schema: type[Request]) -> type[BaseModel]:
+    """A strict pydantic model of the schema's fields, made once per schema (pydantic
+    checks a stdlib dataclass strictly only as an instance, not from a dict)."""
+    if schema not in _VALIDATORS:
+        hints = typing.get_type_hints(schema)
+        fields: dict[str, Any] = {
+            field.name: (hints[field.name],
+                         ... if field.default is dataclasses.MISSING else field.default)
+            for field in dataclasses.fields(schema)
+        }
+        _VALIDATORS[schema] = create_model(
+            schema.__name__, __config__=ConfigDict(strict=True, extra="ignore"), **fields
+        )
+    return _VALIDATORS[schema]
+
+
+_KIND = {
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "missing": "is required",
+}
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "literal_error":
+        return InvalidInput(f"{field} must be {error['ctx']['expected']}")
+    # A null where a required string goes fails as string_type; it is still "required".
+    if error["type"] == "string_type" and error["input"] is None:
+        return InvalidInput(f"{field} is required")
+    kind = _KIND.get(error["type"], error["msg"].lower())
+    return InvalidInput(f"{field} {kind}")
 
 
 async def stream(

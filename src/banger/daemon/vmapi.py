@@ -106,9 +106,9 @@ def vm_routes(services: Services) -> web.RouteTableDef:
         except ValueError as exc:
             raise InvalidInput("offset must be an integer") from exc
         data, next_offset = vms.console_log(request.match_info["name"], max(0, offset))
-        return answer(api.ConsoleLog(
+        return answer(to_dict(api.ConsoleLog(
             data=base64.b64encode(data).decode(), offset=next_offset
-        ).model_dump())
+        )))
 
     @routes.get("/v1/vms/{name}/stats")
     async def vm_stats(request: web.Request) -> web.Response:
