@@ -86,7 +86,7 @@ class FakeClient:
         return [VM_DEV, replace(VM_DEV, id="ba9876543210", name="idle",
                                 state=VMState.STOPPED, pid=None, ip="172.16.0.3")]
 
-    def list_vms_raw(self) -> list[dict[str, Any]]:
+    def _list_vms_wire(self) -> list[dict[str, Any]]:
         return [to_dict(vm) for vm in self.list_vms()]
 
     def get_vm(self, name: str) -> VM:

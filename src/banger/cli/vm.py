@@ -14,6 +14,7 @@ from banger.core.units import format_size
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
+    from banger.core.api import Readiness
     from banger.core.models import VM
 
 vm = Group("vm", "Create, run and manage VMs.")
@@ -33,7 +34,7 @@ COLD = Opt("--cold", flag=True, help="Boot even if the image has a warm template
 
 def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
-    memory: int | None, disk_size: str | None, start: bool, ready: str = "login",
+    memory: int | None, disk_size: str | None, start: bool, ready: Readiness = "login",
     nat: bool = False, backend: str | None = None, kernel: str | None = None,
     cold: bool = False,
 ) -> VM:
@@ -299,7 +300,7 @@ def list_(ctx: Context, as_json: bool) -> None:
     """List VMs."""
     # The wire form, not VM objects: the model classes cost this, the most frequent
     # command, a third of its run time (see docs/architecture.md).
-    vms = ctx.client.list_vms_raw()
+    vms = ctx.client._list_vms_wire()
     if as_json:
         print_json(vms)
         return

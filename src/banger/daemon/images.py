@@ -8,6 +8,7 @@ import builtins
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +19,7 @@ from banger.core.names import validate_name
 from banger.core.vmstates import ACTIVE_STATES
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
+from banger.host.files import sparse_copy
 from banger.host.imagebuild import ImageBuilder
 
 if TYPE_CHECKING:
@@ -183,6 +185,42 @@ class ImageService:
         for vm in users:
             await vms.delete(vm.id, force=False)
         return self.delete(name)
+
+    async def promote(self, name: str) -> Image:
+        """Copy a registered image's files into banger's own storage; the record then points
+        there (and `image delete` removes them). The originals are left alone."""
+        image = self.get(name)
+        if image.managed:
+            raise InvalidInput(f"image {name!r} is already managed by banger")
+        users = self._in_use(name)
+        if users:
+            # Their disks are overlays on the original rootfs path.
+            raise ResourceBusy(f"image {name!r} is used by VMs: {', '.join(users)}",
+                               hint="delete those VMs first")
+        final = self._dir / name
+        staging = self._dir / f".{name}.promoting"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            copies = {"rootfs": "rootfs.ext4", "kernel": "vmlinuz", "initrd": "initrd.img"}
+            paths: dict[str, str] = {}
+            for field, target in copies.items():
+                source = getattr(image, field)
+                if source:
+                    await asyncio.to_thread(sparse_copy, Path(source), staging / target)
+                    paths[field] = str(final / target)
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        promoted = replace(
+            image, managed=True, source=f"{image.source} (promoted)",
+            rootfs=paths.get("rootfs", image.rootfs), kernel=paths.get("kernel", image.kernel),
+            initrd=paths.get("initrd", image.initrd),
+        )
+        self._store.put_image(promoted)
+        return promoted
 
 
 def _disk_usage(path: Path) -> int:
