@@ -12,15 +12,17 @@ from banger.core.models import VMState
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
-from banger.host.agent import FakeAgentChannel
-from banger.host.bundle import PlainCodec
-from banger.host.disks import FakeDisks
 from banger.host.hostinfo import KVMFacts
-from banger.host.imagebuild import FakeImageBuilder
-from banger.host.kernelpull import FakeKernelFetcher
-from banger.host.network import FakeNetwork
-from banger.host.ocipull import FakeImagePuller
-from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.host_fakes import (
+    FakeAgentChannel,
+    FakeDisks,
+    FakeImageBuilder,
+    FakeImagePuller,
+    FakeKernelFetcher,
+    FakeNetwork,
+    PlainCodec,
+)
 
 NO_KVM = KVMFacts(device=False, usable=False, pvm=False, vendor_module=False, cpu_flag=False)
 APT_SOURCES = ["deb http://deb.example.test/debian bookworm main"]

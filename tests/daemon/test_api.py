@@ -34,14 +34,14 @@ from banger.core.errors import (
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.api import make_app
 from banger.daemon.main import _bind_socket
-from banger.host.agent import FakeAgentChannel
 from tests.daemon.conftest import Env, make_env, ready_env
-from tests.daemon.fakes import (
+from tests.support.fakes import (
     FakeFirecrackerTemplateVMM,
     FakeHypervisor,
     FakeSnapshotVMM,
     FakeTemplateVMM,
 )
+from tests.support.host_fakes import FakeAgentChannel
 
 T = TypeVar("T")
 

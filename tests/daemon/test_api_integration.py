@@ -9,8 +9,8 @@ import pytest
 
 from banger.core.errors import InvalidInput, MissingTool, NameTaken, ResourceBusy
 from banger.core.models import ProgressEvent
-from banger.host.nat import FakeNat
 from tests.daemon.test_api import Api, api
+from tests.support.host_fakes import FakeNat
 
 __all__ = ["api"]
 

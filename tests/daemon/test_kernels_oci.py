@@ -73,7 +73,7 @@ async def test_pulled_image_boots_with_its_default_or_chosen_kernel(env: Env,
 
 
 async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
-    from banger.host.ocipull import FakeImagePuller
+    from tests.support.host_fakes import FakeImagePuller
 
     puller = env.services.adapters.image_puller
     assert isinstance(puller, FakeImagePuller)
@@ -90,7 +90,7 @@ async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
 
 
 async def _pull_without_sshd(env: Env) -> None:
-    from banger.host.ocipull import FakeImagePuller
+    from tests.support.host_fakes import FakeImagePuller
 
     puller = env.services.adapters.image_puller
     assert isinstance(puller, FakeImagePuller)
