@@ -13,7 +13,7 @@ from banger.core.errors import ConfigError, InvalidInput, MissingTool
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
 from banger.host.hostinfo import KVMFacts
-from tests.daemon.conftest import APT_SOURCES, NO_KVM, make_paths
+from tests.support.daemon_env import APT_SOURCES, NO_KVM, make_paths
 from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
 from tests.support.host_fakes import FakeDisks, FakeImageBuilder, FakeNetwork
 

@@ -11,7 +11,7 @@ from banger.core.errors import HostError
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon import bootwatch
 from banger.daemon.bootwatch import MAX_RESETS, rebooting_stalled_boots
-from tests.daemon.conftest import Env, make_env
+from tests.support.daemon_env import Env, make_env
 from tests.support.fakes import (
     FakeHypervisor,
     FakeResettingTemplateVMM,

@@ -18,7 +18,7 @@ from banger.core.models import ProgressEvent
 from banger.daemon.images import ImageService
 from banger.daemon.progress import no_progress
 from banger.daemon.store import Store
-from tests.daemon.conftest import APT_SOURCES, Env
+from tests.support.daemon_env import APT_SOURCES, Env
 from tests.support.fakes import SlowImageBuilder
 from tests.support.host_fakes import FakeImageBuilder
 

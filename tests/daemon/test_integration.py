@@ -17,8 +17,8 @@ from banger.core.models import VM, VMState
 from banger.core.nat import NatGuest
 from banger.daemon.integration import Integration
 from banger.host.stats import ProcessFigures
-from tests.core.test_dns import a_records, query, rcode
-from tests.daemon.conftest import Env, make_env
+from tests.support.daemon_env import Env, make_env
+from tests.support.dns import a_records, query, rcode
 from tests.support.host_fakes import (
     FakeDNSListener,
     FakeForwarder,

@@ -16,7 +16,7 @@ from banger.core.errors import (
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.imageapi import promote, sparse_copy
 from banger.daemon.progress import no_progress
-from tests.daemon.conftest import Env
+from tests.support.daemon_env import Env
 
 
 async def test_kernel_catalog_pull_register_delete(env: Env, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import spec_line
 from banger.core.units import GIB
 from banger.host import hostinfo
-from tests.daemon.conftest import Env, supervise_until_stopped
+from tests.support.daemon_env import Env, supervise_until_stopped
 
 HOST_KEY = "ssh_host_ed25519_key"
 
@@ -529,7 +529,6 @@ async def test_supervisor_notices_a_guest_that_powered_off(env: Env) -> None:
     await supervise_until_stopped(env, "dev")
     assert env.services.vms.get("dev").state == VMState.STOPPED
     assert env.network.taps == {}
-
 
 
 async def test_create_can_stop_waiting_at_the_sshd_banner(env: Env) -> None:

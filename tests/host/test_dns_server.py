@@ -13,7 +13,7 @@ import pytest
 from banger.core import dns
 from banger.host import hostinfo
 from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder
-from tests.core.test_dns import a_records, query, rcode
+from tests.support.dns import a_records, query, rcode
 from tests.support.host_fakes import FakeRunner
 
 LOOPBACK = "127.0.0.1"

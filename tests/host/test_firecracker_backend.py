@@ -22,7 +22,7 @@ from banger.host.vmm.firecracker import (
     firecracker_version,
     read_metrics,
 )
-from tests.host.firecracker_standin import write_wrapper
+from tests.support.firecracker_standin import write_wrapper
 from tests.support.host_fakes import FakeRunner
 
 KERNEL = Path("/var/tmp/bt-cache/dev/vmlinuz")

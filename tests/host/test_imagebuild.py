@@ -15,9 +15,8 @@ from banger.core.imagerecipe import GIB
 from banger.core.initrd import INIT_SCRIPT
 from banger.core.models import ProgressEvent
 from banger.host.imagebuild import DebianImageBuilder
-from tests.core.test_cpio import read_newc
-from tests.core.test_imagerecipe import SOURCES
-from tests.host.test_initrd import make_tree
+from tests.support.apt_sources import SOURCES
+from tests.support.boot_files import make_tree, read_newc
 from tests.support.host_fakes import FakeImageBuilder
 
 # -- the builder, with stand-in tools ------------------------------------------------------
