@@ -159,53 +159,17 @@ OVERLAY_HOOK_PATH = "/banger/overlay"
 # Where the layers stay visible in the running guest (the layout Ubuntu's overlayroot uses).
 OVERLAY_LOWER_MOUNT = "/media/root-ro"
 OVERLAY_UPPER_MOUNT = "/media/root-rw"
-# Bump when the two scripts below change, so cached initrds are rebuilt.
+# Bump when its two scripts (banger/guest/overlay-*.sh) change, so cached initrds are
+# rebuilt.
 OVERLAY_VERSION = "2"
 
-OVERLAY_RDINIT = r"""#!/bin/sh
-# banger: put the root overlay step first in initramfs-tools' init-bottom, then run /init.
-# banger's own initrd mounts the overlay in its /init.
-order=/scripts/init-bottom/ORDER
-if [ -f "$order" ]; then
-    { echo '__HOOK__ "$@"'; cat "$order"; } > /banger/ORDER
-    cat /banger/ORDER > "$order"
-elif [ ! -f __MARKER__ ]; then
-    echo "banger: no $order in this initramfs; / stays read-only" > /dev/console
-fi
-exec /init "$@"
-""".replace("__HOOK__", OVERLAY_HOOK_PATH).replace("__MARKER__", BANGER_INITRD_MARKER)
+OVERLAY_RDINIT = guest_program(
+    "overlay-rdinit.sh", HOOK=OVERLAY_HOOK_PATH, MARKER=BANGER_INITRD_MARKER
+)
 
-OVERLAY_HOOK = r"""#!/bin/sh
-# banger: make / an overlayfs: the image's read-only root below, this VM's disk above.
-dev=
-for word in $(cat /proc/cmdline); do
-    case "$word" in __ARG__=*) dev="${word#*=}" ;; esac
-done
-[ -n "$dev" ] || exit 0
-fail() {
-    echo "banger-overlay: $*; / stays read-only" > /dev/console
-    exit 0
-}
-i=0
-while [ ! -b "$dev" ] && [ "$i" -lt 20 ]; do sleep 1; i=$((i + 1)); done
-[ -b "$dev" ] || fail "no overlay disk $dev"
-# overlay.ko lives in the image, not in a small initrd.
-modprobe -d "$rootmnt" overlay 2>/dev/null || modprobe overlay 2>/dev/null || true
-mkdir -p /banger/ro /banger/rw
-mount -t ext4 "$dev" /banger/rw || fail "cannot mount $dev"
-mkdir -p /banger/rw/upper /banger/rw/work
-mount -n -o move "$rootmnt" /banger/ro || fail "cannot move the root mount"
-if ! mount -t overlay -o lowerdir=/banger/ro,upperdir=/banger/rw/upper,workdir=/banger/rw/work \
-        overlay "$rootmnt"; then
-    mount -n -o move /banger/ro "$rootmnt"
-    fail "cannot mount the overlay"
-fi
-mkdir -p "$rootmnt__LOWER__" "$rootmnt__UPPER__"
-mount -n -o move /banger/ro "$rootmnt__LOWER__"
-mount -n -o move /banger/rw "$rootmnt__UPPER__"
-exit 0
-""".replace("__LOWER__", OVERLAY_LOWER_MOUNT).replace("__UPPER__", OVERLAY_UPPER_MOUNT).replace(
-    "__ARG__", OVERLAY_KERNEL_ARG
+OVERLAY_HOOK = guest_program(
+    "overlay-hook.sh", LOWER=OVERLAY_LOWER_MOUNT, UPPER=OVERLAY_UPPER_MOUNT,
+    ARG=OVERLAY_KERNEL_ARG,
 )
 
 
@@ -236,51 +200,7 @@ SSH_INSTALL_UNIT_NAME = "banger-install-ssh.service"
 # ssh when one appears, and reports it.
 SSH_INSTALL_FAILED = "banger: FAILED"
 
-SSH_INSTALL_SCRIPT = r"""#!/bin/sh
-# banger-install-ssh: install openssh-server once, with the image's package manager.
-say() { echo "banger: $*" > /dev/console; echo "banger: $*"; }
-say "this image has no openssh-server; installing it (needs network: vm create --nat)"
-i=0
-while ! grep -q "$(printf '^[^\t]*\t00000000')" /proc/net/route && [ "$i" -lt 20 ]; do
-    sleep 1; i=$((i + 1))
-done
-ok=1
-if command -v apt-get >/dev/null; then
-    # No service starts while dpkg runs: sshd comes up (below) only once the package is
-    # configured, so a first login never meets a half-installed system.
-    policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        policy=/usr/sbin/policy-rc.d
-        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy"
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            openssh-server && ok=0
-    [ -z "$policy" ] || rm -f "$policy"
-elif command -v dnf >/dev/null; then dnf install -y openssh-server && ok=0
-elif command -v microdnf >/dev/null; then microdnf install -y openssh-server && ok=0
-elif command -v zypper >/dev/null; then zypper --non-interactive install openssh && ok=0
-elif command -v apk >/dev/null; then apk add --no-cache openssh-server && ok=0
-elif command -v pacman >/dev/null; then pacman -Sy --noconfirm openssh && ok=0
-else
-    say "FAILED: no known package manager (apt-get, dnf, zypper, apk, pacman) in this image"
-    exit 1
-fi
-if [ "$ok" != 0 ]; then
-    say "FAILED to install openssh-server: the VM has no route to a package mirror?" \
-        "Create the VM with --nat, or pull an image that contains openssh-server."
-    exit 1
-fi
-mkdir -p /etc/ssh/sshd_config.d
-for unit in ssh.service sshd.service; do
-    if systemctl cat "$unit" >/dev/null 2>&1; then
-        systemctl enable "$unit" || true
-        systemctl restart "$unit" && say "openssh-server installed; $unit started" && exit 0
-    fi
-done
-say "FAILED: openssh-server installed but no ssh unit could be started"
-exit 1
-"""
+SSH_INSTALL_SCRIPT = guest_program("banger-install-ssh.sh")
 
 SSH_INSTALL_UNIT = f"""\
 [Unit]
