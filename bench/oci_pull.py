@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import ensure_test_image, report
-from tests.ocitools import Layout, local_registry, loop_mount, missing_tools
+from tests.support.ocitools import Layout, local_registry, loop_mount, missing_tools
 
 from banger.core.imagerecipe import image_size_bytes, mkfs_command
 from banger.core.oci import parse_reference

@@ -6,7 +6,7 @@ restored from the template vs N idle cold-booted ones.
                          [--firecracker-standin]
 
 --firecracker-standin: the Firecracker backend, through the test stand-in
-(tests/host/firecracker_standin.py: its guest is QEMU under TCG, its RAM mapped as Firecracker
+(tests/support/firecracker_standin.py: its guest is QEMU under TCG, its RAM mapped as Firecracker
 maps it); a VM's memory is then the stand-in's and its QEMU's.
 
 Targets: warm <= 0.10x cold; PSS of the warm clones <= 0.35x the cold ones. Needs root."""
@@ -94,7 +94,7 @@ def main() -> None:
     image = ensure_test_image()
     config = CONFIG
     if args.firecracker_standin:
-        from tests.host.firecracker_standin import write_wrapper
+        from tests.support.firecracker_standin import write_wrapper
 
         binary = write_wrapper(Path(tempfile.mkdtemp(prefix="bgfc-")))
         config = f'backend = "firecracker"\nfirecracker_bin = "{binary}"\n{config}'

@@ -6,7 +6,7 @@ openssh-client iproute2 nftables git ca-certificates lz4 zstd busybox-static gpg
 debian-archive-keyring"
 if [ "${1:-}" = "test" ]; then
     packages="$packages bash-completion zsh fish bind9-dnsutils docker-registry skopeo umoci
-btrfs-progs"
+btrfs-progs shellcheck"
 fi
 missing=""
 for p in $packages; do

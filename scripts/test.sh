@@ -20,6 +20,7 @@ export PATH="$venv/bin:$PATH"
 ruff check src tests bench
 mypy
 lint-imports
+"$here/scripts/lint-guest-programs.sh"
 if [ "$(id -u)" = 0 ]; then
     export BANGER_REQUIRE_E2E=1
 fi

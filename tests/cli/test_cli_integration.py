@@ -10,9 +10,7 @@ import pytest
 
 from banger.core.models import VM
 from banger.core.stats import DiskUsage, GuestFigures, HostFigures, Sample, VMStats
-from tests.cli.test_cli import VM_DEV, FakeClient, client, run
-
-__all__ = ["client"]
+from tests.support.cli import VM_DEV, FakeClient, run
 
 REPORT = VMStats(
     name="dev", state="running", interval=10.0,

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 from banger.client import ports as client_ports
-from tests.cli.test_cli import ACCESS, FakeClient, client, run
-from tests.core.test_ports import GUEST_SS
-
-__all__ = ["client"]  # the fixture
+from tests.support.cli import ACCESS, FakeClient, run
+from tests.support.guest_reports import GUEST_SS
 
 
 class FakeGuest:

@@ -16,9 +16,7 @@ from banger.client.workspace import ExportResult, GuestCommand, PrepareResult
 from banger.core.errors import Conflict
 from banger.core.models import Workspace
 from banger.core.workspace import ExportHeader
-from tests.cli.test_cli import ACCESS, FakeClient, client, run, ssh
-
-__all__ = ["client", "ssh"]
+from tests.support.cli import ACCESS, FakeClient, run
 
 BASE = "b" * 40
 

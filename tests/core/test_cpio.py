@@ -12,26 +12,7 @@ from banger.core.guest import (
     overlay_boot_args,
     overlay_initramfs_files,
 )
-
-
-def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
-    entries, offset = {}, 0
-    while offset < len(data):
-        if data[offset:offset + 1] == b"\0":
-            offset += 1
-            continue
-        assert data[offset:offset + 6] == b"070701", offset
-        header = data[offset:offset + 110]
-        mode, size = int(header[14:22], 16), int(header[54:62], 16)
-        name_size = int(header[94:102], 16)
-        name = data[offset + 110:offset + 110 + name_size - 1].decode()
-        offset += 110 + name_size
-        offset += -offset % 4
-        content = data[offset:offset + size]
-        offset += size + (-size % 4)
-        if name != "TRAILER!!!":
-            entries[name] = (mode, content)
-    return entries
+from tests.support.boot_files import read_newc
 
 
 def test_newc_round_trip_is_deterministic() -> None:

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from banger.core import dns
+from tests.support.dns import a_records, header, query, rcode
 
 VMS = {"sandbox": "172.16.0.2", "web": "172.16.0.3"}
 
@@ -14,48 +15,10 @@ def lookup(name: str) -> str | None:
     return VMS.get(name)
 
 
-def query(
-    name: str, qtype: int = dns.TYPE_A, *, ident: int = 0x1234, edns: bool = False,
-    flags: int = 0x0100, qclass: int = dns.CLASS_IN,
-) -> bytes:
-    labels = tuple(part.encode() for part in name.split(".") if part)
-    packet = struct.pack("!HHHHHH", ident, flags, 1, 0, 0, 1 if edns else 0)
-    packet += dns.encode_name(labels) + struct.pack("!HH", qtype, qclass)
-    if edns:
-        packet += b"\0" + struct.pack("!HHIH", dns.TYPE_OPT, 4096, 0, 0)
-    return packet
-
-
 def reply(packet: bytes, *, may_forward: bool = False) -> bytes:
     decision = dns.respond(packet, lookup, may_forward=may_forward)
     assert isinstance(decision, dns.Reply)
     return decision.packet
-
-
-def header(packet: bytes) -> tuple[int, int, int, int, int, int]:
-    fields: tuple[int, int, int, int, int, int] = struct.unpack_from("!HHHHHH", packet)
-    return fields
-
-
-def rcode(packet: bytes) -> int:
-    return header(packet)[1] & 0xF
-
-
-def a_records(packet: bytes) -> list[str]:
-    _, _, qd, an, _, _ = header(packet)
-    assert qd == 1
-    _, offset = dns.read_name(packet, 12)
-    offset += 4
-    found = []
-    for _ in range(an):
-        _, offset = dns.read_name(packet, offset)
-        rtype, _, ttl, length = struct.unpack_from("!HHIH", packet, offset)
-        offset += 10
-        if rtype == dns.TYPE_A:
-            assert ttl == dns.TTL
-            found.append(".".join(str(b) for b in packet[offset:offset + length]))
-        offset += length
-    return found
 
 
 def test_a_record_for_a_running_vm() -> None:

@@ -11,6 +11,7 @@ import pytest
 from banger.core import firecracker as fc
 from banger.core.backends import choose_backend
 from banger.core.errors import BangerError
+from tests.support.firecracker_api import find_endpoint, validate_request
 
 PLAN = fc.boot_plan(
     kernel="/state/firecracker/vmlinux-0123",
@@ -52,7 +53,7 @@ EVERY_REQUEST = [
 
 @pytest.mark.parametrize("request_", EVERY_REQUEST, ids=lambda r: f"{r.method} {r.path}")
 def test_every_request_conforms_strictly(request_: fc.Request) -> None:
-    assert fc.validate_request(request_.method, request_.path, request_.body, strict=True) == []
+    assert validate_request(request_.method, request_.path, request_.body, strict=True) == []
 
 
 def test_the_boot_plan_configures_everything_before_instance_start() -> None:
@@ -110,12 +111,12 @@ def test_warm_template_restore_requests() -> None:
     patch = fc.patch_drive("work", "work.ext4")
     assert (patch.method, patch.path) == ("PATCH", "/drives/work")
     assert patch.body == {"drive_id": "work", "path_on_host": "work.ext4"}
-    endpoint = fc.find_endpoint("PATCH", "/drives/work")
+    endpoint = find_endpoint("PATCH", "/drives/work")
     assert endpoint is not None and endpoint[0].post_boot_only and not endpoint[0].pre_boot_only
-    assert fc.validate_request("PATCH", "/drives/work", {"drive_id": "work", "bogus": 1}) == [
+    assert validate_request("PATCH", "/drives/work", {"drive_id": "work", "bogus": 1}) == [
         "body: unknown field `bogus`"
     ]
-    assert "does not match" in fc.validate_request(
+    assert "does not match" in validate_request(
         "PATCH", "/drives/work", {"drive_id": "root", "path_on_host": "x"}
     )[0]
 
@@ -165,21 +166,21 @@ def test_encode_is_an_http11_request_with_a_json_body() -> None:
     ("GET", "/drives/x", {}, "Invalid request method and/or path"),
 ])
 def test_validate_request_rejects(method: str, path: str, body: Any, expected: str) -> None:
-    errors = fc.validate_request(method, path, body)
+    errors = validate_request(method, path, body)
     assert errors and expected in errors[0], errors
 
 
 def test_open_objects_follow_firecracker_but_strict_mode_closes_them() -> None:
     # MetricsConfig has no deny_unknown_fields: Firecracker accepts extra keys there.
     body = {"metrics_path": "/m", "extra": True}
-    assert fc.validate_request("PUT", "/metrics", body) == []
-    assert fc.validate_request("PUT", "/metrics", body, strict=True) == [
+    assert validate_request("PUT", "/metrics", body) == []
+    assert validate_request("PUT", "/metrics", body, strict=True) == [
         "body: unknown field `extra`"
     ]
 
 
 def test_logger_level_is_case_insensitive() -> None:
-    assert fc.validate_request("PUT", "/logger", {"level": "debug"}) == []
+    assert validate_request("PUT", "/logger", {"level": "debug"}) == []
 
 
 # Responses

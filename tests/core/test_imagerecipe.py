@@ -18,12 +18,7 @@ from banger.core.imagerecipe import (
     parse_progress,
 )
 from banger.core.models import ProgressEvent
-
-SOURCES = [
-    "deb http://mirror.example.test/debian bookworm main",
-    "deb http://mirror.example.test/debian bookworm-updates main",
-    "deb http://mirror.example.test/debian-security bookworm-security main",
-]
+from tests.support.apt_sources import SOURCES
 
 
 def test_recipe_version_tracks_the_boot_contract() -> None:

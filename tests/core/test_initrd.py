@@ -20,16 +20,7 @@ from banger.core.initrd import (
     modinfo_depends,
     module_name,
 )
-
-
-def elf(*segment_types: int) -> bytes:
-    """A minimal ELF64 header with program headers of the given types."""
-    header = bytearray(64)
-    header[:6] = b"\x7fELF\x02\x01"
-    struct.pack_into("<Q", header, 0x20, 64)
-    struct.pack_into("<HH", header, 0x36, 56, len(segment_types))
-    table = b"".join(struct.pack("<I", t) + b"\0" * 52 for t in segment_types)
-    return bytes(header) + table
+from tests.support.boot_files import elf
 
 
 def test_module_closure_in_load_order() -> None:

@@ -7,20 +7,7 @@ import pytest
 
 from banger.core.errors import InvalidInput
 from banger.core.kernelformat import check_vmlinux, find_payload, is_vmlinux
-
-ELF = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HH", 2, 62) + b"\0" * 44
-
-
-def bzimage(payload: bytes, setup_sects: int = 4, version: int = 0x20F) -> bytes:
-    """A minimal bzImage: boot sector + setup sectors, then the protected-mode part whose
-    payload (compressed kernel + 4-byte size) sits at payload_offset."""
-    image = bytearray((setup_sects + 1) * 512)
-    image[0x1F1] = setup_sects
-    image[0x202:0x206] = b"HdrS"
-    struct.pack_into("<H", image, 0x206, version)
-    body = b"\0" * 64 + payload
-    struct.pack_into("<II", image, 0x248, 64, len(payload))
-    return bytes(image) + body
+from tests.support.boot_files import ELF, bzimage
 
 
 def test_finds_a_gzip_payload_and_its_size() -> None:

@@ -86,7 +86,7 @@ def test_idle_prefers_guest_cpu_and_needs_no_connections() -> None:
     assert not Sample(0, None, guest, guest_cpu_percent=0.0).idle
 
 
-def test_stats_round_trip_through_json_shapes_and_render() -> None:
+def test_stats_round_trip_through_json_shapes() -> None:
     report = VMStats(
         name="dev", state="running", interval=10.0,
         samples=[
@@ -99,19 +99,9 @@ def test_stats_round_trip_through_json_shapes_and_render() -> None:
     as_json = dataclasses.asdict(report)
     as_json["samples"][1]["guest"]["load"] = list(as_json["samples"][1]["guest"]["load"])
     assert stats.stats_from_dict(as_json) == report
-    fields = dict(stats.summary_fields(report, now=1020.0))
-    assert fields["vmm cpu"].startswith("5.0% of one host CPU")
-    assert fields["guest cpu"] == "3.0% busy (all vCPUs)"
-    assert fields["disk /root"] == "56K used of 7.5G"
-    assert fields["idle"] == "2m (auto-stop after 2h)"
-    rows = stats.history_rows(report)
-    assert len(rows) == 2 and len(rows[0]) == len(stats.HISTORY_HEADERS)
-    assert rows[0][1] == "-"
-    stopped = VMStats("dev", "stopped", 10.0, [])
-    assert dict(stats.summary_fields(stopped, 0))["samples"].startswith("none")
 
 
-def test_vmm_counters_add_new_samples_once_and_render() -> None:
+def test_vmm_counters_add_new_samples_once() -> None:
     from banger.core.firecracker import MetricsSample
 
     first = stats.VMMCounters().add([MetricsSample(10, 1 << 20, 2 << 20, 300, 400, 5)])
@@ -122,6 +112,3 @@ def test_vmm_counters_add_new_samples_once_and_render() -> None:
         Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, again), None, "no ssh"),
     ])
     assert stats.stats_from_dict(dataclasses.asdict(report)) == report
-    fields = dict(stats.summary_fields(report, now=1000.0))
-    assert fields["vmm block"] == "read 2M, written 2M"
-    assert fields["vcpu exits"] == "6"

@@ -1,113 +1,19 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from banger.core.config import Config
-from banger.core.models import VM, VMState
-from banger.core.paths import Paths
-from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
-from banger.host.agent import FakeAgentChannel
-from banger.host.bundle import PlainCodec
-from banger.host.disks import FakeDisks
-from banger.host.hostinfo import KVMFacts
-from banger.host.imagebuild import FakeImageBuilder
-from banger.host.kernelpull import FakeKernelFetcher
-from banger.host.network import FakeNetwork
-from banger.host.ocipull import FakeImagePuller
-from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
-
-NO_KVM = KVMFacts(device=False, usable=False, pvm=False, vendor_module=False, cpu_flag=False)
-APT_SOURCES = ["deb http://deb.example.test/debian bookworm main"]
-
-
-@dataclass
-class Env:
-    services: Services
-    paths: Paths
-    network: FakeNetwork
-    disks: FakeDisks
-    hypervisor: FakeHypervisor
-    keys: FakeKeyMaker
-    probe: FakeProbe
-    builder: FakeImageBuilder
-
-    def leftovers(self) -> tuple[list[str], list[str], list[str]]:
-        """VM dirs, store rows and TAPs: what a failed operation must not add to."""
-        vms_dir = self.paths.vms_dir
-        dirs = sorted(p.name for p in vms_dir.iterdir()) if vms_dir.exists() else []
-        rows = [vm.name for vm in self.services.store.list_vms()]
-        return dirs, rows, sorted(self.network.taps)
-
-
-def make_paths(root: Path, runtime_dir: Path | None = None) -> Paths:
-    return Paths(
-        config_dir=root / "config",
-        state_dir=root / "state",
-        cache_dir=root / "cache",
-        runtime_dir=runtime_dir or root / "run",
-    )
-
-
-def make_env(
-    root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
-    runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
-    agent: FakeAgentChannel | None = None, firecracker: FakeHypervisor | None = None,
-    firecracker_agent: FakeAgentChannel | None = None,
-) -> Env:
-    """Services wired the way bangerd wires them (build_services), on fake adapters.
-    `hypervisor` is the QEMU backend, `firecracker` the Firecracker one (if any); with an
-    agent channel, the backend makes warm templates."""
-    paths = make_paths(root, runtime_dir)
-    network, disks = FakeNetwork(), FakeDisks()
-    hypervisor = hypervisor or FakeHypervisor()
-    keys, probe = FakeKeyMaker(), FakeProbe()
-    builder = builder or FakeImageBuilder()
-    adapters = Adapters(
-        network=network,
-        disks=disks,
-        hypervisor=hypervisor,
-        keys=keys,
-        probe=probe,
-        image_builder=builder,
-        apt_sources=lambda suite: list(APT_SOURCES),
-        kvm=NO_KVM,
-        host_cpus=8,
-        host_memory=16 * 1024**3,
-        integration=fake_integration(),
-        image_puller=FakeImagePuller(),
-        kernel_fetcher=FakeKernelFetcher(),
-        debian_archive=lambda suite: "http://deb.example.test/debian",
-        bundle_codec=PlainCodec(),
-        agent=agent,
-        vmm_version=(lambda: "QEMU emulator version 7.2.fake") if agent else None,
-        firecracker=firecracker,
-        firecracker_agent=firecracker_agent,
-        firecracker_version=(lambda: "Firecracker v1.16.fake") if firecracker_agent else None,
-    )
-    services = build_services(paths, config or Config(), adapters)
-    return Env(services, paths, network, disks, hypervisor, keys, probe, builder)
+from tests.support.api import Api, serve
+from tests.support.daemon_env import Env, ready_env
 
 
 @pytest.fixture(autouse=True)
 def qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The start preflight looks for qemu; the fake hypervisor needs none."""
     monkeypatch.setattr(hostinfo, "which", lambda tool: f"/usr/bin/{tool}")
-
-
-async def ready_env(
-    root: Path, runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
-) -> Env:
-    built = make_env(root, runtime_dir=runtime_dir, hypervisor=hypervisor)
-    # What bangerd does at startup: banger's own client key pair.
-    await built.keys.make_ed25519(built.paths.default_ssh_key, "banger")
-    return built
 
 
 @pytest.fixture
@@ -117,35 +23,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     built.services.store.close()
 
 
-
-async def supervise_until_stopped(env: Env, name: str) -> None:
-    """Run the VM supervisor (every 10 ms) until it has marked `name` stopped, for 2 s at
-    most: the caller asserts the state it expects."""
-    supervisor = asyncio.create_task(env.services.supervisor.supervise(interval=0.01))
-    try:
-        for _ in range(200):
-            if env.services.vms.get(name).state == VMState.STOPPED:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        supervisor.cancel()
-
-
-HOST_KEY = "ssh_host_ed25519_key"
-
-
-async def create(env: Env, **changes: Any) -> VM:
-    args: dict[str, Any] = {
-        "name": None, "image": None, "vcpu": None, "memory_mib": None, "disk_size": None,
-        "start": True,
-    }
-    args.update(changes)
-    return await env.services.vms.create(**args)
-
-
-def known_hosts(env: Env) -> list[str]:
-    return env.paths.known_hosts.read_text().splitlines()
-
-
-def public_host_key(vm: VM) -> str:
-    return (Path(vm.dir) / f"{HOST_KEY}.pub").read_text().strip()
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with serve(tmp_path) as served:
+        yield served

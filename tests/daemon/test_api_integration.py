@@ -9,10 +9,8 @@ import pytest
 
 from banger.core.errors import InvalidInput, MissingTool, NameTaken, ResourceBusy
 from banger.core.models import ProgressEvent
-from banger.host.nat import FakeNat
-from tests.daemon.test_api import Api, api
-
-__all__ = ["api"]
+from tests.support.api import Api
+from tests.support.host_fakes import FakeNat
 
 
 async def test_create_and_set_nat(api: Api) -> None:

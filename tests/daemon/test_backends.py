@@ -12,12 +12,10 @@ from banger.core.config import Config
 from banger.core.errors import ConfigError, InvalidInput, MissingTool
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
-from banger.host.disks import FakeDisks
 from banger.host.hostinfo import KVMFacts
-from banger.host.imagebuild import FakeImageBuilder
-from banger.host.network import FakeNetwork
-from tests.daemon.conftest import APT_SOURCES, NO_KVM, make_paths
-from tests.daemon.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.daemon_env import APT_SOURCES, NO_KVM, make_paths
+from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.host_fakes import FakeDisks, FakeImageBuilder, FakeNetwork
 
 REAL_KVM = KVMFacts(device=True, usable=True, pvm=False, vendor_module=True, cpu_flag=True)
 

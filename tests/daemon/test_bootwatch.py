@@ -11,14 +11,14 @@ from banger.core.errors import HostError
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon import bootwatch
 from banger.daemon.bootwatch import MAX_RESETS, rebooting_stalled_boots
-from banger.host.agent import FakeAgentChannel
-from tests.daemon.conftest import Env, make_env
-from tests.daemon.fakes import (
+from tests.support.daemon_env import Env, make_env
+from tests.support.fakes import (
     FakeHypervisor,
     FakeResettingTemplateVMM,
     FakeResettingVMM,
     launch_spec_in,
 )
+from tests.support.host_fakes import FakeAgentChannel
 
 STALL = b"[    0.121] APIC frequency too slow, disabling apic timer\r\n"
 HEALTHY = b"[    0.378] PCI: Fatal: No config space access function found\r\n"

@@ -11,7 +11,7 @@ import pytest
 from banger.core.config import parse_config
 from banger.core.models import ProgressEvent
 from banger.daemon.filesync import stage_file_sync
-from tests.daemon.conftest import make_env
+from tests.support.daemon_env import make_env
 
 
 def mode_of(path: Path) -> int:

@@ -18,7 +18,7 @@ from banger.core.errors import (
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.imagebundle import ImageBundles, Peer
 from banger.daemon.progress import no_progress
-from tests.daemon.conftest import Env
+from tests.support.daemon_env import Env
 
 CATALOG_IMAGE = "debian-bookworm"
 

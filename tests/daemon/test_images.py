@@ -18,9 +18,9 @@ from banger.core.models import ProgressEvent
 from banger.daemon.images import ImageService
 from banger.daemon.progress import no_progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import FakeImageBuilder
-from tests.daemon.conftest import APT_SOURCES, Env
-from tests.daemon.fakes import SlowImageBuilder
+from tests.support.daemon_env import APT_SOURCES, Env
+from tests.support.fakes import SlowImageBuilder
+from tests.support.host_fakes import FakeImageBuilder
 
 CATALOG_IMAGE = "debian-bookworm"
 

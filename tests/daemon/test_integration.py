@@ -16,11 +16,17 @@ from banger.core.errors import HostError, MissingTool
 from banger.core.models import VM, VMState
 from banger.core.nat import NatGuest
 from banger.daemon.integration import Integration
-from banger.host.dns import FakeDNSListener, FakeForwarder, FakeResolved
-from banger.host.nat import FakeNat
-from banger.host.stats import FakeGuestStats, FakeProcStats, ProcessFigures
-from tests.core.test_dns import a_records, query, rcode
-from tests.daemon.conftest import Env, make_env
+from banger.host.stats import ProcessFigures
+from tests.support.daemon_env import Env, make_env
+from tests.support.dns import a_records, query, rcode
+from tests.support.host_fakes import (
+    FakeDNSListener,
+    FakeForwarder,
+    FakeGuestStats,
+    FakeNat,
+    FakeProcStats,
+    FakeResolved,
+)
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from banger.core.errors import (
 )
 from banger.core.models import ProgressEvent, VMState
 from banger.daemon.progress import no_progress
-from tests.daemon.conftest import Env
+from tests.support.daemon_env import Env
 
 
 async def test_kernel_catalog_pull_register_delete(env: Env, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ async def test_pulled_image_boots_with_its_default_or_chosen_kernel(env: Env,
 
 
 async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
-    from banger.host.ocipull import FakeImagePuller
+    from tests.support.host_fakes import FakeImagePuller
 
     puller = env.services.adapters.image_puller
     assert isinstance(puller, FakeImagePuller)
@@ -89,7 +89,7 @@ async def test_pull_without_sshd_warns_about_nat(env: Env) -> None:
 
 
 async def _pull_without_sshd(env: Env) -> None:
-    from banger.host.ocipull import FakeImagePuller
+    from tests.support.host_fakes import FakeImagePuller
 
     puller = env.services.adapters.image_puller
     assert isinstance(puller, FakeImagePuller)

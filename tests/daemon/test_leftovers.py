@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from banger.daemon.leftovers import sweep_half_made
-from tests.daemon.conftest import make_paths
+from tests.support.daemon_env import make_paths
 
 
 def test_half_made_things_go_and_owned_things_stay(tmp_path: Path) -> None:

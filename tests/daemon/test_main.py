@@ -18,7 +18,7 @@ from banger.core.config import Config
 from banger.core.errors import ConfigError, DaemonUnavailable
 from banger.daemon.logs import JSONLogFormatter
 from banger.daemon.main import _acquire_lock, _bind_socket, load_config
-from tests.daemon.conftest import make_paths
+from tests.support.daemon_env import make_paths
 
 
 @pytest.fixture

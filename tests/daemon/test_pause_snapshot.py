@@ -13,9 +13,10 @@ import pytest
 from banger.core.errors import InvalidState, Unsupported
 from banger.core.firecracker import MetricsSample
 from banger.core.models import VM, VMState
-from banger.host.stats import FakeProcStats, ProcessFigures
-from tests.daemon.conftest import Env, make_env, supervise_until_stopped
-from tests.daemon.fakes import FakeSnapshotVMM
+from banger.host.stats import ProcessFigures
+from tests.support.daemon_env import Env, make_env, supervise_until_stopped
+from tests.support.fakes import FakeSnapshotVMM
+from tests.support.host_fakes import FakeProcStats
 
 
 @pytest.fixture

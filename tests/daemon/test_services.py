@@ -6,7 +6,7 @@ import pytest
 
 from banger.core.config import Config
 from banger.core.errors import ConfigError
-from tests.daemon.conftest import Env, make_env
+from tests.support.daemon_env import Env, make_env
 
 
 def test_firecracker_is_refused_for_now(tmp_path: Path) -> None:

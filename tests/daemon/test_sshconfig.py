@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 from banger.core.sshconfig import render_ssh_config
-from tests.daemon.conftest import Env, make_env
+from tests.support.daemon_env import Env, make_env
 
 
 def hosts(env: Env) -> list[str]:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from banger.core.models import VM, VMState
-from tests.daemon.conftest import Env, create, known_hosts, public_host_key, supervise_until_stopped
+from tests.support.daemon_env import (
+    Env,
+    create,
+    known_hosts,
+    public_host_key,
+    supervise_until_stopped,
+)
 
 
 async def test_reconcile_marks_dead_vms_stopped(env: Env) -> None:

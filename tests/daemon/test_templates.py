@@ -14,9 +14,9 @@ from banger.core.config import Config
 from banger.core.errors import BootFailed, HostError, Unsupported
 from banger.core.models import VM, ProgressEvent, VMState
 from banger.daemon.templates import TemplateService, remove_old_layout
-from banger.host.agent import FakeAgentChannel
-from tests.daemon.conftest import Env, make_env
-from tests.daemon.fakes import FakeFirecrackerTemplateVMM, FakeTemplateVMM, launch_spec_in
+from tests.support.daemon_env import Env, make_env
+from tests.support.fakes import FakeFirecrackerTemplateVMM, FakeTemplateVMM, launch_spec_in
+from tests.support.host_fakes import FakeAgentChannel
 
 
 @pytest.fixture

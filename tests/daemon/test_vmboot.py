@@ -26,7 +26,7 @@ from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import spec_line
 from banger.core.units import GIB
 from banger.host import hostinfo
-from tests.daemon.conftest import HOST_KEY, Env, create, known_hosts, public_host_key
+from tests.support.daemon_env import HOST_KEY, Env, create, known_hosts, public_host_key
 
 # create
 

@@ -18,7 +18,7 @@ from banger.core.errors import (
 )
 from banger.core.models import VMSpec, VMState
 from banger.core.units import GIB
-from tests.daemon.conftest import Env, create, known_hosts, public_host_key
+from tests.support.daemon_env import Env, create, known_hosts, public_host_key
 
 # start / stop / restart
 

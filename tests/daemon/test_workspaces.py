@@ -8,9 +8,7 @@ import pytest
 
 from banger.core.errors import InvalidInput, NotFound, VMNotFound
 from banger.core.models import Workspace, vm_from_dict
-from tests.daemon.test_api import Api, api
-
-__all__ = ["api"]
+from tests.support.api import Api
 
 BASE = "c0ffee" + "0" * 34
 

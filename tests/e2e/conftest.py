@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from banger.host.hostinfo import kvm_facts
+
 BANGER = [sys.executable, "-m", "banger.cli"]
 IMAGE_CACHE = Path(os.environ.get("BANGER_TEST_IMAGE_CACHE", "/var/tmp/banger-test-image"))
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "ip", "ssh")
@@ -418,3 +420,73 @@ def _second_banger(netns: Netns, test_image: dict[str, str]) -> Iterator[BangerE
         for env in envs:
             env.shutdown()
             shutil.rmtree(env.root, ignore_errors=True)
+
+
+# Helpers the warm-template tests of both backends share.
+
+
+def real_firecracker() -> tuple[str | None, str]:
+    binary = shutil.which("firecracker")
+    if binary is None:
+        return None, "no firecracker binary on PATH"
+    if not kvm_facts().real:
+        return None, "firecracker is installed but /dev/kvm is not hardware KVM"
+    return binary, ""
+
+
+PROBE = (
+    "hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; "
+    "echo; date +%s.%N; cat /etc/ssh/ssh_host_ed25519_key.pub; findmnt -n -o SOURCE /root; "
+    "cat /proc/cmdline; cat /sys/block/vdb/size; ip -o -6 addr show scope link | wc -l"
+)
+
+
+def probe_clone(env: BangerEnv, name: str) -> dict[str, Any]:
+    before = time.time()
+    out = env.run("vm", "ssh", name, "--", "sh", "-c", PROBE).stdout.splitlines()
+    after = time.time()
+    hostname, machine_id, random_hex, guest_now, host_key, root_source, cmdline = out[:7]
+    work_sectors, link_local = out[7:9]
+    # The guest read its clock at some point while the ssh command ran.
+    guest = float(guest_now)
+    skew = 0.0 if before <= guest <= after else min(abs(guest - before), abs(guest - after))
+    return {
+        "hostname": hostname, "machine_id": machine_id, "random": random_hex,
+        "clock_skew": skew, "host_key": host_key.strip(),
+        "root_source": root_source, "cmdline": cmdline,
+        "work_bytes": int(work_sectors) * 512, "link_local": int(link_local),
+    }
+
+
+def create_restored_at_once(env: BangerEnv, names: tuple[str, ...]) -> None:
+    """`vm create` of each name, all at once, each restored from the template (no warning)."""
+    procs = [
+        subprocess.Popen(
+            env.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
+            env=env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for name in names
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        assert "warm template" in stderr, stderr  # the progress line says it restored
+        assert "warning" not in stderr, stderr
+
+
+def assert_isolated_then_cold_restart(env: BangerEnv, a: str, b: str) -> None:
+    """Two clones of one template: what `a` writes, `b` does not see (root and work disk
+    alike); and `a` is an ordinary VM afterwards: it stops, boots cold and keeps its data.
+    Deletes both."""
+    env.run("vm", "ssh", a, "--", "sh", "-c",
+            "echo a > /root/only-a && echo a > /etc/only-a && sync")
+    env.run("vm", "ssh", b, "--", "sh", "-c", "test ! -e /root/only-a && test ! -e /etc/only-a")
+    env.run("vm", "stop", a, timeout=120)
+    env.run("vm", "start", a, timeout=600)
+    after = env.run("vm", "ssh", a, "--", "sh", "-c",
+                    "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
+    assert after.splitlines()[:3] == ["a", "a", a]
+    assert "banger.ip=" in after
+    for name in (a, b):
+        env.run("vm", "delete", "--force", name, timeout=120)

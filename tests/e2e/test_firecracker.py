@@ -1,37 +1,26 @@
 """The Firecracker backend end to end: the real CLI and daemon with `backend = "firecracker"`,
 against the real binary where it and hardware KVM exist, and always against the stand-in
-(tests/host/firecracker_standin.py), which serves the same API and boots the configured
+(tests/support/firecracker_standin.py), which serves the same API and boots the configured
 kernel, initrd, drives and TAP with QEMU. Either way the daemon runs it exactly as it runs
 Firecracker: as `firecracker_bin`, by PID, over the API socket."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from banger.host.hostinfo import kvm_facts
-from tests.e2e.conftest import BangerEnv
-from tests.host.firecracker_standin import write_wrapper
-
-
-def _real_firecracker() -> tuple[str | None, str]:
-    binary = shutil.which("firecracker")
-    if binary is None:
-        return None, "no firecracker binary on PATH"
-    if not kvm_facts().real:
-        return None, "firecracker is installed but /dev/kvm is not hardware KVM"
-    return binary, ""
+from tests.e2e.conftest import BangerEnv, real_firecracker
+from tests.support.firecracker_standin import write_wrapper
 
 
 @pytest.fixture(params=["stand-in", "real"])
 def firecracker_bin(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "stand-in":
         return str(write_wrapper(tmp_path / "bin"))
-    binary, reason = _real_firecracker()
+    binary, reason = real_firecracker()
     if binary is None:
         print(f"skipping the real-Firecracker run: {reason}")
         pytest.skip(reason)

@@ -2,7 +2,7 @@
 saves it with snapshot/create; VMs restored from it with snapshot/load (their own TAP, vsock
 socket, root copy and work disk) are distinct machines that share nothing they write.
 
-Against the stand-in (tests/host/firecracker_standin.py) here, which maps the template's
+Against the stand-in (tests/support/firecracker_standin.py) here, which maps the template's
 memory copy-on-write as Firecracker does, but bridges the vsock socket to a virtio-serial
 port in its QEMU guest: the guest side of the agent's AF_VSOCK path is not exercised. Against
 the real binary where it and hardware KVM exist."""
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BangerEnv
-from tests.e2e.test_firecracker import _real_firecracker
-from tests.e2e.test_warm import (
-    _probe,
+from tests.e2e.conftest import (
+    BangerEnv,
     assert_isolated_then_cold_restart,
     create_restored_at_once,
+    probe_clone,
+    real_firecracker,
 )
-from tests.host.firecracker_standin import write_wrapper
+from tests.support.firecracker_standin import write_wrapper
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def fc_warm(
     if request.param == "stand-in":
         binary = str(write_wrapper(tmp_path_factory.mktemp("fcbin")))
     else:
-        found, reason = _real_firecracker()
+        found, reason = real_firecracker()
         if found is None:
             pytest.skip(reason)
         binary = found
@@ -69,7 +69,7 @@ def test_two_vms_restored_from_one_firecracker_template(fc_warm: BangerEnv) -> N
 
     create_restored_at_once(fc_warm, ("fcw-a", "fcw-b"))
     shown = {name: fc_warm.json("vm", "show", name) for name in ("fcw-a", "fcw-b")}
-    a, b = (_probe(fc_warm, name) for name in ("fcw-a", "fcw-b"))
+    a, b = (probe_clone(fc_warm, name) for name in ("fcw-a", "fcw-b"))
 
     assert (a["hostname"], b["hostname"]) == ("fcw-a", "fcw-b")
     assert shown["fcw-a"]["ip"] != shown["fcw-b"]["ip"]

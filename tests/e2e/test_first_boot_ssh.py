@@ -24,7 +24,7 @@ from tests.e2e.conftest import (
     ensure_cached,
     internet_site,
 )
-from tests.ocitools import (
+from tests.support.ocitools import (
     UNCHECKED_DIFF_ID,
     Layout,
     local_registry,

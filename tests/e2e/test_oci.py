@@ -18,7 +18,7 @@ from tests.e2e.conftest import (
     ensure_cached,
     ensure_catalog_kernel,
 )
-from tests.ocitools import (
+from tests.support.ocitools import (
     UNCHECKED_DIFF_ID,
     Entry,
     Layout,

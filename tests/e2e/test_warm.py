@@ -3,23 +3,21 @@ nothing they write, and a missing or broken template means a cold boot with a wa
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BANGER, BangerEnv, modified_test_image
+from tests.e2e.conftest import (
+    BangerEnv,
+    assert_isolated_then_cold_restart,
+    create_restored_at_once,
+    modified_test_image,
+    probe_clone,
+)
 
 pytestmark = pytest.mark.e2e
-
-PROBE = (
-    "hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; "
-    "echo; date +%s.%N; cat /etc/ssh/ssh_host_ed25519_key.pub; findmnt -n -o SOURCE /root; "
-    "cat /proc/cmdline; cat /sys/block/vdb/size; ip -o -6 addr show scope link | wc -l"
-)
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +32,6 @@ def _template_dir(env: BangerEnv) -> Path:
     return env.state_dir / "templates" / "qemu" / "debian-bookworm"
 
 
-def _probe(env: BangerEnv, name: str) -> dict[str, Any]:
-    before = time.time()
-    out = env.run("vm", "ssh", name, "--", "sh", "-c", PROBE).stdout.splitlines()
-    after = time.time()
-    hostname, machine_id, random_hex, guest_now, host_key, root_source, cmdline = out[:7]
-    work_sectors, link_local = out[7:9]
-    # The guest read its clock at some point while the ssh command ran.
-    guest = float(guest_now)
-    skew = 0.0 if before <= guest <= after else min(abs(guest - before), abs(guest - after))
-    return {
-        "hostname": hostname, "machine_id": machine_id, "random": random_hex,
-        "clock_skew": skew, "host_key": host_key.strip(),
-        "root_source": root_source, "cmdline": cmdline,
-        "work_bytes": int(work_sectors) * 512, "link_local": int(link_local),
-    }
-
-
 def test_image_show_reports_the_template(warm_env: BangerEnv) -> None:
     shown = warm_env.json("image", "show", "debian-bookworm")
     template = shown["template"]
@@ -60,26 +41,9 @@ def test_image_show_reports_the_template(warm_env: BangerEnv) -> None:
     assert "template" in text and "on disk" in text
 
 
-def create_restored_at_once(env: BangerEnv, names: tuple[str, ...]) -> None:
-    """`vm create` of each name, all at once, each restored from the template (no warning)."""
-    procs = [
-        subprocess.Popen(
-            env.netns.exec_argv([*BANGER, "vm", "create", "--name", name]),
-            env=env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        for name in names
-    ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
-        assert "warm template" in stderr, stderr  # the progress line says it restored
-        assert "warning" not in stderr, stderr
-
-
 def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
     create_restored_at_once(warm_env, ("warm-a", "warm-b"))
-    a, b = (_probe(warm_env, name) for name in ("warm-a", "warm-b"))
+    a, b = (probe_clone(warm_env, name) for name in ("warm-a", "warm-b"))
     shown = {name: warm_env.json("vm", "show", name) for name in ("warm-a", "warm-b")}
 
     assert (a["hostname"], b["hostname"]) == ("warm-a", "warm-b")
@@ -102,23 +66,6 @@ def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
         assert probe["link_local"] == 0
 
     assert_isolated_then_cold_restart(warm_env, "warm-a", "warm-b")
-
-
-def assert_isolated_then_cold_restart(env: BangerEnv, a: str, b: str) -> None:
-    """Two clones of one template: what `a` writes, `b` does not see (root and work disk
-    alike); and `a` is an ordinary VM afterwards: it stops, boots cold and keeps its data.
-    Deletes both."""
-    env.run("vm", "ssh", a, "--", "sh", "-c",
-            "echo a > /root/only-a && echo a > /etc/only-a && sync")
-    env.run("vm", "ssh", b, "--", "sh", "-c", "test ! -e /root/only-a && test ! -e /etc/only-a")
-    env.run("vm", "stop", a, timeout=120)
-    env.run("vm", "start", a, timeout=600)
-    after = env.run("vm", "ssh", a, "--", "sh", "-c",
-                    "cat /root/only-a /etc/only-a; hostname; cat /proc/cmdline").stdout
-    assert after.splitlines()[:3] == ["a", "a", a]
-    assert "banger.ip=" in after
-    for name in (a, b):
-        env.run("vm", "delete", "--force", name, timeout=120)
 
 
 def test_cold_flag_boots_cold(warm_env: BangerEnv) -> None:

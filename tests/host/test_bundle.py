@@ -13,7 +13,8 @@ import pytest
 
 from banger.core.bundle import MANIFEST
 from banger.core.errors import BadBundle, MissingTool
-from banger.host.bundle import Codec, PlainCodec, ZstdCodec, read_bundle, write_bundle
+from banger.host.bundle import Codec, ZstdCodec, read_bundle, write_bundle
+from tests.support.host_fakes import PlainCodec
 
 needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd not installed")
 CODECS = [pytest.param(PlainCodec(), id="plain"),

@@ -7,7 +7,7 @@ import pytest
 from banger.core.errors import InvalidInput
 from banger.core.guest import WORK_DISK_LABEL
 from banger.host.disks import HostDisks
-from banger.host.processes import FakeRunner
+from tests.support.host_fakes import FakeRunner
 
 
 async def test_overlay_is_backed_by_the_shared_base(tmp_path: Path) -> None:

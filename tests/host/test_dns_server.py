@@ -13,8 +13,8 @@ import pytest
 from banger.core import dns
 from banger.host import hostinfo
 from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder
-from banger.host.processes import FakeRunner
-from tests.core.test_dns import a_records, query, rcode
+from tests.support.dns import a_records, query, rcode
+from tests.support.host_fakes import FakeRunner
 
 LOOPBACK = "127.0.0.1"
 

@@ -12,7 +12,7 @@ import pytest
 
 from banger.core.errors import BootFailed, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_RDINIT_PATH
-from banger.host.processes import FakeRunner, pid_cmdline
+from banger.host.processes import pid_cmdline
 from banger.host.rootdisk import read_layout
 from banger.host.vmm.base import LaunchSpec, PreparesRoot
 from banger.host.vmm.firecracker import (
@@ -22,7 +22,8 @@ from banger.host.vmm.firecracker import (
     firecracker_version,
     read_metrics,
 )
-from tests.host.firecracker_standin import write_wrapper
+from tests.support.firecracker_standin import write_wrapper
+from tests.support.host_fakes import FakeRunner
 
 KERNEL = Path("/var/tmp/bt-cache/dev/vmlinuz")
 

@@ -17,7 +17,7 @@ import pytest
 
 from banger.core import firecracker as fc
 from banger.host.vmm.firecracker import api_call
-from tests.host.firecracker_standin import write_wrapper
+from tests.support.firecracker_standin import write_wrapper
 
 
 def _accepts(path: Path) -> bool:

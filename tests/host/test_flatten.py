@@ -13,7 +13,7 @@ import pytest
 
 from banger.core.errors import ImageTooLarge, UnsafeLayer
 from banger.host.flatten import Fixup, Flattener, debugfs_script, open_layer
-from tests.ocitools import Entry, compress, layer_tar
+from tests.support.ocitools import Entry, compress, layer_tar
 
 ROOT = os.geteuid() == 0
 

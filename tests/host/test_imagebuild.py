@@ -14,10 +14,10 @@ from banger.core.errors import ImageBuildFailed, MissingTool
 from banger.core.imagerecipe import GIB
 from banger.core.initrd import INIT_SCRIPT
 from banger.core.models import ProgressEvent
-from banger.host.imagebuild import DebianImageBuilder, FakeImageBuilder
-from tests.core.test_cpio import read_newc
-from tests.core.test_imagerecipe import SOURCES
-from tests.host.test_initrd import make_tree
+from banger.host.imagebuild import DebianImageBuilder
+from tests.support.apt_sources import SOURCES
+from tests.support.boot_files import make_tree, read_newc
+from tests.support.host_fakes import FakeImageBuilder
 
 # -- the builder, with stand-in tools ------------------------------------------------------
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import lzma
 from pathlib import Path
 
 import pytest
@@ -9,39 +8,7 @@ import pytest
 from banger.core.errors import ImageBuildFailed
 from banger.core.initrd import INIT_SCRIPT
 from banger.host.initrd import build_initrd, tree_initrd
-from tests.core.test_cpio import read_newc
-from tests.core.test_initrd import elf
-
-VERSION = "6.1.0-9-cloud-amd64"
-BUSYBOX = elf(1)  # static: no interpreter segment
-
-# path -> depends, as the .modinfo section of a real module carries them.
-MODULES = {
-    "kernel/drivers/virtio/virtio.ko": "",
-    "kernel/drivers/virtio/virtio_ring.ko": "virtio",
-    "kernel/drivers/virtio/virtio_mmio.ko.xz": "virtio,virtio_ring",
-    "kernel/drivers/virtio/virtio_pci.ko": "virtio,virtio_ring",
-    "kernel/drivers/block/virtio_blk.ko": "virtio,virtio_ring",
-    "kernel/drivers/net/virtio_net.ko": "net_failover,virtio,virtio_ring",
-    "kernel/drivers/net/net_failover.ko": "failover",
-    "kernel/net/core/failover.ko": "",
-    "kernel/drivers/char/hw_random/virtio-rng.ko": "virtio,virtio_ring",
-    "kernel/fs/overlayfs/overlay.ko.xz": "",
-    "kernel/drivers/gpu/drm/drm.ko": "",
-}
-
-
-def make_modules(directory: Path, skip: tuple[str, ...] = (), builtin: bool = True) -> Path:
-    for path, depends in MODULES.items():
-        if any(name in path for name in skip):
-            continue
-        data = b"\x7fELF" + path.encode() + b"\0license=GPL\0depends=" + depends.encode() + b"\0"
-        target = directory / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(lzma.compress(data) if path.endswith(".xz") else data)
-    if builtin:
-        (directory / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
-    return directory
+from tests.support.boot_files import BUSYBOX, VERSION, elf, make_modules, make_tree, read_newc
 
 
 def unpack(initrd: bytes) -> dict[str, tuple[int, bytes]]:
@@ -77,16 +44,6 @@ def test_a_kernel_without_the_root_disk_driver_is_refused(tmp_path: Path) -> Non
 def test_without_modules_builtin_nothing_is_checked(tmp_path: Path) -> None:
     modules = make_modules(tmp_path / VERSION, builtin=False)
     assert "modules.order" in unpack(build_initrd(modules, BUSYBOX))
-
-
-def make_tree(tree: Path, version: str = VERSION) -> Path:
-    """A merged-/usr tree: /lib and /bin are relative symlinks into /usr."""
-    make_modules(tree / "usr/lib/modules" / version)
-    (tree / "usr/bin").mkdir(parents=True)
-    (tree / "usr/bin/busybox").write_bytes(BUSYBOX)
-    (tree / "lib").symlink_to("usr/lib")
-    (tree / "bin").symlink_to("usr/bin")
-    return tree
 
 
 def test_initrd_from_an_image_tree(tmp_path: Path) -> None:

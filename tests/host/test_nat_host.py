@@ -9,7 +9,8 @@ import pytest
 from banger.core.nat import NatGuest
 from banger.host import hostinfo
 from banger.host.nat import Nftables
-from banger.host.processes import FakeRunner, Result
+from banger.host.processes import Result
+from tests.support.host_fakes import FakeRunner
 
 
 @dataclass

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from banger.core.errors import HostError
-from banger.host.network import FakeNetwork, IPRoute2Network
-from banger.host.processes import FakeRunner, Result
+from banger.host.network import IPRoute2Network
+from banger.host.processes import Result
+from tests.support.host_fakes import FakeNetwork, FakeRunner
 
 
 def result(stdout: object = "", returncode: int = 0) -> Result:

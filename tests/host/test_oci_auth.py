@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestServer
 from banger.core.errors import ChecksumMismatch, RegistryError
 from banger.core.oci import Descriptor, parse_reference
 from banger.host.oci import BlobCache, RegistryClient
-from banger.host.processes import FakeRunner, Result, SubprocessRunner
+from banger.host.processes import Result, SubprocessRunner
+from tests.support.host_fakes import FakeRunner
 
 SEEN = web.AppKey("seen", list[str])
 _servers: list[TestServer] = []

@@ -18,7 +18,7 @@ from banger.core.models import ProgressEvent
 from banger.core.oci import parse_reference
 from banger.host.oci import BlobCache, RegistryClient
 from banger.host.ocipull import OCIPuller
-from tests.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
+from tests.support.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools(("docker-registry", "skopeo", "zstd"))),

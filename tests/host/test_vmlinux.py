@@ -14,7 +14,7 @@ import pytest
 from banger.core.errors import InvalidInput
 from banger.core.kernelformat import check_vmlinux
 from banger.host.vmlinux import ensure_vmlinux, extract_vmlinux
-from tests.core.test_kernelformat import ELF, bzimage
+from tests.support.boot_files import ELF, bzimage
 
 DEBIAN_KERNEL = Path(os.environ.get("BANGER_TEST_IMAGE_CACHE", "/var/tmp/bt-cache"),
                      "dev", "vmlinuz")

@@ -266,7 +266,7 @@ def set_(
 @vm.command(NAME, JSON)
 def stats(ctx: Context, name: str, as_json: bool) -> None:
     """Show a VM's CPU, memory, disk and network usage, now and recently."""
-    from banger.core.stats import HISTORY_HEADERS, history_rows, summary_fields
+    from banger.cli.stats import HISTORY_HEADERS, history_rows, summary_fields
 
     report = ctx.client.vm_stats(name)
     if as_json:

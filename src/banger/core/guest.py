@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from banger.core.programs import guest_program
+
 WORK_DISK_LABEL = "banger-work"
 ROOT_DISK_LABEL = "banger-root"
 # Per-VM material the daemon stages on the work disk; the boot unit consumes it.
@@ -42,86 +44,7 @@ FSTAB = f"""\
 LABEL={WORK_DISK_LABEL} /root ext4 defaults,nofail,x-systemd.device-timeout=20s 0 0
 """
 
-BOOT_SCRIPT = r"""#!/bin/sh
-# banger-boot: apply per-VM identity from the kernel command line before network and sshd.
-set -eu
-
-# Builtins where they do: every exec costs tens of ms under TCG, on the way to sshd.
-read -r cmdline < /proc/cmdline
-arg() {
-    for word in $cmdline; do
-        case "$word" in "$1="*) printf '%s\n' "${word#*=}"; return 0 ;; esac
-    done
-    return 0
-}
-
-# A VM restored from a warm template gets these from banger-agent instead.
-ip_cidr=${BANGER_IP-$(arg banger.ip)}
-gateway=${BANGER_GW-$(arg banger.gw)}
-dns=${BANGER_DNS-$(arg banger.dns)}
-name=${BANGER_HOSTNAME-$(arg banger.hostname)}
-
-if [ -n "$name" ]; then
-    printf '%s\n' "$name" > /etc/hostname
-    printf '%s' "$name" > /proc/sys/kernel/hostname
-    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s %s.vm\n::1\tlocalhost ip6-localhost\n' \
-        "$name" "$name" > /etc/hosts
-fi
-
-# The address goes on directly with one `ip` call: networkd would add ~5 s under TCG to the
-# way to sshd. Trees without iproute2 (OCI pulls) keep networkd and get a .network file.
-# banger-agent (BANGER_IP set) puts the address on itself, with the VM's MAC.
-nic=eth0
-if [ -n "$ip_cidr" ] && [ -z "${BANGER_IP+set}" ] && command -v ip >/dev/null; then
-    [ -e "/sys/class/net/$nic" ] || modprobe -q virtio_net 2>/dev/null || true
-    i=0
-    while [ ! -e "/sys/class/net/$nic" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    # As networkd had it: no IPv6 link-local address, no router advertisements.
-    printf 0 > "/proc/sys/net/ipv6/conf/$nic/accept_ra" || true
-    printf 1 > "/proc/sys/net/ipv6/conf/$nic/addr_gen_mode" || true
-    {
-        printf 'link set %s up\naddress add %s dev %s\n' "$nic" "$ip_cidr" "$nic"
-        [ -n "$gateway" ] && printf 'route add default via %s dev %s\n' "$gateway" "$nic"
-    } | ip -batch -
-elif [ -n "$ip_cidr" ]; then
-    mkdir -p /run/systemd/network
-    {
-        printf '[Match]\nType=ether\nKind=!*\n\n[Network]\nAddress=%s\n' "$ip_cidr"
-        [ -n "$gateway" ] && printf 'Gateway=%s\n' "$gateway"
-        [ -n "$dns" ] && printf 'DNS=%s\n' "$dns"
-        printf 'LinkLocalAddressing=no\nIPv6AcceptRA=no\n'
-    } > /run/systemd/network/10-banger.network
-fi
-if [ -n "$dns" ]; then
-    rm -f /etc/resolv.conf
-    printf 'nameserver %s\n' "$dns" > /etc/resolv.conf
-fi
-
-# /root is the work disk. Give it the skeleton dotfiles once, and the perms sshd's
-# StrictModes expects.
-for f in .bashrc .profile; do
-    [ -e "/root/$f" ] || cp "/etc/skel/$f" "/root/$f" 2>/dev/null || true
-done
-chown root:root /root
-chmod 0700 /root
-if [ -d /root/.ssh ]; then
-    chmod 0700 /root/.ssh
-    [ -f /root/.ssh/authorized_keys ] && chmod 0600 /root/.ssh/authorized_keys
-fi
-
-seed=/root/__SEED__
-if [ -f "$seed/ssh_host_ed25519_key" ]; then
-    install -m 0600 -o root -g root "$seed/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
-    install -m 0644 -o root -g root "$seed/ssh_host_ed25519_key.pub" \
-        /etc/ssh/ssh_host_ed25519_key.pub
-elif [ ! -f /etc/ssh/ssh_host_ed25519_key ]; then
-    # Not started by banger (no seed): still let sshd come up.
-    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
-fi
-if [ -f "$seed/machine-id" ]; then
-    cp "$seed/machine-id" /etc/machine-id
-fi
-""".replace("__SEED__", SEED_DIR)
+BOOT_SCRIPT = guest_program("banger-boot.sh", SEED=SEED_DIR)
 
 BOOT_UNIT = f"""\
 [Unit]
@@ -236,53 +159,17 @@ OVERLAY_HOOK_PATH = "/banger/overlay"
 # Where the layers stay visible in the running guest (the layout Ubuntu's overlayroot uses).
 OVERLAY_LOWER_MOUNT = "/media/root-ro"
 OVERLAY_UPPER_MOUNT = "/media/root-rw"
-# Bump when the two scripts below change, so cached initrds are rebuilt.
+# Bump when its two scripts (banger/guest/overlay-*.sh) change, so cached initrds are
+# rebuilt.
 OVERLAY_VERSION = "2"
 
-OVERLAY_RDINIT = r"""#!/bin/sh
-# banger: put the root overlay step first in initramfs-tools' init-bottom, then run /init.
-# banger's own initrd mounts the overlay in its /init.
-order=/scripts/init-bottom/ORDER
-if [ -f "$order" ]; then
-    { echo '__HOOK__ "$@"'; cat "$order"; } > /banger/ORDER
-    cat /banger/ORDER > "$order"
-elif [ ! -f __MARKER__ ]; then
-    echo "banger: no $order in this initramfs; / stays read-only" > /dev/console
-fi
-exec /init "$@"
-""".replace("__HOOK__", OVERLAY_HOOK_PATH).replace("__MARKER__", BANGER_INITRD_MARKER)
+OVERLAY_RDINIT = guest_program(
+    "overlay-rdinit.sh", HOOK=OVERLAY_HOOK_PATH, MARKER=BANGER_INITRD_MARKER
+)
 
-OVERLAY_HOOK = r"""#!/bin/sh
-# banger: make / an overlayfs: the image's read-only root below, this VM's disk above.
-dev=
-for word in $(cat /proc/cmdline); do
-    case "$word" in __ARG__=*) dev="${word#*=}" ;; esac
-done
-[ -n "$dev" ] || exit 0
-fail() {
-    echo "banger-overlay: $*; / stays read-only" > /dev/console
-    exit 0
-}
-i=0
-while [ ! -b "$dev" ] && [ "$i" -lt 20 ]; do sleep 1; i=$((i + 1)); done
-[ -b "$dev" ] || fail "no overlay disk $dev"
-# overlay.ko lives in the image, not in a small initrd.
-modprobe -d "$rootmnt" overlay 2>/dev/null || modprobe overlay 2>/dev/null || true
-mkdir -p /banger/ro /banger/rw
-mount -t ext4 "$dev" /banger/rw || fail "cannot mount $dev"
-mkdir -p /banger/rw/upper /banger/rw/work
-mount -n -o move "$rootmnt" /banger/ro || fail "cannot move the root mount"
-if ! mount -t overlay -o lowerdir=/banger/ro,upperdir=/banger/rw/upper,workdir=/banger/rw/work \
-        overlay "$rootmnt"; then
-    mount -n -o move /banger/ro "$rootmnt"
-    fail "cannot mount the overlay"
-fi
-mkdir -p "$rootmnt__LOWER__" "$rootmnt__UPPER__"
-mount -n -o move /banger/ro "$rootmnt__LOWER__"
-mount -n -o move /banger/rw "$rootmnt__UPPER__"
-exit 0
-""".replace("__LOWER__", OVERLAY_LOWER_MOUNT).replace("__UPPER__", OVERLAY_UPPER_MOUNT).replace(
-    "__ARG__", OVERLAY_KERNEL_ARG
+OVERLAY_HOOK = guest_program(
+    "overlay-hook.sh", LOWER=OVERLAY_LOWER_MOUNT, UPPER=OVERLAY_UPPER_MOUNT,
+    ARG=OVERLAY_KERNEL_ARG,
 )
 
 
@@ -313,51 +200,7 @@ SSH_INSTALL_UNIT_NAME = "banger-install-ssh.service"
 # ssh when one appears, and reports it.
 SSH_INSTALL_FAILED = "banger: FAILED"
 
-SSH_INSTALL_SCRIPT = r"""#!/bin/sh
-# banger-install-ssh: install openssh-server once, with the image's package manager.
-say() { echo "banger: $*" > /dev/console; echo "banger: $*"; }
-say "this image has no openssh-server; installing it (needs network: vm create --nat)"
-i=0
-while ! grep -q "$(printf '^[^\t]*\t00000000')" /proc/net/route && [ "$i" -lt 20 ]; do
-    sleep 1; i=$((i + 1))
-done
-ok=1
-if command -v apt-get >/dev/null; then
-    # No service starts while dpkg runs: sshd comes up (below) only once the package is
-    # configured, so a first login never meets a half-installed system.
-    policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        policy=/usr/sbin/policy-rc.d
-        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy"
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            openssh-server && ok=0
-    [ -z "$policy" ] || rm -f "$policy"
-elif command -v dnf >/dev/null; then dnf install -y openssh-server && ok=0
-elif command -v microdnf >/dev/null; then microdnf install -y openssh-server && ok=0
-elif command -v zypper >/dev/null; then zypper --non-interactive install openssh && ok=0
-elif command -v apk >/dev/null; then apk add --no-cache openssh-server && ok=0
-elif command -v pacman >/dev/null; then pacman -Sy --noconfirm openssh && ok=0
-else
-    say "FAILED: no known package manager (apt-get, dnf, zypper, apk, pacman) in this image"
-    exit 1
-fi
-if [ "$ok" != 0 ]; then
-    say "FAILED to install openssh-server: the VM has no route to a package mirror?" \
-        "Create the VM with --nat, or pull an image that contains openssh-server."
-    exit 1
-fi
-mkdir -p /etc/ssh/sshd_config.d
-for unit in ssh.service sshd.service; do
-    if systemctl cat "$unit" >/dev/null 2>&1; then
-        systemctl enable "$unit" || true
-        systemctl restart "$unit" && say "openssh-server installed; $unit started" && exit 0
-    fi
-done
-say "FAILED: openssh-server installed but no ssh unit could be started"
-exit 1
-"""
+SSH_INSTALL_SCRIPT = guest_program("banger-install-ssh.sh")
 
 SSH_INSTALL_UNIT = f"""\
 [Unit]

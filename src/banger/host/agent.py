@@ -184,32 +184,3 @@ async def _read_line(
     if not alive():
         raise BootFailed(_EXITED)
     return None
-
-
-class FakeAgentChannel:
-    """Records what was sent; `fail` makes the next call raise; with `settled`, the agent
-    answers only once that event is set."""
-
-    def __init__(self) -> None:
-        self.ready: list[Path] = []
-        self.identities: list[tuple[Path, agent.Identity]] = []
-        self.fail: BootFailed | None = None
-        self.settled: asyncio.Event | None = None
-
-    async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
-        if self.settled is not None:
-            await self.settled.wait()
-        self._maybe_fail()
-        self.ready.append(socket)
-
-    async def send_identity(
-        self, socket: Path, identity: agent.Identity, timeout: float,
-        alive: Callable[[], bool],
-    ) -> None:
-        self._maybe_fail()
-        self.identities.append((socket, identity))
-
-    def _maybe_fail(self) -> None:
-        if self.fail is not None:
-            error, self.fail = self.fail, None
-            raise error

@@ -2,7 +2,7 @@
 compression Codec, sha256 computed on the way. Blocking; callers run these in a thread.
 
 The real codec is the `zstd` binary (multithreaded, and it squeezes the zeros of a sparse
-root filesystem to almost nothing); PlainCodec is the fake that stores bytes as they are.
+root filesystem to almost nothing); tests use a codec that stores bytes as they are.
 Import writes zero runs as holes, so a sparse rootfs stays sparse."""
 
 from __future__ import annotations
@@ -112,18 +112,6 @@ def _stderr(proc: subprocess.Popen[bytes]) -> str:
     text = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     return " ".join(text.replace("*stdin*", "bundle").split())[:300]
-
-
-class PlainCodec:
-    """Stores bytes as they are: the fake for unit tests."""
-
-    @contextlib.contextmanager
-    def compress(self, out: IO[bytes]) -> Iterator[IO[bytes]]:
-        yield out
-
-    @contextlib.contextmanager
-    def decompress(self, src: IO[bytes]) -> Iterator[IO[bytes]]:
-        yield src
 
 
 class _Hashing:

@@ -48,22 +48,3 @@ class HostDisks:
         os.truncate(path, size_bytes)
         await self._run.run(["e2fsck", "-f", "-y", str(path)], check=False)
         await self._run.run(["resize2fs", str(path)])
-
-
-class FakeDisks:
-    def __init__(self) -> None:
-        self.overlays: dict[Path, Path] = {}
-        self.work: dict[Path, int] = {}
-
-    async def create_overlay(self, base: Path, overlay: Path) -> None:
-        overlay.write_bytes(b"qcow2")
-        self.overlays[overlay] = base
-
-    async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None:
-        path.write_bytes(b"ext4")
-        self.work[path] = size_bytes
-
-    async def grow_work_disk(self, path: Path, size_bytes: int) -> None:
-        if size_bytes < self.work.get(path, 0):
-            raise InvalidInput("shrinking the work disk is not supported")
-        self.work[path] = size_bytes

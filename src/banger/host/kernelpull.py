@@ -244,22 +244,3 @@ def _assemble(
         modules=dest_dir / "modules" / version, version=version,
         package=f"{kernel.package}={kernel.version}",
     )
-
-
-class FakeKernelFetcher:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def fetch(
-        self, *, entry: CatalogKernel, archive: str, dest_dir: Path, progress: ProgressSink
-    ) -> FetchedKernel:
-        self.calls.append(entry.name)
-        progress(ProgressEvent(STAGE, f"fetching {entry.name} (fake)", 0.0))
-        (dest_dir / "modules/0.0-fake").mkdir(parents=True)
-        for name in ("vmlinuz", "initrd.img"):
-            (dest_dir / name).write_bytes(b"fake " + name.encode())
-        return FetchedKernel(
-            vmlinuz=dest_dir / "vmlinuz", initrd=dest_dir / "initrd.img", vmlinux=None,
-            modules=dest_dir / "modules/0.0-fake", version="0.0-fake",
-            package=f"{entry.package}=0",
-        )

@@ -72,28 +72,3 @@ class Nftables:
         except OSError:
             pass
         await self._run.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], privileged=True)
-
-
-class FakeNat:
-    def __init__(self, available: bool = True) -> None:
-        self.is_available = available
-        self.guests: dict[str, list[NatGuest]] = {}
-        self.forwarding = False
-        self.calls: list[str] = []
-
-    def available(self) -> bool:
-        return self.is_available
-
-    async def replace(self, bridge: str, guests: Sequence[NatGuest]) -> None:
-        self.calls.append("replace")
-        self.guests[bridge] = sorted(guests, key=lambda g: g.ip)
-
-    async def remove(self, bridge: str) -> None:
-        self.calls.append("remove")
-        self.guests.pop(bridge, None)
-
-    async def present(self, bridge: str) -> bool:
-        return bridge in self.guests
-
-    async def enable_forwarding(self) -> None:
-        self.forwarding = True

@@ -67,26 +67,3 @@ class IPRoute2Network:
             link["ifname"] for link in json.loads(result.stdout or "[]")
             if link.get("ifname", "").startswith(prefix) and link.get("master") == bridge
         ]
-
-
-class FakeNetwork:
-    def __init__(self) -> None:
-        self.bridges: dict[str, str] = {}
-        self.taps: dict[str, str] = {}
-
-    async def link_exists(self, name: str) -> bool:
-        return name in self.bridges or name in self.taps
-
-    async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None:
-        self.bridges[name] = f"{ip}/{prefix_len}"
-
-    async def create_tap(self, tap: str, bridge: str) -> None:
-        if bridge not in self.bridges:
-            raise HostError(f"no bridge {bridge}")
-        self.taps[tap] = bridge
-
-    async def delete_tap(self, tap: str) -> None:
-        self.taps.pop(tap, None)
-
-    async def list_taps(self, prefix: str, bridge: str) -> list[str]:
-        return [t for t, master in self.taps.items() if t.startswith(prefix) and master == bridge]

@@ -276,37 +276,3 @@ async def _run(argv: list[str], what: str) -> None:
         tail = out.decode(errors="replace").strip()[-2000:]
         raise ImageBuildFailed(f"{what} failed (exit status {proc.returncode}): {tail}",
                                hint="check free disk space")
-
-
-class FakeImagePuller:
-    """Writes placeholder files; records each call."""
-
-    def __init__(self, *, has_sshd: bool = True, with_kernel: bool = False,
-                 fail_with: Exception | None = None) -> None:
-        self.calls: list[dict[str, object]] = []
-        self.has_sshd = has_sshd
-        self.with_kernel = with_kernel
-        self.fail_with = fail_with
-
-    async def pull(
-        self, *, reference: Reference, dest_dir: Path, max_bytes: int, progress: ProgressSink
-    ) -> PulledImage:
-        self.calls.append({"reference": str(reference), "dest_dir": dest_dir,
-                           "max_bytes": max_bytes})
-        progress(ProgressEvent(STAGE, f"pulling {reference} (fake)", 0.0))
-        if self.fail_with is not None:
-            raise self.fail_with
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        rootfs = dest_dir / "rootfs.ext4"
-        with rootfs.open("wb") as handle:
-            handle.truncate(16 * 1024 * 1024)
-        kernel = initrd = None
-        if self.with_kernel:
-            kernel, initrd = dest_dir / "vmlinuz", dest_dir / "initrd.img"
-            kernel.write_bytes(b"fake kernel")
-            initrd.write_bytes(b"fake initrd")
-        return PulledImage(
-            rootfs=rootfs, kernel=kernel, initrd=initrd, reference=str(reference),
-            digest="sha256:" + "0" * 64, layers=1, size_bytes=16 * 1024 * 1024,
-            downloaded_bytes=0, has_sshd=self.has_sshd, has_systemd=True,
-        )

@@ -1,5 +1,5 @@
 """Running host commands. Every adapter goes through a CommandRunner so unit tests can swap
-in a fake that records calls instead of touching the machine."""
+in a fake (tests/support/host_fakes.py) that records calls instead of touching the machine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -70,33 +70,6 @@ class SubprocessRunner:
                 raise PermissionDenied(message)
             raise HostError(message)
         return result
-
-
-@dataclass
-class FakeRunner:
-    """Records every command; answers from `responses` keyed by argv prefix."""
-
-    responses: dict[tuple[str, ...], Result] = field(default_factory=dict)
-    calls: list[tuple[str, ...]] = field(default_factory=list)
-    fail_on: set[tuple[str, ...]] = field(default_factory=set)
-    inputs: list[bytes | None] = field(default_factory=list)  # stdin of each call
-
-    async def run(
-        self, argv: Sequence[str], *, check: bool = True, privileged: bool = False,
-        input: bytes | None = None,
-    ) -> Result:
-        key = tuple(argv)
-        self.calls.append(key)
-        self.inputs.append(input)
-        for prefix in self.fail_on:
-            if key[: len(prefix)] == prefix:
-                if check:
-                    raise HostError(f"`{' '.join(argv)}` failed: fake failure")
-                return Result(key, 1, "", "fake failure")
-        for prefix, result in self.responses.items():
-            if key[: len(prefix)] == prefix:
-                return result
-        return Result(key, 0, "", "")
 
 
 def pid_alive(pid: int) -> bool:

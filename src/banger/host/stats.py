@@ -126,39 +126,3 @@ class SSHGuestStats:
         conn = self._conns.pop(ip, None)
         if conn is not None:
             conn.close()
-
-
-class FakeProcStats:
-    def __init__(self) -> None:
-        self.clock_ticks = 100
-        self.processes: dict[int, ProcessFigures] = {}
-        self.open_connections: dict[str, int] = {}
-
-    def process(self, pid: int) -> ProcessFigures | None:
-        return self.processes.get(pid)
-
-    def connections(self, ip: str) -> int:
-        return self.open_connections.get(ip, 0)
-
-
-class FakeGuestStats:
-    def __init__(self) -> None:
-        self.figures = stats.GuestFigures(
-            (0.0, 0.0, 0.0), 1024**3, 100 * 1024**2,
-            [stats.DiskUsage("/", 10**9, 4 * 10**9), stats.DiskUsage("/root", 10**6, 8 * 10**9)],
-            1000, 2000,
-        )
-        self.error: HostError | None = None
-        self.calls: list[str] = []
-        self.forgotten: list[str] = []
-
-    async def sample(
-        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
-    ) -> stats.GuestFigures:
-        self.calls.append(ip)
-        if self.error is not None:
-            raise self.error
-        return self.figures
-
-    async def forget(self, ip: str) -> None:
-        self.forgotten.append(ip)

@@ -1,5 +1,5 @@
-"""Fakes for the adapters the daemon's services receive (the host ones that ship with banger
-live next to their real implementations in banger.host)."""
+"""Fakes of the hypervisors, key maker and SSH probe the daemon's services receive (the
+fakes of the other host adapters are in tests/support/host_fakes.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ from banger.core.errors import HostError, InvalidState
 from banger.core.firecracker import MetricsSample
 from banger.core.models import ProgressEvent
 from banger.daemon.integration import IntegrationAdapters
-from banger.host.dns import FakeDNSListener, FakeForwarder, FakeResolved
-from banger.host.imagebuild import BuiltImage, FakeImageBuilder
-from banger.host.nat import FakeNat
-from banger.host.stats import FakeGuestStats, FakeProcStats
+from banger.host.imagebuild import BuiltImage
 from banger.host.vmm.base import LaunchSpec
+from tests.support.host_fakes import (
+    FakeDNSListener,
+    FakeForwarder,
+    FakeGuestStats,
+    FakeImageBuilder,
+    FakeNat,
+    FakeProcStats,
+    FakeResolved,
+)
 
 _pids = itertools.count(4_000_000)
 
@@ -63,6 +69,9 @@ class FakeHypervisor:
     def kill(self, pid: int, signal_number: int) -> None:
         self.signals.append((pid, signal_number))
         self.running.pop(pid, None)
+
+    def owns(self, argv: Sequence[str]) -> bool:
+        return "-fake-vmm" in argv
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return pid is not None and self.running.get(pid) == vm_dir

@@ -52,10 +52,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from banger.core import agent
-from banger.core import firecracker as fc
 from banger.host.hostinfo import tsc_khz
+from tests.support.firecracker_api import find_endpoint, validate_request
 
 VERSION = "1.16.1"
 NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
@@ -177,12 +178,12 @@ class Machine:
         except ValueError as exc:
             return _fault("An error occurred when deserializing the json body of a request: "
                           f"{exc}.")
-        errors = fc.validate_request(method, path, body)
+        errors = validate_request(method, path, body)
         if errors:
             return _fault(errors[0] if errors[0].endswith(("!", ".")) else
                           "An error occurred when deserializing the json body of a request: "
                           f"{errors[0]}.")
-        found = fc.find_endpoint(method, path)
+        found = find_endpoint(method, path)
         assert found is not None
         endpoint = found[0]
         started = self.state != NOT_STARTED

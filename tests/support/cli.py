@@ -1,0 +1,200 @@
+"""The CLI against a fake client: canned models, the client stand-in, and running a command."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from banger.cli.main import main
+from banger.core.errors import (
+    BangerError,
+)
+from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
+from banger.core.paths import Paths
+
+VM_DEV = VM(
+    id="0123456789ab", name="dev", image="debian-bookworm", state=VMState.RUNNING,
+    spec=VMSpec(2, 2048, 8 << 30), ip="172.16.0.2", mac="02:aa:bb:cc:dd:ee",
+    tap="bgr0123456789ab", dir="/state/vms/0123456789ab", backend="qemu",
+    created_at=1_700_000_000.0, accel="tcg", pid=4242,
+)
+
+
+IMAGE = Image(
+    name="debian-bookworm", rootfs="/i/rootfs.ext4", kernel="/i/vmlinuz",
+    initrd="/i/initrd.img", managed=True, created_at=1_700_000_000.0,
+    source="catalog: Debian bookworm", size_bytes=700 << 20,
+)
+
+
+TEMPLATE = {
+    "backend": "qemu", "vcpu": 2, "memory_mib": 1024, "created_at": 1_700_000_000.0,
+    "build_seconds": 30.0, "disk_bytes": 300 << 20, "building": False,
+}
+
+
+ACCESS = {
+    "name": "dev", "ip": "172.16.0.2", "user": "root",
+    "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
+}
+
+
+class FakeClient:
+    """Stands in for banger.client.Client: canned answers, recorded calls, injected errors."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.fail: dict[str, BangerError] = {}
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, args, kwargs))
+        if method in self.fail:
+            raise self.fail[method]
+
+    def called(self, method: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        return [(args, kwargs) for name, args, kwargs in self.calls if name == method]
+
+    def status(self) -> dict[str, Any]:
+        self._call("status")
+        return {"pid": 1, "version": "0.1.0", "socket": str(self.paths.socket),
+                "log": "/s/bangerd.log", "state_dir": "/s", "backend": "qemu",
+                "accel": "tcg", "vms": 1}
+
+    def ping(self) -> bool:
+        self._call("ping")
+        return False
+
+    def doctor(self) -> list[dict[str, Any]]:
+        self._call("doctor")
+        return [
+            {"name": "qemu", "status": "ok", "detail": "/usr/bin/qemu", "hint": "",
+             "required": True},
+            {"name": "mmdebstrap", "status": "warn", "detail": "not found",
+             "hint": "apt-get install mmdebstrap", "required": False},
+        ]
+
+    def list_vms(self) -> list[VM]:
+        self._call("list_vms")
+        return [VM_DEV, replace(VM_DEV, id="ba9876543210", name="idle",
+                                state=VMState.STOPPED, pid=None, ip="172.16.0.3")]
+
+    def _list_vms_wire(self) -> list[dict[str, Any]]:
+        return [to_dict(vm) for vm in self.list_vms()]
+
+    def get_vm(self, name: str) -> VM:
+        self._call("get_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def create_vm(self, *, on_progress: Any, **kwargs: Any) -> VM:
+        self._call("create_vm", **kwargs)
+        on_progress(ProgressEvent("spec", "spec: 2 vCPU, 2048 MiB RAM, 8G disk"))
+        on_progress(ProgressEvent("ready", "dev is up (1.0s to ssh)"))
+        state = VMState.RUNNING if kwargs["start"] else VMState.CREATED
+        return replace(VM_DEV, name=kwargs["name"] or "calm-otter", state=state)
+
+    def start_vm(self, name: str, on_progress: Any = None, *, from_snapshot: bool = False) -> VM:
+        self._call("start_vm", name, from_snapshot=from_snapshot)
+        return replace(VM_DEV, name=name)
+
+    def pause_vm(self, name: str) -> VM:
+        self._call("pause_vm", name)
+        return replace(VM_DEV, name=name, state=VMState.PAUSED)
+
+    def resume_vm(self, name: str) -> VM:
+        self._call("resume_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def snapshot_vm(self, name: str) -> VM:
+        self._call("snapshot_vm", name)
+        return replace(VM_DEV, name=name)
+
+    def stop_vm(self, name: str) -> VM:
+        self._call("stop_vm", name)
+        return replace(VM_DEV, name=name, state=VMState.STOPPED, pid=None)
+
+    def kill_vm(self, name: str, signal_name: str = "KILL") -> VM:
+        self._call("kill_vm", name, signal_name)
+        return replace(VM_DEV, name=name, state=VMState.STOPPED, pid=None)
+
+    def delete_vm(self, name: str, *, force: bool = False) -> VM:
+        self._call("delete_vm", name, force=force)
+        return replace(VM_DEV, name=name)
+
+    def set_vm(self, name: str, **kwargs: Any) -> VM:
+        self._call("set_vm", name, **kwargs)
+        return replace(VM_DEV, name=name, spec=VMSpec(4, 4096, 16 << 30))
+
+    def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
+        self._call("vm_logs", name, offset)
+        return b"[    0.000000] Linux version 6.1\n", 34
+
+    def vm_access(self, name: str) -> dict[str, str]:
+        self._call("vm_access", name)
+        return {**ACCESS, "name": name}
+
+    def list_images(self) -> list[Image]:
+        self._call("list_images")
+        return [IMAGE]
+
+    def get_image(self, name: str) -> Image:
+        self._call("get_image", name)
+        return replace(IMAGE, name=name)
+
+    def image_templates(
+        self, name: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        self._call("image_templates", name)
+        if name == "debian-bookworm":
+            return TEMPLATE, {"qemu": TEMPLATE}
+        if name == "both-backends":
+            return TEMPLATE, {"qemu": TEMPLATE, "firecracker": {**TEMPLATE, "vcpu": 1}}
+        return None, {}
+
+    def warm_image(
+        self, name: str, *, force: bool = False, backend: str | None = None, on_progress: Any,
+    ) -> dict[str, Any]:
+        self._call("warm_image", name, force=force, backend=backend)
+        on_progress(ProgressEvent("template", f"booting a template VM of {name}"))
+        return {"image": name, "template": TEMPLATE}
+
+    def delete_image_template(self, name: str) -> bool:
+        self._call("delete_image_template", name)
+        return name == "debian-bookworm"
+
+    def pull_image(
+        self, name: str, *, force: bool = False, on_progress: Any = None, **options: Any
+    ) -> Image:
+        self._call("pull_image", name, force=force,
+                   **{k: v for k, v in options.items() if v is not None})
+        return IMAGE
+
+    def register_image(self, *args: Any) -> Image:
+        self._call("register_image", *args)
+        return replace(IMAGE, name=args[0], managed=False)
+
+    def delete_image(self, name: str, *, force: bool = False) -> Image:
+        self._call("delete_image", name, force=force)
+        return IMAGE
+
+    def export_image(self, name: str, path: str, *, on_progress: Any = None) -> dict[str, Any]:
+        self._call("export_image", name, path)
+        on_progress(ProgressEvent("export", "exporting", 0.5))
+        return {"image": name, "path": path, "bytes": 300 << 20}
+
+    def import_image(self, path: str, *, as_name: str | None = None,
+                     on_progress: Any = None) -> Image:
+        self._call("import_image", path, as_name=as_name)
+        return replace(IMAGE, name=as_name or IMAGE.name)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out, err = capsys.readouterr()
+    return code, out, err
