@@ -17,7 +17,7 @@ import pytest
 
 from banger.cli.main import main
 from banger.cli.spec import Command
-from tests.cli.fake_daemon import FakeDaemon
+from tests.support.fake_daemon import FakeDaemon
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.fake_daemon import FakeDaemon
+from tests.support.fake_daemon import FakeDaemon
 
 HEAVY = ("asyncssh", "aiohttp", "pydantic", "rich", "click")
 

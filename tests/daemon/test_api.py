@@ -84,7 +84,7 @@ async def test_unexpected_exceptions_are_internal_errors(
     def crash() -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(api.env.services.vms, "list", crash)
+    monkeypatch.setattr(api.env.services.vms, "all", crash)
     async with api.session() as session, session.get("http://bangerd/v1/vms") as response:
         assert response.status == 500
         body = await response.json()

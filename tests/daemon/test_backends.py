@@ -14,7 +14,7 @@ from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
 from banger.host.hostinfo import KVMFacts
 from tests.support.daemon_env import APT_SOURCES, NO_KVM, make_paths
-from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_vm_follower_adapters
 from tests.support.host_fakes import FakeDisks, FakeImageBuilder, FakeNetwork
 
 REAL_KVM = KVMFacts(device=True, usable=True, pvm=False, vendor_module=True, cpu_flag=True)
@@ -42,7 +42,7 @@ class Setup:
             network=FakeNetwork(), disks=self.disks, hypervisor=self.qemu,
             keys=FakeKeyMaker(), probe=FakeProbe(), image_builder=FakeImageBuilder(),
             apt_sources=lambda suite: list(APT_SOURCES), kvm=kvm, host_cpus=8,
-            host_memory=16 * 1024**3, integration=fake_integration(),
+            host_memory=16 * 1024**3, vm_followers=fake_vm_follower_adapters(),
             firecracker=self.firecracker,
         )
         self.config = config
@@ -60,7 +60,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
 
 async def test_auto_without_real_kvm_stays_on_qemu(setup: Setup) -> None:
     services = await setup.services()
-    assert services.machine.backend == "qemu"
+    assert services.profile.backend == "qemu"
     vm = await services.vms.create(name="a", image=None, vcpu=None, memory_mib=None,
                                    disk_size=None, start=True)
     assert vm.backend == "qemu" and setup.qemu.launched and not setup.firecracker.launched
@@ -71,7 +71,7 @@ async def test_auto_without_real_kvm_stays_on_qemu(setup: Setup) -> None:
 async def test_auto_with_firecracker_and_real_kvm_picks_it(tmp_path: Path) -> None:
     setup = Setup(tmp_path, Config(), kvm=REAL_KVM)  # hostinfo.which finds every tool here
     services = await setup.services()
-    assert services.machine.backend == "firecracker"
+    assert services.profile.backend == "firecracker"
     services.store.close()
 
 

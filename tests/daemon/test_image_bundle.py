@@ -82,7 +82,7 @@ async def test_import_refuses_a_taken_name_and_leaves_nothing(
     with pytest.raises(NameTaken):
         await bundles(env).import_(str(out), CATALOG_IMAGE, None, no_progress)
     assert image_dirs(env) == before
-    assert [i.name for i in env.services.images.list()] == [CATALOG_IMAGE]
+    assert [i.name for i in env.services.images.all()] == [CATALOG_IMAGE]
 
 
 async def test_import_keeps_the_exported_name_when_free(env: Env, tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ async def test_a_damaged_bundle_leaves_no_row_and_no_files(
     with pytest.raises(BadBundle):
         await bundles(env).import_(str(out), "copy", None, no_progress)
     assert image_dirs(env) == before
-    assert [i.name for i in env.services.images.list()] == [CATALOG_IMAGE]
+    assert [i.name for i in env.services.images.all()] == [CATALOG_IMAGE]
 
 
 @pytest.mark.parametrize("path, error", [
@@ -172,7 +172,7 @@ async def test_delete_force_deletes_the_stopped_vms_with_the_image(env: Env) -> 
         env.services.images.delete(CATALOG_IMAGE)
     assert "--force" in info.value.hint
     await env.services.images.delete_with_vms(CATALOG_IMAGE, vms)
-    assert vms.list() == [] and env.services.images.list() == []
+    assert vms.all() == [] and env.services.images.all() == []
     assert image_dirs(env) == []
 
 
@@ -186,7 +186,7 @@ async def test_delete_force_is_refused_while_a_vm_runs(env: Env) -> None:
     with pytest.raises(ResourceBusy, match="busy") as info:
         await env.services.images.delete_with_vms(CATALOG_IMAGE, vms)
     assert "vm stop busy" in info.value.hint
-    assert sorted(vm.name for vm in vms.list()) == ["busy", "idle"]
+    assert sorted(vm.name for vm in vms.all()) == ["busy", "idle"]
     assert env.services.images.get(CATALOG_IMAGE)
 
 

@@ -107,7 +107,7 @@ async def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     images = Images(tmp_path, FakeImageBuilder(fail_with=ImageBuildFailed("mirror down")))
     with pytest.raises(ImageBuildFailed, match="mirror down"):
         await images.service.ensure(CATALOG_IMAGE, no_progress)
-    assert images.service.list() == []
+    assert images.service.all() == []
     assert list(images.dir.iterdir()) == []
     images.store.close()
 
@@ -147,7 +147,7 @@ def test_register_validates_the_name(images: Images, tmp_path: Path, name: str) 
     rootfs, kernel, initrd = user_files(tmp_path / "mine")
     with pytest.raises(InvalidName):
         images.service.register(name, rootfs, kernel, initrd)
-    assert images.service.list() == []
+    assert images.service.all() == []
 
 
 def test_register_validates_the_files(images: Images, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_register_validates_the_files(images: Images, tmp_path: Path) -> None:
     for bad_rootfs, bad_kernel, bad_initrd, message in cases:
         with pytest.raises(InvalidInput, match=message):
             images.service.register("mine", bad_rootfs, bad_kernel, bad_initrd)
-    assert images.service.list() == []
+    assert images.service.all() == []
 
 
 def test_register_refuses_a_taken_name(images: Images, tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_delete_registered_keeps_the_users_files(images: Images, tmp_path: Path)
     rootfs, kernel, initrd = user_files(tmp_path / "mine")
     images.service.register("mine", rootfs, kernel, initrd)
     images.service.delete("mine")
-    assert images.service.list() == []
+    assert images.service.all() == []
     assert all(Path(p).is_file() for p in (rootfs, kernel, initrd))
 
 
@@ -197,7 +197,7 @@ async def test_delete_is_refused_while_a_vm_uses_the_image(env: Env) -> None:
     assert Path(env.services.images.get(CATALOG_IMAGE).rootfs).is_file()
     await env.services.vms.delete(vm.name, force=False)
     env.services.images.delete(CATALOG_IMAGE)
-    assert env.services.images.list() == []
+    assert env.services.images.all() == []
 
 
 async def test_promote_copies_sparse_and_refuses_in_use(env: Env, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tests.support.daemon_env import Env
 async def test_kernel_catalog_pull_register_delete(env: Env, tmp_path: Path) -> None:
     kernels = env.services.kernels
     assert kernels is not None
-    listed = {k.name: k for k in kernels.list()}
+    listed = {k.name: k for k in kernels.all()}
     assert not listed["generic-6.1"].local and listed["generic-6.12"].catalog
     pulled = await kernels.pull("generic-6.1", no_progress)
     assert pulled.managed and Path(pulled.vmlinuz).is_file()
@@ -36,7 +36,7 @@ async def test_kernel_catalog_pull_register_delete(env: Env, tmp_path: Path) -> 
         kernels.register("mine", str(vmlinuz), None)
     with pytest.raises(InvalidInput):
         kernels.register("rel", "vmlinuz", None)
-    assert {k.name for k in kernels.list() if k.local} == {"generic-6.1", "mine"}
+    assert {k.name for k in kernels.all() if k.local} == {"generic-6.1", "mine"}
     kernels.delete("generic-6.1")
     assert not Path(pulled.vmlinuz).exists()
     assert vmlinuz.exists()

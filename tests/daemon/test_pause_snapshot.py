@@ -169,9 +169,9 @@ async def test_stats_count_the_vmm_metrics(fc: tuple[Env, FakeSnapshotVMM]) -> N
     env, vmm = fc
     vm = await create(env)
     assert vm.pid is not None
-    proc = cast(FakeProcStats, env.services.adapters.integration.proc)
+    proc = cast(FakeProcStats, env.services.adapters.vm_followers.proc)
     proc.processes[vm.pid] = ProcessFigures(100, 500 << 20, None)
-    stats = env.services.integration.stats
+    stats = env.services.vm_followers.stats
     vmm.samples = [MetricsSample(1000, 4096, 512, 100, 200, 7)]
     first = (await stats.stats("dev")).samples[-1].host
     assert first is not None and first.vmm is not None

@@ -46,7 +46,7 @@ async def test_create_boots_a_vm_with_a_generated_name(env: Env) -> None:
     assert env.hypervisor.is_running(vm.pid, Path(vm.dir))
     assert env.network.taps == {vm.tap: "banger0"}
     assert env.services.store.get_vm(vm.name) == vm
-    assert env.services.vms.list() == [vm]
+    assert env.services.vms.all() == [vm]
 
 
 async def test_create_reports_progress_starting_with_the_spec_line(env: Env) -> None:

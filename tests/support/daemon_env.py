@@ -12,7 +12,7 @@ from banger.core.models import VM, VMState
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host.hostinfo import KVMFacts
-from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_integration
+from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_vm_follower_adapters
 from tests.support.host_fakes import (
     FakeAgentChannel,
     FakeDisks,
@@ -80,7 +80,7 @@ def make_env(
         kvm=NO_KVM,
         host_cpus=8,
         host_memory=16 * 1024**3,
-        integration=fake_integration(),
+        vm_followers=fake_vm_follower_adapters(),
         image_puller=FakeImagePuller(),
         kernel_fetcher=FakeKernelFetcher(),
         debian_archive=lambda suite: "http://deb.example.test/debian",

@@ -13,7 +13,7 @@ from pathlib import Path
 from banger.core.errors import HostError, InvalidState
 from banger.core.firecracker import MetricsSample
 from banger.core.models import ProgressEvent
-from banger.daemon.integration import IntegrationAdapters
+from banger.daemon.vmfollowers import VMFollowerAdapters
 from banger.host.imagebuild import BuiltImage
 from banger.host.vmm.base import LaunchSpec
 from tests.support.host_fakes import (
@@ -281,8 +281,8 @@ class SlowImageBuilder(FakeImageBuilder):
         )
 
 
-def fake_integration() -> IntegrationAdapters:
-    return IntegrationAdapters(
+def fake_vm_follower_adapters() -> VMFollowerAdapters:
+    return VMFollowerAdapters(
         dns_listener=FakeDNSListener(),
         dns_forwarder=FakeForwarder(),
         resolved=FakeResolved(available=False),

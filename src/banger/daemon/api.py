@@ -41,9 +41,9 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
             socket=str(services.paths.socket),
             log=str(services.paths.daemon_log),
             state_dir=str(services.paths.state_dir),
-            backend=services.machine.backend,
-            accel=services.machine.accel,
-            vms=len(services.vms.list()),
+            backend=services.profile.backend,
+            accel=services.profile.accel,
+            vms=len(services.vms.all()),
         )))
 
     @routes.post("/v1/shutdown")

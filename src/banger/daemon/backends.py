@@ -6,7 +6,7 @@ from banger.core.backends import BackendChoice, choose_backend
 from banger.core.config import Config
 from banger.core.errors import MissingTool
 from banger.core.models import Check
-from banger.daemon.vmrecords import Machine
+from banger.daemon.vmrecords import BackendProfile
 from banger.host.hostinfo import KVMFacts
 from banger.host.vmm.firecracker import find_firecracker, firecracker_version
 
@@ -19,7 +19,7 @@ def default_backend(config: Config, kvm: KVMFacts) -> BackendChoice:
     )
 
 
-def firecracker_machine(config: Config) -> Machine:
+def firecracker_profile(config: Config) -> BackendProfile:
     def preflight() -> None:
         if find_firecracker(config.firecracker_bin) is None:
             raise MissingTool(
@@ -29,7 +29,7 @@ def firecracker_machine(config: Config) -> Machine:
             )
 
     # Firecracker always runs guests on KVM; it has no TCG.
-    return Machine(backend="firecracker", accel="kvm", tsc_khz=None, preflight=preflight)
+    return BackendProfile(backend="firecracker", accel="kvm", tsc_khz=None, preflight=preflight)
 
 
 def backend_checks(config: Config, kvm: KVMFacts) -> list[Check]:

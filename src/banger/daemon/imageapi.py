@@ -19,7 +19,7 @@ def image_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/images")
     async def list_images(_: web.Request) -> web.Response:
-        return answer([to_dict(i) for i in images.list()])
+        return answer([to_dict(i) for i in images.all()])
 
     @routes.get("/v1/images/{name}")
     async def show_image(request: web.Request) -> web.Response:
@@ -30,7 +30,7 @@ def image_routes(services: Services) -> web.RouteTableDef:
             for backend, templates in services.templates.items()
         }
         return answer({
-            **to_dict(image), "template": described.get(services.machine.backend),
+            **to_dict(image), "template": described.get(services.profile.backend),
             "templates": {backend: t for backend, t in described.items() if t is not None},
         })
 

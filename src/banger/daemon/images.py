@@ -4,7 +4,6 @@ and cached; registered images point at files the user keeps; all are shared read
 from __future__ import annotations
 
 import asyncio
-import builtins
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ CATALOG: dict[str, str] = {"debian-bookworm": "bookworm", "debian-trixie": "trix
 class ImageUsers(Protocol):
     """The VMs `delete_with_vms` deletes with an image (VMService)."""
 
-    def list(self) -> builtins.list[VM]: ...
+    def all(self) -> list[VM]: ...
     def is_running(self, vm: VM) -> bool: ...
     async def delete(self, name: str, *, force: bool) -> VM: ...
 
@@ -55,7 +54,7 @@ class ImageService:
         self._in_use = images_in_use
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def list(self) -> builtins.list[Image]:
+    def all(self) -> list[Image]:
         return self._store.list_images()
 
     def get(self, name: str) -> Image:
@@ -175,7 +174,7 @@ class ImageService:
         built on its files), like `podman rmi --force`. Refused while any of them runs:
         stopping someone's work is not what deleting an image should do quietly."""
         self.get(name)
-        users = [vm for vm in vms.list() if vm.image == name]
+        users = [vm for vm in vms.all() if vm.image == name]
         busy = [vm.name for vm in users if vm.state in ACTIVE_STATES or vms.is_running(vm)]
         if busy:
             raise ResourceBusy(

@@ -24,7 +24,7 @@ def kernel_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/kernels")
     async def list_kernels(_: web.Request) -> web.Response:
-        return answer([dataclasses.asdict(k) for k in kernels().list()])
+        return answer([dataclasses.asdict(k) for k in kernels().all()])
 
     @routes.get("/v1/kernels/{name}")
     async def show_kernel(request: web.Request) -> web.Response:

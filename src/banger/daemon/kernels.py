@@ -5,7 +5,6 @@ default kernel; `vm create --kernel` overrides it."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 import re
 import shutil
 import time
@@ -54,7 +53,7 @@ class KernelService:
         self._in_use = kernels_in_use
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def list(self) -> builtins.list[KernelEntry]:
+    def all(self) -> list[KernelEntry]:
         local = {k.name: k for k in self._store.list_kernels()}
         entries = [
             KernelEntry(name, entry.description, name in local, True,

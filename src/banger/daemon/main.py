@@ -19,7 +19,6 @@ from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
 from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
 from banger.daemon.api import make_app
-from banger.daemon.integration import real_integration_adapters
 from banger.daemon.leftovers import sweep_half_made
 from banger.daemon.logs import (
     redirect_raw_output,
@@ -30,6 +29,7 @@ from banger.daemon.logs import (
 from banger.daemon.peers import serving_only
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
 from banger.daemon.templates import remove_old_layout
+from banger.daemon.vmfollowers import real_vm_follower_adapters
 
 log = logging.getLogger("banger.daemon")
 
@@ -103,7 +103,7 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         kvm=hostinfo.kvm_facts(),
         host_cpus=hostinfo.cpu_count(),
         host_memory=hostinfo.memory_bytes(),
-        integration=real_integration_adapters(),
+        vm_followers=real_vm_follower_adapters(),
         firecracker=FirecrackerHypervisor(
             config.firecracker_bin, paths.state_dir / "firecracker", runner=runner
         ),
@@ -137,7 +137,7 @@ async def serve(paths: Paths, services: Services) -> None:
     remove_old_layout(services.paths.state_dir / "templates")
     for templates in services.templates.values():
         templates.clean_leftovers()
-    await services.integration.start()
+    await services.vm_followers.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
     app.middlewares.insert(0, serving_only(os.geteuid()))
@@ -156,7 +156,7 @@ async def serve(paths: Paths, services: Services) -> None:
     supervisor.cancel()
     for templates in services.templates.values():
         await templates.close()
-    await services.integration.close()
+    await services.vm_followers.close()
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()
     await runner.cleanup()

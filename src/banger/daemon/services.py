@@ -14,10 +14,9 @@ from banger.core.paths import Paths
 from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
 from banger.daemon import doctor
-from banger.daemon.backends import default_backend, firecracker_machine
+from banger.daemon.backends import default_backend, firecracker_profile
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
-from banger.daemon.integration import Integration, IntegrationAdapters, build_integration
 from banger.daemon.kernels import KernelService
 from banger.daemon.network import HostNetwork
 from banger.daemon.ociimages import OCIImages
@@ -26,7 +25,8 @@ from banger.daemon.store import Store
 from banger.daemon.supervisor import Supervisor
 from banger.daemon.templates import TemplateService
 from banger.daemon.vmboot import VMBoot
-from banger.daemon.vmrecords import Machine, VMRecords
+from banger.daemon.vmfollowers import VMFollowerAdapters, VMFollowers, build_vm_followers
+from banger.daemon.vmrecords import BackendProfile, VMRecords
 from banger.daemon.vms import VMService
 from banger.host import hostinfo
 from banger.host.agent import AgentChannel
@@ -53,7 +53,7 @@ class Adapters:
     kvm: KVMFacts
     host_cpus: int
     host_memory: int
-    integration: IntegrationAdapters
+    vm_followers: VMFollowerAdapters
     firecracker: Hypervisor | None = None
     # Images from OCI registries and kernels from the Debian archive (None: unavailable).
     image_puller: ImagePuller | None = None
@@ -76,10 +76,10 @@ class Services:
     images: ImageService
     network: HostNetwork
     vms: VMService
-    machine: Machine
+    profile: BackendProfile
     accel: AccelChoice
     adapters: Adapters
-    integration: Integration
+    vm_followers: VMFollowers
     supervisor: Supervisor
     kernels: KernelService | None = None
     bundles: ImageBundles | None = None
@@ -88,11 +88,11 @@ class Services:
 
     def default_templates(self) -> TemplateService | None:
         """The templates of the default backend: what `image warm` makes unless told."""
-        return self.templates.get(self.machine.backend)
+        return self.templates.get(self.profile.backend)
 
     def templates_for(self, backend: str | None) -> TemplateService:
         """The warm templates of `backend` (None: the default one), or why there are none."""
-        name = backend or self.machine.backend
+        name = backend or self.profile.backend
         found = self.templates.get(name)
         if found is None:
             raise MissingTool(
@@ -119,7 +119,7 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
-        ), *self.integration.checks()]
+        ), *self.vm_followers.checks()]
 
 
 def client_key_path(paths: Paths, config: Config) -> Path:
@@ -145,18 +145,18 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
                 hint="apt-get install qemu-system-x86 (or set qemu_bin in config)",
             )
 
-    qemu = Machine(
+    qemu = BackendProfile(
         backend="qemu", accel=accel.accel, tsc_khz=hostinfo.tsc_khz(), preflight=preflight
     )
-    backends: dict[str, tuple[Machine, Hypervisor]] = {"qemu": (qemu, adapters.hypervisor)}
+    backends: dict[str, tuple[BackendProfile, Hypervisor]] = {"qemu": (qemu, adapters.hypervisor)}
     if adapters.firecracker is not None:
-        backends["firecracker"] = (firecracker_machine(config), adapters.firecracker)
+        backends["firecracker"] = (firecracker_profile(config), adapters.firecracker)
     choice = default_backend(config, adapters.kvm)
     if choice.name not in backends:
         if config.backend == choice.name:
             raise ConfigError(f"backend = \"{choice.name}\" is not available in this daemon")
         choice = BackendChoice("qemu", "the default")
-    machine, hypervisor = backends[choice.name]
+    profile, hypervisor = backends[choice.name]
     network = HostNetwork(config, adapters.network, store)
 
     def images_in_use(image: str) -> list[str]:
@@ -181,7 +181,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     ):
         if name not in backends or agent is None or version is None:
             continue
-        backend_machine, backend_hypervisor = backends[name]
+        backend_profile, backend_hypervisor = backends[name]
         templates[name] = TemplateService(
             backend=name,
             templates_dir=paths.state_dir / "templates" / name,
@@ -192,14 +192,14 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
             disks=adapters.disks,
             hypervisor=backend_hypervisor,
             agent=agent,
-            accel=backend_machine.accel,
-            tsc_khz=backend_machine.tsc_khz,
+            accel=backend_profile.accel,
+            tsc_khz=backend_profile.tsc_khz,
             default_size=lambda: (sizes.vcpu.value, sizes.memory_mib.value),
             vmm_version=version,
             disk_size_bytes=sizes.disk_size_bytes.value,
         )
     records = VMRecords(
-        store=store, network=network, machine=machine, hypervisor=hypervisor,
+        store=store, network=network, profile=profile, hypervisor=hypervisor,
         known_hosts=paths.known_hosts, backends=backends,
     )
     boot = VMBoot(
@@ -233,9 +233,9 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     )
     vms.listeners.append(ssh_config.on_vm_event)
     ssh_config.write()
-    integration = build_integration(config, store, network, vms, adapters.integration)
+    vm_followers = build_vm_followers(config, store, network, vms, adapters.vm_followers)
     services = Services(
-        paths, config, store, images, network, vms, machine, accel, adapters, integration,
+        paths, config, store, images, network, vms, profile, accel, adapters, vm_followers,
         Supervisor(records=records, network=network, vms_dir=paths.vms_dir),
     )
     services.kernels = kernels

@@ -120,7 +120,7 @@ class StatsService:
         return None
 
     async def poll_once(self) -> None:
-        running = [vm for vm in self._vms.list() if vm.state == VMState.RUNNING and vm.pid]
+        running = [vm for vm in self._vms.all() if vm.state == VMState.RUNNING and vm.pid]
         for vm_id in set(self._samples) - {vm.id for vm in running}:
             await self._forget(vm_id)
         await asyncio.gather(*(self.sample(vm) for vm in running))

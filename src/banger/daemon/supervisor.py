@@ -29,7 +29,7 @@ class Supervisor:
         """After a (re)start of the daemon: adopt guests that still run, mark dead ones
         stopped, remove TAPs and VMM processes no record owns."""
         owned_taps: set[str] = set()
-        for vm in self._records.list():
+        for vm in self._records.all():
             if self._records.alive(vm):
                 owned_taps.add(vm.tap)
                 if vm.state in ADOPTED_AS_RUNNING:
@@ -49,7 +49,7 @@ class Supervisor:
         """Notice guests that powered themselves off and release their host resources."""
         while True:
             await asyncio.sleep(interval)
-            for vm in self._records.list():
+            for vm in self._records.all():
                 if self._records.busy(vm):
                     continue
                 if vm.state in SUPERVISED_STATES and vm.pid and not self._records.alive(vm):
@@ -60,7 +60,7 @@ class Supervisor:
                             log.info("VM %s exited; marked stopped", vm.name)
 
     def _kill_orphan_vmms(self) -> None:
-        known = {vm.pid for vm in self._records.list() if self._records.alive(vm)}
+        known = {vm.pid for vm in self._records.all() if self._records.alive(vm)}
         marker = str(self._dir) + "/"
         for pid, argv in process_argvs():
             if pid in known or not any(marker in part for part in argv):

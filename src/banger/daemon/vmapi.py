@@ -21,7 +21,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/vms")
     async def list_vms(_: web.Request) -> web.Response:
-        return answer([to_dict(vm) for vm in vms.list()])
+        return answer([to_dict(vm) for vm in vms.all()])
 
     @routes.get("/v1/vms/{name}")
     async def show_vm(request: web.Request) -> web.Response:
@@ -31,7 +31,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def create_vm(request: web.Request) -> web.StreamResponse:
         data = await body(request, api.CreateVM)
         if data.nat:
-            services.integration.nat.require()
+            services.vm_followers.nat.require()
         return await stream(request, lambda progress: vms.create(
             name=data.name,
             image=data.image,
@@ -87,7 +87,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def set_vm(request: web.Request) -> web.Response:
         data = await body(request, api.SetVM)
         if data.nat:
-            services.integration.nat.require()
+            services.vm_followers.nat.require()
         vm = await vms.set(
             request.match_info["name"], vcpu=data.vcpu, memory_mib=data.memory_mib,
             disk_size=data.disk_size, nat=data.nat,
@@ -112,7 +112,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/vms/{name}/stats")
     async def vm_stats(request: web.Request) -> web.Response:
-        return answer(plain(await services.integration.stats.stats(request.match_info["name"])))
+        return answer(plain(await services.vm_followers.stats.stats(request.match_info["name"])))
 
     @routes.get("/v1/vms/{name}/access")
     async def vm_access(request: web.Request) -> web.Response:
@@ -120,7 +120,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/vms/{name}/workspaces")
     async def list_workspaces(request: web.Request) -> web.Response:
-        return answer([to_dict(w) for w in workspaces.list(request.match_info["name"])])
+        return answer([to_dict(w) for w in workspaces.of_vm(request.match_info["name"])])
 
     @routes.get("/v1/vms/{name}/workspace")
     async def show_workspace(request: web.Request) -> web.Response:

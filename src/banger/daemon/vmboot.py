@@ -172,7 +172,7 @@ class VMBoot:
         vm = self._records.get(name)
         async with self._records.lock(vm):
             vm = self._records.get(vm.id)
-            machine, hypervisor = self._records.backend(vm)
+            profile, hypervisor = self._records.backend(vm)
             if from_snapshot and not isinstance(hypervisor, Snapshots):
                 raise unsupported(vm, "snapshots")
             if self._records.alive(vm):
@@ -181,7 +181,7 @@ class VMBoot:
                     hint=f"banger vm resume {vm.name}" if vm.state == VMState.PAUSED
                     else f"banger vm ssh {vm.name}, or banger vm restart {vm.name}",
                 )
-            machine.preflight()
+            profile.preflight()
             image = self._images.get(vm.image)
             if self._kernels is not None:
                 image = await self._kernels.boot_image(vm.kernel, image, progress)

@@ -5,7 +5,6 @@ known_hosts derived from the rows."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,8 +26,9 @@ VMListener = Callable[[VM], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Machine:
-    """Host facts VMService needs when it launches a VM."""
+class BackendProfile:
+    """One backend as this host runs it: its name, accelerator, TSC rate and the check before
+    each launch (VMRecords keeps one per backend)."""
 
     backend: str
     accel: str
@@ -42,22 +42,22 @@ class VMRecords:
         *,
         store: Store,
         network: HostNetwork,
-        machine: Machine,
+        profile: BackendProfile,
         hypervisor: Hypervisor,
         known_hosts: Path,
-        backends: Mapping[str, tuple[Machine, Hypervisor]] | None = None,
+        backends: Mapping[str, tuple[BackendProfile, Hypervisor]] | None = None,
     ) -> None:
         self._store = store
         self._net = network
-        self._machine = machine
+        self._profile = profile
         self._hv = hypervisor
-        # Every backend this daemon can run, by name; `machine`/`hypervisor` is the default.
-        self._backends = {machine.backend: (machine, hypervisor), **(backends or {})}
+        # Every backend this daemon can run, by name; `profile`/`hypervisor` is the default.
+        self._backends = {profile.backend: (profile, hypervisor), **(backends or {})}
         self._known_hosts = known_hosts
         self._locks: dict[str, asyncio.Lock] = {}
-        self.listeners: builtins.list[VMListener] = []
+        self.listeners: list[VMListener] = []
 
-    def list(self) -> builtins.list[VM]:
+    def all(self) -> list[VM]:
         return self._store.list_vms()
 
     def get(self, name: str) -> VM:
@@ -77,16 +77,16 @@ class VMRecords:
         self._locks.pop(vm.id, None)
 
     @property
-    def backend_names(self) -> builtins.list[str]:
+    def backend_names(self) -> list[str]:
         return sorted(self._backends)
 
     @property
-    def hypervisors(self) -> builtins.list[Hypervisor]:
+    def hypervisors(self) -> list[Hypervisor]:
         return [hypervisor for _, hypervisor in self._backends.values()]
 
-    def machine_named(self, backend: str | None) -> Machine:
+    def profile_named(self, backend: str | None) -> BackendProfile:
         if backend is None:
-            return self._machine
+            return self._profile
         if backend not in self._backends:
             raise InvalidInput(
                 f"backend {backend!r} is not available here",
@@ -94,9 +94,9 @@ class VMRecords:
             )
         return self._backends[backend][0]
 
-    def backend(self, vm: VM) -> tuple[Machine, Hypervisor]:
+    def backend(self, vm: VM) -> tuple[BackendProfile, Hypervisor]:
         """The VM's own backend (records made before it existed run on the default)."""
-        return self._backends.get(vm.backend, (self._machine, self._hv))
+        return self._backends.get(vm.backend, (self._profile, self._hv))
 
     def require_alive(self, vm: VM) -> None:
         if not self.alive(vm):

@@ -5,7 +5,6 @@ records true to the host after a crash is the Supervisor's (banger.daemon.superv
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import os
@@ -87,8 +86,8 @@ class VMService:
 
     # Queries
 
-    def list(self) -> builtins.list[VM]:
-        return self._records.list()
+    def all(self) -> list[VM]:
+        return self._records.all()
 
     def get(self, name: str) -> VM:
         return self._records.get(name)
@@ -98,8 +97,8 @@ class VMService:
         """Its VMM process is alive (whatever the recorded state says)."""
         return self._records.alive(vm)
 
-    def images_in_use(self, image: str) -> builtins.list[str]:
-        return [vm.name for vm in self._records.list() if vm.image == image]
+    def images_in_use(self, image: str) -> list[str]:
+        return [vm.name for vm in self._records.all() if vm.image == image]
 
     def access(self, name: str) -> GuestAccess:
         vm = self.get(name)
@@ -150,15 +149,15 @@ class VMService:
             self._kernels.check(kernel)
         if name is not None:
             validate_name(name)
-            if any(vm.name == name for vm in self._records.list()):
+            if any(vm.name == name for vm in self._records.all()):
                 raise NameTaken(f"a VM named {name!r} already exists")
         _check_size_flags(vcpu, memory_mib)
         spec = effective_spec(
             self.size_defaults, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size
         )
-        machine = self._records.machine_named(backend)
+        profile = self._records.profile_named(backend)
         if start:
-            machine.preflight()
+            profile.preflight()
         image_name = image or self._config.default_image_name
         progress(ProgressEvent("spec", spec_line(spec)))
         resolved = await self._images.ensure(image_name, progress)
@@ -168,11 +167,11 @@ class VMService:
         template = None
         if not cold:
             template = await self._boot.find_template(
-                machine.backend, resolved, kernel or "", spec, progress
+                profile.backend, resolved, kernel or "", spec, progress
             )
 
         async with self._create_lock:
-            taken = {vm.name for vm in self._records.list()}
+            taken = {vm.name for vm in self._records.all()}
             if name is None:
                 name = generate_name(taken)
             elif name in taken:
@@ -189,8 +188,8 @@ class VMService:
                 mac=mac_for(vm_id),
                 tap=tap_name_for(vm_id),
                 dir=str(vm_dir),
-                backend=machine.backend,
-                accel=machine.accel,
+                backend=profile.backend,
+                accel=profile.accel,
                 created_at=time.time(),
                 nat=nat,
                 kernel=kernel or "",
@@ -288,7 +287,7 @@ class VMService:
             await hypervisor.snapshot(Path(vm.dir))
         return vm
 
-    async def vmm_metrics(self, vm: VM) -> builtins.list[MetricsSample] | None:
+    async def vmm_metrics(self, vm: VM) -> list[MetricsSample] | None:
         """The VMM's own counters, for backends that keep them (None otherwise)."""
         hypervisor = self._records.backend(vm)[1]
         if not isinstance(hypervisor, ReportsMetrics) or not self._records.alive(vm):

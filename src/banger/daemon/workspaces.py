@@ -33,12 +33,12 @@ class WorkspaceService:
         self._store.put_vm(replace(vm, workspaces=[*others, recorded]))
         return recorded
 
-    def list(self, name: str) -> list[Workspace]:
+    def of_vm(self, name: str) -> list[Workspace]:
         return list(self._vms.get(name).workspaces)
 
     def get(self, name: str, path: str) -> Workspace:
         wanted = guest_path(path)
-        for workspace in self.list(name):
+        for workspace in self.of_vm(name):
             if workspace.guest_path == wanted:
                 return workspace
         raise NotFound(

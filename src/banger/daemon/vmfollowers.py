@@ -1,6 +1,6 @@
-"""Host integration: the `.vm` DNS server, NAT and the stats poller, wired to the VM
-lifecycle. They all follow VMService's notifications and rebuild from the store, so a daemon
-restart (or a crash) leaves nothing stale behind."""
+"""The services that follow the VM lifecycle: the `.vm` DNS server, NAT and the stats poller.
+Each listens to VMService's notifications and rebuilds from the store, so a daemon restart
+(or a crash) leaves nothing stale behind."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ log = logging.getLogger("banger.integration")
 
 
 @dataclass
-class IntegrationAdapters:
+class VMFollowerAdapters:
     dns_listener: DNSListener
     dns_forwarder: Forwarder
     resolved: ResolvedLinks
@@ -37,7 +37,7 @@ class IntegrationAdapters:
 
 
 @dataclass
-class Integration:
+class VMFollowers:
     dns: DNSService
     nat: NatService
     stats: StatsService
@@ -68,10 +68,10 @@ class Integration:
         return [*self.dns.checks(), *self.nat.checks()]
 
 
-def build_integration(
+def build_vm_followers(
     config: Config, store: Store, network: HostNetwork, vms: VMService,
-    adapters: IntegrationAdapters,
-) -> Integration:
+    adapters: VMFollowerAdapters,
+) -> VMFollowers:
     dns = DNSService(
         config=config, store=store, listener=adapters.dns_listener,
         forwarder=adapters.dns_forwarder, resolved=adapters.resolved,
@@ -81,17 +81,17 @@ def build_integration(
     stats = StatsService(config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats)
     vms.listeners += [dns.on_vm_event, nat.on_vm_event, stats.on_vm_event]
     network.bridge_listeners.append(dns.on_bridge_ready)
-    return Integration(dns, nat, stats, network)
+    return VMFollowers(dns, nat, stats, network)
 
 
-def real_integration_adapters() -> IntegrationAdapters:
+def real_vm_follower_adapters() -> VMFollowerAdapters:
     from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder, read_resolv_conf
     from banger.host.nat import Nftables
     from banger.host.processes import SubprocessRunner
     from banger.host.stats import ProcFS, SSHGuestStats
 
     runner = SubprocessRunner()
-    return IntegrationAdapters(
+    return VMFollowerAdapters(
         dns_listener=AsyncioDNSListener(),
         dns_forwarder=UDPForwarder(),
         resolved=Resolvectl(runner),

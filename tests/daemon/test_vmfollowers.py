@@ -15,7 +15,7 @@ from banger.core.config import Config
 from banger.core.errors import HostError, MissingTool
 from banger.core.models import VM, VMState
 from banger.core.nat import NatGuest
-from banger.daemon.integration import Integration
+from banger.daemon.vmfollowers import VMFollowers
 from banger.host.stats import ProcessFigures
 from tests.support.daemon_env import Env, make_env
 from tests.support.dns import a_records, query, rcode
@@ -32,7 +32,7 @@ from tests.support.host_fakes import (
 @dataclasses.dataclass
 class World:
     env: Env
-    integration: Integration
+    vm_followers: VMFollowers
     listener: FakeDNSListener
     forwarder: FakeForwarder
     resolved: FakeResolved
@@ -44,23 +44,23 @@ class World:
 async def make_world(root: Path, config: Config | None = None, **fakes: Any) -> World:
     env = make_env(root, config)
     await env.keys.make_ed25519(env.paths.default_ssh_key, "banger")
-    adapters = env.services.adapters.integration
+    adapters = env.services.adapters.vm_followers
     for name, fake in fakes.items():
         setattr(adapters, name, fake)
     # build_services wired the adapters already; rebuild the services that hold them.
-    integration = env.services.integration
+    vm_followers = env.services.vm_followers
     if fakes:
-        from banger.daemon.integration import build_integration
+        from banger.daemon.vmfollowers import build_vm_followers
 
         env.services.vms.listeners.clear()
         env.services.network.bridge_listeners.clear()
-        integration = build_integration(
+        vm_followers = build_vm_followers(
             env.services.config, env.services.store, env.services.network, env.services.vms,
             adapters,
         )
-        env.services.integration = integration
+        env.services.vm_followers = vm_followers
     return World(
-        env, integration, cast(FakeDNSListener, adapters.dns_listener),
+        env, vm_followers, cast(FakeDNSListener, adapters.dns_listener),
         cast(FakeForwarder, adapters.dns_forwarder), cast(FakeResolved, adapters.resolved),
         cast(FakeNat, adapters.nat), cast(FakeProcStats, adapters.proc),
         cast(FakeGuestStats, adapters.guest_stats),
@@ -70,9 +70,9 @@ async def make_world(root: Path, config: Config | None = None, **fakes: Any) -> 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     built = await make_world(tmp_path)
-    await built.integration.start()
+    await built.vm_followers.start()
     yield built
-    await built.integration.close()
+    await built.vm_followers.close()
     built.env.services.store.close()
 
 
@@ -143,7 +143,7 @@ async def test_other_names_are_forwarded_for_the_host_and_nat_guests_only(
 
 async def test_no_upstreams_means_refused(tmp_path: Path) -> None:
     built = await make_world(tmp_path, Config(dns_upstreams=[]))
-    await built.integration.dns.start()
+    await built.vm_followers.dns.start()
     assert rcode(await ask(built, "example.com", "172.16.0.1")) == dns.REFUSED
     assert built.forwarder.forwarded == []
     built.env.services.store.close()
@@ -151,8 +151,8 @@ async def test_no_upstreams_means_refused(tmp_path: Path) -> None:
 
 async def test_our_own_address_is_never_an_upstream(tmp_path: Path) -> None:
     built = await make_world(tmp_path)
-    built.integration.dns._resolv_conf = lambda: "nameserver 172.16.0.1\n"
-    assert built.integration.dns.upstreams() == []
+    built.vm_followers.dns._resolv_conf = lambda: "nameserver 172.16.0.1\n"
+    assert built.vm_followers.dns.upstreams() == []
     built.env.services.store.close()
 
 
@@ -160,14 +160,14 @@ async def test_resolved_is_wired_when_the_bridge_appears_and_reverted_at_close(
     tmp_path: Path,
 ) -> None:
     built = await make_world(tmp_path, resolved=FakeResolved(available=True))
-    await built.integration.start()
+    await built.vm_followers.start()
     assert built.resolved.routes == {}  # no bridge yet
     await create(built, "web")
     assert built.resolved.routes == {"banger0": ("172.16.0.1", "vm")}
     checks = {c.name: c for c in built.env.services.doctor()}
     assert checks["dns routing"].status == "ok"
     assert "via banger0" in checks["dns routing"].detail
-    await built.integration.close()
+    await built.vm_followers.close()
     assert built.resolved.routes == {}
     built.env.services.store.close()
 
@@ -175,9 +175,9 @@ async def test_resolved_is_wired_when_the_bridge_appears_and_reverted_at_close(
 async def test_a_daemon_restart_rewires_an_existing_bridge(tmp_path: Path) -> None:
     built = await make_world(tmp_path, resolved=FakeResolved(available=True))
     await built.env.services.network.ensure_bridge()
-    await built.integration.start()
+    await built.vm_followers.start()
     assert "banger0" in built.resolved.routes
-    await built.integration.close()
+    await built.vm_followers.close()
     built.env.services.store.close()
 
 
@@ -185,13 +185,13 @@ async def test_doctor_explains_dns_problems(tmp_path: Path) -> None:
     built = await make_world(
         tmp_path, dns_listener=FakeDNSListener(fail=PermissionError(13, "Permission denied"))
     )
-    await built.integration.start()
+    await built.vm_followers.start()
     checks = {c.name: c for c in built.env.services.doctor()}
     assert checks["dns server"].status == "warn"
     assert "Permission denied" in checks["dns server"].detail
     assert checks["dns routing"].status == "warn"
     assert "server=/vm/172.16.0.1" in checks["dns routing"].hint
-    await built.integration.close()
+    await built.vm_followers.close()
     built.env.services.store.close()
 
 
@@ -224,16 +224,16 @@ async def test_startup_rebuilds_rules_from_the_store(tmp_path: Path) -> None:
     stale = FakeNat()
     stale.guests["banger0"] = [NatGuest("ghost", "172.16.0.99")]
     built = await make_world(tmp_path, nat=stale)
-    await built.integration.start()
+    await built.vm_followers.start()
     assert built.nat.guests == {}  # left by a VM that no longer exists
     vm = await create(built, "kept", nat=True)
-    await built.integration.close()
+    await built.vm_followers.close()
 
     # A new daemon (same store, rules wiped meanwhile) puts them back.
     built.nat.guests.clear()
-    await built.integration.start()
+    await built.vm_followers.start()
     assert built.nat.guests == {"banger0": [NatGuest("kept", vm.ip)]}
-    await built.integration.close()
+    await built.vm_followers.close()
     built.env.services.store.close()
 
 
@@ -258,7 +258,7 @@ async def test_a_failing_nat_update_does_not_break_the_lifecycle(world: World) -
 async def test_nat_needs_nft(tmp_path: Path) -> None:
     built = await make_world(tmp_path, nat=FakeNat(available=False))
     with pytest.raises(MissingTool, match="nft"):
-        built.integration.nat.require()
+        built.vm_followers.nat.require()
     checks = {c.name: c for c in built.env.services.doctor()}
     assert checks["nat"].status == "warn"
     built.env.services.store.close()
@@ -278,7 +278,7 @@ class Clock:
 async def stats_world(tmp_path: Path, config: Config) -> tuple[World, Clock]:
     built = await make_world(tmp_path, config)
     clock = Clock()
-    stats = built.integration.stats
+    stats = built.vm_followers.stats
     stats._clock = clock
     stats._since = 0.0
     return built, clock
@@ -302,7 +302,7 @@ def guest_busy(world: World, busy: int, idle: int) -> None:
 
 async def test_poller_keeps_recent_samples(tmp_path: Path) -> None:
     built, clock = await stats_world(tmp_path, Config())
-    stats = built.integration.stats
+    stats = built.vm_followers.stats
     vm = await create(built, "busy")
     vm = dataclasses.replace(vm, started_at=clock.now)
     built.env.services.store.put_vm(vm)
@@ -335,8 +335,8 @@ async def test_history_is_bounded(tmp_path: Path) -> None:
     await create(built, "long")
     for _ in range(70):
         clock.now += 10
-        await built.integration.stats.poll_once()
-    assert len((await built.integration.stats.stats("long")).samples) == 60
+        await built.vm_followers.stats.poll_once()
+    assert len((await built.vm_followers.stats.stats("long")).samples) == 60
     built.env.services.store.close()
 
 
@@ -344,7 +344,7 @@ async def test_idle_vms_are_stopped_after_the_limit(tmp_path: Path) -> None:
     built, clock = await stats_world(
         tmp_path, Config(stats_poll_interval="10s", auto_stop_stale_after="1m")
     )
-    stats, vms = built.integration.stats, built.env.services.vms
+    stats, vms = built.vm_followers.stats, built.env.services.vms
     idle = await create(built, "idle")
     used = await create(built, "used")
     for vm in (idle, used):
@@ -355,14 +355,14 @@ async def test_idle_vms_are_stopped_after_the_limit(tmp_path: Path) -> None:
         clock.now += 10
         guest_busy(built, 1, 99)
         await stats.poll_once()
-    assert {vm.name: vm.state for vm in vms.list()} == {
+    assert {vm.name: vm.state for vm in vms.all()} == {
         "idle": VMState.RUNNING, "used": VMState.RUNNING,
     }
     for _ in range(3):
         clock.now += 10
         guest_busy(built, 1, 99)
         await stats.poll_once()
-    assert {vm.name: vm.state for vm in vms.list()} == {
+    assert {vm.name: vm.state for vm in vms.all()} == {
         "idle": VMState.STOPPED, "used": VMState.RUNNING,
     }
     report = await stats.stats("used")
@@ -380,6 +380,6 @@ async def test_busy_guests_are_not_idle(tmp_path: Path) -> None:
     for _ in range(10):
         clock.now += 10
         guest_busy(built, 60, 40)
-        await built.integration.stats.poll_once()
+        await built.vm_followers.stats.poll_once()
     assert built.env.services.vms.get("builder").state == VMState.RUNNING
     built.env.services.store.close()

@@ -16,7 +16,7 @@ from tests.support.host_fakes import FakeNat
 async def test_create_and_set_nat(api: Api) -> None:
     created = await api.call(api.client.create_vm, name="out", nat=True)
     assert created.nat
-    nat = cast(FakeNat, api.env.services.adapters.integration.nat)
+    nat = cast(FakeNat, api.env.services.adapters.vm_followers.nat)
     assert [g.ip for g in nat.guests["banger0"]] == [created.ip]
     updated = await api.call(api.client.set_vm, "out", nat=False)
     assert not updated.nat and nat.guests == {}
@@ -25,7 +25,7 @@ async def test_create_and_set_nat(api: Api) -> None:
 
 
 async def test_nat_without_nft_is_a_clear_error(api: Api) -> None:
-    cast(FakeNat, api.env.services.adapters.integration.nat).is_available = False
+    cast(FakeNat, api.env.services.adapters.vm_followers.nat).is_available = False
     with pytest.raises(MissingTool, match="nftables"):
         await api.call(api.client.create_vm, name="out", nat=True)
     assert await api.call(api.client.list_vms) == []
