@@ -138,6 +138,15 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _opt_str_list(data: dict[str, Any], key: str) -> list[str] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{key} must be a list of strings")
+    return value
+
+
 def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[_TASKS] = set()
@@ -166,6 +175,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
 
     @routes.get("/v1/doctor")
     async def doctor(_: web.Request) -> web.Response:
+        await services.integration.nat.verify()
         return _json([to_dict(c) for c in services.doctor()])
 
     @routes.get("/v1/vms")
@@ -195,6 +205,8 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
             backend=_opt_str(data, "backend"),
             kernel=_opt_str(data, "kernel"),
             cold=_opt_bool(data, "cold") or False,
+            egress_allow=_opt_str_list(data, "egress_allow"),
+            network_group=_opt_str(data, "network_group") or "",
         ))
 
     @routes.post("/v1/vms/{name}/start")
@@ -246,6 +258,8 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
             memory_mib=_opt_int(data, "memory_mib"),
             disk_size=_opt_str(data, "disk_size"),
             nat=nat,
+            egress_allow=_opt_str_list(data, "egress_allow"),
+            network_group=_opt_str(data, "network_group"),
         )
         return _json(to_dict(vm))
 
