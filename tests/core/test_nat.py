@@ -112,6 +112,8 @@ def test_removal_is_valid_whether_or_not_the_chains_exist() -> None:
 
 def test_allow_restarts_the_timeout() -> None:
     assert nat.render_allow("banger0", "ccc", [("192.0.2.7", 60)]).splitlines() == [
+        "add table inet banger",
+        "add set inet banger eg_banger0_ccc { type ipv4_addr; flags timeout; }",
         "add element inet banger eg_banger0_ccc { 192.0.2.7 }",
         "delete element inet banger eg_banger0_ccc { 192.0.2.7 }",
         "add element inet banger eg_banger0_ccc { 192.0.2.7 timeout 60s }",

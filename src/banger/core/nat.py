@@ -207,17 +207,19 @@ def render_removal(bridge: str, existing_sets: Iterable[str] = ()) -> str:
 
 def render_allow(bridge: str, vm_id: str, addresses: Iterable[tuple[str, int]]) -> str:
     """Allow a guest to reach `addresses` (ip, seconds) from now on, for that long. Adding,
-    deleting and adding again restarts the timeout of an address that is already there."""
+    deleting and adding again restarts the timeout of an address that is already there. The
+    set is made if need be (an answer may beat the sync that makes it; a sync deletes it
+    again if its VM is gone)."""
     name = allow_set_name(bridge, vm_id)
     target = f"{FAMILY} {TABLE} {name}"
-    lines = []
+    lines = [f"add table {FAMILY} {TABLE}", _set_definition(name)]
     for ip, seconds in sorted(dict(addresses).items()):
         lines += [
             f"add element {target} {{ {ip} }}",
             f"delete element {target} {{ {ip} }}",
             f"add element {target} {{ {ip} timeout {seconds}s }}",
         ]
-    return "\n".join(lines) + "\n" if lines else ""
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def table_is_empty(listing: str) -> bool:

@@ -30,15 +30,11 @@ _LIVE = {VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.ERROR}
 Allower = Callable[[str, Sequence[tuple[str, int]]], Awaitable[None]]
 
 
-async def _allow_nothing(vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
-    raise RuntimeError("no allow sets in this daemon")
-
-
 class DNSService:
     def __init__(
         self, *, config: Config, store: Store, listener: DNSListener, forwarder: Forwarder,
         resolved: ResolvedLinks, resolv_conf: Callable[[], str],
-        allow: Allower = _allow_nothing,
+        allow: Allower,
     ) -> None:
         """`allow`: how addresses from answers get into a guest's allow set."""
         self._config = config

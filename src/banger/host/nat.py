@@ -130,9 +130,8 @@ class FakeNat:
         self.calls.append("replace")
         ordered = sorted(guests, key=lambda g: g.ip)
         self.rules[bridge] = FakeBridgeRules(bridge_ip, ordered, set(quarantined_taps))
-        for vm_id in [v for v in self.allowed if v not in {g.vm_id for g in ordered
-                                                          if g.allow_names}]:
-            del self.allowed[vm_id]
+        with_sets = {g.vm_id for g in ordered if g.allow_names}
+        self.allowed = {k: v for k, v in self.allowed.items() if k in with_sets}
 
     async def remove(self, bridge: str) -> None:
         self.calls.append("remove")
