@@ -13,7 +13,7 @@ import pytest
 
 from banger.core import dns
 from banger.core.config import Config
-from banger.core.errors import HostError, MissingTool
+from banger.core.errors import HostError, InvalidState, MissingTool
 from banger.core.models import VM, VMState
 from banger.core.nat import GuestNet
 from banger.daemon.integration import Integration
@@ -281,6 +281,8 @@ async def test_allowed_names_are_answered_and_their_addresses_allowed(world: Wor
 
     world.nat.allow = broken  # type: ignore[method-assign]
     assert rcode(await ask(world, "example.org", vm.ip)) == dns.SERVFAIL
+    with pytest.raises(InvalidState):  # a VM that is gone gets no set back
+        await world.integration.nat.allow("gone", [("192.0.2.1", 60)])
 
 
 async def test_a_failing_rule_update_stops_the_vm_from_starting(world: World) -> None:

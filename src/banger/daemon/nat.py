@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from banger.core import nat
 from banger.core.config import Config
 from banger.core.egress import parse_egress_allow
-from banger.core.errors import MissingTool
+from banger.core.errors import InvalidState, MissingTool
 from banger.core.models import VM, Check, VMState
 from banger.core.nat import GuestNet
 from banger.daemon.store import Store
@@ -107,8 +107,12 @@ class NatService:
         await self.sync()
 
     async def allow(self, vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
-        """Let a guest reach addresses its DNS answers gave for an allowed name."""
-        await self._nat.allow(self._config.bridge_name, vm_id, addresses)
+        """Let a guest reach addresses its DNS answers gave for an allowed name. Under the
+        sync's lock, so a set is never made again after the sync that removed its VM."""
+        async with self._lock:
+            if not any(g.vm_id == vm_id and g.allow_names for g in self.guests()):
+                raise InvalidState("this VM has no allowlist of names (any more)")
+            await self._nat.allow(self._config.bridge_name, vm_id, addresses)
 
     async def verify(self) -> None:
         """Look at what is in place now, for `checks`."""
