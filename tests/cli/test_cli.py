@@ -283,7 +283,8 @@ def test_lifecycle_commands(client: FakeClient, capsys: pytest.CaptureFixture[st
     _, out, _ = run(["vm", "set", "dev", "--memory", "4096", "--disk-size", "16G"], capsys)
     assert out == "dev: 4 vCPU, 4096 MiB, 16G disk\n"
     assert client.called("set_vm") == [
-        (("dev",), {"vcpu": None, "memory_mib": 4096, "disk_size": "16G", "nat": None})
+        (("dev",), {"vcpu": None, "memory_mib": 4096, "disk_size": "16G", "nat": None,
+                    "egress_allow": None, "network_group": None})
     ]
 
 
@@ -413,6 +414,16 @@ def test_vm_set_nat_is_on_off_or_untouched(
     for args, nat in ((["--nat"], True), (["--no-nat"], False), ([], None)):
         run(["vm", "set", "dev", *args], capsys)
         assert client.called("set_vm")[-1][1]["nat"] is nat
+
+
+def test_vm_set_egress_and_group(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["vm", "set", "dev", "--egress-allow", "example.org,10.1.0.0/16",
+         "--network-group", "web"], capsys)
+    called = client.called("set_vm")[-1][1]
+    assert called["egress_allow"] == ["example.org,10.1.0.0/16"]
+    assert called["network_group"] == "web"
+    run(["vm", "set", "dev", "--egress-allow", ""], capsys)
+    assert client.called("set_vm")[-1][1]["egress_allow"] == [""]
 
 
 def test_version_and_help_print_without_touching_the_daemon(

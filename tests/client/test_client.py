@@ -53,7 +53,7 @@ def test_create_sends_the_schema_body_and_streams_progress(tmp_path: Any) -> Non
     assert body == {
         "name": "dev", "image": None, "vcpu": 2, "memory_mib": None, "disk_size": None,
         "start": True, "ready": "sshd", "nat": False, "backend": None, "kernel": None,
-        "cold": False,
+        "cold": False, "egress_allow": None, "network_group": "",
     }
 
 

@@ -144,3 +144,18 @@ def test_fuzz_structured_queries_and_mutations(
             assert len(decision.packet) <= 512 + 255
             _, _, qd, an, ns, ar = header(decision.packet)
             assert qd in (0, 1) and an <= 1 and ns <= 1 and ar <= 1
+
+
+def test_answer_addresses_reads_the_a_records_and_their_ttls() -> None:
+    asked = dns.parse_query(query("www.example.org"))
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, dns.CLASS_IN, 300, 2) + b"\xc0\x0c"
+    a = b"\xc0\x0c" + struct.pack("!HHIH", dns.TYPE_A, dns.CLASS_IN, 42, 4) + bytes([192, 0, 2, 7])
+    packet = dns.build_response(asked, dns.NOERROR, answers=(cname, a))
+    assert dns.answer_addresses(packet) == [("192.0.2.7", 42)]
+    assert dns.answer_addresses(packet[:-3]) == []
+    assert dns.answer_addresses(b"\x00") == []
+
+
+@given(st.binary(max_size=200))
+def test_answer_addresses_never_raises(packet: bytes) -> None:
+    dns.answer_addresses(packet)

@@ -17,11 +17,19 @@ async def test_create_and_set_nat(api: Api) -> None:
     created = await api.call(api.client.create_vm, name="out", nat=True)
     assert created.nat
     nat = cast(FakeNat, api.env.services.adapters.vm_followers.nat)
-    assert [g.ip for g in nat.guests["banger0"]] == [created.ip]
-    updated = await api.call(api.client.set_vm, "out", nat=False)
-    assert not updated.nat and nat.guests == {}
+    assert [(g.ip, g.nat) for g in nat.guests["banger0"]] == [(created.ip, True)]
+    updated = await api.call(api.client.set_vm, "out", nat=False, egress_allow=["10.1.0.0/16"],
+                             network_group="web")
+    assert not updated.nat and updated.egress_allow == ["10.1.0.0/16"]
+    assert updated.network_group == "web"
+    [guest] = nat.guests["banger0"]
+    assert (guest.nat, guest.allow_cidrs, guest.group) == (False, ("10.1.0.0/16",), "web")
     plain = await api.call(api.client.create_vm, name="plain")
-    assert not plain.nat
+    assert not plain.nat and plain.egress_allow == [] and plain.network_group == ""
+    with pytest.raises(InvalidInput, match="egress"):
+        await api.call(api.client.create_vm, name="bad", egress_allow=["not a name"])
+    with pytest.raises(InvalidInput, match="network group"):
+        await api.call(api.client.set_vm, "plain", network_group="-x")
 
 
 async def test_nat_without_nft_is_a_clear_error(api: Api) -> None:
@@ -29,7 +37,11 @@ async def test_nat_without_nft_is_a_clear_error(api: Api) -> None:
     with pytest.raises(MissingTool, match="nftables"):
         await api.call(api.client.create_vm, name="out", nat=True)
     assert await api.call(api.client.list_vms) == []
-    await api.call(api.client.create_vm, name="plain")
+    # Without nft no guest can be contained: none starts.
+    with pytest.raises(MissingTool, match="nftables"):
+        await api.call(api.client.create_vm, name="plain")
+    assert await api.call(api.client.list_vms) == []
+    await api.call(api.client.create_vm, name="plain", start=False)
     with pytest.raises(MissingTool):
         await api.call(api.client.set_vm, "plain", nat=True)
     await api.call(api.client.set_vm, "plain", nat=False)  # turning it off always works

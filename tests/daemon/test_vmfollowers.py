@@ -4,6 +4,7 @@ adapters)."""
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -12,9 +13,9 @@ import pytest
 
 from banger.core import dns
 from banger.core.config import Config
-from banger.core.errors import HostError, MissingTool
+from banger.core.errors import HostError, InvalidState, MissingTool
 from banger.core.models import VM, VMState
-from banger.core.nat import NatGuest
+from banger.core.nat import GuestNet
 from banger.daemon.vmfollowers import VMFollowers
 from banger.host.stats import ProcessFigures
 from tests.support.daemon_env import Env, make_env
@@ -54,6 +55,8 @@ async def make_world(root: Path, config: Config | None = None, **fakes: Any) -> 
 
         env.services.vms.listeners.clear()
         env.services.network.bridge_listeners.clear()
+        env.services.network.attach_guards.clear()
+        env.services.network.detach_listeners.clear()
         vm_followers = build_vm_followers(
             env.services.config, env.services.store, env.services.network, env.services.vms,
             adapters,
@@ -195,34 +198,130 @@ async def test_doctor_explains_dns_problems(tmp_path: Path) -> None:
     built.env.services.store.close()
 
 
-# NAT
+# Network rules
 
 
-async def test_nat_rules_follow_the_vm(world: World) -> None:
+def nat_ips(world: World) -> list[tuple[str, bool]]:
+    return [(g.ip, g.nat) for g in world.nat.guests.get("banger0", [])]
+
+
+async def test_rules_follow_the_vm(world: World) -> None:
     vms = world.env.services.vms
     vm = await create(world, "out", nat=True)
     assert vm.nat
-    assert world.nat.guests == {"banger0": [NatGuest("out", vm.ip)]}
+    [guest] = world.nat.guests["banger0"]
+    assert guest == GuestNet("out", vm.id, vm.ip, vm.mac, vm.tap, nat=True)
+    assert world.nat.rules["banger0"].bridge_ip == "172.16.0.1"
     assert world.nat.forwarding
     await vms.stop("out")
     assert world.nat.guests == {}
     await vms.start("out")
-    assert world.nat.guests == {"banger0": [NatGuest("out", vm.ip)]}
+    assert nat_ips(world) == [(vm.ip, True)]
     other = await create(world, "other")
-    assert world.nat.guests["banger0"] == [NatGuest("out", vm.ip)]
+    assert nat_ips(world) == [(vm.ip, True), (other.ip, False)]  # contained, still ruled
 
     updated = await vms.set("other", vcpu=None, memory_mib=None, disk_size=None, nat=True)
     assert updated.nat and updated.state == VMState.RUNNING  # no stop needed for NAT
-    assert world.nat.guests["banger0"] == [NatGuest("out", vm.ip), NatGuest("other", other.ip)]
+    assert nat_ips(world) == [(vm.ip, True), (other.ip, True)]
     await vms.set("out", vcpu=None, memory_mib=None, disk_size=None, nat=False)
-    assert world.nat.guests["banger0"] == [NatGuest("other", other.ip)]
+    assert nat_ips(world) == [(vm.ip, False), (other.ip, True)]
     await vms.delete("other", force=True)
+    await vms.delete("out", force=True)
     assert world.nat.guests == {}
+    assert world.nat.calls[-1] == "remove"  # nothing left behind
+
+
+async def test_a_tap_is_quarantined_before_it_joins_the_bridge(world: World) -> None:
+    seen: list[set[str]] = []
+    replace = world.nat.replace
+
+    async def spy(bridge: str, bridge_ip: str, guests: Any, quarantined: Any) -> None:
+        seen.append(set(quarantined))
+        await replace(bridge, bridge_ip, guests, quarantined)
+
+    world.nat.replace = spy  # type: ignore[method-assign]
+    vm = await create(world, "new")
+    assert seen[0] == {vm.tap}  # before the TAP existed: all its frames dropped
+    assert world.nat.rules["banger0"].quarantined == set()  # now it is a guest
+
+
+async def test_groups_and_egress_reach_the_rules(world: World) -> None:
+    vms = world.env.services.vms
+    await create(world, "a", network_group="web", egress_allow=["example.org", "10.1.0.0/16"])
+    b = await create(world, "b")
+    rules = {g.name: g for g in world.nat.guests["banger0"]}
+    assert rules["a"].group == "web" and rules["a"].allow_cidrs == ("10.1.0.0/16",)
+    assert rules["a"].allow_names and not rules["b"].allow_names
+    await vms.set("b", vcpu=None, memory_mib=None, disk_size=None, network_group="web")
+    assert {g.group for g in world.nat.guests["banger0"]} == {"web"}
+    assert b.egress_allow == []
+
+
+async def test_vm_defaults_give_the_egress_allowlist(tmp_path: Path) -> None:
+    config = Config.model_validate({"vm_defaults": {"egress_allow": ["example.org"]}})
+    built = await make_world(tmp_path, config)
+    vm = await create(built, "d", start=False)
+    assert vm.egress_allow == ["example.org"]
+    explicit = await create(built, "e", start=False, egress_allow=[])
+    assert explicit.egress_allow == []
+    built.env.services.store.close()
+
+
+async def test_allowed_names_are_answered_and_their_addresses_allowed(world: World) -> None:
+    world.forwarder.answer = lambda packet: dns.build_response(
+        dns.parse_query(packet), dns.NOERROR,
+        answers=(b"\xc0\x0c" + struct.pack("!HHIH", dns.TYPE_A, dns.CLASS_IN, 7, 4)
+                 + bytes([198, 51, 100, 9]),),
+    )
+    vm = await create(world, "picky", egress_allow=["example.org", "*.allowed.test"])
+    assert dns.answer_addresses(await ask(world, "example.org", vm.ip)) == [("198.51.100.9", 7)]
+    assert world.nat.allowed[vm.id] == {"198.51.100.9": 60}  # TTL 7, at least a minute
+    assert rcode(await ask(world, "www.allowed.test", vm.ip)) == dns.NOERROR
+    count = len(world.forwarder.forwarded)
+    for name in ("example.com", "allowed.test", "evil-example.org"):
+        assert rcode(await ask(world, name, vm.ip)) == dns.REFUSED
+    assert len(world.forwarder.forwarded) == count  # never asked upstream
+
+    async def broken(*_: object) -> None:
+        raise HostError("nft failed")
+
+    world.nat.allow = broken  # type: ignore[method-assign]
+    assert rcode(await ask(world, "example.org", vm.ip)) == dns.SERVFAIL
+    with pytest.raises(InvalidState):  # a VM that is gone gets no set back
+        await world.vm_followers.nat.allow("gone", [("192.0.2.1", 60)])
+
+
+async def test_a_failing_rule_update_stops_the_vm_from_starting(world: World) -> None:
+    async def broken(*_: object) -> None:
+        raise HostError("`nft -f -` failed: Operation not permitted")
+
+    await create(world, "running")
+    world.nat.replace = broken  # type: ignore[method-assign]
+    with pytest.raises(HostError):
+        await create(world, "natfail")
+    assert [vm.name for vm in world.env.services.vms.all()] == ["running"]
+    await world.vm_followers.nat.verify()
+    checks = {c.name: c for c in world.env.services.doctor()}
+    assert checks["network rules"].status == "fail"
+    assert "Operation not permitted" in checks["network rules"].detail
+
+
+async def test_doctor_sees_missing_rules(world: World) -> None:
+    await create(world, "watched")
+    await world.vm_followers.nat.verify()
+    checks = {c.name: c for c in world.env.services.doctor()}
+    assert checks["network rules"].status == "ok"
+    world.nat.rules.clear()  # someone flushed them
+    await world.vm_followers.nat.verify()
+    checks = {c.name: c for c in world.env.services.doctor()}
+    assert checks["network rules"].status == "fail"
+    assert "inet fwd_banger0" in checks["network rules"].detail
 
 
 async def test_startup_rebuilds_rules_from_the_store(tmp_path: Path) -> None:
     stale = FakeNat()
-    stale.guests["banger0"] = [NatGuest("ghost", "172.16.0.99")]
+    await stale.replace("banger0", "172.16.0.1",
+                        [GuestNet("ghost", "0", "172.16.0.99", "02:00:00:00:00:01", "bgr0")], [])
     built = await make_world(tmp_path, nat=stale)
     await built.vm_followers.start()
     assert built.nat.guests == {}  # left by a VM that no longer exists
@@ -230,37 +329,19 @@ async def test_startup_rebuilds_rules_from_the_store(tmp_path: Path) -> None:
     await built.vm_followers.close()
 
     # A new daemon (same store, rules wiped meanwhile) puts them back.
-    built.nat.guests.clear()
+    built.nat.rules.clear()
     await built.vm_followers.start()
-    assert built.nat.guests == {"banger0": [NatGuest("kept", vm.ip)]}
+    assert nat_ips(built) == [(vm.ip, True)]
     await built.vm_followers.close()
     built.env.services.store.close()
 
 
-async def test_no_nft_calls_when_nat_was_never_used(world: World) -> None:
-    await create(world, "plain")
-    await world.env.services.vms.stop("plain")
-    assert world.nat.calls == []
-
-
-async def test_a_failing_nat_update_does_not_break_the_lifecycle(world: World) -> None:
-    async def broken(bridge: str, guests: object) -> None:
-        raise HostError("`nft -f -` failed: Operation not permitted")
-
-    world.nat.replace = broken  # type: ignore[method-assign]
-    vm = await create(world, "natfail", nat=True)
-    assert vm.state == VMState.RUNNING
-    checks = {c.name: c for c in world.env.services.doctor()}
-    assert checks["nat"].status == "warn"
-    assert "Operation not permitted" in checks["nat"].detail
-
-
 async def test_nat_needs_nft(tmp_path: Path) -> None:
-    built = await make_world(tmp_path, nat=FakeNat(available=False))
+    built = await make_world(tmp_path, nat=FakeNat(is_available=False))
     with pytest.raises(MissingTool, match="nft"):
         built.vm_followers.nat.require()
     checks = {c.name: c for c in built.env.services.doctor()}
-    assert checks["nat"].status == "warn"
+    assert checks["network rules"].status == "fail"
     built.env.services.store.close()
 
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from banger.core.nat import NatGuest
+from banger.core.nat import GuestNet
 from banger.host import hostinfo
 from banger.host.nat import Nftables
 from banger.host.processes import Result
@@ -15,17 +15,18 @@ from tests.support.host_fakes import FakeRunner
 
 @dataclass
 class ScriptRunner(FakeRunner):
-    """Also keeps what each command got on stdin."""
-
-    inputs: list[str] = field(default_factory=list)
+    """Checks that nft always runs privileged."""
 
     async def run(
         self, argv: Sequence[str], *, check: bool = True, privileged: bool = False,
         input: bytes | None = None,
     ) -> Result:
         assert privileged or argv[0] != "nft", "nft always runs privileged"
-        self.inputs.append((input or b"").decode())
         return await super().run(argv, check=check, privileged=privileged, input=input)
+
+
+def script(runner: FakeRunner, index: int) -> str:
+    return (runner.inputs[index] or b"").decode()
 
 
 def proc_with_forwarding(tmp_path: Path, value: str) -> Path:
@@ -35,34 +36,58 @@ def proc_with_forwarding(tmp_path: Path, value: str) -> Path:
     return tmp_path
 
 
+GUEST = GuestNet("a", "aaa", "172.16.0.2", "02:00:00:00:00:0a", "bgraaa", allow_names=True)
+INET = ("nft", "list", "table", "inet", "banger")
+BRIDGE = ("nft", "list", "table", "bridge", "banger")
+
+
 async def test_replace_applies_one_script(tmp_path: Path) -> None:
-    runner = ScriptRunner()
-    await Nftables(runner, tmp_path).replace("banger0", [NatGuest("a", "172.16.0.2")])
-    assert runner.calls == [("nft", "-f", "-")]
-    assert "ip saddr 172.16.0.2" in runner.inputs[0]
-    assert "flush chain inet banger nat_banger0" in runner.inputs[0]
+    listing = "table inet banger {\n\tset eg_banger0_old {\n\t}\n}\n"
+    runner = ScriptRunner(responses={INET: Result(INET, 0, listing, "")})
+    await Nftables(runner, tmp_path).replace("banger0", "172.16.0.1", [GUEST], ["bgrnew"])
+    assert runner.calls == [INET, ("nft", "-f", "-")]
+    applied = script(runner, -1)
+    assert "ip saddr 172.16.0.2" in applied and '"bgrnew"' in applied
+    assert "flush chain inet banger nat_banger0" in applied
+    assert "delete set inet banger eg_banger0_old" in applied
 
 
-async def test_remove_drops_the_table_only_when_empty(tmp_path: Path) -> None:
-    listing = ("nft", "list", "table", "inet", "banger")
-    empty = ScriptRunner(responses={listing: Result(listing, 0, "table inet banger {\n}\n", "")})
+async def test_remove_drops_the_tables_only_when_empty(tmp_path: Path) -> None:
+    empty = ScriptRunner(responses={
+        INET: Result(INET, 0, "table inet banger {\n}\n", ""),
+        BRIDGE: Result(BRIDGE, 0, "table bridge banger {\n}\n", ""),
+    })
     await Nftables(empty, tmp_path).remove("banger0")
-    assert empty.calls[-1] == ("nft", "delete", "table", "inet", "banger")
-    assert "delete chain inet banger nat_banger0" in empty.inputs[0]
+    assert ("nft", "delete", "table", "inet", "banger") in empty.calls
+    assert ("nft", "delete", "table", "bridge", "banger") in empty.calls
+    assert "delete chain inet banger nat_banger0" in script(empty, 1)
+    assert "delete chain bridge banger pre_banger0" in script(empty, 1)
 
     other = "table inet banger {\n\tchain nat_bgt1 {\n\t}\n}\n"
-    shared = ScriptRunner(responses={listing: Result(listing, 0, other, "")})
+    shared = ScriptRunner(responses={INET: Result(INET, 0, other, "")})
     await Nftables(shared, tmp_path).remove("banger0")
     assert ("nft", "delete", "table", "inet", "banger") not in shared.calls
 
 
-async def test_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostinfo, "which", lambda tool: f"/usr/sbin/{tool}")
-    chain = ("nft", "list", "chain", "inet", "banger", "nat_banger0")
-    assert await Nftables(FakeRunner(), tmp_path).present("banger0")
-    assert not await Nftables(FakeRunner(fail_on={chain}), tmp_path).present("banger0")
+    inet = "table inet banger {\n\tchain nat_banger0 {\n\t}\n\tchain fwd_banger0 {\n\t}\n}\n"
+    bridge = "table bridge banger {\n\tchain pre_banger0 {\n\t}\n}\n"
+    runner = FakeRunner(responses={INET: Result(INET, 0, inet, ""),
+                                   BRIDGE: Result(BRIDGE, 0, bridge, "")})
+    assert await Nftables(runner, tmp_path).missing("banger0") == [
+        "inet in_banger0", "bridge fwd_banger0",
+    ]
     monkeypatch.setattr(hostinfo, "which", lambda tool: None)
-    assert not await Nftables(FakeRunner(), tmp_path).present("banger0")
+    assert len(await Nftables(FakeRunner(), tmp_path).missing("banger0")) == 5
+
+
+async def test_allow_adds_elements_with_a_timeout(tmp_path: Path) -> None:
+    runner = ScriptRunner()
+    await Nftables(runner, tmp_path).allow("banger0", "aaa", [("192.0.2.7", 60)])
+    assert "add element inet banger eg_banger0_aaa { 192.0.2.7 timeout 60s }" in script(runner, 0)
+    await Nftables(runner, tmp_path).allow("banger0", "aaa", [])
+    assert len(runner.calls) == 1
 
 
 async def test_forwarding_is_switched_on_only_when_off(tmp_path: Path) -> None:

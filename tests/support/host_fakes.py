@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from banger.core import agent, dns, stats
+from banger.core import agent, dns, nat, stats
 from banger.core.errors import BootFailed, HostError, InvalidInput
 from banger.core.imagerecipe import PACKAGES
 from banger.core.imagerecipe import STAGE as IMAGE_STAGE
 from banger.core.kernelcatalog import CatalogKernel
 from banger.core.models import ProgressEvent
-from banger.core.nat import NatGuest
+from banger.core.nat import GuestNet
 from banger.core.oci import Reference
 from banger.host import kernelpull, oci
 from banger.host.dns import PacketHandler
@@ -110,26 +110,51 @@ class FakeDisks:
 # banger.host.nat
 
 
+@dataclass
+class FakeBridgeRules:
+    bridge_ip: str
+    guests: list[GuestNet]
+    quarantined: set[str]
+
+
+@dataclass
 class FakeNat:
-    def __init__(self, available: bool = True) -> None:
-        self.is_available = available
-        self.guests: dict[str, list[NatGuest]] = {}
-        self.forwarding = False
-        self.calls: list[str] = []
+    is_available: bool = True
+    rules: dict[str, FakeBridgeRules] = field(default_factory=dict)
+    allowed: dict[str, dict[str, int]] = field(default_factory=dict)  # vm id -> ip -> seconds
+    forwarding: bool = False
+    calls: list[str] = field(default_factory=list)
 
     def available(self) -> bool:
         return self.is_available
 
-    async def replace(self, bridge: str, guests: Sequence[NatGuest]) -> None:
+    @property
+    def guests(self) -> dict[str, list[GuestNet]]:
+        return {bridge: rules.guests for bridge, rules in self.rules.items()}
+
+    async def replace(
+        self, bridge: str, bridge_ip: str, guests: Sequence[GuestNet],
+        quarantined_taps: Iterable[str],
+    ) -> None:
         self.calls.append("replace")
-        self.guests[bridge] = sorted(guests, key=lambda g: g.ip)
+        ordered = sorted(guests, key=lambda g: g.ip)
+        self.rules[bridge] = FakeBridgeRules(bridge_ip, ordered, set(quarantined_taps))
+        with_sets = {g.vm_id for g in ordered if g.allow_names}
+        self.allowed = {k: v for k, v in self.allowed.items() if k in with_sets}
 
     async def remove(self, bridge: str) -> None:
         self.calls.append("remove")
-        self.guests.pop(bridge, None)
+        self.rules.pop(bridge, None)
+        self.allowed.clear()
 
-    async def present(self, bridge: str) -> bool:
-        return bridge in self.guests
+    async def missing(self, bridge: str) -> list[str]:
+        return [] if bridge in self.rules else [
+            f"{family} {chain}" for family, chain in nat.expected_chains(bridge)
+        ]
+
+    async def allow(self, bridge: str, vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
+        self.calls.append("allow")
+        self.allowed.setdefault(vm_id, {}).update(dict(addresses))
 
     async def enable_forwarding(self) -> None:
         self.forwarding = True

@@ -36,7 +36,7 @@ def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, start: bool, ready: Readiness = "login",
     nat: bool = False, backend: str | None = None, kernel: str | None = None,
-    cold: bool = False,
+    cold: bool = False, egress_allow: str | None = None, network_group: str | None = None,
 ) -> VM:
     printer = ProgressPrinter()
     try:
@@ -44,6 +44,8 @@ def _create(
             name=name, image=image, vcpu=vcpu, memory_mib=memory, disk_size=disk_size,
             start=start, on_progress=printer, ready=ready, nat=nat, backend=backend,
             kernel=kernel, cold=cold,
+            egress_allow=None if egress_allow is None else [egress_allow],
+            network_group=network_group,
         )
     finally:
         printer.done()
@@ -137,6 +139,11 @@ def _delete_quietly(ctx: Context, name: str) -> None:
     *SIZE_OPTIONS,
     Opt("--no-start", flag=True, help="Provision only; do not boot."),
     Opt("--nat", flag=True, help="Give the guest outbound access through the host."),
+    Opt("--egress-allow", metavar="LIST", help="Without --nat, let the guest reach only "
+        "these CIDRs and DNS names, comma-separated (e.g. example.org,10.1.0.0/16; "
+        "default: [vm_defaults] egress_allow; none)."),
+    Opt("--network-group", metavar="NAME", help="Let the guest reach the other VMs of this "
+        "group (default: it reaches no other VM)."),
     Opt("--backend", choices=["qemu", "firecracker"],
         help="VMM for this VM (default: the daemon's backend, see `banger doctor`)."),
     Opt("--kernel", complete=KERNELS, help="Kernel to boot (see `banger kernel list`; "
@@ -147,12 +154,15 @@ def _delete_quietly(ctx: Context, name: str) -> None:
 def create(
     ctx: Context, name: str | None, image: str | None, vcpu: int | None,
     memory: int | None, disk_size: str | None, no_start: bool, nat: bool,
+    egress_allow: str | None, network_group: str | None,
     backend: str | None, kernel: str | None, cold: bool, as_json: bool,
 ) -> None:
-    """Create a VM (and boot it, unless --no-start)."""
+    """Create a VM (and boot it, unless --no-start). Its network is contained: it reaches
+    the host's DNS and nothing else, unless --nat, --egress-allow or --network-group."""
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size,
         start=not no_start, nat=nat, backend=backend, kernel=kernel, cold=cold,
+        egress_allow=egress_allow, network_group=network_group,
     )
     if as_json:
         print_json(created)
@@ -246,17 +256,29 @@ def delete(ctx: Context, names: tuple[str, ...], force: bool) -> None:
     *SIZE_OPTIONS,
     Opt("--nat", negatable=True,
         help="Turn outbound access through the host on or off (also while running)."),
+    Opt("--egress-allow", metavar="LIST", help="CIDRs and DNS names the guest may reach "
+        "without NAT, comma-separated; \"\" for none (also while running)."),
+    Opt("--network-group", metavar="NAME",
+        help="Put the VM in this group; \"\" to leave it (also while running)."),
     name="set",
 )
 def set_(
     ctx: Context, name: str, vcpu: int | None, memory: int | None, disk_size: str | None,
-    nat: bool | None,
+    nat: bool | None, egress_allow: str | None, network_group: str | None,
 ) -> None:
-    """Change a stopped VM's size (the work disk can only grow), or its NAT setting."""
+    """Change a stopped VM's size (the work disk can only grow), or its network policy."""
+    from banger.core.egress import describe
+
     updated = ctx.client.set_vm(
-        name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size, nat=nat
+        name, vcpu=vcpu, memory_mib=memory, disk_size=disk_size, nat=nat,
+        egress_allow=None if egress_allow is None else [egress_allow],
+        network_group=network_group,
     )
     nat_part = "" if nat is None else f", nat {'on' if updated.nat else 'off'}"
+    if egress_allow is not None:
+        nat_part += f", egress {describe(updated.nat, updated.egress_allow)}"
+    if network_group is not None:
+        nat_part += f", group {updated.network_group or '-'}"
     echo(
         f"{updated.name}: {updated.spec.vcpu} vCPU, {updated.spec.memory_mib} MiB, "
         f"{format_size(updated.spec.disk_size_bytes)} disk{nat_part}"
@@ -318,6 +340,8 @@ def list_(ctx: Context, as_json: bool) -> None:
 @vm.command(NAME, JSON)
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one VM."""
+    from banger.core.egress import describe
+
     v = ctx.client.get_vm(name)
     if as_json:
         print_json(v)
@@ -329,6 +353,8 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
         ("disk", format_size(v.spec.disk_size_bytes)),
         ("backend", f"{v.backend} ({v.accel})"), ("pid", str(v.pid or "-")),
         ("nat", "on" if v.nat else "off"),
+        ("egress", describe(v.nat, v.egress_allow)),
+        ("network group", v.network_group or "- (reaches no other VM)"),
         ("created", iso_time(v.created_at)),
         ("dir", v.dir),
     ]

@@ -182,15 +182,18 @@ class Client:
         memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
         on_progress: OnProgress = lambda _: None, ready: Readiness = "login", nat: bool = False,
         backend: str | None = None, kernel: str | None = None, cold: bool = False,
+        egress_allow: list[str] | None = None, network_group: str | None = None,
     ) -> VM:
         """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
         right away themselves; the default waits for a verified login. `cold` boots even
-        when the image has a warm template."""
+        when the image has a warm template. `egress_allow`: CIDRs and DNS names the guest
+        may reach without NAT (None: the config's default)."""
         from banger.core import api
 
         body = api.CreateVM(
             name=name, image=image, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size,
             start=start, ready=ready, nat=nat, backend=backend, kernel=kernel, cold=cold,
+            egress_allow=egress_allow, network_group=network_group or "",
         )
         return _vm(self.stream("POST", "/v1/vms", body.body(), on_progress))
 
@@ -235,10 +238,15 @@ class Client:
     def set_vm(
         self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
         disk_size: str | None = None, nat: bool | None = None,
+        egress_allow: list[str] | None = None, network_group: str | None = None,
     ) -> VM:
+        """None leaves a setting as it is; `egress_allow=[]` and `network_group=""` clear."""
         from banger.core import api
 
-        body = api.SetVM(vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size, nat=nat).body()
+        body = api.SetVM(
+            vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size, nat=nat,
+            egress_allow=egress_allow, network_group=network_group,
+        ).body()
         return _vm(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:

@@ -56,6 +56,9 @@ class CreateVM(Request):
     backend: str | None = None
     kernel: str | None = None
     cold: bool = False
+    # CIDRs and DNS names the guest may reach without NAT (None: the config's default).
+    egress_allow: list[str] | None = None
+    network_group: str = ""
 
     @property
     def waits_for_login(self) -> bool:
@@ -78,6 +81,9 @@ class SetVM(Request):
     memory_mib: int | None = None
     disk_size: str | None = None
     nat: bool | None = None
+    # None leaves it as it is; [] and "" clear.
+    egress_allow: list[str] | None = None
+    network_group: str | None = None
 
 
 @dataclass(frozen=True)

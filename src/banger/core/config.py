@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from banger.core.durations import parse_duration
+from banger.core.egress import normalize_egress_allow
 from banger.core.errors import ConfigError, InvalidInput
 from banger.core.filesync import check_host_path, parse_mode, work_disk_path
 from banger.core.netplan import bridge_network
@@ -23,6 +24,16 @@ class VMDefaults(_Strict):
     vcpu: int | None = Field(default=None, ge=1, le=64)
     memory_mib: int | None = Field(default=None, ge=128, le=1024 * 1024)
     disk_size: str | None = None
+    # Where VMs created without --nat or --egress-allow may send traffic (see vm create).
+    egress_allow: list[str] = []
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: list[str]) -> list[str]:
+        try:
+            return normalize_egress_allow(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("disk_size")
     @classmethod

@@ -303,6 +303,32 @@ def is_answer_to(query: Query, packet: bytes) -> bool:
     )
 
 
+def answer_addresses(packet: bytes) -> list[tuple[str, int]]:
+    """The A records (address, TTL) in an upstream answer's answer section; [] for anything
+    unreadable."""
+    try:
+        _, _, qdcount, ancount, _, _ = _HEADER.unpack_from(packet)
+        offset = _HEADER.size
+        for _ in range(qdcount):
+            offset = read_name(packet, offset)[1] + 4
+        found: list[tuple[str, int]] = []
+        for _ in range(ancount):
+            offset = read_name(packet, offset)[1]
+            rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", packet, offset)
+            offset += 10
+            rdata = packet[offset:offset + rdlength]
+            offset += rdlength
+            if rtype == TYPE_A and rclass == CLASS_IN and len(rdata) == 4:
+                found.append((".".join(str(b) for b in rdata), ttl))
+        return found
+    except (FormatError, struct.error):
+        return []
+
+
+def refused(query: Query) -> bytes:
+    return build_response(query, REFUSED)
+
+
 def nameservers(resolv_conf: str, *, exclude: set[str]) -> list[str]:
     """IPv4 `nameserver` lines of a resolv.conf, minus `exclude` (our own address: forwarding
     to ourselves would loop)."""

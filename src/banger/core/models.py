@@ -63,6 +63,9 @@ class VM:
     kernel: str = ""  # a kernel catalog entry overriding the image's kernel (vm create --kernel)
     # The warm template the VM's disks were made from (its key); its first start restores it.
     template: str = ""
+    # Egress without NAT: CIDRs and DNS names (see banger.core.egress); [] reaches nothing.
+    egress_allow: list[str] = field(default_factory=list)
+    network_group: str = ""  # VMs of one group reach each other; "" is alone
 
 
 @dataclass

@@ -4,16 +4,20 @@ The zone is rebuilt from the store whenever a VM changes (VMService notifies us)
 resolves from the moment its VM is running until it stops or goes away. Other names are
 forwarded to the host's resolvers for the host itself and for guests with NAT (their resolver
 is the bridge address), and refused for everyone else: a guest without NAT has no way out, so
-it gets no DNS tunnel out either."""
+it gets no DNS tunnel out either. A guest with an egress allowlist gets answers for its
+allowed names only, and the addresses in them are added to its allow set (for the answer's
+TTL) before the answer reaches it. Source addresses can be trusted: the bridge rules drop
+every frame a guest sends from an address that is not its own."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from banger.core import dns
 from banger.core.config import Config
+from banger.core.egress import EgressAllow, allow_seconds, parse_egress_allow
 from banger.core.models import VM, Check, VMState
 from banger.daemon.store import Store
 from banger.host.dns import DNSListener, Forwarder, ResolvedLinks
@@ -22,13 +26,17 @@ log = logging.getLogger("banger.dns")
 
 DNS_PORT = 53
 _LIVE = {VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.ERROR}
+# (vm id, [(address, seconds)]): let that guest reach these addresses.
+Allower = Callable[[str, Sequence[tuple[str, int]]], Awaitable[None]]
 
 
 class DNSService:
     def __init__(
         self, *, config: Config, store: Store, listener: DNSListener, forwarder: Forwarder,
         resolved: ResolvedLinks, resolv_conf: Callable[[], str],
+        allow: Allower,
     ) -> None:
+        """`allow`: how addresses from answers get into a guest's allow set."""
         self._config = config
         self._store = store
         self._listener = listener
@@ -37,6 +45,8 @@ class DNSService:
         self._resolv_conf = resolv_conf
         self.zone: dict[str, str] = {}
         self._forward_for: set[str] = set()
+        self._allowlists: dict[str, tuple[str, EgressAllow]] = {}  # guest ip -> (vm id, ...)
+        self._allow = allow
         self.serving = False
         self.error = ""
         self._routed = False
@@ -50,6 +60,10 @@ class DNSService:
         }
         self._forward_for = {self._config.bridge_ip} | {
             vm.ip for vm in vms if vm.nat and vm.state in _LIVE and vm.pid is not None
+        }
+        self._allowlists = {
+            vm.ip: (vm.id, parse_egress_allow(vm.egress_allow)) for vm in vms
+            if not vm.nat and vm.egress_allow and vm.state in _LIVE and vm.pid is not None
         }
 
     async def on_vm_event(self, vm: VM) -> None:
@@ -101,12 +115,35 @@ class DNSService:
         return client in self._forward_for or address.is_loopback
 
     async def handle(self, packet: bytes, client: str) -> bytes | None:
-        upstreams = self.upstreams() if self._may_forward(client) else []
+        allowlist = self._allowlists.get(client)
+        may_forward = self._may_forward(client) or allowlist is not None
+        upstreams = self.upstreams() if may_forward else []
         decision = dns.respond(packet, self.zone.get, may_forward=bool(upstreams))
-        if isinstance(decision, dns.Forward):
-            answer = await self._forwarder.forward(packet, decision.query, upstreams)
-            return answer if answer is not None else dns.servfail(decision.query)
-        return decision.packet if decision is not None else None
+        if not isinstance(decision, dns.Forward):
+            return decision.packet if decision is not None else None
+        if allowlist is not None and not self._may_forward(client):
+            return await self._forward_allowed(packet, decision.query, upstreams, *allowlist)
+        answer = await self._forwarder.forward(packet, decision.query, upstreams)
+        return answer if answer is not None else dns.servfail(decision.query)
+
+    async def _forward_allowed(
+        self, packet: bytes, query: dns.Query, upstreams: list[tuple[str, int]], vm_id: str,
+        allowlist: EgressAllow,
+    ) -> bytes:
+        if not allowlist.permits_name(query.question.name):
+            return dns.refused(query)
+        answer = await self._forwarder.forward(packet, query, upstreams)
+        if answer is None:
+            return dns.servfail(query)
+        addresses = [(ip, allow_seconds(ttl)) for ip, ttl in dns.answer_addresses(answer)]
+        if addresses:
+            try:
+                await self._allow(vm_id, addresses)
+            except Exception as exc:
+                # An answer the guest could not use would only look like a broken network.
+                log.warning("could not allow %s for a guest: %s", query.question.name, exc)
+                return dns.servfail(query)
+        return answer
 
     # Doctor
 

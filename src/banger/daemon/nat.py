@@ -1,23 +1,42 @@
-"""NatService: the NAT rules of this installation follow the store. A sync renders the rules
-for every live VM with `nat` on and replaces this bridge's chains in one transaction, so it
-is idempotent, runs at daemon start (rebuilding after a reboot or crash) and after every VM
-change."""
+"""NatService: this installation's containment rules follow the store. A sync renders the
+rules for every live VM (anti-spoofing, isolation, its egress policy) and replaces this
+bridge's chains in one transaction, so it is idempotent, runs at daemon start (rebuilding
+after a reboot or crash) and after every VM change.
+
+It fails closed: before a TAP joins the bridge the rules must be in place, and they drop
+every frame of a TAP that no live guest owns yet (a VM that is starting, a template VM)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 
+from banger.core import nat
 from banger.core.config import Config
-from banger.core.errors import MissingTool
+from banger.core.egress import parse_egress_allow
+from banger.core.errors import InvalidState, MissingTool
 from banger.core.models import VM, Check, VMState
-from banger.core.nat import NatGuest
+from banger.core.nat import GuestNet
 from banger.daemon.store import Store
 from banger.host.nat import NatAdapter
 
 log = logging.getLogger("banger.nat")
 
 _LIVE = {VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.ERROR}
+
+
+def guest_net(vm: VM) -> GuestNet:
+    allow = parse_egress_allow(vm.egress_allow)
+    return GuestNet(
+        name=vm.name, vm_id=vm.id, ip=vm.ip, mac=vm.mac, tap=vm.tap, nat=vm.nat,
+        allow_cidrs=allow.cidrs, allow_names=bool(allow.names), group=vm.network_group,
+    )
+
+
+def is_live(vm: VM) -> bool:
+    return vm.state in _LIVE and vm.pid is not None
 
 
 class NatService:
@@ -27,19 +46,18 @@ class NatService:
         self._nat = adapter
         self._lock = asyncio.Lock()
         self._applied = False
+        self._pending_taps: set[str] = set()
+        self._missing: list[str] | None = None
         self.error = ""
 
-    def guests(self) -> list[NatGuest]:
-        return [
-            NatGuest(vm.name, vm.ip) for vm in self._store.list_vms()
-            if vm.nat and vm.state in _LIVE and vm.pid is not None
-        ]
+    def guests(self) -> list[GuestNet]:
+        return [guest_net(vm) for vm in self._store.list_vms() if is_live(vm)]
 
     def require(self) -> None:
-        """Fail a request that turns NAT on when this host cannot do it."""
+        """Fail a request that needs the rules when this host cannot make them."""
         if not self._nat.available():
             raise MissingTool(
-                "nft not found: --nat needs nftables",
+                "nft not found: banger contains its guests' network with nftables",
                 hint="apt-get install nftables, then try again",
             )
 
@@ -48,33 +66,79 @@ class NatService:
         async with self._lock:
             guests = self.guests()
             bridge = self._config.bridge_name
+            taps = {g.tap for g in guests}
+            quarantined = self._pending_taps - taps
             try:
-                if guests:
-                    await self._nat.enable_forwarding()
-                    await self._nat.replace(bridge, guests)
+                if guests or quarantined:
+                    if any(g.nat or g.allow_cidrs or g.allow_names for g in guests):
+                        await self._nat.enable_forwarding()
+                    await self._nat.replace(bridge, self._config.bridge_ip, guests, quarantined)
                     self._applied = True
-                elif self._applied or (startup and await self._nat.present(bridge)):
+                elif self._applied or (startup and await self._left_behind(bridge)):
                     await self._nat.remove(bridge)
                     self._applied = False
             except Exception as exc:
                 self.error = str(exc)
-                log.warning("NAT rules not updated: %s", exc)
+                log.warning("network rules not updated: %s", exc)
                 raise
             self.error = ""
 
-    async def on_vm_event(self, vm: VM) -> None:
+    async def _left_behind(self, bridge: str) -> bool:
+        if not self._nat.available():
+            return False
+        return len(await self._nat.missing(bridge)) < len(nat.expected_chains(bridge))
+
+    async def before_attach(self, tap: str) -> None:
+        """A TAP is about to join the bridge: its frames are dropped until its VM is live."""
+        self.require()
+        self._pending_taps.add(tap)
         await self.sync()
+
+    async def after_detach(self, tap: str) -> None:
+        if tap in self._pending_taps:
+            self._pending_taps.discard(tap)
+            # A stale drop rule for a TAP that is gone harms no one: the lifecycle goes on.
+            with contextlib.suppress(Exception):
+                await self.sync()
+
+    async def on_vm_event(self, vm: VM) -> None:
+        if is_live(vm):
+            self._pending_taps.discard(vm.tap)
+        await self.sync()
+
+    async def allow(self, vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
+        """Let a guest reach addresses its DNS answers gave for an allowed name. Under the
+        sync's lock, so a set is never made again after the sync that removed its VM."""
+        async with self._lock:
+            if not any(g.vm_id == vm_id and g.allow_names for g in self.guests()):
+                raise InvalidState("this VM has no allowlist of names (any more)")
+            await self._nat.allow(self._config.bridge_name, vm_id, addresses)
+
+    async def verify(self) -> None:
+        """Look at what is in place now, for `checks`."""
+        self._missing = await self._nat.missing(self._config.bridge_name)
 
     def checks(self) -> list[Check]:
         if not self._nat.available():
             return [Check(
-                "nat", "warn", "nft not found: `vm create --nat` is unavailable",
-                "apt-get install nftables", False,
+                "network rules", "fail", "nft not found: guests cannot be contained, so VMs "
+                "do not start", "apt-get install nftables",
             )]
         if self.error:
             return [Check(
-                "nat", "warn", f"last NAT update failed: {self.error}",
-                "NAT needs root or passwordless sudo for nft and sysctl", False,
+                "network rules", "fail", f"last update failed: {self.error}",
+                "the rules need root or passwordless sudo for nft and sysctl",
             )]
-        return [Check("nat", "ok", f"nftables (table inet banger), {len(self.guests())} "
-                      "guest(s) with NAT", required=False)]
+        guests = self.guests()
+        if guests and self._missing:
+            return [Check(
+                "network rules", "fail",
+                f"{len(guests)} guest(s) running but missing: {', '.join(self._missing)}",
+                "restart bangerd to rebuild them",
+            )]
+        exposed = sum(g.nat or bool(g.allow_cidrs or g.allow_names) for g in guests)
+        return [Check(
+            "network rules", "ok",
+            f"nftables (table inet banger, table bridge banger): {len(guests)} guest(s) "
+            f"contained, {exposed} with egress", required=False,
+        )]

@@ -20,6 +20,10 @@ class HostNetwork:
         self._lock = asyncio.Lock()
         # Called after the bridge was (re)made, e.g. to point the host's resolver at it.
         self.bridge_listeners: list[Callable[[], Awaitable[None]]] = []
+        # Called with a TAP's name before it joins the bridge (the rules that contain it must
+        # be in place first; raising stops the attach) and after it is gone.
+        self.attach_guards: list[Callable[[str], Awaitable[None]]] = []
+        self.detach_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     @property
     def gateway(self) -> str:
@@ -51,10 +55,14 @@ class HostNetwork:
 
     async def attach(self, tap: str) -> None:
         await self.ensure_bridge()
+        for guard in self.attach_guards:
+            await guard(tap)
         await self._net.create_tap(tap, self._config.bridge_name)
 
     async def detach(self, tap: str) -> None:
         await self._net.delete_tap(tap)
+        for listener in self.detach_listeners:
+            await listener(tap)
 
     async def banger_taps(self) -> list[str]:
         return await self._net.list_taps(TAP_PREFIX, self._config.bridge_name)

@@ -45,6 +45,8 @@ def vm_routes(services: Services) -> web.RouteTableDef:
             backend=data.backend,
             kernel=data.kernel,
             cold=data.cold,
+            egress_allow=data.egress_allow,
+            network_group=data.network_group,
         ))
 
     @routes.post("/v1/vms/{name}/start")
@@ -90,7 +92,8 @@ def vm_routes(services: Services) -> web.RouteTableDef:
             services.vm_followers.nat.require()
         vm = await vms.set(
             request.match_info["name"], vcpu=data.vcpu, memory_mib=data.memory_mib,
-            disk_size=data.disk_size, nat=data.nat,
+            disk_size=data.disk_size, nat=data.nat, egress_allow=data.egress_allow,
+            network_group=data.network_group,
         )
         return answer(to_dict(vm))
 

@@ -1,6 +1,6 @@
-"""The services that follow the VM lifecycle: the `.vm` DNS server, NAT and the stats poller.
-Each listens to VMService's notifications and rebuilds from the store, so a daemon restart
-(or a crash) leaves nothing stale behind."""
+"""The services that follow the VM lifecycle: the `.vm` DNS server, the network rules
+(containment, NAT) and the stats poller. Each listens to VMService's notifications and
+rebuilds from the store, so a daemon restart (or a crash) leaves nothing stale behind."""
 
 from __future__ import annotations
 
@@ -72,15 +72,17 @@ def build_vm_followers(
     config: Config, store: Store, network: HostNetwork, vms: VMService,
     adapters: VMFollowerAdapters,
 ) -> VMFollowers:
+    nat = NatService(config, store, adapters.nat)
     dns = DNSService(
         config=config, store=store, listener=adapters.dns_listener,
         forwarder=adapters.dns_forwarder, resolved=adapters.resolved,
-        resolv_conf=adapters.resolv_conf,
+        resolv_conf=adapters.resolv_conf, allow=nat.allow,
     )
-    nat = NatService(config, store, adapters.nat)
     stats = StatsService(config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats)
     vms.listeners += [dns.on_vm_event, nat.on_vm_event, stats.on_vm_event]
     network.bridge_listeners.append(dns.on_bridge_ready)
+    network.attach_guards.append(nat.before_attach)
+    network.detach_listeners.append(nat.after_detach)
     return VMFollowers(dns, nat, stats, network)
 
 

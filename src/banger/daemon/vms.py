@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from banger.core.config import Config
+from banger.core.egress import normalize_egress_allow, validate_group
 from banger.core.errors import (
     BangerError,
     GuestSetupFailed,
@@ -143,8 +144,15 @@ class VMService:
         backend: str | None = None,
         kernel: str | None = None,
         cold: bool = False,
+        egress_allow: list[str] | None = None,
+        network_group: str = "",
     ) -> VM:
-        """`cold`: boot even if the image has a warm template."""
+        """`cold`: boot even if the image has a warm template. `egress_allow`: None takes
+        the config's `[vm_defaults] egress_allow`."""
+        egress = normalize_egress_allow(
+            self._config.vm_defaults.egress_allow if egress_allow is None else egress_allow
+        )
+        validate_group(network_group)
         if kernel and self._kernels is not None:
             self._kernels.check(kernel)
         if name is not None:
@@ -192,6 +200,8 @@ class VMService:
                 accel=profile.accel,
                 created_at=time.time(),
                 nat=nat,
+                egress_allow=egress,
+                network_group=network_group,
                 kernel=kernel or "",
                 template=template.meta.key if template else "",
             )
@@ -333,9 +343,14 @@ class VMService:
 
     async def set(
         self, name: str, *, vcpu: int | None, memory_mib: int | None, disk_size: str | None,
-        nat: bool | None = None,
+        nat: bool | None = None, egress_allow: list[str] | None = None,
+        network_group: str | None = None,
     ) -> VM:
+        """None leaves a setting as it is; NAT, egress and group apply while running."""
         _check_size_flags(vcpu, memory_mib)
+        egress = None if egress_allow is None else normalize_egress_allow(egress_allow)
+        if network_group is not None:
+            validate_group(network_group)
         vm = self.get(name)
         resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._records.lock(vm):
@@ -356,6 +371,8 @@ class VMService:
             vm = self._records.save(replace(
                 vm, spec=VMSpec(spec.vcpu, spec.memory_mib, spec.disk_size_bytes),
                 nat=vm.nat if nat is None else nat,
+                egress_allow=vm.egress_allow if egress is None else egress,
+                network_group=vm.network_group if network_group is None else network_group,
             ))
         await self._records.notify(vm)
         return vm

@@ -1,13 +1,14 @@
-"""NAT on the host: banger's nftables chains (see `banger.core.nat`) and IPv4 forwarding."""
+"""Guest containment on the host: banger's nftables tables (see `banger.core.nat`) and IPv4
+forwarding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from banger.core import nat
-from banger.core.nat import NatGuest
+from banger.core.nat import GuestNet
 from banger.host import hostinfo
 from banger.host.processes import CommandRunner
 
@@ -15,16 +16,23 @@ from banger.host.processes import CommandRunner
 class NatAdapter(Protocol):
     def available(self) -> bool: ...
 
-    async def replace(self, bridge: str, guests: Sequence[NatGuest]) -> None:
-        """Make `guests` exactly the NATed guests of `bridge`."""
+    async def replace(
+        self, bridge: str, bridge_ip: str, guests: Sequence[GuestNet],
+        quarantined_taps: Iterable[str],
+    ) -> None:
+        """Make `guests` exactly the guests of `bridge`, and quarantine the other TAPs."""
         ...
 
     async def remove(self, bridge: str) -> None:
-        """Remove every rule of `bridge` (and banger's table once it is empty)."""
+        """Remove every rule and set of `bridge` (and banger's tables once empty)."""
         ...
 
-    async def present(self, bridge: str) -> bool:
-        """Whether `bridge` has chains in banger's table."""
+    async def missing(self, bridge: str) -> list[str]:
+        """The chains of `bridge` that are not in place ("family chain" each)."""
+        ...
+
+    async def allow(self, bridge: str, vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
+        """Add (ip, seconds) entries to a guest's allow set."""
         ...
 
     async def enable_forwarding(self) -> None: ...
@@ -38,30 +46,48 @@ class Nftables:
     def available(self) -> bool:
         return hostinfo.which("nft") is not None
 
-    async def replace(self, bridge: str, guests: Sequence[NatGuest]) -> None:
-        script = nat.render_rules(bridge, guests)
+    async def _apply(self, script: str) -> None:
         await self._run.run(["nft", "-f", "-"], privileged=True, input=script.encode())
+
+    async def _listing(self, family: str) -> str | None:
+        result = await self._run.run(
+            ["nft", "list", "table", family, nat.TABLE], privileged=True, check=False
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    async def _sets(self) -> list[str]:
+        return nat.set_names(await self._listing(nat.FAMILY) or "")
+
+    async def replace(
+        self, bridge: str, bridge_ip: str, guests: Sequence[GuestNet],
+        quarantined_taps: Iterable[str],
+    ) -> None:
+        await self._apply(nat.render_rules(
+            bridge, bridge_ip, guests, quarantined_taps=quarantined_taps,
+            existing_sets=await self._sets(),
+        ))
 
     async def remove(self, bridge: str) -> None:
-        script = nat.render_removal(bridge)
-        await self._run.run(["nft", "-f", "-"], privileged=True, input=script.encode())
-        listing = await self._run.run(
-            ["nft", "list", "table", nat.FAMILY, nat.TABLE], privileged=True, check=False
-        )
-        if listing.returncode == 0 and nat.table_is_empty(listing.stdout):
-            await self._run.run(
-                ["nft", "delete", "table", nat.FAMILY, nat.TABLE], privileged=True, check=False
-            )
+        await self._apply(nat.render_removal(bridge, await self._sets()))
+        for family in (nat.FAMILY, nat.BRIDGE_FAMILY):
+            listing = await self._listing(family)
+            if listing is not None and nat.table_is_empty(listing):
+                await self._run.run(
+                    ["nft", "delete", "table", family, nat.TABLE], privileged=True, check=False
+                )
 
-    async def present(self, bridge: str) -> bool:
+    async def missing(self, bridge: str) -> list[str]:
         if not self.available():
-            return False
-        nat_chain, _ = nat.chain_names(bridge)
-        result = await self._run.run(
-            ["nft", "list", "chain", nat.FAMILY, nat.TABLE, nat_chain], privileged=True,
-            check=False,
-        )
-        return result.returncode == 0
+            return [f"{family} {chain}" for family, chain in nat.expected_chains(bridge)]
+        listings = {family: await self._listing(family) or ""
+                    for family in (nat.FAMILY, nat.BRIDGE_FAMILY)}
+        return [f"{family} {chain}" for family, chain in nat.expected_chains(bridge)
+                if not nat.chain_listed(listings[family], chain)]
+
+    async def allow(self, bridge: str, vm_id: str, addresses: Sequence[tuple[str, int]]) -> None:
+        script = nat.render_allow(bridge, vm_id, addresses)
+        if script:
+            await self._apply(script)
 
     async def enable_forwarding(self) -> None:
         # /proc/sys/net is per network namespace: this reads (and sysctl sets) the flag of
