@@ -13,6 +13,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -346,6 +347,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 # so a layer of millions of empty files is refused like one huge file.
 ENTRY_COST = 4096
 MAX_SYMLINKS = 40
+_MAX_NAME = 255  # NAME_MAX: a longer component fails in the kernel as ENAMETOOLONG
 
 Parts = tuple[str, ...]
 
@@ -367,6 +369,8 @@ def normalize_path(name: str, *, what: str = "entry") -> Parts:
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UnsafeLayer(f"layer {what} {name!r} contains '..'")
+    if any(len(p.encode("utf-8", "surrogateescape")) > _MAX_NAME for p in parts):
+        raise UnsafeLayer(f"layer {what} {name[:80]!r}... has a name over {_MAX_NAME} bytes")
     return parts
 
 
@@ -418,6 +422,17 @@ def resolve_parents(parts: Parts, readlink: Callable[[Parts], str | None]) -> Pa
             resolved = []
         pending = target.split("/") + pending
     return (*resolved, parts[-1])
+
+
+# What ext4 can store (1901-12-13 to 2446-05-10); a layer's mtime outside it is crafted.
+_MTIME_RANGE = (-(2**31), 2**34)
+
+
+def check_mtime(name: str, mtime: float) -> None:
+    """Refuse an entry whose timestamp no filesystem can hold (NaN, infinite, or centuries
+    off): os.utime would fail on it with an unexplained OverflowError."""
+    if not (math.isfinite(mtime) and _MTIME_RANGE[0] <= mtime < _MTIME_RANGE[1]):
+        raise UnsafeLayer(f"entry {name!r} has an impossible timestamp ({mtime!r})")
 
 
 def entry_mode(mode: int) -> int:
