@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +122,16 @@ def api_host(registry: str) -> str:
 
 
 def is_loopback(registry: str) -> bool:
-    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry
-    return host in ("localhost", "[::1]") or host.startswith("127.")
+    """Whether ``host[:port]`` names this machine: localhost or a loopback address (a name
+    such as ``127.0.0.1.example.com`` is not one)."""
+    bracketed = registry.startswith("[")
+    host = registry[1:].split("]", 1)[0] if bracketed else registry.rsplit(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def image_name_for(ref: Reference) -> str:
@@ -263,6 +272,17 @@ def token_query(challenge: Challenge, repository: str) -> tuple[str, dict[str, s
     if challenge.params.get("service"):
         query["service"] = challenge.params["service"]
     return realm, query
+
+
+def may_send_credentials(realm: str, insecure: Collection[str] = ()) -> bool:
+    """Whether the user's registry password may go to this token realm: over https, or
+    over plain http only to a host banger would speak http to anyway (loopback, or listed
+    as insecure). A registry must not be able to point the login at a cleartext URL."""
+    scheme, _, rest = realm.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].lower()
+    if scheme.lower() == "https":
+        return True
+    return scheme.lower() == "http" and (is_loopback(host) or host in insecure)
 
 
 def docker_credentials(config: Mapping[str, Any], registry: str) -> tuple[str, str] | None:

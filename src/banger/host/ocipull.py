@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from banger.core.errors import BangerError, ImageBuildFailed, MissingTool, UnsafeLayer
+from banger.core.errors import (
+    BangerError,
+    ImageBuildFailed,
+    ImageTooLarge,
+    MissingTool,
+    UnsafeLayer,
+)
 from banger.core.models import ProgressEvent
 from banger.core.oci import Reference
 from banger.core.units import format_size
@@ -119,6 +125,12 @@ class OCIPuller:
         ) as client:
             resolved = await client.resolve(ref)
             manifest = resolved.manifest
+            if manifest.total_size > max_bytes:
+                # Compressed layers alone over the cap: refused before any download.
+                raise ImageTooLarge(
+                    f"{ref}'s layers are {format_size(manifest.total_size)} compressed, over "
+                    f"the size limit of {format_size(max_bytes)}"
+                )
             count = len(manifest.layers)
             progress(ProgressEvent(
                 STAGE, f"{ref}: {count} layers, {format_size(manifest.total_size)} "
