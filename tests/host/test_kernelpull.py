@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from banger.core.errors import ChecksumMismatch, ImageTooLarge, MissingTool
-from banger.core.kernels import release_sha256
+from banger.core.errors import ChecksumMismatch, ImageBuildFailed, ImageTooLarge, MissingTool
+from banger.core.kernels import DebFile, release_sha256
 from banger.host import kernelpull
 from banger.host.kernelpull import _unpack, verified_release
 
@@ -127,13 +127,36 @@ def deb(path: Path, data_tar: bytes) -> Path:
     return path
 
 
-def tar_of(name: str, body: bytes) -> bytes:
+def tar_of(name: str, body: bytes, *more: tarfile.TarInfo) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo(name)
         info.size = len(body)
         tar.addfile(info, io.BytesIO(body))
+        for extra in more:
+            tar.addfile(extra)
     return buffer.getvalue()
+
+
+def symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def test_a_package_symlink_to_a_host_file_is_not_used(tmp_path: Path) -> None:
+    # busybox goes into the guest's initrd: a bin/busybox -> /etc/shadow must not.
+    version = "6.1.0-1-cloud-amd64"
+    modules_dir = tarfile.TarInfo(f"./lib/modules/{version}")
+    modules_dir.type = tarfile.DIRTYPE
+    kernel_deb = deb(tmp_path / "k.deb", tar_of(f"./boot/vmlinuz-{version}", b"k", modules_dir))
+    busybox_deb = deb(tmp_path / "b.deb",
+                      tar_of("./usr/share/doc/x", b"", symlink("./bin/busybox", "/etc/shadow")))
+    package = DebFile(f"linux-image-{version}", "1", "k.deb", "0" * 64, 1)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(ImageBuildFailed, match="no bin/busybox"):
+        kernelpull._assemble(package, kernel_deb, busybox_deb, tmp_path / "work",
+                             tmp_path / "dest")
 
 
 def test_a_deb_is_unpacked_as_a_stream(tmp_path: Path) -> None:

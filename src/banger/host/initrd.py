@@ -101,7 +101,7 @@ def _lstat_mode(path: Path) -> int:
         return 0
 
 
-def _in_tree(tree: Path, candidates: tuple[str, ...], *, directory: bool) -> Path | None:
+def find_in_tree(tree: Path, candidates: tuple[str, ...], *, directory: bool) -> Path | None:
     """The first candidate that exists in `tree` without leaving it through a symlink."""
     root = tree.resolve()
     for candidate in candidates:
@@ -116,11 +116,11 @@ def _in_tree(tree: Path, candidates: tuple[str, ...], *, directory: bool) -> Pat
 def tree_initrd(tree: Path, kernel_version: str) -> bytes:
     """banger's initrd for an image tree: its kernel's modules and its busybox-static.
     Raises ImageBuildFailed (with why) when the tree lacks either."""
-    modules = _in_tree(tree, (f"usr/lib/modules/{kernel_version}",
+    modules = find_in_tree(tree, (f"usr/lib/modules/{kernel_version}",
                               f"lib/modules/{kernel_version}"), directory=True)
     if modules is None:
         raise ImageBuildFailed(f"the image has no modules for kernel {kernel_version}")
-    busybox = _in_tree(tree, ("usr/bin/busybox", "bin/busybox"), directory=False)
+    busybox = find_in_tree(tree, ("usr/bin/busybox", "bin/busybox"), directory=False)
     if busybox is None:
         raise ImageBuildFailed("the image has no busybox (package busybox-static)")
     data = read_regular(busybox, _MAX_BUSYBOX)

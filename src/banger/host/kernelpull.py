@@ -48,12 +48,13 @@ from banger.core.kernels import (
 from banger.core.models import ProgressEvent
 from banger.core.units import format_size
 from banger.host.flatten import Flattener
-from banger.host.initrd import build_initrd
-from banger.host.safeio import decompress
+from banger.host.initrd import build_initrd, find_in_tree
+from banger.host.safeio import decompress, read_regular
 
 STAGE = "kernel"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _MAX_DEB_TREE = 4 * 1024**3
+_MAX_BUSYBOX = 64 * 1024**2
 _MAX_INDEX = 512 * 1024**2  # bookworm's main Packages: ~45 MiB
 
 ProgressSink = Callable[[ProgressEvent], None]
@@ -290,19 +291,19 @@ def _assemble(
     pkg, bb = work / "kernel", work / "busybox"
     _unpack(kernel_deb, pkg)
     _unpack(busybox_deb, bb)
-    vmlinuz = pkg / "boot" / f"vmlinuz-{version}"
-    modules = next((p for p in (pkg / "lib/modules" / version, pkg / "usr/lib/modules" / version)
-                    if p.is_dir()), None)
-    if not vmlinuz.is_file() or modules is None:
+    # Symlinks in a package resolve inside its tree or are not used.
+    vmlinuz = find_in_tree(pkg, (f"boot/vmlinuz-{version}",), directory=False)
+    modules = find_in_tree(pkg, (f"lib/modules/{version}", f"usr/lib/modules/{version}"),
+                           directory=True)
+    if vmlinuz is None or modules is None:
         raise ImageBuildFailed(f"{kernel.package} has no vmlinuz-{version} or modules")
-    busybox = next((p for p in (bb / "bin/busybox", bb / "usr/bin/busybox") if p.is_file()),
-                   None)
+    busybox = find_in_tree(bb, ("bin/busybox", "usr/bin/busybox"), directory=False)
     if busybox is None:
         raise ImageBuildFailed("busybox-static has no bin/busybox")
     final = work / "out"
     final.mkdir()
     shutil.copyfile(vmlinuz, final / "vmlinuz")
-    (final / "initrd.img").write_bytes(build_initrd(modules, busybox.read_bytes()))
+    (final / "initrd.img").write_bytes(build_initrd(modules, read_regular(busybox, _MAX_BUSYBOX)))
     shutil.copytree(modules, final / "modules" / version, symlinks=True)
     vmlinux: Path | None = None
     try:
