@@ -4,15 +4,18 @@ cap (Containment: tar header bombs)."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from banger.core.errors import BadBundle, ImageTooLarge, UnsafeLayer
-from banger.host.bundle import PlainCodec, read_bundle
-from banger.host.flatten import Flattener
+from banger.host.bundle import PlainCodec, ZstdCodec, read_bundle
+from banger.host.flatten import Flattener, open_layer
 from banger.host.tarlimits import MAX_EXTENDED_HEADER
 
 
@@ -153,3 +156,22 @@ def test_a_crafted_timestamp_is_an_unsafe_layer_not_an_internal_error(
     data = pax_header(pax_record("mtime", mtime)) + regular("f") + b"\0" * 1024
     with pytest.raises(UnsafeLayer, match="impossible timestamp"):
         flatten(tmp_path, io.BytesIO(data))
+
+
+def test_endless_data_after_a_layers_end_is_refused(tmp_path: Path) -> None:
+    blob = tmp_path / "layer"
+    blob.write_bytes(gzip.compress(regular("f") + b"\0" * 1024 + bytes(64 << 20)))
+    with pytest.raises(UnsafeLayer, match="after its end"), open_layer(blob) as stream:
+        flatten(tmp_path, stream)
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="needs zstd")
+def test_endless_data_after_a_bundles_end_is_refused(tmp_path: Path) -> None:
+    raw = regular("rootfs.ext4", b"r") + b"\0" * 1024 + bytes(64 << 20)
+    bundle = tmp_path / "b.bundle"
+    bundle.write_bytes(subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True,
+                                      check=True).stdout)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(BadBundle, match="after its end"):
+        read_bundle(bundle, dest, ZstdCodec(), lambda done, total: None)

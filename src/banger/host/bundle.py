@@ -37,6 +37,7 @@ _CHUNK = 1 << 20
 _BLOCK = 64 << 10  # hole granularity on import
 _ZEROS = bytes(_CHUNK)
 _MANIFEST_MAX = 1 << 20
+_MAX_TRAILING = 16 << 20
 
 
 class Codec(Protocol):
@@ -90,8 +91,11 @@ class ZstdCodec:
         failure: BaseException | None = None
         try:
             yield proc.stdout
-            while proc.stdout.read(_CHUNK):  # tar's end padding: let zstd finish cleanly
-                pass
+            trailing = 0  # tar's end padding: let zstd finish cleanly, within reason
+            while chunk := proc.stdout.read(_CHUNK):
+                trailing += len(chunk)
+                if trailing > _MAX_TRAILING:
+                    raise BadBundle("the bundle has data after its end")
         except BaseException as exc:
             failure = exc
             try:  # zstd that hit a bad frame exits on its own: its message is the better one

@@ -58,6 +58,7 @@ _MAX_OPEN_DIRS = 512
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LAYER_SLACK = 1 << 20
+MAX_TRAILING = 16 << 20  # tar pads to its record size: kilobytes
 
 
 @dataclass(frozen=True)
@@ -431,9 +432,14 @@ def open_layer(blob: Path) -> Iterator[IO[bytes]]:
     assert proc.stdout is not None and proc.stderr is not None
     try:
         yield proc.stdout
-        # Drain what tar did not read (padding after the end-of-archive blocks).
-        while proc.stdout.read(_CHUNK):
-            pass
+        # Drain what tar did not read (padding after the end-of-archive blocks), but not
+        # endlessly: gigabytes of zeros after the end would only burn CPU under the lock.
+        trailing = 0
+        while chunk := proc.stdout.read(_CHUNK):
+            trailing += len(chunk)
+            if trailing > MAX_TRAILING:
+                raise UnsafeLayer(f"layer {blob.name[:19]} has more than "
+                                  f"{format_size(MAX_TRAILING)} of data after its end")
     except BaseException:
         proc.kill()
         proc.wait()
