@@ -13,11 +13,12 @@ from banger.core.errors import (
     InvalidName,
     ResourceBusy,
 )
+from banger.core.imagerecipe import RECIPE_VERSION
 from banger.core.models import ProgressEvent
 from banger.daemon.images import ImageService
 from banger.daemon.progress import no_progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import RECIPE_VERSION, FakeImageBuilder
+from banger.host.imagebuild import FakeImageBuilder
 from tests.daemon.conftest import APT_SOURCES, Env
 from tests.daemon.fakes import SlowImageBuilder
 

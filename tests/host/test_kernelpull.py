@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from banger.core.errors import ChecksumMismatch, ImageBuildFailed, ImageTooLarge, MissingTool
-from banger.core.kernels import DebFile, release_sha256
+from banger.core.kernelcatalog import DebFile, release_sha256
 from banger.host import kernelpull
 from banger.host.kernelpull import _unpack, verified_release
 

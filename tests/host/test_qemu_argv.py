@@ -4,7 +4,7 @@ from pathlib import Path
 
 from banger.core.guest import BootIdentity, kernel_cmdline
 from banger.host.vmm.base import LaunchSpec
-from banger.host.vmm.qemu import qemu_argv
+from banger.host.vmm.qemu import QemuHypervisor, qemu_argv
 
 VM_DIR = Path("/state/banger/vms/0123456789ab")
 CMDLINE = kernel_cmdline(
@@ -122,3 +122,9 @@ def test_restored_vm_maps_the_template_copy_on_write_and_waits_for_its_state() -
 def test_cold_vm_has_plain_ram_and_no_agent() -> None:
     argv = qemu_argv("qemu-system-x86_64", spec())
     assert not any("memory-backend" in a or "virtserialport" in a for a in argv)
+
+
+def test_the_backend_knows_its_own_vmm_processes() -> None:
+    qemu = QemuHypervisor()
+    assert qemu.owns(qemu_argv("qemu-system-x86_64", spec()))
+    assert not qemu.owns(["firecracker", "--api-sock", str(VM_DIR / "firecracker.sock")])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from banger.core.errors import ImageTooLarge, UnsafeLayer
-from banger.host import kernel
+from banger.host import vmlinux
 from banger.host.safeio import (
     CappedReader,
     decompress,
@@ -50,9 +50,9 @@ def test_a_tool_is_killed_when_its_output_passes_the_cap() -> None:
 
 
 def test_a_kernel_payload_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernel, "MAX_VMLINUX", 1 << 20)
+    monkeypatch.setattr(vmlinux, "MAX_VMLINUX", 1 << 20)
     with pytest.raises(ImageTooLarge, match="not a kernel"):
-        kernel._decompress("xz", lzma.compress(BOMB))
+        vmlinux._decompress("xz", lzma.compress(BOMB))
 
 
 def test_the_capped_reader_counts_and_refuses() -> None:

@@ -339,10 +339,19 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 @vm.command(NAME, Opt("--follow", "-f", flag=True, help="Keep printing new output."))
 def logs(ctx: Context, name: str, follow: bool) -> None:
     """Print a VM's serial console."""
+    import codecs
+
+    from banger.core.terminal import neutralize
+
     offset = 0
     out = sys.stdout.buffer
+    # On a terminal the guest's escape sequences are shown, not obeyed; a pipe or file gets
+    # the console byte for byte.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace") if sys.stdout.isatty() else None
     while True:
         data, offset = ctx.client.vm_logs(name, offset)
+        if data and decoder is not None:
+            data = neutralize(decoder.decode(data)).encode()
         if data:
             out.write(data)
             out.flush()

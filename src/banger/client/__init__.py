@@ -124,15 +124,20 @@ class Client:
 
     def start_daemon(self) -> None:
         """Start bangerd detached and wait for its socket; explain its failure if it dies."""
+        from banger.core.paths import refuse_foreign_dirs
+
+        refuse_foreign_dirs(self.paths, os.geteuid(), _owner_of)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self.paths.daemon_log
-        start_offset = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "ab") as log:
+        log = _LogMark.at_end_of(self.paths.daemon_log)
+        raw = _LogMark.at_end_of(self.paths.daemon_stderr)
+        # bangerd.log is the daemon's own JSON log; what the process writes raw (say, a
+        # traceback before its logging is set up) goes to bangerd.stderr instead.
+        with open(raw.path, "ab") as stderr:
             import subprocess
 
             proc = subprocess.Popen(
                 [sys.executable, "-m", "banger.daemon.main"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                 start_new_session=True, close_fds=True,
             )
         deadline = time.monotonic() + _DAEMON_START_TIMEOUT
@@ -141,7 +146,7 @@ class Client:
                 return
             code = proc.poll()
             if code is not None and code != 3:  # 3: another bangerd won the lock
-                raise _startup_error(log_path, start_offset, code)
+                raise _startup_error(log, raw, code)
             time.sleep(0.05)
         raise DaemonUnavailable(f"bangerd did not come up within {_DAEMON_START_TIMEOUT:.0f}s")
 
@@ -434,14 +439,36 @@ def _ndjson(response: HTTPResponse) -> Iterator[dict[str, Any]]:
             yield item
 
 
-def _startup_error(log_path: Path, offset: int, code: int) -> BangerError:
+def _owner_of(path: Path) -> int | None:
     try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    for line in reversed(lines):
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
+
+
+class _LogMark:
+    """A file and how much of it there was before the daemon started."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+
+    @classmethod
+    def at_end_of(cls, path: Path) -> _LogMark:
+        return cls(path, path.stat().st_size if path.exists() else 0)
+
+    def lines_since(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                return f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+
+def _startup_error(log: _LogMark, raw: _LogMark, code: int) -> BangerError:
+    """The daemon's own typed error from its JSON log, else the last raw line it wrote."""
+    for line in reversed(log.lines_since()):
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -451,5 +478,8 @@ def _startup_error(log_path: Path, offset: int, code: int) -> BangerError:
                 "code": entry["code"], "message": entry.get("msg", ""),
                 "hint": entry.get("hint", ""),
             })
-    last = lines[-1] if lines else f"exit status {code}"
-    return DaemonUnavailable(f"bangerd failed to start: {last}", hint=f"see {log_path}")
+    raw_lines = [line for line in raw.lines_since() if line.strip()]
+    last = raw_lines[-1] if raw_lines else f"exit status {code}"
+    return DaemonUnavailable(
+        f"bangerd failed to start: {last}", hint=f"see {raw.path} and {log.path}"
+    )

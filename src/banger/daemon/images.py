@@ -9,21 +9,30 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from banger.core.errors import ImageNotFound, InvalidInput, ResourceBusy
-from banger.core.models import Image, ProgressEvent, VMState
+from banger.core.imagerecipe import RECIPE_VERSION
+from banger.core.models import VM, Image, ProgressEvent
 from banger.core.names import validate_name
+from banger.core.vmstates import ACTIVE_STATES
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import RECIPE_VERSION, ImageBuilder
+from banger.host.imagebuild import ImageBuilder
 
 if TYPE_CHECKING:
     from banger.daemon.ociimages import OCIImages
-    from banger.daemon.vms import VMService
 
 # name -> Debian suite built by the image builder.
 CATALOG: dict[str, str] = {"debian-bookworm": "bookworm", "debian-trixie": "trixie"}
+
+
+class ImageUsers(Protocol):
+    """The VMs `delete_with_vms` deletes with an image (VMService)."""
+
+    def list(self) -> builtins.list[VM]: ...
+    def is_running(self, vm: VM) -> bool: ...
+    async def delete(self, name: str, *, force: bool) -> VM: ...
 
 
 class ImageService:
@@ -159,13 +168,13 @@ class ImageService:
         return image
 
 
-    async def delete_with_vms(self, name: str, vms: VMService) -> Image:
+    async def delete_with_vms(self, name: str, vms: ImageUsers) -> Image:
         """`image delete --force`: the image and every VM created from it (their disks are
         built on its files), like `podman rmi --force`. Refused while any of them runs:
         stopping someone's work is not what deleting an image should do quietly."""
         self.get(name)
         users = [vm for vm in vms.list() if vm.image == name]
-        busy = [vm.name for vm in users if vm.state in _ACTIVE or vms.is_running(vm)]
+        busy = [vm.name for vm in users if vm.state in ACTIVE_STATES or vms.is_running(vm)]
         if busy:
             raise ResourceBusy(
                 f"image {name!r} is used by running VMs: {', '.join(busy)}",
@@ -174,9 +183,6 @@ class ImageService:
         for vm in users:
             await vms.delete(vm.id, force=False)
         return self.delete(name)
-
-
-_ACTIVE = (VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.STOPPING)
 
 
 def _disk_usage(path: Path) -> int:

@@ -9,11 +9,13 @@ import contextlib
 import shlex
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from banger.core import agent
 from banger.core.errors import BootFailed, HostError, MissingTool
-from banger.host.vmm.base import AGENT_SOCKET, LaunchSpec
+from banger.core.vmdir import VMDir
+from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.launch import start_vmm
 from banger.host.vmm.qmp import qmp_command
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
@@ -54,7 +56,7 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
         "-object", "rng-random,id=rng0,filename=/dev/urandom",
         "-device", "virtio-rng-device,rng=rng0",
         "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
-        "-pidfile", str(spec.vm_dir / "vmm.pid"),
+        "-pidfile", str(spec.files.pid_file),
     ]
     if spec.memory_file is not None:
         share = "on" if spec.memory_shared else "off"
@@ -108,17 +110,20 @@ class QemuHypervisor:
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir))
 
+    def owns(self, argv: Sequence[str]) -> bool:
+        return "-qmp" in argv
+
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(
             pid,
             running=lambda: self.is_running(pid, vm_dir),
-            ask_guest=lambda: qmp_command(vm_dir / "control.sock", "system_powerdown"),
+            ask_guest=lambda: qmp_command(VMDir(vm_dir).control_socket, "system_powerdown"),
             timeout=timeout,
         )
 
     async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
         # `memory` is the template's memory-backend-file already: only the state moves.
-        control = vm_dir / "control.sock"
+        control = VMDir(vm_dir).control_socket
         await qmp_command(control, "stop")
         await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
         await qmp_command(control, "migrate", {"uri": f"exec:cat > {shlex.quote(str(state))}"})
@@ -176,16 +181,16 @@ class QemuHypervisor:
         return pid
 
     def agent_socket(self, vm_dir: Path) -> Path:
-        return vm_dir / AGENT_SOCKET
+        return VMDir(vm_dir).agent_socket
 
     async def pause(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "stop")
+        await qmp_command(VMDir(vm_dir).control_socket, "stop")
 
     async def resume(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "cont")
+        await qmp_command(VMDir(vm_dir).control_socket, "cont")
 
     async def reset(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "system_reset")
+        await qmp_command(VMDir(vm_dir).control_socket, "system_reset")
 
     def kill(self, pid: int, signal_number: int) -> None:
         send_signal(pid, signal_number)

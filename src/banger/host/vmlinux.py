@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from banger.core.errors import HostError, ImageTooLarge, InvalidInput, MissingTool
-from banger.core.kernel import check_vmlinux, find_payload, is_vmlinux
+from banger.core.kernelformat import check_vmlinux, find_payload, is_vmlinux
 from banger.core.units import format_size
 from banger.host.safeio import decompress, run_capped
 
