@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -67,4 +68,45 @@ def test_image_trees_that_cannot_have_it(tmp_path: Path) -> None:
     outside.write_bytes(BUSYBOX)
     (tree / "usr/bin/busybox").symlink_to(outside)
     with pytest.raises(ImageBuildFailed, match="no busybox"):
+        tree_initrd(tree, VERSION)
+
+
+def test_a_module_symlinked_to_a_host_file_never_reaches_the_initrd(tmp_path: Path) -> None:
+    # The reported leak: virtio_blk.ko -> the user's private key landed in the guest.
+    secret = tmp_path / "id_ed25519"
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY----- host secret")
+    modules = make_modules(tmp_path / VERSION, skip=("virtio_blk",), builtin=False)
+    (modules / "kernel/drivers/block").mkdir()
+    (modules / "kernel/drivers/block/virtio_blk.ko").symlink_to(secret)
+    initrd = gzip.decompress(build_initrd(modules, BUSYBOX))
+    assert b"host secret" not in initrd
+
+
+def test_a_symlinked_module_directory_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "virtio_blk.ko").write_bytes(b"\x7fELF host file\0depends=\0")
+    modules = make_modules(tmp_path / VERSION, skip=("virtio_blk",), builtin=False)
+    (modules / "kernel/drivers/block").symlink_to(outside)
+    assert b"host file" not in gzip.decompress(build_initrd(modules, BUSYBOX))
+
+
+def test_a_symlinked_module_missing_from_a_kernel_with_modules_builtin_is_an_error(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    modules = make_modules(tmp_path / VERSION, skip=("virtio_blk",))
+    (modules / "kernel/drivers/block").mkdir()
+    (modules / "kernel/drivers/block/virtio_blk.ko").symlink_to(secret)
+    with pytest.raises(ImageBuildFailed, match="virtio_blk"):
+        build_initrd(modules, BUSYBOX)
+
+
+def test_a_fifo_for_busybox_is_refused_without_hanging(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    make_modules(tree / "usr/lib/modules" / VERSION)
+    (tree / "usr/bin").mkdir(parents=True)
+    os.mkfifo(tree / "usr/bin/busybox")
+    with pytest.raises(ImageBuildFailed, match="busybox"):
         tree_initrd(tree, VERSION)

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,6 +218,43 @@ async def test_symlinked_etc_cannot_make_customisation_write_on_the_host(
             dest_dir=tmp_path / "images/evil", max_bytes=1 << 30, progress=lambda e: None,
         )
     assert list(victim.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chrooted customisation needs root")
+@pytest.mark.timeout(120)
+async def test_a_fifo_fstab_fails_the_pull_instead_of_hanging_it(
+    registry: Registry, tmp_path: Path
+) -> None:
+    root = tmp_path / "layout"
+    image = Layout(root)
+    image.tag("fifo", image.image([layer_tar([Entry("etc", "dir", mode=0o755),
+                                               Entry("etc/fstab", "fifo", mode=0o644)])]))
+    registry.push(root, "fifo", "test/fifo:1")
+    with pytest.raises(ImageBuildFailed, match="not a regular file"):
+        await OCIPuller(tmp_path / "cache").pull(
+            reference=parse_reference(f"{registry.address}/test/fifo:1"),
+            dest_dir=tmp_path / "images/fifo", max_bytes=1 << 30, progress=lambda e: None,
+        )
+    assert not (tmp_path / "images/fifo").exists()
+
+
+async def test_a_layer_of_long_name_headers_is_refused_early(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # ~1 MB compressed, 64 MiB of GNU long name: read whole, it swelled the daemon.
+    size = 64 << 20
+    bomb = tarfile.TarInfo("././@LongLink")
+    bomb.type, bomb.size = tarfile.GNUTYPE_LONGNAME, size
+    layer = bomb.tobuf(format=tarfile.USTAR_FORMAT) + b"a" * size + bytes(1024)
+    root = tmp_path / "layout"
+    image = Layout(root)
+    image.tag("bomb", image.image([(layer, "gzip")]))
+    registry.push(root, "bomb", "test/bomb:1")
+    with pytest.raises(UnsafeLayer, match="extended tar headers"):
+        await OCIPuller(tmp_path / "cache").pull(
+            reference=parse_reference(f"{registry.address}/test/bomb:1"),
+            dest_dir=tmp_path / "images/bomb", max_bytes=1 << 30, progress=lambda e: None,
+        )
 
 
 HELPER = """#!/bin/sh

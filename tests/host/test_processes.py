@@ -11,8 +11,15 @@ from banger.host.processes import process_argvs
 
 def test_process_argvs_lists_other_processes_with_their_argv(tmp_path: Path) -> None:
     marker = str(tmp_path / "vms" / "0123456789ab")
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
+    # The child says when it runs: right after the fork its argv is still ours (or, on a
+    # loaded host, not readable yet).
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print(flush=True); time.sleep(30)", marker],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert child.stdout is not None
+        child.stdout.readline()
         found = dict(process_argvs())
         assert found[child.pid][-1] == marker
         assert os.getpid() not in found

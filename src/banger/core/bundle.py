@@ -6,6 +6,7 @@ sha256 (last, so export is one streaming pass over the files)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 # Image field -> member name inside the bundle (and file name in the image store).
 MEMBERS: dict[str, str] = {"rootfs": "rootfs.ext4", "kernel": "vmlinuz", "initrd": "initrd.img"}
+_LATEST_TIME = 2**34  # year 2514: a later time is crafted, and no datetime could show it
 # Metadata carried over as it was; paths, name and `managed` are the importer's own.
 _CARRIED = ("source", "created_at", "size_bytes", "recipe_version", "kernel_name",
             "ssh_on_first_boot", "digest")
@@ -124,13 +126,16 @@ def imported_image(
         return value if isinstance(value, kind) else default
 
     origin = get("source", str, "")
+    created_at = float(get("created_at", (int, float), 0.0))
+    if not (math.isfinite(created_at) and 0 <= created_at < _LATEST_TIME):
+        raise BadBundle(f"the bundle's manifest has an impossible created_at ({created_at!r})")
     return Image(
         name=name,
         rootfs=paths["rootfs"],
         kernel=paths.get("kernel", ""),
         initrd=paths.get("initrd"),
         managed=True,
-        created_at=float(get("created_at", (int, float), 0.0)),
+        created_at=created_at,
         source=f"import: {source_file}" + (f" ({origin})" if origin else ""),
         size_bytes=size_bytes,
         recipe_version=get("recipe_version", str, ""),

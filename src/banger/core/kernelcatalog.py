@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from banger.core.errors import ImageBuildFailed
+from banger.core.errors import ChecksumMismatch, ImageBuildFailed
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,40 @@ PACKAGES_INDEX = "main/binary-amd64/Packages.xz"
 
 
 
+_SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
+_SIGNATURE_END = "-----END PGP SIGNATURE-----"
+
+
+def check_clearsigned(inrelease: str) -> None:
+    """Refuse an InRelease that is not exactly one clearsigned message: text before or after
+    it, or a second signed block, is not covered by the one signature (as apt refuses)."""
+    lines = inrelease.strip().splitlines()
+    if (not lines or lines[0] != _SIGNED_BEGIN or lines[-1] != _SIGNATURE_END
+            or lines.count(_SIGNED_BEGIN) != 1 or lines.count(_SIGNATURE_END) != 1):
+        raise ChecksumMismatch(
+            "InRelease is not a single clearsigned message (text outside the signature)",
+            hint="the mirror serves a tampered or broken InRelease; check debian_mirror",
+        )
+
+
 def release_sha256(release_text: str) -> dict[str, tuple[str, int]]:
-    """path -> (sha256, size) from the SHA256 section of a (In)Release file."""
+    """path -> (sha256, size) from the SHA256 section of a Release text (the part of
+    InRelease its signature covers). A second SHA256 section or a path listed twice is
+    refused: either would let later text override what was checked first."""
     found: dict[str, tuple[str, int]] = {}
-    in_section = False
+    in_section = seen_section = False
     for line in release_text.splitlines():
         if not line.startswith(" "):
             in_section = line.strip() == "SHA256:"
+            if in_section and seen_section:
+                raise ChecksumMismatch("the Release file has two SHA256 sections")
+            seen_section = seen_section or in_section
             continue
         if in_section:
             parts = line.split()
             if len(parts) == 3 and parts[1].isdigit():
+                if parts[2] in found:
+                    raise ChecksumMismatch(f"the Release file lists {parts[2]} twice")
                 found[parts[2]] = (parts[0], int(parts[1]))
     return found
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import ipaddress
 import json
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +122,16 @@ def api_host(registry: str) -> str:
 
 
 def is_loopback(registry: str) -> bool:
-    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry
-    return host in ("localhost", "[::1]") or host.startswith("127.")
+    """Whether ``host[:port]`` names this machine: localhost or a loopback address (a name
+    such as ``127.0.0.1.example.com`` is not one)."""
+    bracketed = registry.startswith("[")
+    host = registry[1:].split("]", 1)[0] if bracketed else registry.rsplit(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def image_name_for(ref: Reference) -> str:
@@ -264,6 +274,17 @@ def token_query(challenge: Challenge, repository: str) -> tuple[str, dict[str, s
     return realm, query
 
 
+def may_send_credentials(realm: str, insecure: Collection[str] = ()) -> bool:
+    """Whether the user's registry password may go to this token realm: over https, or
+    over plain http only to a host banger would speak http to anyway (loopback, or listed
+    as insecure). A registry must not be able to point the login at a cleartext URL."""
+    scheme, _, rest = realm.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].lower()
+    if scheme.lower() == "https":
+        return True
+    return scheme.lower() == "http" and (is_loopback(host) or host in insecure)
+
+
 def docker_credentials(config: Mapping[str, Any], registry: str) -> tuple[str, str] | None:
     """User and password for `registry` from a parsed ~/.docker/config.json ("auths" with
     base64 "user:password"; credential helpers: see credential_helper)."""
@@ -346,6 +367,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 # so a layer of millions of empty files is refused like one huge file.
 ENTRY_COST = 4096
 MAX_SYMLINKS = 40
+_MAX_NAME = 255  # NAME_MAX: a longer component fails in the kernel as ENAMETOOLONG
 
 Parts = tuple[str, ...]
 
@@ -367,6 +389,8 @@ def normalize_path(name: str, *, what: str = "entry") -> Parts:
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UnsafeLayer(f"layer {what} {name!r} contains '..'")
+    if any(len(p.encode("utf-8", "surrogateescape")) > _MAX_NAME for p in parts):
+        raise UnsafeLayer(f"layer {what} {name[:80]!r}... has a name over {_MAX_NAME} bytes")
     return parts
 
 
@@ -418,6 +442,17 @@ def resolve_parents(parts: Parts, readlink: Callable[[Parts], str | None]) -> Pa
             resolved = []
         pending = target.split("/") + pending
     return (*resolved, parts[-1])
+
+
+# What ext4 can store (1901-12-13 to 2446-05-10); a layer's mtime outside it is crafted.
+_MTIME_RANGE = (-(2**31), 2**34)
+
+
+def check_mtime(name: str, mtime: float) -> None:
+    """Refuse an entry whose timestamp no filesystem can hold (NaN, infinite, or centuries
+    off): os.utime would fail on it with an unexplained OverflowError."""
+    if not (math.isfinite(mtime) and _MTIME_RANGE[0] <= mtime < _MTIME_RANGE[1]):
+        raise UnsafeLayer(f"entry {name!r} has an impossible timestamp ({mtime!r})")
 
 
 def entry_mode(mode: int) -> int:

@@ -19,7 +19,9 @@ from banger.core.bundle import MEMBERS, image_metadata, imported_image, member_f
 from banger.core.errors import InvalidInput, NameTaken, PermissionDenied
 from banger.core.models import Image, ProgressEvent
 from banger.core.names import validate_name
+from banger.core.oci import default_size_cap
 from banger.core.units import format_size
+from banger.daemon.ociimages import free_bytes
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
 from banger.host.bundle import Codec, read_bundle, write_bundle
@@ -98,7 +100,8 @@ class ImageBundles:
             started = time.monotonic()
             try:
                 manifest = await asyncio.to_thread(
-                    read_bundle, source, staging, self._codec, report
+                    read_bundle, source, staging, self._codec, report,
+                    default_size_cap(free_bytes(staging)),
                 )
                 name = as_name or validate_name(str(manifest.image.get("name", "")))
                 self._refuse_taken(name, renamed=as_name is not None)

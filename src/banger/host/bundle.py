@@ -26,7 +26,10 @@ from banger.core.bundle import (
     parse_manifest,
     verify,
 )
-from banger.core.errors import BadBundle, HostError, MissingTool
+from banger.core.errors import BadBundle, HostError, ImageTooLarge, MissingTool
+from banger.core.units import format_size
+from banger.host.safeio import CappedReader
+from banger.host.tarlimits import open_stream
 
 # (bytes done, bytes total): input bytes for export, bundle bytes for import.
 OnBytes = Callable[[int, int], None]
@@ -34,6 +37,7 @@ _CHUNK = 1 << 20
 _BLOCK = 64 << 10  # hole granularity on import
 _ZEROS = bytes(_CHUNK)
 _MANIFEST_MAX = 1 << 20
+_MAX_TRAILING = 16 << 20
 
 
 class Codec(Protocol):
@@ -87,8 +91,11 @@ class ZstdCodec:
         failure: BaseException | None = None
         try:
             yield proc.stdout
-            while proc.stdout.read(_CHUNK):  # tar's end padding: let zstd finish cleanly
-                pass
+            trailing = 0  # tar's end padding: let zstd finish cleanly, within reason
+            while chunk := proc.stdout.read(_CHUNK):
+                trailing += len(chunk)
+                if trailing > _MAX_TRAILING:
+                    raise BadBundle("the bundle has data after its end")
         except BaseException as exc:
             failure = exc
             try:  # zstd that hit a bad frame exits on its own: its message is the better one
@@ -175,9 +182,13 @@ class _BytesReader:
         return chunk
 
 
-def read_bundle(bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes) -> Manifest:
+def read_bundle(
+    bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes, max_bytes: int | None = None,
+) -> Manifest:
     """Unpack `bundle` into the (existing, empty) dir `dest` and verify every member against
-    the manifest. Raises BadBundle on anything off; the caller removes `dest` then."""
+    the manifest. Raises BadBundle on anything off; the caller removes `dest` then.
+    `max_bytes` caps the decompressed stream (ImageTooLarge past it): holes are cheap on
+    disk, but a crafted bundle could still make an image of any size."""
     found: dict[str, Member] = {}
     raw_manifest: bytes | None = None
     with open(bundle, "rb") as src:
@@ -188,7 +199,7 @@ def read_bundle(bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes) -> Ma
 
         try:
             with codec.decompress(src) as stream, \
-                    tarfile.open(fileobj=stream, mode="r|") as tar:
+                    open_stream(_capped(stream, max_bytes)) as tar:
                 for info in tar:
                     check_member_name(info.name)
                     if not info.isreg():
@@ -216,6 +227,13 @@ def read_bundle(bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes) -> Ma
     manifest = parse_manifest(raw_manifest)
     verify(manifest, found)
     return manifest
+
+
+def _capped(stream: IO[bytes], max_bytes: int | None) -> IO[bytes] | CappedReader:
+    if max_bytes is None:
+        return stream
+    return CappedReader(stream, max_bytes, lambda: ImageTooLarge(
+        f"the bundle unpacks to more than {format_size(max_bytes)}: refusing it"))
 
 
 def _write_sparse(data: IO[bytes], target: Path, advance: Callable[[], None]) -> Member:

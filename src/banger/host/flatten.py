@@ -8,7 +8,8 @@ core.oci.resolve_parents resolved the path inside the root, so no entry can writ
 it, whatever its name or the symlinks earlier entries planted. Device nodes are skipped
 (the guest's /dev is a devtmpfs). Every entry and byte is charged against a size cap, so a
 decompression bomb or a huge sparse file stops with a clear error instead of filling the
-disk.
+disk; so is the decompressed stream itself, headers included (host/tarlimits.py bounds
+the extended headers tarfile would read whole).
 
 As root the ownership lands in the tree directly (mkfs.ext4 -d copies it). Without root the
 tree belongs to the caller; the wanted owner and mode of each entry are collected as
@@ -38,6 +39,7 @@ from banger.core.oci import (
     ENTRY_COST,
     EntryKind,
     Parts,
+    check_mtime,
     classify,
     entry_mode,
     keep_xattr,
@@ -45,6 +47,8 @@ from banger.core.oci import (
     resolve_parents,
 )
 from banger.core.units import format_size
+from banger.host.safeio import CappedReader
+from banger.host.tarlimits import open_stream
 
 log = logging.getLogger("banger.flatten")
 
@@ -53,6 +57,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_OPEN_DIRS = 512
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_LAYER_SLACK = 1 << 20
+MAX_TRAILING = 16 << 20  # tar pads to its record size: kilobytes
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,10 @@ class Flattener:
         self._layer_paths: set[Parts] = set()
         self._dir_mtimes: dict[Parts, float] = {}
         self._fixups: dict[Parts, Fixup] = {}
+        # Everything tarfile reads counts, headers included, which the entries' cap never
+        # sees. An entry's header and padding (under 1 KiB) fit in its ENTRY_COST; each
+        # layer gets _LAYER_SLACK for its end blocks and extended headers.
+        self._stream_left = max_bytes
 
     def close(self) -> None:
         self._forget_dirs()
@@ -107,12 +117,16 @@ class Flattener:
     def apply_layer(self, stream: IO[bytes]) -> None:
         """Apply one uncompressed layer tar, read sequentially from `stream`."""
         self._layer_paths = set()
+        self._stream_left += _LAYER_SLACK
+        capped = CappedReader(stream, self._stream_left, self._stream_too_large)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
+            with open_stream(capped) as archive:
                 for member in archive:
                     self._apply(archive, member)
         except tarfile.TarError as exc:
             raise UnsafeLayer(f"the layer is not a valid tar archive: {exc}") from None
+        finally:
+            self._stream_left -= capped.count
 
     def finish(self) -> list[Fixup]:
         """Restore directory mtimes (writing into a directory changes its own) and return
@@ -129,6 +143,7 @@ class Flattener:
 
     def _apply(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = normalize_path(member.name)
+        check_mtime(member.name, member.mtime)
         kind, target = classify(parts)
         self.stats.entries += 1
         self._charge(ENTRY_COST)
@@ -285,6 +300,12 @@ class Flattener:
                 "so far): refusing it (a decompression bomb or a huge sparse file?)"
             )
 
+    def _stream_too_large(self) -> ImageTooLarge:
+        return ImageTooLarge(
+            "the image's layers are larger than the size limit once decompressed "
+            f"({self.stats.entries} entries so far): refusing it (a decompression bomb?)"
+        )
+
     def _readlink(self, parts: Parts) -> str | None:
         if parts in self._dirs:
             return None
@@ -411,9 +432,14 @@ def open_layer(blob: Path) -> Iterator[IO[bytes]]:
     assert proc.stdout is not None and proc.stderr is not None
     try:
         yield proc.stdout
-        # Drain what tar did not read (padding after the end-of-archive blocks).
-        while proc.stdout.read(_CHUNK):
-            pass
+        # Drain what tar did not read (padding after the end-of-archive blocks), but not
+        # endlessly: gigabytes of zeros after the end would only burn CPU under the lock.
+        trailing = 0
+        while chunk := proc.stdout.read(_CHUNK):
+            trailing += len(chunk)
+            if trailing > MAX_TRAILING:
+                raise UnsafeLayer(f"layer {blob.name[:19]} has more than "
+                                  f"{format_size(MAX_TRAILING)} of data after its end")
     except BaseException:
         proc.kill()
         proc.wait()

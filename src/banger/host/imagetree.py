@@ -26,8 +26,10 @@ from banger.core.imagerecipe import (
     SSH_DROP_IN,
     SSHD_PAM_DROPPED,
 )
+from banger.host.safeio import read_regular, write_regular
 
 _VENDOR_UNIT_DIRS = ("lib/systemd/system", "usr/lib/systemd/system")
+_MAX_CONFIG_FILE = 16 * 1024**2  # /etc/shadow, /etc/fstab, a PAM file: kilobytes
 
 # -- reading the tree ---------------------------------------------------------------------
 
@@ -98,10 +100,16 @@ def _inside(root: Path, path: str) -> Path:
 def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
     target = _inside(root, path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink():
-        target.unlink()
-    target.write_text(text, encoding="utf-8")
-    target.chmod(mode)
+    write_regular(target, text.encode(), mode)  # a symlink or FIFO there is replaced
+
+
+def _read(root: Path, path: str) -> str | None:
+    """A config file of the tree; None when missing. Only a regular file is read: a FIFO
+    would hang the build, a symlink could point out of the tree (UnsafeLayer)."""
+    try:
+        return read_regular(_inside(root, path), _MAX_CONFIG_FILE).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
 
 
 def _symlink(root: Path, path: str, points_to: str) -> None:
@@ -153,17 +161,16 @@ def _lock_root_password(root: Path) -> None:
     # "*" never matches a password. Unlike a "!" prefix it does not mark the account as
     # locked for sshd, which (with UsePAM off) would refuse key logins to a "!" account.
     shadow = _inside(root, "/etc/shadow")
-    if not shadow.is_file():
+    text = _read(root, "/etc/shadow")
+    if text is None:
         return
-    lines = shadow.read_text(encoding="utf-8").splitlines()
+    lines = text.splitlines()
     for index, line in enumerate(lines):
         fields = line.split(":")
         if fields[0] == "root" and len(fields) > 1:
             fields[1] = "*"
             lines[index] = ":".join(fields)
-    mode = stat.S_IMODE(shadow.stat().st_mode)
-    shadow.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shadow.chmod(mode)
+    _write(root, "/etc/shadow", "\n".join(lines) + "\n", stat.S_IMODE(os.lstat(shadow).st_mode))
 
 
 def customize_tree(root: Path, *, strict: bool = True) -> None:
@@ -192,8 +199,7 @@ def customize_tree(root: Path, *, strict: bool = True) -> None:
     for key in _inside(root, "/etc/ssh").glob("ssh_host_*"):
         key.unlink()
 
-    fstab = _inside(root, "/etc/fstab")
-    existing = fstab.read_text(encoding="utf-8") if fstab.exists() else ""
+    existing = _read(root, "/etc/fstab") or ""
     if guest.FSTAB not in existing:
         if existing and not existing.endswith("\n"):
             existing += "\n"
@@ -238,9 +244,9 @@ def customize_tree(root: Path, *, strict: bool = True) -> None:
 def _drop_pam_modules(root: Path, path: str, modules: Sequence[str]) -> None:
     """Comment out the lines of a PAM service file that load any of `modules`."""
     service = _inside(root, path)
-    if not service.is_file() or service.is_symlink():
+    if not stat.S_ISREG(_lstat_mode(service)):
         return
-    lines = service.read_text(encoding="utf-8").splitlines()
+    lines = (_read(root, path) or "").splitlines()
     kept = [
         f"# banger: {line}"
         if not line.lstrip().startswith("#") and any(m in line.split() for m in modules)
@@ -248,9 +254,14 @@ def _drop_pam_modules(root: Path, path: str, modules: Sequence[str]) -> None:
         for line in lines
     ]
     if kept != lines:
-        mode = stat.S_IMODE(service.stat().st_mode)
-        service.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        service.chmod(mode)
+        _write(root, path, "\n".join(kept) + "\n", stat.S_IMODE(os.lstat(service).st_mode))
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return 0
 
 
 def has_iproute2(root: Path) -> bool:

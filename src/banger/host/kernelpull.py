@@ -1,9 +1,11 @@
 """`kernel pull NAME`: a Debian cloud kernel from the Debian archive the host's apt uses.
 
 The chain of trust is apt's: InRelease is checked with gpgv against Debian's archive keyring
-(when both are installed), the Packages index against InRelease's SHA256, each .deb against
-the index. The .debs are cached (``<cache>/debs``), so pulling again or on another
-installation that shares the cache downloads nothing.
+(a pull without both fails), and only the text the signature covers (gpgv --output) is
+read; the Packages index is checked against its SHA256, each .deb against the index. What
+the archive sends is decompressed with a cap, so a bomb stops with an error. The .debs are
+cached (``<cache>/debs``), so pulling again or on another installation that shares the
+cache downloads nothing.
 
 From the kernel package come vmlinuz, the modules tree and (through host/vmlinux.py) the
 uncompressed ELF vmlinux Firecracker boots; banger's initrd (host/initrd.py) from
@@ -13,6 +15,7 @@ busybox-static and the kernel's modules (core/kernelcatalog.py says why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import io
@@ -21,19 +24,21 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Any, Protocol
 
 import aiohttp
 
-from banger.core.errors import ChecksumMismatch, ImageBuildFailed
+from banger.core.errors import ChecksumMismatch, ImageBuildFailed, ImageTooLarge, MissingTool
 from banger.core.kernelcatalog import (
     BUSYBOX_PACKAGE,
     PACKAGES_INDEX,
     CatalogKernel,
     DebFile,
+    check_clearsigned,
     deb_file,
     kernel_package,
     kernel_version,
@@ -41,12 +46,16 @@ from banger.core.kernelcatalog import (
     release_sha256,
 )
 from banger.core.models import ProgressEvent
+from banger.core.units import format_size
 from banger.host.flatten import Flattener
-from banger.host.initrd import build_initrd
+from banger.host.initrd import build_initrd, find_in_tree
+from banger.host.safeio import decompress, read_regular
 
 STAGE = "kernel"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _MAX_DEB_TREE = 4 * 1024**3
+_MAX_BUSYBOX = 64 * 1024**2
+_MAX_INDEX = 512 * 1024**2  # bookworm's main Packages: ~45 MiB
 
 ProgressSink = Callable[[ProgressEvent], None]
 
@@ -103,24 +112,16 @@ class DebianKernelFetcher:
         progress(ProgressEvent(STAGE, f"reading the Debian {suite} index", 0.05))
         inrelease = work / "InRelease"
         inrelease.write_bytes(await _get(session, f"{base}/InRelease"))
-        if shutil.which("gpgv") and KEYRING.exists():
-            check = subprocess.run(["gpgv", "--keyring", str(KEYRING), str(inrelease)],
-                                   capture_output=True, check=False)
-            if check.returncode != 0:
-                raise ChecksumMismatch(
-                    f"the signature of {base}/InRelease does not verify",
-                    hint="check the mirror (debian_mirror in config)",
-                )
-        else:
-            progress(ProgressEvent("warning", "warning: gpgv or debian-archive-keyring "
-                                   "missing; the archive's signature is not checked"))
-        expected = release_sha256(inrelease.read_text(errors="replace")).get(PACKAGES_INDEX)
+        release = verified_release(inrelease, KEYRING)
+        expected = release_sha256(release).get(PACKAGES_INDEX)
         if expected is None:
             raise ImageBuildFailed(f"{base}/InRelease lists no {PACKAGES_INDEX}")
         data = await _get(session, f"{base}/{PACKAGES_INDEX}")
         if hashlib.sha256(data).hexdigest() != expected[0]:
             raise ChecksumMismatch(f"{base}/{PACKAGES_INDEX} does not match InRelease")
-        return parse_packages(lzma.decompress(data).decode(errors="replace"))
+        index = decompress("xz", data, _MAX_INDEX, lambda: ImageTooLarge(
+            f"{base}/{PACKAGES_INDEX} unpacks to more than {format_size(_MAX_INDEX)}"))
+        return parse_packages(index.decode(errors="replace"))
 
     async def _deb(
         self, session: aiohttp.ClientSession, archive: str, deb: DebFile, progress: ProgressSink
@@ -153,6 +154,30 @@ class DebianKernelFetcher:
         return path
 
 
+def verified_release(inrelease: Path, keyring: Path) -> str:
+    """The Release text InRelease's signature covers, as gpgv writes it out: never the
+    unsigned text around it. Fails closed: without gpgv or the keyring nothing is trusted."""
+    gpgv = shutil.which("gpgv")
+    if gpgv is None or not keyring.is_file():
+        raise MissingTool(
+            "gpgv or the Debian archive keyring is missing: the kernel's signature cannot "
+            "be checked", hint="apt-get install gpgv debian-archive-keyring",
+        )
+    check_clearsigned(inrelease.read_text(errors="replace"))
+    signed = inrelease.with_name(inrelease.name + ".signed")
+    signed.unlink(missing_ok=True)
+    check = subprocess.run(
+        [gpgv, "--keyring", str(keyring), "--output", str(signed), str(inrelease)],
+        capture_output=True, check=False,
+    )
+    if check.returncode != 0:
+        raise ChecksumMismatch(
+            "the signature of InRelease does not verify",
+            hint="check the mirror (debian_mirror in config)",
+        )
+    return signed.read_text(errors="replace")
+
+
 async def _get(session: aiohttp.ClientSession, url: str) -> bytes:
     try:
         async with session.get(url) as response:
@@ -173,8 +198,10 @@ def _sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def deb_data(deb: Path) -> bytes:
-    """The uncompressed data.tar of a .deb (an ar archive)."""
+@contextlib.contextmanager
+def deb_data(deb: Path) -> Iterator[IO[bytes]]:
+    """The uncompressed data.tar of a .deb (an ar archive), as a stream: its size is
+    capped by whoever reads it (the flattener), not by memory."""
     with open(deb, "rb") as f:
         if f.read(8) != b"!<arch>\n":
             raise ImageBuildFailed(f"{deb.name} is not a Debian package")
@@ -182,27 +209,76 @@ def deb_data(deb: Path) -> bytes:
             header = f.read(60)
             if len(header) < 60:
                 break
-            name = header[:16].decode().strip().rstrip("/")
-            size = int(header[48:58].decode().strip())
+            name = header[:16].decode(errors="replace").strip().rstrip("/")
+            try:
+                size = int(header[48:58].decode(errors="replace").strip())
+            except ValueError:
+                raise ImageBuildFailed(f"{deb.name} is not a valid Debian package") from None
             if name.startswith("data.tar"):
-                data = f.read(size)
-                if name.endswith(".xz"):
-                    return lzma.decompress(data)
-                if name.endswith(".gz"):
-                    return gzip.decompress(data)
+                member = io.BufferedReader(_Slice(f, size))
                 if name.endswith(".zst"):
-                    return subprocess.run(["zstd", "-dcq"], input=data, capture_output=True,
-                                          check=True).stdout
-                return data
+                    with _zstd_stream(member) as stream:
+                        yield stream
+                elif name.endswith(".xz"):
+                    with lzma.LZMAFile(member) as xz:
+                        yield xz
+                elif name.endswith(".gz"):
+                    with gzip.GzipFile(fileobj=member) as gz:
+                        yield gz  # type: ignore[misc]  # typeshed: GzipFile is no IO[bytes]
+                else:
+                    yield member
+                return
             f.seek(size + (size & 1), os.SEEK_CUR)
     raise ImageBuildFailed(f"{deb.name} has no data.tar member")
+
+
+class _Slice(io.RawIOBase):
+    """`size` bytes of `f` from its current offset."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self._f = f
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._f.read(min(len(buffer), self._left))
+        buffer[:len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+@contextlib.contextmanager
+def _zstd_stream(member: IO[bytes]) -> Iterator[IO[bytes]]:
+    proc = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            while chunk := member.read(1 << 20):
+                proc.stdin.write(chunk)
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield proc.stdout
+    finally:
+        proc.kill()
+        proc.wait()
+        feeder.join()
+        proc.stdout.close()
 
 
 def _unpack(deb: Path, into: Path) -> None:
     """Through the safe flattener: a package is signed, but still a tar from the network."""
     into.mkdir(mode=0o755)
-    with Flattener(into, max_bytes=_MAX_DEB_TREE) as flat:
-        flat.apply_layer(io.BytesIO(deb_data(deb)))
+    with Flattener(into, max_bytes=_MAX_DEB_TREE) as flat, deb_data(deb) as data:
+        flat.apply_layer(data)
         flat.finish()
 
 
@@ -215,19 +291,19 @@ def _assemble(
     pkg, bb = work / "kernel", work / "busybox"
     _unpack(kernel_deb, pkg)
     _unpack(busybox_deb, bb)
-    vmlinuz = pkg / "boot" / f"vmlinuz-{version}"
-    modules = next((p for p in (pkg / "lib/modules" / version, pkg / "usr/lib/modules" / version)
-                    if p.is_dir()), None)
-    if not vmlinuz.is_file() or modules is None:
+    # Symlinks in a package resolve inside its tree or are not used.
+    vmlinuz = find_in_tree(pkg, (f"boot/vmlinuz-{version}",), directory=False)
+    modules = find_in_tree(pkg, (f"lib/modules/{version}", f"usr/lib/modules/{version}"),
+                           directory=True)
+    if vmlinuz is None or modules is None:
         raise ImageBuildFailed(f"{kernel.package} has no vmlinuz-{version} or modules")
-    busybox = next((p for p in (bb / "bin/busybox", bb / "usr/bin/busybox") if p.is_file()),
-                   None)
+    busybox = find_in_tree(bb, ("bin/busybox", "usr/bin/busybox"), directory=False)
     if busybox is None:
         raise ImageBuildFailed("busybox-static has no bin/busybox")
     final = work / "out"
     final.mkdir()
     shutil.copyfile(vmlinuz, final / "vmlinuz")
-    (final / "initrd.img").write_bytes(build_initrd(modules, busybox.read_bytes()))
+    (final / "initrd.img").write_bytes(build_initrd(modules, read_regular(busybox, _MAX_BUSYBOX)))
     shutil.copytree(modules, final / "modules" / version, symlinks=True)
     vmlinux: Path | None = None
     try:

@@ -42,6 +42,7 @@ from banger.core.oci import (
     docker_credentials,
     is_index,
     is_loopback,
+    may_send_credentials,
     media_type_of,
     parse_challenge,
     parse_helper_output,
@@ -189,7 +190,7 @@ class RegistryClient:
                 raise RegistryError(f"{ref} not found in the registry",
                                     hint="check the repository name and tag")
             self._check(response, f"manifest of {ref}")
-            raw = await response.content.read(_MAX_MANIFEST + 1)
+            raw = await _read_capped(response, _MAX_MANIFEST + 1)
             content_type = response.headers.get("Content-Type", "")
         if len(raw) > _MAX_MANIFEST:
             raise RegistryError(f"the manifest of {ref} is larger than 4 MiB")
@@ -319,6 +320,13 @@ class RegistryClient:
         if challenge.scheme != "bearer":
             raise RegistryError(f"unsupported registry auth scheme {challenge.scheme!r}")
         realm, query = token_query(challenge, ref.repository)
+        if basic and not may_send_credentials(realm, self._insecure):
+            raise RegistryError(
+                f"{ref.registry} asks for your login at {realm}, which is not https: "
+                "banger does not send credentials in cleartext",
+                hint="check the registry's address; a trusted plain-http registry goes in "
+                "`insecure_registries` in config",
+            )
         try:
             headers = {"Authorization": basic} if basic else {}
             async with self._session.get(realm, params=query, headers=headers) as response:
@@ -347,6 +355,18 @@ class RegistryClient:
             )
         if response.status >= 400:
             raise RegistryError(f"the registry answered {response.status} for the {what}")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body up to EOF or `limit` bytes: one read() returns only what has arrived, and a
+    registry may send a manifest in several writes."""
+    raw = b""
+    while len(raw) < limit:
+        chunk = await response.content.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return raw
 
 
 class LayerProgress:

@@ -18,15 +18,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import shutil
+import signal
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from banger.core.errors import BangerError, ImageBuildFailed, MissingTool, UnsafeLayer
+from banger.core.errors import (
+    BangerError,
+    ImageBuildFailed,
+    ImageTooLarge,
+    MissingTool,
+    UnsafeLayer,
+)
 from banger.core.imagerecipe import image_size_bytes, mkfs_command
 from banger.core.models import ProgressEvent
 from banger.core.oci import Reference
@@ -53,6 +62,8 @@ _TOUCHED_DIRS = (
     "lib/systemd/system", "usr/lib", "usr/lib/systemd", "usr/lib/systemd/system",
 )
 _SYSTEMD_PATHS = ("lib/systemd/systemd", "usr/lib/systemd/systemd")
+# Customisation writes a few dozen small files (well under a second); the rest is a hang.
+CUSTOMIZE_DEADLINE = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,12 @@ class OCIPuller:
         ) as client:
             resolved = await client.resolve(ref)
             manifest = resolved.manifest
+            if manifest.total_size > max_bytes:
+                # Compressed layers alone over the cap: refused before any download.
+                raise ImageTooLarge(
+                    f"{ref}'s layers are {format_size(manifest.total_size)} compressed, over "
+                    f"the size limit of {format_size(max_bytes)}"
+                )
             count = len(manifest.layers)
             progress(ProgressEvent(
                 STAGE, f"{ref}: {count} layers, {format_size(manifest.total_size)} "
@@ -206,8 +223,10 @@ def _apply(flattener: Flattener, blob: Path) -> None:
         flattener.apply_layer(stream)
 
 
-def customize_chrooted(tree: Path) -> None:
-    """customize_tree(strict=False) in a forked child chrooted into `tree` (needs root)."""
+def customize_chrooted(tree: Path, deadline: float = CUSTOMIZE_DEADLINE) -> None:
+    """customize_tree(strict=False) in a forked child chrooted into `tree` (needs root).
+    A child still running after `deadline` seconds is killed: whatever the tree holds, the
+    pull (and the image lock it holds) ends."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; its outcome is checked by the parent
@@ -227,13 +246,34 @@ def customize_chrooted(tree: Path) -> None:
         finally:
             os._exit(code)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        error = pipe.read().decode(errors="replace").strip()
+    try:
+        error = _read_until_eof(read_fd, time.monotonic() + deadline)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise ImageBuildFailed(
+            f"installing the boot contract into the image took over {deadline:.0f} s",
+            hint="the image is malformed or malicious (a FIFO where a file should be?)",
+        ) from None
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise ImageBuildFailed(
             f"installing the boot contract into the image failed: {error or 'no details'}"
         )
+
+
+def _read_until_eof(fd: int, until: float) -> str:
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, until - time.monotonic()))
+        if not ready:
+            raise TimeoutError
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks).decode(errors="replace").strip()
+        chunks.append(chunk)
 
 
 def _is_file(tree: Path, relative: str) -> bool:

@@ -7,39 +7,40 @@ Debian cloud kernel's) and zstd with the `lz4`/`zstd` tools (Debian packages lz4
 
 from __future__ import annotations
 
-import bz2
 import hashlib
-import lzma
 import os
 import shutil
-import subprocess
 import tempfile
-import zlib
 from pathlib import Path
 
-from banger.core.errors import HostError, InvalidInput, MissingTool
+from banger.core.errors import HostError, ImageTooLarge, InvalidInput, MissingTool
 from banger.core.kernelformat import check_vmlinux, find_payload, is_vmlinux
+from banger.core.units import format_size
+from banger.host.safeio import decompress, run_capped
 
 _TOOLS = {
     "lz4": (["lz4", "-dc"], "apt-get install lz4"),
     "zstd": (["zstd", "-dcq"], "apt-get install zstd"),
     "lzo": (["lzop", "-dc"], "apt-get install lzop"),
 }
+# Debian's vmlinux is ~60 MiB; more than this from a few MiB of vmlinuz is a bomb.
+MAX_VMLINUX = 512 * 1024**2
 
 
 def _decompress(compression: str, payload: bytes) -> bytes:
-    if compression == "gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload)
-    if compression in ("xz", "lzma"):
-        fmt = lzma.FORMAT_XZ if compression == "xz" else lzma.FORMAT_ALONE
-        return lzma.LZMADecompressor(format=fmt).decompress(payload)
-    if compression == "bzip2":
-        return bz2.BZ2Decompressor().decompress(payload)
+    def too_large() -> ImageTooLarge:
+        return ImageTooLarge(
+            f"the kernel's {compression} payload unpacks to more than "
+            f"{format_size(MAX_VMLINUX)}: not a kernel", hint="use another kernel",
+        )
+
+    if compression not in _TOOLS:
+        return decompress(compression, payload, MAX_VMLINUX, too_large)
     argv, install = _TOOLS[compression]
     if shutil.which(argv[0]) is None:
         raise MissingTool(f"{argv[0]} not found: needed to unpack a {compression} kernel",
                           hint=install)
-    proc = subprocess.run(argv, input=payload, capture_output=True, check=False)
+    proc = run_capped(argv, payload, MAX_VMLINUX, too_large)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip()
         raise HostError(f"{argv[0]} could not unpack the kernel: {detail}")
