@@ -125,3 +125,13 @@ def test_vmm_counters_add_new_samples_once_and_render() -> None:
     fields = dict(stats.summary_fields(report, now=1000.0))
     assert fields["vmm block"] == "read 2M, written 2M"
     assert fields["vcpu exits"] == "6"
+
+
+def test_the_vmms_cgroup_round_trips_and_renders() -> None:
+    group = stats.CgroupFigures(300 << 20, 1472 << 20, 12, 98)
+    report = VMStats("dev", "running", 10.0, [
+        Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, cgroup=group), None, ""),
+    ])
+    assert stats.stats_from_dict(dataclasses.asdict(report)) == report
+    fields = dict(stats.summary_fields(report, now=1000.0))
+    assert fields["vmm cgroup"] == "memory 300M of 1.4G, 12 of 98 tasks"

@@ -15,6 +15,7 @@ from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_machine
+from banger.daemon.consoles import ConsoleKeeper
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.integration import Integration, IntegrationAdapters, build_integration
@@ -217,6 +218,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     vms.listeners.append(ssh_config.on_vm_event)
     ssh_config.write()
     integration = build_integration(config, store, network, vms, adapters.integration)
+    integration.consoles = ConsoleKeeper(
+        [(paths.vms_dir, 1), (paths.state_dir / "templates", 2)],
+        parse_size(config.console_log_max_size),
+    )
     services = Services(
         paths, config, store, images, network, vms, machine, accel, adapters, integration
     )

@@ -48,6 +48,8 @@ from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.store import Store
+from banger.host.consolelog import ConsoleFollower
+from banger.host.consolelog import read_from as read_console
 from banger.host.disks import DiskAdapter
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import (
@@ -182,17 +184,7 @@ class VMService:
 
     def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
         vm = self.get(name)
-        path = Path(vm.dir) / "console.log"
-        try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if offset > size:  # the log restarted with a new boot
-                    offset = 0
-                f.seek(offset)
-                data = f.read(1 << 20)
-        except FileNotFoundError:
-            return b"", 0
-        return data, offset + len(data)
+        return read_console(Path(vm.dir) / "console.log", offset, 1 << 20)
 
     # Lifecycle
 
@@ -456,14 +448,13 @@ class VMService:
         soon as the guest's install unit reports on the console that it cannot."""
         progress(ProgressEvent("ssh", f"{image.name} has no openssh-server: the guest "
                                "installs it on its first boot"))
-        console = Path(vm.dir) / "console.log"
+        console = ConsoleFollower(Path(vm.dir) / "console.log")
 
         async def watch() -> None:
             while True:
-                with contextlib.suppress(OSError):
-                    failure = ssh_install_failure(console.read_bytes())
-                    if failure:
-                        raise GuestSetupFailed(failure)
+                failure = ssh_install_failure(console.read())
+                if failure:
+                    raise GuestSetupFailed(failure)
                 await asyncio.sleep(0.5)
 
         tasks = [asyncio.ensure_future(probe), asyncio.ensure_future(watch())]
