@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,7 @@ class Services:
             return None
 
         name = self.config.default_image_name
+        cgroups = self.adapters.integration.cgroups
         return [*doctor.run_checks(
             config=self.config,
             state_dir=self.paths.state_dir,
@@ -116,6 +118,8 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
+        ), doctor.confinement_check(
+            self.config, cgroups.version if cgroups else None, os.geteuid() == 0
         ), *self.integration.checks()]
 
 
