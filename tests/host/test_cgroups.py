@@ -50,7 +50,6 @@ def test_v1_usage(tmp_path: Path) -> None:
     assert (usage.memory_bytes, usage.memory_limit, usage.pids, usage.pids_limit) == (
         1000, 1536 << 20, 7, 98
     )
-    assert v1.path("vm-abc") == root / "memory/banger/vm-abc"
 
 
 def test_v2_enables_the_controllers_for_banger_and_writes_the_limits(tmp_path: Path) -> None:

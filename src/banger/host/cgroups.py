@@ -37,10 +37,6 @@ class VMCgroups(Protocol):
         """None if there is no such cgroup."""
         ...
 
-    def path(self, name: str) -> Path:
-        """The cgroup's directory (v1: the memory controller's)."""
-        ...
-
 
 def _write(path: Path, value: str) -> None:
     try:
@@ -99,9 +95,6 @@ class CgroupV1:
     def _group(self, controller: str, name: str) -> Path:
         return self._root / controller / self._parent / name
 
-    def path(self, name: str) -> Path:
-        return self._group("memory", name)
-
     def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
         settings = {
             "memory": {"memory.limit_in_bytes": limits.memory_bytes},
@@ -138,7 +131,7 @@ class CgroupV2:
         self._root = root
         self._parent = root / parent
 
-    def path(self, name: str) -> Path:
+    def _group(self, name: str) -> Path:
         return self._parent / name
 
     def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
@@ -147,7 +140,7 @@ class CgroupV2:
         _make(self._parent)
         _write(self._parent / "cgroup.subtree_control", enable)
         _prune(self._parent)
-        group = self.path(name)
+        group = self._group(name)
         _remake(group)
         _write(group / "memory.max", f"{limits.memory_bytes}\n")
         _write(group / "pids.max", f"{limits.pids}\n")
@@ -155,7 +148,7 @@ class CgroupV2:
         _write(group / "cgroup.procs", f"{pid}\n")
 
     def usage(self, name: str) -> CgroupFigures | None:
-        group = self.path(name)
+        group = self._group(name)
         if not group.is_dir():
             return None
         return CgroupFigures(
@@ -188,9 +181,6 @@ class FakeCgroups:
 
     def __init__(self) -> None:
         self.groups: dict[str, tuple[int, CgroupLimits]] = {}
-
-    def path(self, name: str) -> Path:
-        return Path("/fake-cgroup") / name
 
     def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
         self.groups[name] = (pid, limits)
