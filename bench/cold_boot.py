@@ -22,9 +22,10 @@ from pathlib import Path
 
 from common import Netns, boot_to_ssh, ensure_test_image, make_env, report, temporary_netns
 
+from banger.core.imagerecipe import PACKAGES, image_size_bytes
 from banger.host import hostinfo
 from banger.host.aptconfig import host_apt_sources
-from banger.host.imagebuild import PACKAGES, find_kernel, image_size_bytes, tree_size_bytes
+from banger.host.imagetree import find_kernel, tree_size_bytes
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.qemu import qemu_argv
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from common import ensure_test_image, report
 from tests.ocitools import Layout, local_registry, loop_mount, missing_tools
 
+from banger.core.imagerecipe import image_size_bytes, mkfs_command
 from banger.core.oci import parse_reference
-from banger.host.imagebuild import image_size_bytes, mkfs_command, tree_size_bytes
+from banger.host.imagetree import tree_size_bytes
 from banger.host.ocipull import OCIPuller
 
 # Directories of the test image's rootfs that make up each layer (~137 + 135 + 41 MiB).

@@ -1,3 +1,162 @@
-"""banger: one-command development sandboxes on microVMs."""
+"""banger: one-command development sandboxes on microVMs.
 
-__version__ = "0.1.0"
+`import banger` is the Python SDK: `banger.Client` talks to bangerd, its answers are the
+models here (`banger.VM`, `banger.Image`, ...), and its errors are the `banger.BangerError`
+tree, each with a stable `code` and a `hint`. The names load on first use (module
+`__getattr__`): this package is imported by every `banger` call, and the models would
+cost that call milliseconds it does not need.
+
+    import banger
+
+    client = banger.Client()
+    vm = client.create_vm(name="dev")  # a banger.VM, running
+    print(vm.ip)
+"""
+
+from __future__ import annotations
+
+from banger._version import __version__ as __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each on first use
+    from banger.client import Client
+    from banger.client.transport import (
+        MemoryResponse,
+        MemoryTransport,
+        Response,
+        Transport,
+        UnixSocketTransport,
+    )
+    from banger.core.errors import (
+        APIError,
+        BadBundle,
+        BangerError,
+        BootFailed,
+        ChecksumMismatch,
+        ConfigError,
+        Conflict,
+        DaemonUnavailable,
+        GuestCommandFailed,
+        GuestSetupFailed,
+        HostError,
+        ImageBuildFailed,
+        ImageNotFound,
+        ImageTooLarge,
+        InvalidInput,
+        InvalidName,
+        InvalidState,
+        KernelNotFound,
+        KVMUnavailable,
+        MissingTool,
+        NameTaken,
+        NetworkExhausted,
+        NotFound,
+        PermissionDenied,
+        RegistryError,
+        ResourceBusy,
+        SSHTimeout,
+        UnsafeLayer,
+        Unsupported,
+        VMNotFound,
+    )
+    from banger.core.models import (
+        VM,
+        Check,
+        Image,
+        Kernel,
+        ProgressEvent,
+        VMSpec,
+        VMState,
+        Workspace,
+    )
+    from banger.core.stats import VMStats
+
+# the module that defines each public name
+_EXPORTS = {
+    "banger.client": (
+        "Client",
+    ),
+    "banger.client.transport": (
+        "MemoryResponse", "MemoryTransport", "Response", "Transport",
+        "UnixSocketTransport",
+    ),
+    "banger.core.errors": (
+        "APIError", "BadBundle", "BangerError", "BootFailed", "ChecksumMismatch",
+        "ConfigError", "Conflict", "DaemonUnavailable", "GuestCommandFailed",
+        "GuestSetupFailed", "HostError", "ImageBuildFailed", "ImageNotFound",
+        "ImageTooLarge", "InvalidInput", "InvalidName", "InvalidState", "KernelNotFound",
+        "KVMUnavailable", "MissingTool", "NameTaken", "NetworkExhausted", "NotFound",
+        "PermissionDenied", "RegistryError", "ResourceBusy", "SSHTimeout", "UnsafeLayer",
+        "Unsupported", "VMNotFound",
+    ),
+    "banger.core.models": (
+        "VM", "Check", "Image", "Kernel", "ProgressEvent", "VMSpec", "VMState",
+        "Workspace",
+    ),
+    "banger.core.stats": (
+        "VMStats",
+    ),
+}
+
+__all__ = [
+    "VM",
+    "APIError",
+    "BadBundle",
+    "BangerError",
+    "BootFailed",
+    "Check",
+    "ChecksumMismatch",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "DaemonUnavailable",
+    "GuestCommandFailed",
+    "GuestSetupFailed",
+    "HostError",
+    "Image",
+    "ImageBuildFailed",
+    "ImageNotFound",
+    "ImageTooLarge",
+    "InvalidInput",
+    "InvalidName",
+    "InvalidState",
+    "KVMUnavailable",
+    "Kernel",
+    "KernelNotFound",
+    "MemoryResponse",
+    "MemoryTransport",
+    "MissingTool",
+    "NameTaken",
+    "NetworkExhausted",
+    "NotFound",
+    "PermissionDenied",
+    "ProgressEvent",
+    "RegistryError",
+    "ResourceBusy",
+    "Response",
+    "SSHTimeout",
+    "Transport",
+    "UnixSocketTransport",
+    "UnsafeLayer",
+    "Unsupported",
+    "VMNotFound",
+    "VMSpec",
+    "VMState",
+    "VMStats",
+    "Workspace",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = next((m for m, names in _EXPORTS.items() if name in names), None)
+    if module is None:
+        raise AttributeError(f"module 'banger' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

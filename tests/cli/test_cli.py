@@ -86,7 +86,7 @@ class FakeClient:
         return [VM_DEV, replace(VM_DEV, id="ba9876543210", name="idle",
                                 state=VMState.STOPPED, pid=None, ip="172.16.0.3")]
 
-    def list_vms_raw(self) -> list[dict[str, Any]]:
+    def _list_vms_wire(self) -> list[dict[str, Any]]:
         return [to_dict(vm) for vm in self.list_vms()]
 
     def get_vm(self, name: str) -> VM:
@@ -274,6 +274,31 @@ def test_error_without_hint_prints_one_line(
 ) -> None:
     client.fail["stop_vm"] = InvalidInput("nope", hint="")
     assert run(["vm", "stop", "dev"], capsys) == (1, "", "error: nope\n")
+
+
+def test_errors_quoting_a_guest_cannot_drive_the_terminal(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["stop_vm"] = InvalidInput("agent said \x1b]0;owned\x07", hint="\x1b[2Jsee it")
+    assert run(["vm", "stop", "dev"], capsys) == (
+        1, "", "error: agent said \\x1b]0;owned\\x07\nhint: \\x1b[2Jsee it\n"
+    )
+
+
+def test_logs_on_a_terminal_show_escapes_instead_of_obeying_them(
+    client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal:
+        buffer = io.BytesIO()
+
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(client, "vm_logs", lambda name, offset=0: (b"\x1b[2Jboot\r\n", 9))
+    main(["vm", "logs", "dev"])
+    assert terminal.buffer.getvalue() == b"\\x1b[2Jboot\n"
 
 
 def test_debug_shows_the_exception(client: FakeClient) -> None:

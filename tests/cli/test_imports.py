@@ -33,8 +33,12 @@ def imported_after(code: str) -> set[str]:
         "import sys\nfrom banger.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass",
         "import banger.client",
+        # The SDK's front door and its client class.
+        "import banger\nbanger.Client",
+        # What the client sends a body with: the daemon, not the client, checks it.
+        "from banger.core import api\napi.CreateVM(name='dev').body()",
     ],
-    ids=["import", "help", "client"],
+    ids=["import", "help", "client", "sdk", "schema"],
 )
 def test_cli_path_stays_light(code: str) -> None:
     assert imported_after(code).isdisjoint(HEAVY)

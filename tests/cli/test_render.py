@@ -36,6 +36,13 @@ def test_progress_on_a_tty_overwrites_chatty_lines() -> None:
     assert text.endswith("\r\033[K")
 
 
+def test_progress_quoting_a_guest_shows_its_escapes() -> None:
+    stream = Terminal()
+    printer = ProgressPrinter(stream)
+    printer(ProgressEvent("warning", "warning: console says \x1b]0;title\x07"))
+    assert stream.getvalue() == "\r\033[Kwarning: console says \\x1b]0;title\\x07\n"
+
+
 def test_print_json_of_dataclasses(capsys: pytest.CaptureFixture[str]) -> None:
     print_json([VMSpec(1, 128, 1024)])
     assert json.loads(capsys.readouterr().out) == [

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from banger.core.paths import paths_from_env
+import pytest
+
+from banger.core.errors import PermissionDenied
+from banger.core.paths import paths_from_env, refuse_foreign_dirs
 
 
 def test_defaults_under_home() -> None:
@@ -57,3 +61,24 @@ def test_derived_files() -> None:
     assert paths.db == Path("/h/.local/state/banger/banger.db")
     assert paths.daemon_log == Path("/h/.local/state/banger/bangerd.log")
     assert paths.vms_dir.parent == paths.images_dir.parent == paths.state_dir
+
+
+def _owners(table: dict[str, int]) -> Callable[[Path], int | None]:
+    return lambda path: table.get(str(path))
+
+
+def test_root_refuses_directories_another_user_owns() -> None:
+    paths = paths_from_env({"HOME": "/home/alice", "XDG_RUNTIME_DIR": "/run/user/0"})
+    # Nothing of banger's exists yet: the nearest existing parent, alice's home, decides.
+    owners = _owners({"/": 0, "/home": 0, "/home/alice": 1000, "/run/user/0": 0})
+    with pytest.raises(PermissionDenied) as info:
+        refuse_foreign_dirs(paths, 0, owners)
+    assert "/home/alice/.config/banger is in /home/alice, owned by uid 1000" in info.value.message
+    assert "sudo -H" in info.value.hint
+
+
+def test_root_uses_its_own_directories_and_a_user_theirs() -> None:
+    paths = paths_from_env({"HOME": "/root", "XDG_RUNTIME_DIR": "/run/user/0"})
+    refuse_foreign_dirs(paths, 0, _owners({"/": 0, "/root": 0, "/run/user/0": 0}))
+    alice = paths_from_env({"HOME": "/home/alice", "XDG_RUNTIME_DIR": "/run/user/1000"})
+    refuse_foreign_dirs(alice, 1000, _owners({"/home/alice": 1000}))  # not checked

@@ -36,10 +36,12 @@ def test_one_host_entry_per_vm_with_bangers_key_and_pinned_host_keys() -> None:
         "    IdentitiesOnly yes\n"
         f"    UserKnownHostsFile {KNOWN}\n"
         "    GlobalKnownHostsFile /dev/null\n"
-        "    StrictHostKeyChecking yes"
+        "    StrictHostKeyChecking yes\n"
+        "    ForwardAgent no\n"
+        "    ForwardX11 no"
     )
     assert entries[1].startswith("Host web.vm\n    HostName 172.16.0.3\n")
-    assert text.endswith("StrictHostKeyChecking yes\n")
+    assert text.endswith("ForwardX11 no\n")
 
 
 def test_no_vms_is_a_comment_only_file() -> None:

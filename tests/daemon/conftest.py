@@ -4,11 +4,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from banger.core.config import Config
-from banger.core.models import VMState
+from banger.core.models import VM, VMState
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host import hostinfo
@@ -120,7 +121,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 async def supervise_until_stopped(env: Env, name: str) -> None:
     """Run the VM supervisor (every 10 ms) until it has marked `name` stopped, for 2 s at
     most: the caller asserts the state it expects."""
-    supervisor = asyncio.create_task(env.services.vms.supervise(interval=0.01))
+    supervisor = asyncio.create_task(env.services.supervisor.supervise(interval=0.01))
     try:
         for _ in range(200):
             if env.services.vms.get(name).state == VMState.STOPPED:
@@ -128,3 +129,23 @@ async def supervise_until_stopped(env: Env, name: str) -> None:
             await asyncio.sleep(0.01)
     finally:
         supervisor.cancel()
+
+
+HOST_KEY = "ssh_host_ed25519_key"
+
+
+async def create(env: Env, **changes: Any) -> VM:
+    args: dict[str, Any] = {
+        "name": None, "image": None, "vcpu": None, "memory_mib": None, "disk_size": None,
+        "start": True,
+    }
+    args.update(changes)
+    return await env.services.vms.create(**args)
+
+
+def known_hosts(env: Env) -> list[str]:
+    return env.paths.known_hosts.read_text().splitlines()
+
+
+def public_host_key(vm: VM) -> str:
+    return (Path(vm.dir) / f"{HOST_KEY}.pub").read_text().strip()

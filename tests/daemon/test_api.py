@@ -211,6 +211,12 @@ async def test_bad_request_bodies(api: Api) -> None:
         await api.call(api.client.create_vm, name="dev", vcpu="two")
     with pytest.raises(InvalidInput, match="offset"):
         await api.call(api.client.request, "GET", "/v1/vms/dev/logs?offset=x")
+    # A string is not a bool: "false" used to read as true.
+    with pytest.raises(InvalidInput, match="force must be true or false"):
+        await api.call(api.client.request, "POST", "/v1/images/pull",
+                       {"name": "debian-bookworm", "force": "false"})
+    with pytest.raises(InvalidInput, match="ready must be 'login' or 'sshd'"):
+        await api.call(api.client.request, "POST", "/v1/vms", {"ready": "soon"})
 
 
 async def test_vm_lifecycle_through_the_client(api: Api) -> None:

@@ -13,11 +13,12 @@ from banger.core.errors import (
     InvalidName,
     ResourceBusy,
 )
+from banger.core.imagerecipe import RECIPE_VERSION
 from banger.core.models import ProgressEvent
 from banger.daemon.images import ImageService
 from banger.daemon.progress import no_progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import RECIPE_VERSION, FakeImageBuilder
+from banger.host.imagebuild import FakeImageBuilder
 from tests.daemon.conftest import APT_SOURCES, Env
 from tests.daemon.fakes import SlowImageBuilder
 
@@ -197,3 +198,27 @@ async def test_delete_is_refused_while_a_vm_uses_the_image(env: Env) -> None:
     await env.services.vms.delete(vm.name, force=False)
     env.services.images.delete(CATALOG_IMAGE)
     assert env.services.images.list() == []
+
+
+async def test_promote_copies_sparse_and_refuses_in_use(env: Env, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.ext4"
+    with open(rootfs, "wb") as f:
+        f.truncate(32 << 20)
+        f.seek(1 << 20)
+        f.write(b"data")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    env.services.images.register("reg", str(rootfs), str(kernel), None)
+    promoted = await env.services.images.promote("reg")
+    assert promoted.managed and Path(promoted.rootfs).parent.name == "reg"
+    copied = Path(promoted.rootfs)
+    assert copied.stat().st_size == 32 << 20
+    assert copied.stat().st_blocks * 512 < 1 << 20
+    assert rootfs.exists()
+    with pytest.raises(InvalidInput):
+        await env.services.images.promote("reg")
+    env.services.images.register("reg2", str(rootfs), str(kernel), None)
+    await env.services.vms.create(name="e", image="reg2", vcpu=None, memory_mib=None,
+                                  disk_size=None, start=False)
+    with pytest.raises(ResourceBusy):
+        await env.services.images.promote("reg2")

@@ -109,7 +109,7 @@ async def test_a_guest_that_powers_off_drops_out_of_the_zone(world: World) -> No
     vm = await create(world, "gone")
     assert vm.pid is not None
     world.env.hypervisor.exit(vm.pid)
-    await world.env.services.vms.reconcile()
+    await world.env.services.supervisor.reconcile()
     assert rcode(await ask(world, "gone.vm")) == dns.NXDOMAIN
 
 

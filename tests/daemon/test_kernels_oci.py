@@ -14,7 +14,6 @@ from banger.core.errors import (
     SSHTimeout,
 )
 from banger.core.models import ProgressEvent, VMState
-from banger.daemon.imageapi import promote, sparse_copy
 from banger.daemon.progress import no_progress
 from tests.daemon.conftest import Env
 
@@ -131,33 +130,3 @@ async def test_first_boot_ssh_install_success_and_timeouts(env: Env) -> None:
                                           memory_mib=None, disk_size=None, start=True, nat=nat)
         # Without NAT the timeout says what is most likely missing.
         assert ("create the VM with --nat" in timeout.value.hint) is not nat
-
-
-async def test_promote_copies_sparse_and_refuses_in_use(env: Env, tmp_path: Path) -> None:
-    rootfs = tmp_path / "rootfs.ext4"
-    with open(rootfs, "wb") as f:
-        f.truncate(32 << 20)
-        f.seek(1 << 20)
-        f.write(b"data")
-    kernel = tmp_path / "vmlinuz"
-    kernel.write_bytes(b"kernel")
-    env.services.images.register("reg", str(rootfs), str(kernel), None)
-    promoted = await promote(env.services, "reg")
-    assert promoted.managed and Path(promoted.rootfs).parent.name == "reg"
-    copied = Path(promoted.rootfs)
-    assert copied.stat().st_size == 32 << 20
-    assert copied.stat().st_blocks * 512 < 1 << 20
-    assert rootfs.exists()
-    with pytest.raises(InvalidInput):
-        await promote(env.services, "reg")
-    env.services.images.register("reg2", str(rootfs), str(kernel), None)
-    await env.services.vms.create(name="e", image="reg2", vcpu=None, memory_mib=None,
-                                  disk_size=None, start=False)
-    with pytest.raises(ResourceBusy):
-        await promote(env.services, "reg2")
-
-
-def test_sparse_copy_of_an_empty_file(tmp_path: Path) -> None:
-    (tmp_path / "a").write_bytes(b"")
-    sparse_copy(tmp_path / "a", tmp_path / "b")
-    assert (tmp_path / "b").read_bytes() == b""

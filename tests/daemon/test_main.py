@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from banger.client import _startup_error
+from banger.client import _LogMark, _startup_error
 from banger.core.config import Config
 from banger.core.errors import ConfigError, DaemonUnavailable
-from banger.daemon.main import JSONLogFormatter, _acquire_lock, _bind_socket, load_config
+from banger.daemon.logs import JSONLogFormatter
+from banger.daemon.main import _acquire_lock, _bind_socket, load_config
 from tests.daemon.conftest import make_paths
 
 
@@ -95,16 +96,21 @@ def test_startup_failure_reaches_the_cli_as_the_typed_error(tmp_path: Path) -> N
     finally:
         logger.removeHandler(handler)
         handler.close()
-    back = _startup_error(log_file, offset, 2)
+    back = _startup_error(_LogMark(log_file, offset), _LogMark.at_end_of(tmp_path / "x"), 2)
     assert type(back) is ConfigError
     assert back.message == "config.toml: unknown config key 'colour'"
     assert back.hint == ConfigError.default_hint
 
 
 def test_startup_failure_without_a_typed_line(tmp_path: Path) -> None:
+    # A crash before logging is set up leaves its traceback in bangerd.stderr, not the log.
     log_file = tmp_path / "bangerd.log"
-    log_file.write_text("Traceback (most recent call last):\nImportError: no module\n")
-    back = _startup_error(log_file, 0, 1)
+    log_file.write_text('{"msg": "bangerd starting"}\n')
+    raw_file = tmp_path / "bangerd.stderr"
+    raw_file.write_text(
+        "an older run\nTraceback (most recent call last):\nImportError: no module\n\n"
+    )
+    back = _startup_error(_LogMark(log_file, 0), _LogMark(raw_file, len("an older run\n")), 1)
     assert isinstance(back, DaemonUnavailable)
     assert "ImportError: no module" in back.message
-    assert str(log_file) in back.hint
+    assert str(raw_file) in back.hint

@@ -98,7 +98,7 @@ async def test_reconcile_keeps_paused_vms_paused_and_stops_dead_ones(
         await env.services.vms.pause(name)
     assert dead.pid is not None
     vmm.exit(dead.pid)
-    await env.services.vms.reconcile()
+    await env.services.supervisor.reconcile()
     assert env.services.vms.get("alive").state == VMState.PAUSED
     assert env.services.vms.get("dead").state == VMState.STOPPED
 

@@ -275,7 +275,7 @@ def ensure_cached(entry: Path, marker: str, build: Callable[[Path], None]) -> Pa
 
 def ensure_test_image() -> dict[str, str]:
     """The Debian test image, built by `banger image pull` once per recipe version."""
-    from banger.host.imagebuild import RECIPE_VERSION
+    from banger.core.imagerecipe import RECIPE_VERSION
 
     return ensure_catalog_image("debian-bookworm", IMAGE_CACHE / RECIPE_VERSION)
 
@@ -283,7 +283,7 @@ def ensure_test_image() -> dict[str, str]:
 def ensure_catalog_image(name: str, cache: Path | None = None) -> dict[str, str]:
     """A catalog image built by `banger image pull NAME` outside the namespace (the build
     needs the mirror), cached by recipe version: {"rootfs", "kernel", "initrd"}."""
-    from banger.host.imagebuild import RECIPE_VERSION
+    from banger.core.imagerecipe import RECIPE_VERSION
 
     entry = cache or IMAGE_CACHE / f"{name}-{RECIPE_VERSION}"
 

@@ -226,3 +226,8 @@ async def test_clone_root_copies_a_template_root_layout(tmp_path: Path) -> None:
     assert (layout.mode, layout.base, layout.overlay) == (
         "overlay", str(tmp_path / "rootfs.ext4"), str(vm_dir / "overlay.ext4")
     )
+
+
+def test_the_backend_knows_its_own_vmm_processes(hypervisor: FirecrackerHypervisor) -> None:
+    assert hypervisor.owns(["firecracker", "--api-sock", "/vms/0123456789ab/firecracker.sock"])
+    assert not hypervisor.owns(["qemu-system-x86_64", "-qmp", "unix:/vms/0123/control.sock"])

@@ -9,7 +9,7 @@ import pytest
 from banger.core.errors import ImageBuildFailed
 from banger.core.initrd import INIT_SCRIPT
 from banger.host.initrd import build_initrd, tree_initrd
-from tests.core.test_initramfs import read_newc
+from tests.core.test_cpio import read_newc
 from tests.core.test_initrd import elf
 
 VERSION = "6.1.0-9-cloud-amd64"

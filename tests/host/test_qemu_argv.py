@@ -5,7 +5,7 @@ from pathlib import Path
 from banger.core.confine import RunAs
 from banger.core.guest import BootIdentity, kernel_cmdline
 from banger.host.vmm.base import LaunchSpec
-from banger.host.vmm.qemu import qemu_argv
+from banger.host.vmm.qemu import QemuHypervisor, qemu_argv
 
 VM_DIR = Path("/state/banger/vms/0123456789ab")
 CMDLINE = kernel_cmdline(
@@ -145,3 +145,9 @@ def test_a_root_daemons_qemu_drops_to_the_vmm_user_once_it_opened_its_files() ->
 def test_the_console_is_appended_to_so_its_head_can_be_cut() -> None:
     argv = qemu_argv("qemu", spec())
     assert f"file,id=console,path={VM_DIR}/console.log,append=on" in argv
+
+
+def test_the_backend_knows_its_own_vmm_processes() -> None:
+    qemu = QemuHypervisor()
+    assert qemu.owns(qemu_argv("qemu-system-x86_64", spec()))
+    assert not qemu.owns(["firecracker", "--api-sock", str(VM_DIR / "firecracker.sock")])

@@ -88,9 +88,12 @@ def main(argv: list[str] | None = None) -> Any:
         if ctx.debug:
             raise
         sys.stdout.flush()
-        print(f"error: {exc.message}", file=sys.stderr)
+        # Messages can quote a guest (agent errors, ssh's stderr, console lines).
+        from banger.core.terminal import neutralize
+
+        print(f"error: {neutralize(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {neutralize(exc.hint)}", file=sys.stderr)
         sys.exit(1)
     except UsageError as exc:
         print(f"error: {exc.message} (see `{exc.prog} --help`)", file=sys.stderr)

@@ -21,11 +21,14 @@ class ProgressPrinter:
         self._live = False
 
     def __call__(self, event: ProgressEvent) -> None:
+        from banger.core.terminal import neutralize
+
         # The spec line and stage results stay on screen; chatty build output is overwritten.
         persistent = event.stage in ("spec", "ready", "create", "warning") or not self._tty
+        message = neutralize(event.message)  # may quote a guest's console or an installer
         if self._tty:
             width = 100
-            text = event.message[:width]
+            text = message[:width]
             if persistent:
                 self._stream.write(f"\r\033[K{text}\n")
                 self._live = False
@@ -33,7 +36,7 @@ class ProgressPrinter:
                 self._stream.write(f"\r\033[K{text}")
                 self._live = True
         else:
-            self._stream.write(f"{event.message}\n")
+            self._stream.write(f"{message}\n")
         self._stream.flush()
 
     def done(self) -> None:

@@ -14,6 +14,7 @@ from banger.core.units import format_size
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
+    from banger.core.api import Readiness
     from banger.core.models import VM
 
 vm = Group("vm", "Create, run and manage VMs.")
@@ -33,7 +34,7 @@ COLD = Opt("--cold", flag=True, help="Boot even if the image has a warm template
 
 def _create(
     ctx: Context, *, name: str | None, image: str | None, vcpu: int | None,
-    memory: int | None, disk_size: str | None, start: bool, ready: str = "login",
+    memory: int | None, disk_size: str | None, start: bool, ready: Readiness = "login",
     nat: bool = False, backend: str | None = None, kernel: str | None = None,
     cold: bool = False,
 ) -> VM:
@@ -299,7 +300,7 @@ def list_(ctx: Context, as_json: bool) -> None:
     """List VMs."""
     # The wire form, not VM objects: the model classes cost this, the most frequent
     # command, a third of its run time (see docs/architecture.md).
-    vms = ctx.client.list_vms_raw()
+    vms = ctx.client._list_vms_wire()
     if as_json:
         print_json(vms)
         return
@@ -339,10 +340,19 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 @vm.command(NAME, Opt("--follow", "-f", flag=True, help="Keep printing new output."))
 def logs(ctx: Context, name: str, follow: bool) -> None:
     """Print a VM's serial console."""
+    import codecs
+
+    from banger.core.terminal import neutralize
+
     offset = 0
     out = sys.stdout.buffer
+    # On a terminal the guest's escape sequences are shown, not obeyed; a pipe or file gets
+    # the console byte for byte.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace") if sys.stdout.isatty() else None
     while True:
         data, offset = ctx.client.vm_logs(name, offset)
+        if data and decoder is not None:
+            data = neutralize(decoder.decode(data)).encode()
         if data:
             out.write(data)
             out.flush()

@@ -1,7 +1,9 @@
-"""The typed API client (used by the CLI; also the Python SDK).
+"""The typed API client (used by the CLI; also the Python SDK, `banger.Client`).
 
 Speaks HTTP/1.1 over the daemon's Unix socket with the standard library only, so `banger`
-starts fast, and starts the daemon on first use."""
+starts fast, and starts the daemon on first use. Request bodies are built with the wire
+schema's dataclasses (core/api.py), imported by the methods that send one; the daemon
+checks them."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import os
 import sys
 import time
 
+from banger.client.transport import Response, Transport, UnixSocketTransport
 from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
 from banger.core.xdg import socket_path
-from banger.transport import HTTPResponse, UnixHTTPConnection
 
 # Kept off the import path of every `banger` call (each costs milliseconds there, see
 # docs/architecture.md): typing, pathlib, subprocess, urllib and the model classes
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from banger.core.api import Readiness
     from banger.core.models import VM, Image, Kernel, ProgressEvent, Workspace
     from banger.core.paths import Paths
     from banger.core.stats import VMStats
@@ -35,11 +38,14 @@ _DAEMON_START_TIMEOUT = 20.0
 class Client:
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None, transport: Transport | None = None,
     ) -> None:
+        """`transport`: how requests reach bangerd (default: its Unix socket);
+        `MemoryTransport` answers them in-process, for tests."""
         self._env = env if env is not None else os.environ
         self._paths = paths
         self.socket = str(paths.socket) if paths is not None else socket_path(self._env)
+        self._transport = transport if transport is not None else UnixSocketTransport(self.socket)
         self._autostart = autostart
 
     @property
@@ -52,21 +58,15 @@ class Client:
 
     # Transport
 
-    def _connect(self, timeout: float | None) -> UnixHTTPConnection:
-        return UnixHTTPConnection(self.socket, timeout)
-
     def _open(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
-    ) -> tuple[UnixHTTPConnection, HTTPResponse]:
+    ) -> Response:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         for attempt in (1, 2):
-            conn = self._connect(timeout)
             try:
-                conn.request(method, path, body=payload, headers=headers)
-                return conn, conn.getresponse()
+                return self._transport.send(method, path, payload, headers, timeout)
             except (FileNotFoundError, ConnectionRefusedError):
-                conn.close()
                 if attempt == 2 or not self._autostart:
                     raise DaemonUnavailable(
                         f"bangerd is not running (no socket at {self.paths.socket})",
@@ -79,11 +79,11 @@ class Client:
         self, method: str, path: str, body: dict[str, Any] | None = None,
         *, timeout: float | None = 60.0,
     ) -> Any:
-        conn, response = self._open(method, path, body, timeout)
+        response = self._open(method, path, body, timeout)
         try:
             data = _json_body(response)
         finally:
-            conn.close()
+            response.close()
         if isinstance(data, dict) and "error" in data and response.status >= 400:
             raise error_from_dict(data["error"])
         return data
@@ -93,7 +93,7 @@ class Client:
     ) -> Any:
         """Send a long operation; hand each progress event to `on_progress`; return the
         result line's value or raise its error."""
-        conn, response = self._open(method, path, body, None)
+        response = self._open(method, path, body, None)
         try:
             if response.status >= 400:
                 data = _json_body(response)
@@ -106,33 +106,40 @@ class Client:
                 elif "result" in item:
                     return item["result"]
         finally:
-            conn.close()
+            response.close()
         raise DaemonUnavailable("bangerd closed the stream early", hint="see bangerd.log")
 
     # Daemon lifecycle
 
     def ping(self) -> bool:
-        conn = self._connect(2.0)
         try:
-            conn.request("GET", "/v1/status")
-            conn.getresponse().read()
+            response = self._transport.send("GET", "/v1/status", None, {}, 2.0)
+        except OSError:
+            return False
+        try:
+            response.read()
             return True
         except OSError:
             return False
         finally:
-            conn.close()
+            response.close()
 
     def start_daemon(self) -> None:
         """Start bangerd detached and wait for its socket; explain its failure if it dies."""
+        from banger.core.paths import refuse_foreign_dirs
+
+        refuse_foreign_dirs(self.paths, os.geteuid(), _owner_of)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self.paths.daemon_log
-        start_offset = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "ab") as log:
+        log = _LogMark.at_end_of(self.paths.daemon_log)
+        raw = _LogMark.at_end_of(self.paths.daemon_stderr)
+        # bangerd.log is the daemon's own JSON log; what the process writes raw (say, a
+        # traceback before its logging is set up) goes to bangerd.stderr instead.
+        with open(raw.path, "ab") as stderr:
             import subprocess
 
             proc = subprocess.Popen(
                 [sys.executable, "-m", "banger.daemon.main"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                 start_new_session=True, close_fds=True,
             )
         deadline = time.monotonic() + _DAEMON_START_TIMEOUT
@@ -141,7 +148,7 @@ class Client:
                 return
             code = proc.poll()
             if code is not None and code != 3:  # 3: another bangerd won the lock
-                raise _startup_error(log_path, start_offset, code)
+                raise _startup_error(log, raw, code)
             time.sleep(0.05)
         raise DaemonUnavailable(f"bangerd did not come up within {_DAEMON_START_TIMEOUT:.0f}s")
 
@@ -159,11 +166,11 @@ class Client:
     # VMs
 
     def list_vms(self) -> list[VM]:
-        return [_vm(v) for v in self.list_vms_raw()]
+        return [_vm(v) for v in self._list_vms_wire()]
 
-    def list_vms_raw(self) -> list[dict[str, Any]]:
-        """The VMs in their wire form, for callers that only render them (`banger vm list`
-        then needs no model classes)."""
+    def _list_vms_wire(self) -> list[dict[str, Any]]:
+        """The VMs in their wire form, for `banger vm list`, which only renders them and so
+        needs no model classes. Not part of the SDK."""
         result: list[dict[str, Any]] = self.request("GET", "/v1/vms")
         return result
 
@@ -173,25 +180,28 @@ class Client:
     def create_vm(
         self, *, name: str | None = None, image: str | None = None, vcpu: int | None = None,
         memory_mib: int | None = None, disk_size: str | None = None, start: bool = True,
-        on_progress: OnProgress = lambda _: None, ready: str = "login", nat: bool = False,
+        on_progress: OnProgress = lambda _: None, ready: Readiness = "login", nat: bool = False,
         backend: str | None = None, kernel: str | None = None, cold: bool = False,
     ) -> VM:
         """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
         right away themselves; the default waits for a verified login. `cold` boots even
         when the image has a warm template."""
-        body = {
-            "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory_mib,
-            "disk_size": disk_size, "start": start, "ready": ready, "nat": nat,
-            "backend": backend, "kernel": kernel, "cold": cold,
-        }
-        return _vm(self.stream("POST", "/v1/vms", body, on_progress))
+        from banger.core import api
+
+        body = api.CreateVM(
+            name=name, image=image, vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size,
+            start=start, ready=ready, nat=nat, backend=backend, kernel=kernel, cold=cold,
+        )
+        return _vm(self.stream("POST", "/v1/vms", body.body(), on_progress))
 
     def start_vm(
         self, name: str, on_progress: OnProgress = lambda _: None, *,
         from_snapshot: bool = False,
     ) -> VM:
         """`from_snapshot` restores the VM's last `snapshot_vm` instead of booting it."""
-        body = {"from_snapshot": True} if from_snapshot else {}
+        from banger.core import api
+
+        body = api.StartVM(from_snapshot=from_snapshot).body()
         return _vm(self.stream("POST", f"/v1/vms/{_q(name)}/start", body, on_progress))
 
     def pause_vm(self, name: str) -> VM:
@@ -213,9 +223,10 @@ class Client:
         return _vm(self.request("POST", f"/v1/vms/{_q(name)}/stop", timeout=None))
 
     def kill_vm(self, name: str, signal_name: str = "KILL") -> VM:
-        return _vm(
-            self.request("POST", f"/v1/vms/{_q(name)}/kill", {"signal": signal_name})
-        )
+        from banger.core import api
+
+        body = api.KillVM(signal=signal_name).body()
+        return _vm(self.request("POST", f"/v1/vms/{_q(name)}/kill", body))
 
     def delete_vm(self, name: str, *, force: bool = False) -> VM:
         query = "?force=1" if force else ""
@@ -225,7 +236,9 @@ class Client:
         self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
         disk_size: str | None = None, nat: bool | None = None,
     ) -> VM:
-        body = {"vcpu": vcpu, "memory_mib": memory_mib, "disk_size": disk_size, "nat": nat}
+        from banger.core import api
+
+        body = api.SetVM(vcpu=vcpu, memory_mib=memory_mib, disk_size=disk_size, nat=nat).body()
         return _vm(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
@@ -246,7 +259,12 @@ class Client:
     # Workspaces (the copy itself streams over ssh: banger.client.workspace)
 
     def record_workspace(self, name: str, workspace: Workspace) -> Workspace:
-        body = _to_dict(workspace)
+        from banger.core import api
+
+        body = api.RecordWorkspace(
+            guest_path=workspace.guest_path, base_commit=workspace.base_commit,
+            source=workspace.source, branch=workspace.branch, readonly=workspace.readonly,
+        ).body()
         return _workspace(
             self.request("PUT", f"/v1/vms/{_q(name)}/workspace", body)
         )
@@ -273,7 +291,9 @@ class Client:
         as_name: str | None = None, kernel: str | None = None,
     ) -> Image:
         """A catalog image by name, or any OCI reference (`docker.io/library/debian`)."""
-        body = {"name": name, "force": force, "as_name": as_name, "kernel": kernel}
+        from banger.core import api
+
+        body = api.PullImage(name=name, force=force, as_name=as_name, kernel=kernel).body()
         return _image(self.stream("POST", "/v1/images/pull", body, on_progress))
 
     def image_templates(
@@ -290,9 +310,11 @@ class Client:
     ) -> dict[str, Any]:
         """Make the image's warm template (again, with `force`) for `backend` (None: the
         daemon's default)."""
+        from banger.core import api
+
+        body = api.WarmImage(force=force, backend=backend).body()
         result: dict[str, Any] = self.stream(
-            "POST", f"/v1/images/{_q(name)}/warm", {"force": force, "backend": backend},
-            on_progress,
+            "POST", f"/v1/images/{_q(name)}/warm", body, on_progress
         )
         return result
 
@@ -317,15 +339,20 @@ class Client:
     def pull_kernel(
         self, name: str, *, force: bool = False, on_progress: OnProgress = lambda _: None
     ) -> Kernel:
-        body = {"name": name, "force": force}
+        from banger.core import api
+
+        body = api.PullKernel(name=name, force=force).body()
         return _kernel(self.stream("POST", "/v1/kernels/pull", body, on_progress))
 
     def register_kernel(
         self, name: str, vmlinuz: str, initrd: str | None = None, *,
         vmlinux: str | None = None, modules: str | None = None,
     ) -> Kernel:
-        body = {"name": name, "vmlinuz": vmlinuz, "initrd": initrd, "vmlinux": vmlinux,
-                "modules": modules}
+        from banger.core import api
+
+        body = api.RegisterKernel(
+            name=name, vmlinuz=vmlinuz, initrd=initrd, vmlinux=vmlinux, modules=modules,
+        ).body()
         return _kernel(self.request("POST", "/v1/kernels/register", body))
 
     def delete_kernel(self, name: str) -> Kernel:
@@ -334,7 +361,9 @@ class Client:
     def register_image(
         self, name: str, rootfs: str, kernel: str, initrd: str | None = None
     ) -> Image:
-        body = {"name": name, "rootfs": rootfs, "kernel": kernel, "initrd": initrd}
+        from banger.core import api
+
+        body = api.RegisterImage(name=name, rootfs=rootfs, kernel=kernel, initrd=initrd).body()
         return _image(self.request("POST", "/v1/images/register", body))
 
     def delete_image(self, name: str, *, force: bool = False) -> Image:
@@ -348,8 +377,11 @@ class Client:
         self, name: str, path: str, *, on_progress: OnProgress = lambda _: None
     ) -> dict[str, Any]:
         """Write the image as a bundle file at `path` (absolute; on the daemon's host)."""
+        from banger.core import api
+
+        body = api.ExportImage(path=path).body()
         result: dict[str, Any] = self.stream(
-            "POST", f"/v1/images/{_q(name)}/export", {"path": path}, on_progress
+            "POST", f"/v1/images/{_q(name)}/export", body, on_progress
         )
         return result
 
@@ -358,7 +390,9 @@ class Client:
         on_progress: OnProgress = lambda _: None,
     ) -> Image:
         """Register the image in the bundle at `path`, after checking every checksum."""
-        body = {"path": path, "as_name": as_name}
+        from banger.core import api
+
+        body = api.ImportImage(path=path, as_name=as_name).body()
         return _image(self.stream("POST", "/v1/images/import", body, on_progress))
 
 
@@ -404,13 +438,7 @@ def _event(data: dict[str, Any]) -> ProgressEvent:
     return ProgressEvent(**data)
 
 
-def _to_dict(obj: Any) -> dict[str, Any]:
-    from banger.core.models import to_dict
-
-    return to_dict(obj)
-
-
-def _json_body(response: HTTPResponse) -> Any:
+def _json_body(response: Response) -> Any:
     raw = response.read()
     try:
         return json.loads(raw or b"null")
@@ -424,7 +452,7 @@ def _json_body(response: HTTPResponse) -> Any:
         ) from None
 
 
-def _ndjson(response: HTTPResponse) -> Iterator[dict[str, Any]]:
+def _ndjson(response: Response) -> Iterator[dict[str, Any]]:
     while True:
         line = response.readline()
         if not line:
@@ -434,14 +462,36 @@ def _ndjson(response: HTTPResponse) -> Iterator[dict[str, Any]]:
             yield item
 
 
-def _startup_error(log_path: Path, offset: int, code: int) -> BangerError:
+def _owner_of(path: Path) -> int | None:
     try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    for line in reversed(lines):
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
+
+
+class _LogMark:
+    """A file and how much of it there was before the daemon started."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+
+    @classmethod
+    def at_end_of(cls, path: Path) -> _LogMark:
+        return cls(path, path.stat().st_size if path.exists() else 0)
+
+    def lines_since(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                return f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+
+def _startup_error(log: _LogMark, raw: _LogMark, code: int) -> BangerError:
+    """The daemon's own typed error from its JSON log, else the last raw line it wrote."""
+    for line in reversed(log.lines_since()):
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -451,5 +501,8 @@ def _startup_error(log_path: Path, offset: int, code: int) -> BangerError:
                 "code": entry["code"], "message": entry.get("msg", ""),
                 "hint": entry.get("hint", ""),
             })
-    last = lines[-1] if lines else f"exit status {code}"
-    return DaemonUnavailable(f"bangerd failed to start: {last}", hint=f"see {log_path}")
+    raw_lines = [line for line in raw.lines_since() if line.strip()]
+    last = raw_lines[-1] if raw_lines else f"exit status {code}"
+    return DaemonUnavailable(
+        f"bangerd failed to start: {last}", hint=f"see {raw.path} and {log.path}"
+    )

@@ -110,6 +110,14 @@ class PermissionDenied(HostError):
     default_hint = "run as root, or allow passwordless sudo for ip/nft"
 
 
+class Forbidden(BangerError):
+    """The API refused the caller: bangerd serves only its own user (and root)."""
+
+    code = "forbidden"
+    http_status = 403
+    default_hint = "each user runs their own bangerd; use your own socket ($XDG_RUNTIME_DIR)"
+
+
 class ImageBuildFailed(HostError):
     code = "image_build_failed"
 

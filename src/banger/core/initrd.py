@@ -8,7 +8,7 @@ trigger`/`settle`, dozens of shell scripts), so banger builds a small initrd ins
 busybox, those modules, and an /init that loads them, mounts `root=` and switches to the
 image's init. It also mounts the root overlay itself when the kernel command line asks for
 one (`banger.overlay=`, see guest.py), and the VM's work disk at /root (so that systemd does
-not wait for udev before it). Catalog kernels (kernels.py) get one, and so does every image
+not wait for udev before it). Catalog kernels (kernelcatalog.py) get one, and so does every image
 banger builds from Debian packages; images that cannot (no busybox, or a kernel without the
 root disk's drivers) keep their own initrd.
 """
@@ -217,7 +217,7 @@ def initrd_files(
     modules: Sequence[tuple[str, bytes]],
     overlay_modules: Sequence[tuple[str, bytes]] = (),
 ) -> dict[str, tuple[int, bytes]]:
-    """The archive's entries (path -> (mode, content), parents first) for initramfs.py's
+    """The archive's entries (path -> (mode, content), parents first) for cpio.py's
     newc writer. `modules` and `overlay_modules` are (path or name, decompressed .ko) in
     load order; each is stored under a numbered name so that order survives."""
     files: dict[str, tuple[int, bytes]] = {

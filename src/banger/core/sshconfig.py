@@ -50,6 +50,10 @@ def render_ssh_config(
             f"    UserKnownHostsFile {pinned}\n"
             "    GlobalKnownHostsFile /dev/null\n"
             "    StrictHostKeyChecking yes\n"
+            # First value wins: a user's `Host *` must not hand the sandbox their agent
+            # (it could then log in wherever they can) or their X display.
+            "    ForwardAgent no\n"
+            "    ForwardX11 no\n"
         )
     return "".join(parts)
 

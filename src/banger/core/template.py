@@ -18,15 +18,15 @@ from banger.core.guest import CONTRACT_VERSION
 # Bump when the way templates are made or restored changes.
 FORMAT_VERSION = "2"
 
-ROOT_FILE = "root.qcow2"  # QEMU's; Firecracker keeps its root layout (banger.host.rootdisk)
+# Its root disk and work disk are a VM dir's (banger.core.vmdir).
 MEMORY_FILE = "memory"
 STATE_FILE = "state"
 META_FILE = "meta.json"
 # The template's work disk: never formatted, so the template mounts nothing at /root. Large
 # and sparse because the guest keeps the size it saw at boot: every restored VM's own,
-# smaller work disk then fits inside it. Named like a VM's work disk: a Firecracker snapshot
-# records its drives by those names, and a VM restored from it opens its own disks by them.
-WORK_PLACEHOLDER_FILE = "work.ext4"
+# smaller work disk then fits inside it. Named like a VM's work disk (VMDir.work_disk): a
+# Firecracker snapshot records its drives by those names, and a VM restored from it opens its
+# own disks by them.
 WORK_PLACEHOLDER_BYTES = 1 << 40
 
 

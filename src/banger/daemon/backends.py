@@ -6,7 +6,7 @@ from banger.core.backends import BackendChoice, choose_backend
 from banger.core.config import Config
 from banger.core.errors import MissingTool
 from banger.core.models import Check
-from banger.daemon.vms import Machine
+from banger.daemon.vmrecords import Machine
 from banger.host.hostinfo import KVMFacts
 from banger.host.vmm.firecracker import find_firecracker, firecracker_version
 

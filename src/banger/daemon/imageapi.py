@@ -1,69 +1,59 @@
-"""API routes for kernels and image promotion (the image basics live in api.py)."""
+"""API routes for images: the store, bundles (export/import), warm templates, promotion."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import os
-import shutil
-import socket
-import struct
-from dataclasses import replace
-from pathlib import Path
-
 from aiohttp import web
 
-from banger.core.errors import InvalidInput, MissingTool, ResourceBusy
-from banger.core.models import Image, to_dict
-from banger.daemon.imagebundle import ImageBundles, Peer
-from banger.daemon.kernels import KernelService
+from banger.core import api
+from banger.core.errors import MissingTool
+from banger.core.models import to_dict
+from banger.daemon.apiwire import answer, body, peer_of, stream
+from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.progress import Progress
 from banger.daemon.services import Services
 
 
 def image_routes(services: Services) -> web.RouteTableDef:
-    from banger.daemon.api import _body, _json, _opt_str, _stream
-
+    images = services.images
     routes = web.RouteTableDef()
 
-    def kernels() -> KernelService:
-        if services.kernels is None:
-            raise MissingTool("kernels are not available in this daemon")
-        return services.kernels
+    @routes.get("/v1/images")
+    async def list_images(_: web.Request) -> web.Response:
+        return answer([to_dict(i) for i in images.list()])
 
-    @routes.get("/v1/kernels")
-    async def list_kernels(_: web.Request) -> web.Response:
-        return _json([dataclasses.asdict(k) for k in kernels().list()])
+    @routes.get("/v1/images/{name}")
+    async def show_image(request: web.Request) -> web.Response:
+        image = images.get(request.match_info["name"])
+        # "template": the default backend's; "templates": every backend's that has one.
+        described = {
+            backend: templates.describe(image.name)
+            for backend, templates in services.templates.items()
+        }
+        return answer({
+            **to_dict(image), "template": described.get(services.machine.backend),
+            "templates": {backend: t for backend, t in described.items() if t is not None},
+        })
 
-    @routes.get("/v1/kernels/{name}")
-    async def show_kernel(request: web.Request) -> web.Response:
-        return _json(to_dict(kernels().get(request.match_info["name"])))
+    @routes.post("/v1/images/pull")
+    async def pull_image(request: web.Request) -> web.StreamResponse:
+        data = await body(request, api.PullImage)
+        return await stream(request, lambda progress: images.pull(
+            data.name, progress, force=data.force, as_name=data.as_name, kernel=data.kernel,
+        ))
 
-    @routes.post("/v1/kernels/pull")
-    async def pull_kernel(request: web.Request) -> web.StreamResponse:
-        data = await _body(request)
-        name = _opt_str(data, "name")
-        if not name:
-            raise InvalidInput("name is required")
-        force = bool(data.get("force", False))
-        return await _stream(request, lambda progress: kernels().pull(name, progress,
-                                                                      force=force))
+    @routes.post("/v1/images/register")
+    async def register_image(request: web.Request) -> web.Response:
+        data = await body(request, api.RegisterImage)
+        return answer(to_dict(images.register(data.name, data.rootfs, data.kernel, data.initrd)))
 
-    @routes.post("/v1/kernels/register")
-    async def register_kernel(request: web.Request) -> web.Response:
-        data = await _body(request)
-        name, vmlinuz = _opt_str(data, "name"), _opt_str(data, "vmlinuz")
-        if not (name and vmlinuz):
-            raise InvalidInput("name and vmlinuz are required")
-        kernel = kernels().register(
-            name, vmlinuz, _opt_str(data, "initrd"), vmlinux=_opt_str(data, "vmlinux"),
-            modules=_opt_str(data, "modules"),
-        )
-        return _json(to_dict(kernel))
-
-    @routes.delete("/v1/kernels/{name}")
-    async def delete_kernel(request: web.Request) -> web.Response:
-        return _json(to_dict(kernels().delete(request.match_info["name"])))
+    @routes.delete("/v1/images/{name}")
+    async def delete_image(request: web.Request) -> web.Response:
+        force = request.query.get("force", "") in ("1", "true")
+        name = request.match_info["name"]
+        image = await images.delete_with_vms(name, services.vms) if force else images.delete(name)
+        for templates in services.templates.values():
+            templates.discard(image.name)
+        return answer(to_dict(image))
 
     def bundles() -> ImageBundles:
         if services.bundles is None:
@@ -72,124 +62,43 @@ def image_routes(services: Services) -> web.RouteTableDef:
 
     @routes.post("/v1/images/{name}/export")
     async def export_image(request: web.Request) -> web.StreamResponse:
-        data = await _body(request)
-        path = _opt_str(data, "path")
-        if not path:
-            raise InvalidInput("path is required")
+        data = await body(request, api.ExportImage)
         name, peer = request.match_info["name"], peer_of(request)
-        services.images.get(name)
-        return await _stream(request, lambda progress: bundles().export(
-            name, path, peer, progress))
+        images.get(name)
+        return await stream(request, lambda progress: bundles().export(
+            name, data.path, peer, progress))
 
     @routes.post("/v1/images/import")
     async def import_image(request: web.Request) -> web.StreamResponse:
-        data = await _body(request)
-        path = _opt_str(data, "path")
-        if not path:
-            raise InvalidInput("path is required")
-        as_name, peer = _opt_str(data, "as_name"), peer_of(request)
-        return await _stream(request, lambda progress: bundles().import_(
-            path, as_name, peer, progress))
+        data = await body(request, api.ImportImage)
+        peer = peer_of(request)
+        return await stream(request, lambda progress: bundles().import_(
+            data.path, data.as_name, peer, progress))
 
     @routes.post("/v1/images/{name}/warm")
     async def warm_image(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        data = await _body(request)
-        templates = services.templates_for(_opt_str(data, "backend"))
+        data = await body(request, api.WarmImage)
+        templates = services.templates_for(data.backend)
 
         async def warm(progress: Progress) -> dict[str, object]:
-            if bool(data.get("force", False)):
+            if data.force:
                 await templates.build(name, progress)
             else:
                 await templates.ensure(name, progress)
             return {"image": name, "template": templates.describe(name)}
 
-        return await _stream(request, warm)
+        return await stream(request, warm)
 
     @routes.delete("/v1/images/{name}/warm")
     async def unwarm_image(request: web.Request) -> web.Response:
-        name = services.images.get(request.match_info["name"]).name
+        name = images.get(request.match_info["name"]).name
         services.templates_for(None)  # the same error as `image warm` where there are none
         deleted = [t.discard(name) for t in services.templates.values()]
-        return _json({"image": name, "deleted": any(deleted)})
+        return answer({"image": name, "deleted": any(deleted)})
 
     @routes.post("/v1/images/{name}/promote")
     async def promote_image(request: web.Request) -> web.Response:
-        image = await promote(services, request.match_info["name"])
-        return _json(to_dict(image))
+        return answer(to_dict(await images.promote(request.match_info["name"])))
 
     return routes
-
-
-def peer_of(request: web.Request) -> Peer | None:
-    """The requesting process's uid/gid (SO_PEERCRED on the Unix socket)."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _, uid, gid = struct.unpack("3i", raw)
-    return Peer(uid, gid)
-
-
-async def promote(services: Services, name: str) -> Image:
-    """Copy a registered image's files into banger's own storage; the record then points
-    there (and `image delete` removes them). The originals are left alone."""
-    image = services.images.get(name)
-    if image.managed:
-        raise InvalidInput(f"image {name!r} is already managed by banger")
-    users = services.vms.images_in_use(name)
-    if users:
-        # Their disks are overlays on the original rootfs path.
-        raise ResourceBusy(f"image {name!r} is used by VMs: {', '.join(users)}",
-                           hint="delete those VMs first")
-    final = services.paths.images_dir / name
-    staging = services.paths.images_dir / f".{name}.promoting"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        copies = {"rootfs": "rootfs.ext4", "kernel": "vmlinuz", "initrd": "initrd.img"}
-        paths: dict[str, str] = {}
-        for field, target in copies.items():
-            source = getattr(image, field)
-            if source:
-                await asyncio.to_thread(sparse_copy, Path(source), staging / target)
-                paths[field] = str(final / target)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    promoted = replace(
-        image, managed=True, source=f"{image.source} (promoted)",
-        rootfs=paths.get("rootfs", image.rootfs), kernel=paths.get("kernel", image.kernel),
-        initrd=paths.get("initrd", image.initrd),
-    )
-    services.store.put_image(promoted)
-    return promoted
-
-
-def sparse_copy(source: Path, target: Path) -> None:
-    """Copy keeping holes (root filesystems are mostly sparse)."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                data_start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
-            except OSError:  # only a hole is left
-                break
-            hole = os.lseek(src.fileno(), data_start, os.SEEK_HOLE)
-            src.seek(data_start)
-            dst.seek(data_start)
-            remaining = hole - data_start
-            while remaining > 0:
-                chunk = src.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                dst.write(chunk)
-                remaining -= len(chunk)
-            offset = hole
-        dst.truncate(size)

@@ -8,22 +8,33 @@ import builtins
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from banger.core.errors import ImageNotFound, InvalidInput, ResourceBusy
-from banger.core.models import Image, ProgressEvent, VMState
+from banger.core.imagerecipe import RECIPE_VERSION
+from banger.core.models import VM, Image, ProgressEvent
 from banger.core.names import validate_name
+from banger.core.vmstates import ACTIVE_STATES
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store
-from banger.host.imagebuild import RECIPE_VERSION, ImageBuilder
+from banger.host.files import sparse_copy
+from banger.host.imagebuild import ImageBuilder
 
 if TYPE_CHECKING:
     from banger.daemon.ociimages import OCIImages
-    from banger.daemon.vms import VMService
 
 # name -> Debian suite built by the image builder.
 CATALOG: dict[str, str] = {"debian-bookworm": "bookworm", "debian-trixie": "trixie"}
+
+
+class ImageUsers(Protocol):
+    """The VMs `delete_with_vms` deletes with an image (VMService)."""
+
+    def list(self) -> builtins.list[VM]: ...
+    def is_running(self, vm: VM) -> bool: ...
+    async def delete(self, name: str, *, force: bool) -> VM: ...
 
 
 class ImageService:
@@ -159,13 +170,13 @@ class ImageService:
         return image
 
 
-    async def delete_with_vms(self, name: str, vms: VMService) -> Image:
+    async def delete_with_vms(self, name: str, vms: ImageUsers) -> Image:
         """`image delete --force`: the image and every VM created from it (their disks are
         built on its files), like `podman rmi --force`. Refused while any of them runs:
         stopping someone's work is not what deleting an image should do quietly."""
         self.get(name)
         users = [vm for vm in vms.list() if vm.image == name]
-        busy = [vm.name for vm in users if vm.state in _ACTIVE or vms.is_running(vm)]
+        busy = [vm.name for vm in users if vm.state in ACTIVE_STATES or vms.is_running(vm)]
         if busy:
             raise ResourceBusy(
                 f"image {name!r} is used by running VMs: {', '.join(busy)}",
@@ -175,8 +186,41 @@ class ImageService:
             await vms.delete(vm.id, force=False)
         return self.delete(name)
 
-
-_ACTIVE = (VMState.STARTING, VMState.RUNNING, VMState.PAUSED, VMState.STOPPING)
+    async def promote(self, name: str) -> Image:
+        """Copy a registered image's files into banger's own storage; the record then points
+        there (and `image delete` removes them). The originals are left alone."""
+        image = self.get(name)
+        if image.managed:
+            raise InvalidInput(f"image {name!r} is already managed by banger")
+        users = self._in_use(name)
+        if users:
+            # Their disks are overlays on the original rootfs path.
+            raise ResourceBusy(f"image {name!r} is used by VMs: {', '.join(users)}",
+                               hint="delete those VMs first")
+        final = self._dir / name
+        staging = self._dir / f".{name}.promoting"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            copies = {"rootfs": "rootfs.ext4", "kernel": "vmlinuz", "initrd": "initrd.img"}
+            paths: dict[str, str] = {}
+            for field, target in copies.items():
+                source = getattr(image, field)
+                if source:
+                    await asyncio.to_thread(sparse_copy, Path(source), staging / target)
+                    paths[field] = str(final / target)
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        promoted = replace(
+            image, managed=True, source=f"{image.source} (promoted)",
+            rootfs=paths.get("rootfs", image.rootfs), kernel=paths.get("kernel", image.kernel),
+            initrd=paths.get("initrd", image.initrd),
+        )
+        self._store.put_image(promoted)
+        return promoted
 
 
 def _disk_usage(path: Path) -> int:

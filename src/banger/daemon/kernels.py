@@ -1,4 +1,4 @@
-"""KernelService: the kernel store. Catalog kernels (Debian cloud kernels, core/kernels.py)
+"""KernelService: the kernel store. Catalog kernels (Debian cloud kernels, core/kernelcatalog.py)
 are fetched on request; registered kernels point at files the user keeps. Images name a
 default kernel; `vm create --kernel` overrides it."""
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from banger.core.errors import InvalidInput, InvalidName, KernelNotFound, ResourceBusy
-from banger.core.kernels import KERNEL_CATALOG
+from banger.core.kernelcatalog import KERNEL_CATALOG
 from banger.core.models import Image, Kernel, ProgressEvent
 from banger.daemon.progress import Progress
 from banger.daemon.store import Store

@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiohttp import web
 
 from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
-from banger.core.paths import Paths, paths_from_env
+from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
 from banger.daemon.api import make_app
 from banger.daemon.integration import real_integration_adapters
+from banger.daemon.leftovers import sweep_half_made
+from banger.daemon.logs import (
+    redirect_raw_output,
+    route_crashes_to_log,
+    route_warnings_to_log,
+    setup_logging,
+)
+from banger.daemon.peers import serving_only
 from banger.daemon.services import Adapters, Services, build_services, client_key_path
 from banger.daemon.templates import remove_old_layout
 
@@ -29,33 +35,6 @@ log = logging.getLogger("banger.daemon")
 
 EXIT_ALREADY_RUNNING = 3
 EXIT_STARTUP_ERROR = 2
-
-
-class JSONLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("code", "hint", "vm"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _setup_logging(log_file: Path, level: str) -> None:
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(JSONLogFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel({"warn": "WARNING"}.get(level, level.upper()))
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def load_config(paths: Paths) -> Config:
@@ -157,13 +136,15 @@ async def _ensure_client_key(services: Services) -> None:
 
 async def serve(paths: Paths, services: Services) -> None:
     await _ensure_client_key(services)
-    await services.vms.reconcile()
+    sweep_half_made(paths, (vm.id for vm in services.store.list_vms()))
+    await services.supervisor.reconcile()
     remove_old_layout(services.paths.state_dir / "templates")
     for templates in services.templates.values():
         templates.clean_leftovers()
     await services.integration.start()
     stop = asyncio.Event()
     app = make_app(services, stop.set)
+    app.middlewares.insert(0, serving_only(os.geteuid()))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     sock = _bind_socket(paths.socket)
@@ -172,7 +153,7 @@ async def serve(paths: Paths, services: Services) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = asyncio.create_task(services.vms.supervise())
+    supervisor = asyncio.create_task(services.supervisor.supervise())
     log.info("bangerd listening on %s (pid %d)", paths.socket, os.getpid())
     await stop.wait()
     log.info("bangerd shutting down; running VMs keep running")
@@ -186,18 +167,36 @@ async def serve(paths: Paths, services: Services) -> None:
     services.store.close()
 
 
+def _owner_of(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
+
+
 def main() -> None:
     paths = paths_from_env(os.environ)
+    try:
+        refuse_foreign_dirs(paths, os.geteuid(), _owner_of)
+    except BangerError as exc:
+        # Before the log exists (it would be in those directories): the CLI shows the line.
+        print(f"error: {exc.message} (hint: {exc.hint})", file=sys.stderr)
+        sys.exit(EXIT_STARTUP_ERROR)
     for directory in (paths.state_dir, paths.config_dir, paths.cache_dir, paths.runtime_dir):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _acquire_lock(paths.daemon_lock)
     if lock is None:
         print("bangerd is already running", file=sys.stderr)
         sys.exit(EXIT_ALREADY_RUNNING)
-    _setup_logging(paths.daemon_log, "info")
+    redirect_raw_output(paths.daemon_stderr)
+    setup_logging(paths.daemon_log, "info")
+    route_warnings_to_log()
+    route_crashes_to_log()
+    log.info("bangerd starting (pid %d); raw output, if any, goes to %s",
+             os.getpid(), paths.daemon_stderr)
     try:
         config = load_config(paths)
-        _setup_logging(paths.daemon_log, config.log_level)
+        setup_logging(paths.daemon_log, config.log_level)
         services = build_services(paths, config, real_adapters(config, paths))
     except BangerError as exc:
         # The CLI reads this line back to explain why the daemon did not come up.

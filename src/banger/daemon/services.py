@@ -25,8 +25,11 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.ociimages import OCIImages
 from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
+from banger.daemon.supervisor import Supervisor
 from banger.daemon.templates import TemplateService
-from banger.daemon.vms import Machine, VMService
+from banger.daemon.vmboot import VMBoot
+from banger.daemon.vmrecords import Machine, VMRecords
+from banger.daemon.vms import VMService
 from banger.host import hostinfo
 from banger.host.agent import AgentChannel
 from banger.host.bundle import Codec, ZstdCodec
@@ -79,6 +82,7 @@ class Services:
     accel: AccelChoice
     adapters: Adapters
     integration: Integration
+    supervisor: Supervisor
     kernels: KernelService | None = None
     bundles: ImageBundles | None = None
     # Warm templates, by backend (only backends that can make them).
@@ -159,17 +163,20 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         choice = BackendChoice("qemu", "the default")
     machine, hypervisor = backends[choice.name]
     network = HostNetwork(config, adapters.network, store)
-    vms_holder: list[VMService] = []
+
+    def images_in_use(image: str) -> list[str]:
+        return [vm.name for vm in store.list_vms() if vm.image == image]
+
     kernels = _kernel_service(paths, config, store, adapters)
     oci = None if adapters.image_puller is None else OCIImages(
         store, paths.images_dir, adapters.image_puller, catalog=lambda n: n in CATALOG,
-        images_in_use=lambda name: vms_holder[0].images_in_use(name),
+        images_in_use=images_in_use,
         default_kernel=config.default_kernel,
         max_bytes=parse_size(config.image_max_size) if config.image_max_size else None,
     )
     images = ImageService(
         store, paths.images_dir, adapters.image_builder, adapters.apt_sources,
-        lambda name: vms_holder[0].images_in_use(name), oci,
+        images_in_use, oci,
     )
     sizes = size_defaults(config.vm_defaults, adapters.host_cpus, adapters.host_memory)
     templates: dict[str, TemplateService] = {}
@@ -196,25 +203,35 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
             vmm_version=version,
             disk_size_bytes=sizes.disk_size_bytes.value,
         )
-    vms = VMService(
+    records = VMRecords(
+        store=store, network=network, machine=machine, hypervisor=hypervisor,
+        known_hosts=paths.known_hosts, backends=backends,
+    )
+    boot = VMBoot(
+        records=records,
         config=config,
-        store=store,
+        images=images,
+        network=network,
+        disks=adapters.disks,
+        keys=adapters.keys,
+        probe=adapters.probe,
+        client_key=client_key_path(paths, config),
+        size_defaults=sizes,
+        kernels=kernels,
+        templates=templates,
+    )
+    vms = VMService(
+        records=records,
+        boot=boot,
+        config=config,
         vms_dir=paths.vms_dir,
         images=images,
         network=network,
         disks=adapters.disks,
-        hypervisor=hypervisor,
-        keys=adapters.keys,
-        probe=adapters.probe,
-        machine=machine,
         client_key=client_key_path(paths, config),
         known_hosts=paths.known_hosts,
-        size_defaults=sizes,
-        backends=backends,
         kernels=kernels,
-        templates=templates,
     )
-    vms_holder.append(vms)
     ssh_config = SSHConfigFile(
         store, paths.ssh_config, identity_file=client_key_path(paths, config),
         known_hosts=paths.known_hosts,
@@ -227,7 +244,8 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         parse_size(config.console_log_max_size),
     )
     services = Services(
-        paths, config, store, images, network, vms, machine, accel, adapters, integration
+        paths, config, store, images, network, vms, machine, accel, adapters, integration,
+        Supervisor(records=records, network=network, vms_dir=paths.vms_dir),
     )
     services.kernels = kernels
     services.bundles = ImageBundles(store, paths.images_dir, adapters.bundle_codec, images.get)

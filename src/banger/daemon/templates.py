@@ -29,16 +29,15 @@ from banger.core.sizing import DEFAULT_DISK_BYTES
 from banger.core.template import (
     MEMORY_FILE,
     META_FILE,
-    ROOT_FILE,
     STATE_FILE,
     WORK_PLACEHOLDER_BYTES,
-    WORK_PLACEHOLDER_FILE,
     FileFacts,
     TemplateInputs,
     TemplateMeta,
     differences,
     template_key,
 )
+from banger.core.vmdir import VMDir
 from banger.daemon.bootwatch import rebooting_stalled_boots
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
@@ -50,7 +49,6 @@ from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot, Templates
 log = logging.getLogger("banger.templates")
 
 _BUILD_PREFIX = ".build-"
-_PID = "vmm.pid"
 
 
 class BootImages(Protocol):
@@ -64,7 +62,7 @@ class Template:
 
     @property
     def root(self) -> Path:
-        return self.dir / ROOT_FILE
+        return VMDir(self.dir).root_disk
 
     @property
     def memory(self) -> Path:
@@ -228,8 +226,9 @@ class TemplateService:
                     build_seconds=time.monotonic() - started,
                 )
                 (work / META_FILE).write_text(meta.to_json())
+                files = VMDir(work)
                 for leftover in work.iterdir():
-                    if leftover.is_socket() or leftover.name in (WORK_PLACEHOLDER_FILE, _PID):
+                    if leftover.is_socket() or leftover in (files.work_disk, files.pid_file):
                         leftover.unlink()
                 final = self._dir / image_name
                 old = self._dir / f"{_BUILD_PREFIX}old-{build_id}"
@@ -253,11 +252,12 @@ class TemplateService:
         progress: Progress,
     ) -> None:
         assert isinstance(self._hv, Templates)
+        files = VMDir(work)
         if isinstance(self._hv, PreparesRoot):
             await self._hv.prepare_root(Path(boot.rootfs), work, self._disk_size)
         else:
-            await self._disks.create_overlay(Path(boot.rootfs), work / ROOT_FILE)
-        with open(work / WORK_PLACEHOLDER_FILE, "wb") as placeholder:
+            await self._disks.create_overlay(Path(boot.rootfs), files.root_disk)
+        with open(files.work_disk, "wb") as placeholder:
             placeholder.truncate(WORK_PLACEHOLDER_BYTES)
         spec = LaunchSpec(
             vm_id=build_id,
@@ -270,8 +270,8 @@ class TemplateService:
                 None, tsc_khz=self._tsc_khz if self._accel == "tcg" else None,
                 aslr=self._aslr,
             ),
-            root_disk=work / ROOT_FILE,
-            work_disk=work / WORK_PLACEHOLDER_FILE,
+            root_disk=files.root_disk,
+            work_disk=files.work_disk,
             tap=tap_name_for(build_id),
             mac=mac_for(build_id),
             vm_dir=work,
@@ -286,7 +286,7 @@ class TemplateService:
         try:
             pid = await self._hv.start(spec)
             # For `clean_leftovers` after a crash (QEMU writes it too, from -pidfile).
-            (work / _PID).write_text(f"{pid}\n")
+            files.pid_file.write_text(f"{pid}\n")
             running_pid = pid
             async with rebooting_stalled_boots(self._hv, spec, progress):
                 await self._agent.wait_ready(
@@ -356,7 +356,7 @@ class TemplateService:
             if not entry.name.startswith(_BUILD_PREFIX):
                 continue
             with contextlib.suppress(OSError, ValueError):
-                pid = int((entry / _PID).read_text().strip())
+                pid = int(VMDir(entry).pid_file.read_text().strip())
                 if self._hv.is_running(pid, entry):
                     self._hv.kill(pid, signal.SIGKILL)
             shutil.rmtree(entry, ignore_errors=True)

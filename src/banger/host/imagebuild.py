@@ -1,6 +1,7 @@
 """Build the default Debian image: mmdebstrap a tree, bake in the guest boot contract, write
 the tree to a raw ext4 file, take the kernel out of the image itself and build banger's
-initrd from the image's modules and busybox.
+initrd from the image's modules and busybox. What goes in (packages, command lines) is
+core/imagerecipe.py; what is done to the tree is imagetree.py.
 
 Layout of a build: everything happens in a temporary directory next to ``dest_dir`` (the tree
 and the outputs), and ``dest_dir`` appears only when the image is complete, so a failed or
@@ -18,180 +19,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
-import shlex
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from banger.core import agent, guest
 from banger.core.errors import ImageBuildFailed, MissingTool
+from banger.core.imagerecipe import (
+    PACKAGES,
+    RECIPE_VERSION,
+    STAGE,
+    image_size_bytes,
+    mkfs_command,
+    mmdebstrap_command,
+    parse_progress,
+)
 from banger.core.models import ProgressEvent
+from banger.host.imagetree import customize_tree, find_kernel, installed_packages, tree_size_bytes
 from banger.host.initrd import tree_initrd
 
-# Bump when the package set, the customisation or banger's initrd (core/initrd.py) changes;
-# the boot contract has its own.
-RECIPE = "3"
-RECIPE_VERSION = f"{RECIPE}.{guest.CONTRACT_VERSION}"
-
-STAGE = "image"
-
-PACKAGES: tuple[str, ...] = (
-    "systemd",
-    "systemd-sysv",
-    "udev",
-    "dbus",
-    "openssh-server",
-    "git",
-    "curl",
-    "ca-certificates",
-    "jq",
-    "sudo",
-    "iproute2",
-    "docker.io",
-    "python3",
-    "build-essential",
-    "make",
-    "less",
-    "vim-tiny",
-    "tmux",
-    "rsync",
-    "unzip",
-    "xz-utils",
-    "procps",
-    "e2fsprogs",
-    # /etc/services and /etc/protocols: many tools (and getaddrinfo with service names) fail
-    # in odd ways without them, and the apt variant does not pull them in.
-    "netbase",
-    "linux-image-cloud-amd64",
-    # The shell of banger's own initrd (see core/initrd.py).
-    "busybox-static",
-)
-
-DPKG_OPTIONS: tuple[str, ...] = (
-    "path-exclude=/usr/share/man/*",
-    "path-exclude=/usr/share/info/*",
-    "path-exclude=/usr/share/doc/*",
-    "path-include=/usr/share/doc/*/copyright",
-    "path-exclude=/usr/share/locale/*",
-    "path-include=/usr/share/locale/locale.alias",
-    "path-exclude=/usr/share/lintian/*",
-)
-
-APT_OPTIONS: tuple[str, ...] = ('Acquire::Languages "none"',)
-
-# The image boots banger's own initrd (core/initrd.py), built from the tree after
-# bootstrapping. The initramfs-tools one in /boot stays as the fallback for a tree that
-# cannot have it, so keep that one small too: the cloud kernel builds virtio as modules, the
-# default MODULES=most initrd is ~50 MB uncompressed and costs boot time under TCG, and banger
-# guests only need virtio-mmio and virtio-blk to find the root disk (ext4 is built in).
-# Written before the kernel package is installed so its postinst builds the small initrd (and
-# so do later kernel upgrades).
-INITRAMFS_CONF: tuple[str, ...] = ("MODULES=list", "COMPRESS=gzip")
-INITRAMFS_MODULES: tuple[str, ...] = ("virtio_mmio", "virtio_blk")
-_INITRAMFS_CONF_DIR = "etc/initramfs-tools/conf.d"
-_INITRAMFS_MODULES_DIR = "usr/share/initramfs-tools/modules.d"
-# One line, so mmdebstrap's "running --essential-hook" progress line stays readable.
-INITRAMFS_HOOK = (
-    f'mkdir -p "$1/{_INITRAMFS_CONF_DIR}" "$1/{_INITRAMFS_MODULES_DIR}"'
-    f" && printf '%s\\n' {shlex.join(INITRAMFS_CONF)}"
-    f' > "$1/{_INITRAMFS_CONF_DIR}/banger.conf"'
-    f" && printf '%s\\n' {shlex.join(INITRAMFS_MODULES)}"
-    f' > "$1/{_INITRAMFS_MODULES_DIR}/banger"'
-)
-
-# Units a sandbox does not need at boot. Masked (not just disabled) so a package upgrade in
-# the guest does not quietly turn them back on.
-MASKED_UNITS: tuple[str, ...] = (
-    "apt-daily.timer",
-    "apt-daily.service",
-    "apt-daily-upgrade.timer",
-    "apt-daily-upgrade.service",
-    "dpkg-db-backup.timer",
-    "e2scrub_all.timer",
-    "e2scrub_reap.service",
-    "fstrim.timer",
-    "man-db.timer",
-    "systemd-networkd-wait-online.service",
-    "systemd-pstore.service",
-    # Registers binfmt handlers (python3 ships one); unmask for foreign-arch containers.
-    "systemd-binfmt.service",
-    # Each of these is one more fork+exec at boot, a few hundred ms of a 2-vCPU TCG guest.
-    # No GPU, device mapper or loop setup at boot; loop and fuse still load on first use
-    # (kmod-static-nodes keeps their /dev nodes).
-    "modprobe@drm.service",
-    "modprobe@dm_mod.service",
-    "modprobe@loop.service",
-    "modprobe@fuse.service",
-    "modprobe@configfs.service",
-    "sys-kernel-config.mount",
-    "sys-fs-fuse-connections.mount",
-    # No huge pages and no kernel debugging in a sandbox (`mount -t debugfs` still works).
-    "dev-hugepages.mount",
-    "sys-kernel-debug.mount",
-    "sys-kernel-tracing.mount",
-    # The journal stays in /run (volatile): no copy to /var/log/journal at every boot.
-    "systemd-journal-flush.service",
-)
-
-# Generators for hardware and setups a banger VM never has. Each costs an exec on every boot
-# and daemon-reload, which is noticeable under TCG. Masked by a /dev/null link in /etc.
-MASKED_GENERATORS: tuple[str, ...] = (
-    "systemd-cryptsetup-generator",
-    "systemd-integritysetup-generator",
-    "systemd-veritysetup-generator",
-    "systemd-gpt-auto-generator",
-    "systemd-hibernate-resume-generator",
-    "systemd-system-update-generator",
-    # Every service in the image has a native unit; this one scans /etc/init.d for nothing.
-    "systemd-sysv-generator",
-)
-
-# docker and containerd start on first use through docker.socket instead of at boot. There
-# is no VGA console on a microVM, so no getty on tty1 (the serial console keeps its own).
-DISABLED_UNITS: tuple[str, ...] = ("docker.service", "containerd.service", "getty@tty1.service")
-
-# sshd's config is ours and fixed, so skip the extra `sshd -t` exec Debian's unit runs before
-# sshd on every boot: ~0.5 s on the way to ssh under TCG.
-# No host key means a warm template that has no identity yet: sshd stays down until
-# banger-agent starts it with a placeholder key, which each restored VM replaces.
-SSH_DROP_IN = """\
-# Managed by banger.
-[Unit]
-ConditionPathExists=/etc/ssh/ssh_host_ed25519_key
-
-[Service]
-ExecStartPre=
-"""
-
-# Run on every ssh login, `vm run -- cmd` included: pam_motd execs run-parts and uname for a
-# banner nobody sees (~0.35 s per login under TCG), pam_mail looks for a mailbox.
-SSHD_PAM_DROPPED: tuple[str, ...] = ("pam_motd.so", "pam_mail.so")
-
-DEFAULT_HOSTNAME = "banger"
-GIB = 1024**3
-
-_VENDOR_UNIT_DIRS = ("lib/systemd/system", "usr/lib/systemd/system")
 _STDERR_TAIL = 15
-
-# How far along a build is when mmdebstrap reports each step (measured on a typical build).
-_MMDEBSTRAP_STEPS: tuple[tuple[str, float], ...] = (
-    ("running apt-get update", 0.02),
-    ("downloading packages", 0.05),
-    ("extracting archives", 0.2),
-    ("installing essential packages", 0.25),
-    ("running --essential-hook", 0.3),
-    ("installing remaining packages", 0.32),
-    ("cleaning package lists", 0.75),
-    ("success in", 0.8),
-)
 
 
 @dataclass(frozen=True)
@@ -218,316 +70,6 @@ class ImageBuilder(Protocol):
         apt_sources: Sequence[str],
         progress: ProgressSink,
     ) -> BuiltImage: ...
-
-
-# -- pure parts -----------------------------------------------------------------------------
-
-
-def mmdebstrap_command(
-    *,
-    suite: str,
-    target: Path,
-    apt_sources: Sequence[str],
-    packages: Sequence[str] = PACKAGES,
-    mmdebstrap: str = "mmdebstrap",
-) -> list[str]:
-    """The mmdebstrap argv (no shell) that bootstraps ``suite`` into the empty dir ``target``."""
-    if not apt_sources:
-        raise ImageBuildFailed("no apt sources to build from", hint="set `debian_mirror`")
-    argv = [
-        mmdebstrap,
-        "--variant=apt",
-        "--mode=unshare",
-        "--format=directory",
-        "--include=" + ",".join(packages),
-    ]
-    argv += [f"--dpkgopt={option}" for option in DPKG_OPTIONS]
-    argv += [f"--aptopt={option}" for option in APT_OPTIONS]
-    argv.append(f"--essential-hook={INITRAMFS_HOOK}")
-    argv += [suite, str(target), *apt_sources]
-    return argv
-
-
-def parse_progress(line: str) -> ProgressEvent | None:
-    """Turn one mmdebstrap stderr line into a progress event (``I: ...`` lines only)."""
-    if not line.startswith("I: "):
-        return None
-    message = line[3:].strip()
-    if not message:
-        return None
-    fraction = next(
-        (value for prefix, value in _MMDEBSTRAP_STEPS if message.startswith(prefix)), None
-    )
-    return ProgressEvent(stage=STAGE, message=message, fraction=fraction)
-
-
-def image_size_bytes(tree_bytes: int) -> int:
-    """ext4 size for a tree: 25% for filesystem overhead plus 2 GiB for the user (sparse, so
-    free space costs nothing on the host), rounded up to a MiB."""
-    size = tree_bytes + tree_bytes // 4 + 2 * GIB
-    mib = 1024 * 1024
-    return -(-size // mib) * mib
-
-
-def mkfs_command(
-    *, tree: Path, output: Path, size_bytes: int, mkfs: str = "mkfs.ext4"
-) -> list[str]:
-    return [
-        mkfs,
-        "-F",
-        "-q",
-        "-L",
-        guest.ROOT_DISK_LABEL,
-        "-d",
-        str(tree),
-        str(output),
-        f"{size_bytes // 1024}k",
-    ]
-
-
-def _version_key(version: str) -> list[tuple[int, str]]:
-    return [
-        (int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"[.-]", version)
-    ]
-
-
-def find_kernel(tree: Path) -> tuple[str, Path, Path]:
-    """(version, vmlinuz, initrd) of the newest kernel in the tree's /boot that has an initrd."""
-    boot = tree / "boot"
-    versions = [
-        path.name.removeprefix("vmlinuz-")
-        for path in boot.glob("vmlinuz-*")
-        if (boot / f"initrd.img-{path.name.removeprefix('vmlinuz-')}").is_file()
-    ]
-    if not versions:
-        raise ImageBuildFailed(
-            "the image has no kernel and initrd in /boot",
-            hint="the package list must include a linux-image-* package",
-        )
-    version = max(versions, key=_version_key)
-    return version, boot / f"vmlinuz-{version}", boot / f"initrd.img-{version}"
-
-
-def installed_packages(tree: Path) -> tuple[str, ...]:
-    """``name=version`` of every installed package, from the tree's dpkg status file."""
-    status = tree / "var/lib/dpkg/status"
-    found: list[str] = []
-    for stanza in status.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            name, sep, value = line.partition(":")
-            if sep and not line[0].isspace():
-                fields[name] = value.strip()
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            found.append(f"{fields['Package']}={fields.get('Version', '')}")
-    return tuple(sorted(found))
-
-
-def tree_size_bytes(tree: Path) -> int:
-    """Space the tree occupies (allocated blocks, hard links counted once)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in [*dirnames, *filenames]:
-            try:
-                info = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            key = (info.st_dev, info.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += info.st_blocks * 512
-    return total
-
-
-# -- customisation of the tree (plain file operations on a directory) ---------------------
-
-
-def _inside(root: Path, path: str) -> Path:
-    return root / path.lstrip("/")
-
-
-def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
-    target = _inside(root, path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink():
-        target.unlink()
-    target.write_text(text, encoding="utf-8")
-    target.chmod(mode)
-
-
-def _symlink(root: Path, path: str, points_to: str) -> None:
-    link = _inside(root, path)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(points_to)
-
-
-def _vendor_unit(root: Path, name: str) -> str | None:
-    """The in-guest path of a unit shipped by a package, as systemctl would link it."""
-    for directory in _VENDOR_UNIT_DIRS:
-        candidate = root / directory / name
-        if candidate.is_file() or candidate.is_symlink():
-            return f"/{directory}/{name}"
-    return None
-
-
-def _wants_links(root: Path, unit: str) -> list[Path]:
-    # Not Path.glob: it follows the links' absolute targets on the build host, not the tree.
-    system = root / "etc/systemd/system"
-    if not system.is_dir():
-        return []
-    links = [d / unit for d in system.iterdir() if d.name.endswith((".wants", ".requires"))]
-    return [link for link in links if link.is_symlink()]
-
-
-def _enable(root: Path, unit: str, target: str, *, required: bool = True) -> None:
-    path = _vendor_unit(root, unit)
-    if path is None:
-        if required:
-            raise ImageBuildFailed(f"the image lacks {unit}", hint="check the package list")
-        return
-    _symlink(root, f"/etc/systemd/system/{target}.wants/{unit}", path)
-
-
-def _disable(root: Path, unit: str) -> None:
-    for link in _wants_links(root, unit):
-        link.unlink()
-
-
-def _mask(root: Path, unit: str) -> None:
-    _disable(root, unit)
-    _symlink(root, f"/etc/systemd/system/{unit}", "/dev/null")
-
-
-def _lock_root_password(root: Path) -> None:
-    # "*" never matches a password. Unlike a "!" prefix it does not mark the account as
-    # locked for sshd, which (with UsePAM off) would refuse key logins to a "!" account.
-    shadow = _inside(root, "/etc/shadow")
-    if not shadow.is_file():
-        return
-    lines = shadow.read_text(encoding="utf-8").splitlines()
-    for index, line in enumerate(lines):
-        fields = line.split(":")
-        if fields[0] == "root" and len(fields) > 1:
-            fields[1] = "*"
-            lines[index] = ":".join(fields)
-    mode = stat.S_IMODE(shadow.stat().st_mode)
-    shadow.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shadow.chmod(mode)
-
-
-def customize_tree(root: Path, *, strict: bool = True) -> None:
-    """Bake the guest boot contract into a bootstrapped tree and trim what slows boot.
-
-    ``strict=False`` is for trees banger did not build (OCI pulls): units the tree lacks are
-    skipped instead of failing, and sshd is enabled if present or else installed on first
-    boot (see guest.SSH_INSTALL_SCRIPT)."""
-    unit_path = f"/etc/systemd/system/{guest.BOOT_UNIT_NAME}"
-    _write(root, guest.BOOT_SCRIPT_PATH, guest.BOOT_SCRIPT, 0o755)
-    _write(root, unit_path, guest.BOOT_UNIT)
-    _symlink(root, f"/etc/systemd/system/sysinit.target.wants/{guest.BOOT_UNIT_NAME}", unit_path)
-
-    agent_unit_path = f"/etc/systemd/system/{agent.AGENT_UNIT_NAME}"
-    _write(root, agent.AGENT_SCRIPT_PATH, agent.AGENT_SCRIPT, 0o755)
-    _write(root, agent.AGENT_FAILED_SCRIPT_PATH, agent.AGENT_FAILED_SCRIPT, 0o755)
-    _write(root, agent_unit_path, agent.AGENT_UNIT)
-    _symlink(
-        root, f"/etc/systemd/system/multi-user.target.wants/{agent.AGENT_UNIT_NAME}",
-        agent_unit_path,
-    )
-
-    _write(root, "/etc/ssh/sshd_config.d/banger.conf", guest.SSHD_CONFIG)
-    _write(root, "/etc/systemd/system/ssh.service.d/banger.conf", SSH_DROP_IN)
-    # Each VM gets its own host keys from the daemon; none may be shared through the image.
-    for key in _inside(root, "/etc/ssh").glob("ssh_host_*"):
-        key.unlink()
-
-    fstab = _inside(root, "/etc/fstab")
-    existing = fstab.read_text(encoding="utf-8") if fstab.exists() else ""
-    if guest.FSTAB not in existing:
-        if existing and not existing.endswith("\n"):
-            existing += "\n"
-        _write(root, "/etc/fstab", existing + guest.FSTAB)
-
-    # Empty, not missing: systemd then makes a fresh id per VM without "first boot" presets.
-    _write(root, "/etc/machine-id", "", 0o444)
-    _inside(root, "/var/lib/dbus/machine-id").unlink(missing_ok=True)
-    # mmdebstrap copies the build host's name and resolver; the boot unit writes the VM's.
-    _write(root, "/etc/hostname", DEFAULT_HOSTNAME + "\n")
-    resolv = _inside(root, "/etc/resolv.conf")
-    if resolv.is_symlink():
-        resolv.unlink()
-    _write(root, "/etc/resolv.conf", "# Written at boot by banger-boot from banger.dns=.\n")
-
-    # The boot unit puts the address on with iproute2 when the tree has it (see guest.py).
-    if not has_iproute2(root):
-        _enable(root, "systemd-networkd.service", "multi-user.target", required=strict)
-        _enable(root, "systemd-networkd.socket", "sockets.target", required=strict)
-        networkd = _vendor_unit(root, "systemd-networkd.service")
-        if networkd is not None:
-            _symlink(root, "/etc/systemd/system/dbus-org.freedesktop.network1.service", networkd)
-
-    for unit in DISABLED_UNITS:
-        _disable(root, unit)
-    _enable(root, "docker.socket", "sockets.target", required=False)
-    for unit in MASKED_UNITS:
-        _mask(root, unit)
-    for generator in MASKED_GENERATORS:
-        _symlink(root, f"/etc/systemd/system-generators/{generator}", "/dev/null")
-
-    # C.UTF-8 is built into glibc; without a locale pam_env warns on every login and tools
-    # fall back to ASCII.
-    _write(root, "/etc/default/locale", "LANG=C.UTF-8\n")
-
-    _lock_root_password(root)
-    _drop_pam_modules(root, "/etc/pam.d/sshd", SSHD_PAM_DROPPED)
-    if not strict:
-        _ensure_sshd(root)
-
-
-def _drop_pam_modules(root: Path, path: str, modules: Sequence[str]) -> None:
-    """Comment out the lines of a PAM service file that load any of `modules`."""
-    service = _inside(root, path)
-    if not service.is_file() or service.is_symlink():
-        return
-    lines = service.read_text(encoding="utf-8").splitlines()
-    kept = [
-        f"# banger: {line}"
-        if not line.lstrip().startswith("#") and any(m in line.split() for m in modules)
-        else line
-        for line in lines
-    ]
-    if kept != lines:
-        mode = stat.S_IMODE(service.stat().st_mode)
-        service.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        service.chmod(mode)
-
-
-def has_iproute2(root: Path) -> bool:
-    return any(_inside(root, p).exists() for p in ("/usr/sbin/ip", "/sbin/ip", "/bin/ip"))
-
-
-def has_sshd(root: Path) -> bool:
-    return any(_inside(root, p).exists() for p in ("/usr/sbin/sshd", "/sbin/sshd"))
-
-
-def _ensure_sshd(root: Path) -> None:
-    if has_sshd(root):
-        for unit in ("ssh.service", "sshd.service"):
-            if _vendor_unit(root, unit) is not None:
-                _enable(root, unit, "multi-user.target")
-                break
-        return
-    unit_path = f"/etc/systemd/system/{guest.SSH_INSTALL_UNIT_NAME}"
-    _write(root, guest.SSH_INSTALL_SCRIPT_PATH, guest.SSH_INSTALL_SCRIPT, 0o755)
-    _write(root, unit_path, guest.SSH_INSTALL_UNIT)
-    _symlink(
-        root, f"/etc/systemd/system/multi-user.target.wants/{guest.SSH_INSTALL_UNIT_NAME}",
-        unit_path,
-    )
 
 
 # -- the real builder ---------------------------------------------------------------------
@@ -596,7 +138,7 @@ class DebianImageBuilder:
             else:
                 await self._check(
                     self._in_namespace(
-                        [sys.executable, "-m", "banger.host.imagebuild", "customize", str(tree)]
+                        [sys.executable, "-m", "banger.host.imagetree", "customize", str(tree)]
                     ),
                     "customising the image",
                     progress,
@@ -803,18 +345,3 @@ class FakeImageBuilder:
             packages=tuple(f"{name}=0" for name in sorted(PACKAGES)),
             size_bytes=64 * 1024 * 1024,
         )
-
-
-def _main(args: Iterable[str]) -> int:
-    """``python -m banger.host.imagebuild customize TREE``: the customisation step, run by the
-    builder inside mmdebstrap's user namespace when not root."""
-    argv = list(args)
-    if len(argv) != 2 or argv[0] != "customize":
-        print("usage: python -m banger.host.imagebuild customize TREE", file=sys.stderr)
-        return 2
-    customize_tree(Path(argv[1]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

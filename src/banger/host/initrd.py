@@ -10,8 +10,8 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+from banger.core.cpio import newc_archive
 from banger.core.errors import ImageBuildFailed
-from banger.core.initramfs import newc_archive
 from banger.core.initrd import (
     EXTRA_MODULES,
     OVERLAY_MODULES,

@@ -5,9 +5,9 @@ The chain of trust is apt's: InRelease is checked with gpgv against Debian's arc
 the index. The .debs are cached (``<cache>/debs``), so pulling again or on another
 installation that shares the cache downloads nothing.
 
-From the kernel package come vmlinuz, the modules tree and (through host/kernel.py) the
+From the kernel package come vmlinuz, the modules tree and (through host/vmlinux.py) the
 uncompressed ELF vmlinux Firecracker boots; banger's initrd (host/initrd.py) from
-busybox-static and the kernel's modules (core/kernels.py says why).
+busybox-static and the kernel's modules (core/kernelcatalog.py says why).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Protocol
 import aiohttp
 
 from banger.core.errors import ChecksumMismatch, ImageBuildFailed
-from banger.core.kernels import (
+from banger.core.kernelcatalog import (
     BUSYBOX_PACKAGE,
     PACKAGES_INDEX,
     CatalogKernel,
@@ -209,7 +209,7 @@ def _unpack(deb: Path, into: Path) -> None:
 def _assemble(
     kernel: DebFile, kernel_deb: Path, busybox_deb: Path, work: Path, dest_dir: Path
 ) -> FetchedKernel:
-    from banger.host.kernel import ensure_vmlinux
+    from banger.host.vmlinux import ensure_vmlinux
 
     version = kernel_version(kernel.package)
     pkg, bb = work / "kernel", work / "busybox"

@@ -6,7 +6,7 @@ extracted, in order, by the flattener (host/flatten.py). The tree lives in a 070
 directory next to the destination, so nothing in it (setuid files included) is reachable
 by other host users, and the destination appears only when the image is complete.
 
-The boot contract is the same one the Debian builder bakes in (imagebuild.customize_tree).
+The boot contract is the same one the Debian builder bakes in (imagetree.customize_tree).
 That code uses ordinary paths, so for an untrusted tree it runs in a child process chrooted
 into the tree: an image's symlinks (an /etc pointing at the host's /etc) then resolve
 inside the image, never on the host. Without root there is no chroot; the tree is then
@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Protocol
 
 from banger.core.errors import BangerError, ImageBuildFailed, MissingTool, UnsafeLayer
+from banger.core.imagerecipe import image_size_bytes, mkfs_command
 from banger.core.models import ProgressEvent
 from banger.core.oci import Reference
 from banger.core.units import format_size
-from banger.host import imagebuild
+from banger.host import imagetree
 from banger.host.flatten import Flattener, debugfs_script, open_layer
 from banger.host.oci import (
     STAGE,
@@ -146,18 +147,18 @@ class OCIPuller:
                 f"like), e.g. {skipped[0]}",
             ))
         has_systemd = any(_is_file(tree, p) for p in _SYSTEMD_PATHS)
-        has_sshd = await asyncio.to_thread(imagebuild.has_sshd, tree)
+        has_sshd = await asyncio.to_thread(imagetree.has_sshd, tree)
         progress(ProgressEvent(STAGE, "installing the banger boot contract", 0.82))
         await asyncio.to_thread(self._customize, tree)
         kernel = _image_kernel(tree)
-        size = imagebuild.image_size_bytes(
-            await asyncio.to_thread(imagebuild.tree_size_bytes, tree)
+        size = image_size_bytes(
+            await asyncio.to_thread(imagetree.tree_size_bytes, tree)
         )
         progress(ProgressEvent(STAGE, f"writing rootfs.ext4 ({size // (1024 * 1024)} MiB)", 0.85))
         final = work / "image"
         final.mkdir()
         rootfs = final / "rootfs.ext4"
-        await _run(imagebuild.mkfs_command(
+        await _run(mkfs_command(
             tree=tree, output=rootfs, size_bytes=size, mkfs=self._mkfs
         ), "mkfs.ext4")
         if fixups:
@@ -197,7 +198,7 @@ class OCIPuller:
                         "its boot files without root",
                         hint="run bangerd as root to import this image",
                     )
-        imagebuild.customize_tree(tree, strict=False)
+        imagetree.customize_tree(tree, strict=False)
 
 
 def _apply(flattener: Flattener, blob: Path) -> None:
@@ -215,7 +216,7 @@ def customize_chrooted(tree: Path) -> None:
             os.close(read_fd)
             os.chroot(tree)
             os.chdir("/")
-            imagebuild.customize_tree(Path("/"), strict=False)
+            imagetree.customize_tree(Path("/"), strict=False)
             code = 0
         except BaseException as exc:
             message = exc.message if isinstance(exc, BangerError) else (
@@ -251,7 +252,7 @@ def _image_kernel(tree: Path) -> tuple[Path, Path] | None:
     except FileNotFoundError:
         return None
     try:
-        _, vmlinuz, initrd = imagebuild.find_kernel(tree)
+        _, vmlinuz, initrd = imagetree.find_kernel(tree)
     except ImageBuildFailed:
         return None
     if _is_file(tree, f"boot/{vmlinuz.name}") and _is_file(tree, f"boot/{initrd.name}"):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from banger.core.errors import HostError, MissingTool, PermissionDenied
@@ -119,3 +120,14 @@ def pid_cmdline(pid: int) -> list[str]:
             return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
     except OSError:
         return []
+
+
+def process_argvs() -> Iterator[tuple[int, list[str]]]:
+    """Every other process on the host with its argv (kernel threads have none; processes
+    that exit during the scan are skipped)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        argv = pid_cmdline(int(entry.name))
+        if argv:
+            yield int(entry.name), argv

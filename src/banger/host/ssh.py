@@ -48,7 +48,9 @@ class AsyncSSHProbe:
         self, ip: str, *, client_key: Path, host_key: str, timeout: float,
         alive: Callable[[], bool], login: bool = True,
     ) -> None:
-        import asyncssh
+        from banger.host.sshlib import load_asyncssh
+
+        asyncssh = load_asyncssh()
 
         trusted = asyncssh.import_known_hosts(f"{ip} {host_key}\n")
         deadline = time.monotonic() + timeout

@@ -116,7 +116,9 @@ class SSHGuestStats:
     async def sample(
         self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
     ) -> stats.GuestFigures:
-        import asyncssh
+        from banger.host.sshlib import load_asyncssh
+
+        asyncssh = load_asyncssh()
 
         try:
             async with asyncio.timeout(timeout):

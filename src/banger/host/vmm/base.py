@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from banger.core.firecracker import MetricsSample
-
-# QEMU's host end of banger-agent's virtio-serial port, in the VM dir.
-AGENT_SOCKET = "agent.sock"
+from banger.core.vmdir import VMDir
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,24 @@ class LaunchSpec:
     incoming: bool = False
 
     @property
+    def files(self) -> VMDir:
+        return VMDir(self.vm_dir)
+
+    @property
     def console_log(self) -> Path:
-        return self.vm_dir / "console.log"
+        return self.files.console_log
 
     @property
     def vmm_log(self) -> Path:
-        return self.vm_dir / "vmm.log"
+        return self.files.vmm_log
 
     @property
     def control_socket(self) -> Path:
-        return self.vm_dir / "control.sock"
+        return self.files.control_socket
 
     @property
     def agent_socket(self) -> Path:
-        return self.vm_dir / AGENT_SOCKET
+        return self.files.agent_socket
 
 
 class Hypervisor(Protocol):
@@ -69,6 +72,11 @@ class Hypervisor(Protocol):
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         """True if `pid` is alive and is this backend's process for the VM in `vm_dir`."""
+        ...
+
+    def owns(self, argv: Sequence[str]) -> bool:
+        """True if a process with this argv is one of this backend's VMMs (for the orphans
+        a crashed daemon left behind)."""
         ...
 
 

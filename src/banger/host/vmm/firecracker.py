@@ -21,18 +21,19 @@ import hashlib
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from banger.core import firecracker as api
+from banger.core.cpio import append_archive, newc_archive
 from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
-from banger.core.initramfs import append_archive, newc_archive
 from banger.host import consolelog, hostinfo
-from banger.host.kernel import ensure_vmlinux
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
+from banger.host.vmlinux import ensure_vmlinux
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.launch import start_vmm
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
@@ -316,6 +317,9 @@ class FirecrackerHypervisor:
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir / API_SOCKET))
+
+    def owns(self, argv: Sequence[str]) -> bool:
+        return "--api-sock" in argv
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(

@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from banger.core import agent
@@ -21,8 +22,9 @@ from banger.core.confine import (
     vmm_limits,
 )
 from banger.core.errors import BootFailed, HostError, MissingTool
+from banger.core.vmdir import VMDir
 from banger.host import consolelog
-from banger.host.vmm.base import AGENT_SOCKET, LaunchSpec
+from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.launch import CgroupPlacement, Confinement, start_vmm
 from banger.host.vmm.qmp import qmp_command, qmp_command_with_fd
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
@@ -70,7 +72,7 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec, run_as: RunAs | None = None) -> l
         "-object", "rng-random,id=rng0,filename=/dev/urandom",
         "-device", "virtio-rng-device,rng=rng0",
         "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
-        "-pidfile", str(spec.vm_dir / "vmm.pid"),
+        "-pidfile", str(spec.files.pid_file),
         "-sandbox", QEMU_SANDBOX if run_as is None else QEMU_SANDBOX_RUNAS,
     ]
     if run_as is not None:
@@ -135,17 +137,20 @@ class QemuHypervisor:
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir))
 
+    def owns(self, argv: Sequence[str]) -> bool:
+        return "-qmp" in argv
+
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
         return await shut_down(
             pid,
             running=lambda: self.is_running(pid, vm_dir),
-            ask_guest=lambda: qmp_command(vm_dir / "control.sock", "system_powerdown"),
+            ask_guest=lambda: qmp_command(VMDir(vm_dir).control_socket, "system_powerdown"),
             timeout=timeout,
         )
 
     async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
         # `memory` is the template's memory-backend-file already: only the state moves.
-        control = vm_dir / "control.sock"
+        control = VMDir(vm_dir).control_socket
         await qmp_command(control, "stop")
         await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
         fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -160,7 +165,7 @@ class QemuHypervisor:
             if status == "completed":
                 return
             if status in ("failed", "cancelled"):
-                said = (vm_dir / "vmm.log").read_text(errors="replace").strip().splitlines()
+                said = VMDir(vm_dir).vmm_log.read_text(errors="replace").strip().splitlines()
                 raise HostError(
                     f"saving the template failed: {info.get('error-desc', status)}",
                     hint=f"qemu said: {said[-1]}" if said else "",
@@ -215,16 +220,16 @@ class QemuHypervisor:
         return pid
 
     def agent_socket(self, vm_dir: Path) -> Path:
-        return vm_dir / AGENT_SOCKET
+        return VMDir(vm_dir).agent_socket
 
     async def pause(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "stop")
+        await qmp_command(VMDir(vm_dir).control_socket, "stop")
 
     async def resume(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "cont")
+        await qmp_command(VMDir(vm_dir).control_socket, "cont")
 
     async def reset(self, vm_dir: Path) -> None:
-        await qmp_command(vm_dir / "control.sock", "system_reset")
+        await qmp_command(VMDir(vm_dir).control_socket, "system_reset")
 
     def kill(self, pid: int, signal_number: int) -> None:
         send_signal(pid, signal_number)

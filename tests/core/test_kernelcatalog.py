@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from banger.core.errors import ImageBuildFailed
-from banger.core.kernels import (
+from banger.core.kernelcatalog import (
     KERNEL_CATALOG,
     deb_file,
     kernel_package,

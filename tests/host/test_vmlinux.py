@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from banger.core.errors import InvalidInput
-from banger.core.kernel import check_vmlinux
-from banger.host.kernel import ensure_vmlinux, extract_vmlinux
-from tests.core.test_kernel import ELF, bzimage
+from banger.core.kernelformat import check_vmlinux
+from banger.host.vmlinux import ensure_vmlinux, extract_vmlinux
+from tests.core.test_kernelformat import ELF, bzimage
 
 DEBIAN_KERNEL = Path(os.environ.get("BANGER_TEST_IMAGE_CACHE", "/var/tmp/bt-cache"),
                      "dev", "vmlinuz")

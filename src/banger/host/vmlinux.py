@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 from banger.core.errors import HostError, InvalidInput, MissingTool
-from banger.core.kernel import check_vmlinux, find_payload, is_vmlinux
+from banger.core.kernelformat import check_vmlinux, find_payload, is_vmlinux
 
 _TOOLS = {
     "lz4": (["lz4", "-dc"], "apt-get install lz4"),

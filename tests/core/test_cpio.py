@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 
+from banger.core.cpio import append_archive, newc_archive
 from banger.core.guest import (
     BANGER_INITRD_MARKER,
     OVERLAY_HOOK,
@@ -11,7 +12,6 @@ from banger.core.guest import (
     overlay_boot_args,
     overlay_initramfs_files,
 )
-from banger.core.initramfs import append_archive, newc_archive
 
 
 def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:

@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from banger.core.errors import InvalidInput
-from banger.core.kernel import check_vmlinux, find_payload, is_vmlinux
+from banger.core.kernelformat import check_vmlinux, find_payload, is_vmlinux
 
 ELF = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HH", 2, 62) + b"\0" * 44
 

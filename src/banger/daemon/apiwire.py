@@ -1,0 +1,178 @@
+"""What every API route shares: JSON answers, request bodies checked against the wire
+schema (core/api.py), NDJSON streams for long operations, errors as
+{"error": {"code", "message", "hint"}}, and the asking process's credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import socket
+import struct
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from banger.core.api import Request
+from banger.core.errors import BangerError, InvalidInput
+from banger.core.models import ProgressEvent, to_dict
+from banger.daemon.imagebundle import Peer
+from banger.daemon.progress import Progress
+
+log = logging.getLogger("banger.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+R = TypeVar("R", bound=Request)
+# Operations outlive the request that started them; keep a reference until they finish.
+TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+
+
+def answer(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BangerError as exc:
+        return answer({"error": exc.to_dict()}, exc.http_status)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return answer({"error": BangerError(f"internal error: {exc!r}",
+                       hint="see bangerd.log").to_dict()}, 500)
+
+
+async def body(request: web.Request, schema: type[R]) -> R:
+    """The request's JSON body as `schema` (no body: the schema's defaults)."""
+    if not request.can_read_body:
+        return parse(schema, {})
+    try:
+        data = await request.json()
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not JSON: {exc}") from exc
+    return parse(schema, data)
+
+
+def parse(schema: type[R], data: Any) -> R:
+    """`data` (a decoded JSON body) as `schema`, or InvalidInput naming the first bad field.
+    Strict: no "2" for 2, no "false" for false. Unknown keys are ignored, so an older client
+    keeps working with a newer daemon."""
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    try:
+        checked = _validator(schema).model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return schema(**dict(checked))
+
+
+_VALIDATORS: dict[type[Request], type[BaseModel]] = {}
+
+
+def _validator(schema: type[Request]) -> type[BaseModel]:
+    """A strict pydantic model of the schema's fields, made once per schema (pydantic
+    checks a stdlib dataclass strictly only as an instance, not from a dict)."""
+    if schema not in _VALIDATORS:
+        hints = typing.get_type_hints(schema)
+        fields: dict[str, Any] = {
+            field.name: (hints[field.name],
+                         ... if field.default is dataclasses.MISSING else field.default)
+            for field in dataclasses.fields(schema)
+        }
+        _VALIDATORS[schema] = create_model(
+            schema.__name__, __config__=ConfigDict(strict=True, extra="ignore"), **fields
+        )
+    return _VALIDATORS[schema]
+
+
+_KIND = {
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "missing": "is required",
+}
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "literal_error":
+        return InvalidInput(f"{field} must be {error['ctx']['expected']}")
+    # A null where a required string goes fails as string_type; it is still "required".
+    if error["type"] == "string_type" and error["input"] is None:
+        return InvalidInput(f"{field} is required")
+    kind = _KIND.get(error["type"], error["msg"].lower())
+    return InvalidInput(f"{field} {kind}")
+
+
+async def stream(
+    request: web.Request, operation: Callable[[Progress], Awaitable[Any]]
+) -> web.StreamResponse:
+    """Run `operation` and stream its progress events, then its result or error, as NDJSON.
+    The operation runs to completion even if the client goes away: half-done work would be
+    worse than finished work the user can delete."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def progress(event: ProgressEvent) -> None:
+        queue.put_nowait({"event": to_dict(event)})
+
+    async def run() -> None:
+        try:
+            result = await operation(progress)
+            queue.put_nowait({"result": plain(result)})
+        except BangerError as exc:
+            queue.put_nowait({"error": exc.to_dict()})
+        except BaseException as exc:
+            # Also on cancellation (daemon shutdown): the stream must always end.
+            log.exception("operation failed")
+            queue.put_nowait({"error": BangerError(f"internal error: {exc!r}",
+                              hint="see bangerd.log").to_dict()})
+            if not isinstance(exc, Exception):
+                raise
+
+    task = asyncio.create_task(run())
+    request.app[TASKS].add(task)
+    task.add_done_callback(request.app[TASKS].discard)
+    client_gone = False
+    while True:
+        item = await queue.get()
+        if not client_gone:
+            try:
+                await response.write(json.dumps(item, default=str).encode() + b"\n")
+            except (ConnectionResetError, RuntimeError):
+                client_gone = True
+        if "result" in item or "error" in item:
+            break
+    if not client_gone:
+        await response.write_eof()
+    return response
+
+
+def plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def peer_of(request: web.Request) -> Peer | None:
+    """The requesting process's uid/gid (SO_PEERCRED on the Unix socket)."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _, uid, gid = struct.unpack("3i", raw)
+    return Peer(uid, gid)

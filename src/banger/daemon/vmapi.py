@@ -1,0 +1,139 @@
+"""API routes for VMs and their workspaces."""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp import web
+
+from banger.core import api
+from banger.core.errors import InvalidInput
+from banger.core.models import Workspace, to_dict
+from banger.daemon.apiwire import answer, body, plain, stream
+from banger.daemon.services import Services
+from banger.daemon.workspaces import WorkspaceService
+
+
+def vm_routes(services: Services) -> web.RouteTableDef:
+    vms = services.vms
+    workspaces = WorkspaceService(services.store, vms)
+    routes = web.RouteTableDef()
+
+    @routes.get("/v1/vms")
+    async def list_vms(_: web.Request) -> web.Response:
+        return answer([to_dict(vm) for vm in vms.list()])
+
+    @routes.get("/v1/vms/{name}")
+    async def show_vm(request: web.Request) -> web.Response:
+        return answer(to_dict(vms.get(request.match_info["name"])))
+
+    @routes.post("/v1/vms")
+    async def create_vm(request: web.Request) -> web.StreamResponse:
+        data = await body(request, api.CreateVM)
+        if data.nat:
+            services.integration.nat.require()
+        return await stream(request, lambda progress: vms.create(
+            name=data.name,
+            image=data.image,
+            vcpu=data.vcpu,
+            memory_mib=data.memory_mib,
+            disk_size=data.disk_size,
+            start=data.start,
+            progress=progress,
+            login_check=data.waits_for_login,
+            nat=data.nat,
+            backend=data.backend,
+            kernel=data.kernel,
+            cold=data.cold,
+        ))
+
+    @routes.post("/v1/vms/{name}/start")
+    async def start_vm(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        data = await body(request, api.StartVM)
+        vms.get(name)
+        return await stream(
+            request, lambda progress: vms.start(name, progress, from_snapshot=data.from_snapshot)
+        )
+
+    @routes.post("/v1/vms/{name}/pause")
+    async def pause_vm(request: web.Request) -> web.Response:
+        return answer(to_dict(await vms.pause(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/resume")
+    async def resume_vm(request: web.Request) -> web.Response:
+        return answer(to_dict(await vms.resume(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/snapshot")
+    async def snapshot_vm(request: web.Request) -> web.Response:
+        return answer(to_dict(await vms.snapshot(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/restart")
+    async def restart_vm(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        vms.get(name)
+        return await stream(request, lambda progress: vms.restart(name, progress))
+
+    @routes.post("/v1/vms/{name}/stop")
+    async def stop_vm(request: web.Request) -> web.Response:
+        return answer(to_dict(await vms.stop(request.match_info["name"])))
+
+    @routes.post("/v1/vms/{name}/kill")
+    async def kill_vm(request: web.Request) -> web.Response:
+        data = await body(request, api.KillVM)
+        return answer(to_dict(await vms.kill(request.match_info["name"], data.signal)))
+
+    @routes.patch("/v1/vms/{name}")
+    async def set_vm(request: web.Request) -> web.Response:
+        data = await body(request, api.SetVM)
+        if data.nat:
+            services.integration.nat.require()
+        vm = await vms.set(
+            request.match_info["name"], vcpu=data.vcpu, memory_mib=data.memory_mib,
+            disk_size=data.disk_size, nat=data.nat,
+        )
+        return answer(to_dict(vm))
+
+    @routes.delete("/v1/vms/{name}")
+    async def delete_vm(request: web.Request) -> web.Response:
+        force = request.query.get("force", "") in ("1", "true")
+        return answer(to_dict(await vms.delete(request.match_info["name"], force=force)))
+
+    @routes.get("/v1/vms/{name}/logs")
+    async def vm_logs(request: web.Request) -> web.Response:
+        try:
+            offset = int(request.query.get("offset", "0"))
+        except ValueError as exc:
+            raise InvalidInput("offset must be an integer") from exc
+        data, next_offset = vms.console_log(request.match_info["name"], max(0, offset))
+        return answer(to_dict(api.ConsoleLog(
+            data=base64.b64encode(data).decode(), offset=next_offset
+        )))
+
+    @routes.get("/v1/vms/{name}/stats")
+    async def vm_stats(request: web.Request) -> web.Response:
+        return answer(plain(await services.integration.stats.stats(request.match_info["name"])))
+
+    @routes.get("/v1/vms/{name}/access")
+    async def vm_access(request: web.Request) -> web.Response:
+        return answer(to_dict(vms.access(request.match_info["name"])))
+
+    @routes.get("/v1/vms/{name}/workspaces")
+    async def list_workspaces(request: web.Request) -> web.Response:
+        return answer([to_dict(w) for w in workspaces.list(request.match_info["name"])])
+
+    @routes.get("/v1/vms/{name}/workspace")
+    async def show_workspace(request: web.Request) -> web.Response:
+        path = request.query.get("guest_path", "")
+        return answer(to_dict(workspaces.get(request.match_info["name"], path)))
+
+    @routes.put("/v1/vms/{name}/workspace")
+    async def record_workspace(request: web.Request) -> web.Response:
+        data = await body(request, api.RecordWorkspace)
+        workspace = Workspace(
+            guest_path=data.guest_path, base_commit=data.base_commit, source=data.source,
+            branch=data.branch, readonly=data.readonly,
+        )
+        return answer(to_dict(workspaces.record(request.match_info["name"], workspace)))
+
+    return routes
