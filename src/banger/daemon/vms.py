@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -38,6 +37,7 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.vmboot import KernelChooser, VMBoot
 from banger.daemon.vmrecords import VMRecords, unsupported
+from banger.host.consolelog import read_from as read_console
 from banger.host.disks import DiskAdapter
 from banger.host.vmm.base import Pauses, ReportsMetrics, Snapshots
 
@@ -115,17 +115,7 @@ class VMService:
 
     def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
         vm = self.get(name)
-        path = VMDir(Path(vm.dir)).console_log
-        try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if offset > size:  # the log restarted with a new boot
-                    offset = 0
-                f.seek(offset)
-                data = f.read(1 << 20)
-        except FileNotFoundError:
-            return b"", 0
-        return data, offset + len(data)
+        return read_console(VMDir(Path(vm.dir)).console_log, offset, 1 << 20)
 
     # Lifecycle
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -55,4 +56,56 @@ async def qmp_command(
     try:
         return await asyncio.wait_for(exchange(), timeout)
     except (OSError, TimeoutError) as exc:
+        raise HostError(f"QMP {command} failed: {exc}") from exc
+
+
+def _command_with_fd(
+    socket_path: Path, fd: int, fdname: str, command: str, arguments: dict[str, Any],
+    timeout: float,
+) -> Any:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        replies = sock.makefile("rb")
+        replies.readline()  # greeting
+
+        def call(
+            execute: str, args: dict[str, Any] | None = None, fds: list[int] | None = None
+        ) -> Any:
+            message: dict[str, Any] = {"execute": execute}
+            if args:
+                message["arguments"] = args
+            data = json.dumps(message).encode() + b"\n"
+            if fds:
+                socket.send_fds(sock, [data], fds)
+            else:
+                sock.sendall(data)
+            while True:
+                line = replies.readline()
+                if not line:
+                    raise HostError(f"QMP closed the connection during {execute}")
+                reply = json.loads(line)
+                if "event" in reply:
+                    continue
+                if "error" in reply:
+                    raise HostError(f"QMP {execute}: {reply['error'].get('desc')}")
+                return reply.get("return")
+
+        call("qmp_capabilities")
+        call("getfd", {"fdname": fdname}, [fd])
+        return call(command, arguments)
+
+
+async def qmp_command_with_fd(
+    socket_path: Path, fd: int, fdname: str, command: str, arguments: dict[str, Any],
+    *, timeout: float = 5.0,
+) -> Any:
+    """Hand QEMU the open file `fd` under `fdname` (QMP `getfd`, over SCM_RIGHTS), then run
+    `command`, which can name it (a migration to `fd:<fdname>`). The VMM opens no files of
+    its own once it runs: it dropped its privileges and may not spawn programs."""
+    try:
+        return await asyncio.to_thread(
+            _command_with_fd, socket_path, fd, fdname, command, arguments, timeout
+        )
+    except OSError as exc:
         raise HostError(f"QMP {command} failed: {exc}") from exc
