@@ -175,7 +175,7 @@ class VMBoot:
             profile, hypervisor = self._records.backend(vm)
             if from_snapshot and not isinstance(hypervisor, Snapshots):
                 raise unsupported(vm, "snapshots")
-            if self._records.alive(vm):
+            if not self._records.allows(vm, "start"):
                 raise InvalidState(
                     f"VM {vm.name!r} is already running",
                     hint=f"banger vm resume {vm.name}" if vm.state == VMState.PAUSED

@@ -31,7 +31,6 @@ from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import effective_spec, spec_line
 from banger.core.units import parse_size
 from banger.core.vmdir import VMDir
-from banger.core.vmstates import REACHABLE_STATES
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
@@ -105,7 +104,7 @@ class VMService:
         vm = self.get(name)
         if vm.state == VMState.PAUSED:
             raise InvalidState(f"VM {vm.name!r} is paused", hint=f"banger vm resume {vm.name}")
-        if vm.state not in REACHABLE_STATES or not self._records.alive(vm):
+        if not self._records.allows(vm, "login"):
             raise InvalidState(
                 f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
             )
@@ -258,7 +257,7 @@ class VMService:
             hypervisor = self._records.backend(vm)[1]
             if not isinstance(hypervisor, Pauses):
                 raise unsupported(vm, "pause/resume")
-            self._records.require_alive(vm)
+            self._records.require(vm, "pause" if paused else "resume")
             if (vm.state == VMState.PAUSED) == paused:
                 return vm
             if paused:
@@ -280,8 +279,8 @@ class VMService:
             hypervisor = self._records.backend(vm)[1]
             if not isinstance(hypervisor, Snapshots):
                 raise unsupported(vm, "snapshots")
-            self._records.require_alive(vm)
-            if vm.state != VMState.RUNNING:
+            if not self._records.allows(vm, "snapshot"):
+                self._records.require(vm, "resume")  # not live: start it
                 raise InvalidState(f"VM {vm.name!r} is {vm.state}",
                                    hint=f"banger vm resume {vm.name} first")
             await hypervisor.snapshot(Path(vm.dir))
@@ -303,7 +302,7 @@ class VMService:
         signal_number = _parse_signal(signal_name)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if not self._records.alive(vm):
+            if not self._records.allows(vm, "kill"):
                 raise InvalidState(f"VM {vm.name!r} is not running")
             assert vm.pid is not None
             self._records.backend(vm)[1].kill(vm.pid, signal_number)
@@ -317,7 +316,7 @@ class VMService:
         vm = self.get(name)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if self._records.alive(vm):
+            if not self._records.allows(vm, "delete"):
                 if not force:
                     raise InvalidState(
                         f"VM {vm.name!r} is running",
@@ -345,7 +344,7 @@ class VMService:
         resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if resizing and self._records.alive(vm):
+            if resizing and not self._records.allows(vm, "resize"):
                 raise InvalidState(
                     f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
                 )
