@@ -94,6 +94,10 @@ class FakeDisks:
     def __init__(self) -> None:
         self.overlays: dict[Path, Path] = {}
         self.work: dict[Path, int] = {}
+        self.free = 1 << 50
+
+    def free_bytes(self, path: Path) -> int:
+        return self.free
 
     async def create_overlay(self, base: Path, overlay: Path) -> None:
         overlay.write_bytes(b"qcow2")

@@ -28,7 +28,7 @@ from banger.core.firecracker import MetricsSample
 from banger.core.models import VM, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
-from banger.core.sizing import effective_spec, spec_line
+from banger.core.sizing import effective_spec, require_room, spec_line
 from banger.core.units import parse_size
 from banger.core.vmdir import VMDir
 from banger.daemon.images import ImageService
@@ -194,6 +194,10 @@ class VMService:
                 kernel=kernel or "",
                 template=template.meta.key if template else "",
             )
+            require_room(
+                self._disks.free_bytes(self._dir), spec.disk_size_bytes,
+                where=str(self._dir), what=f"the work disk of {name}",
+            )
             progress(ProgressEvent("create", f"creating VM {name} ({vm.ip})"))
             try:
                 await self._boot.make_disks(vm, resolved, progress, template)
@@ -351,6 +355,10 @@ class VMService:
             spec = vm.spec
             if disk_size is not None:
                 size = parse_size(disk_size, what="disk size")
+                require_room(
+                    self._disks.free_bytes(Path(vm.dir)), size - spec.disk_size_bytes,
+                    where=vm.dir, what=f"growing the work disk of {vm.name}",
+                )
                 await self._disks.grow_work_disk(VMDir(Path(vm.dir)).work_disk, size)
                 spec = replace(spec, disk_size_bytes=size)
             if vcpu is not None:
