@@ -25,6 +25,25 @@ async def _connect(socket_path: Path) -> tuple[asyncio.StreamReader, asyncio.Str
     return await asyncio.open_unix_connection(str(socket_path))
 
 
+def _request(execute: str, args: dict[str, Any] | None) -> bytes:
+    message: dict[str, Any] = {"execute": execute}
+    if args:
+        message["arguments"] = args
+    return json.dumps(message).encode() + b"\n"
+
+
+def _reply(line: bytes, execute: str) -> dict[str, Any] | None:
+    """The answer to `execute` in `line`, or None for an event to skip."""
+    if not line:
+        raise HostError(f"QMP closed the connection during {execute}")
+    reply: dict[str, Any] = json.loads(line)
+    if "event" in reply:
+        return None
+    if "error" in reply:
+        raise HostError(f"QMP {execute}: {reply['error'].get('desc')}")
+    return reply
+
+
 async def qmp_command(
     socket_path: Path, command: str, arguments: dict[str, Any] | None = None,
     *, timeout: float = 5.0,
@@ -34,22 +53,13 @@ async def qmp_command(
         try:
             await reader.readline()  # greeting
             for execute, args in (("qmp_capabilities", None), (command, arguments)):
-                message: dict[str, Any] = {"execute": execute}
-                if args:
-                    message["arguments"] = args
-                writer.write(json.dumps(message).encode() + b"\n")
+                writer.write(_request(execute, args))
                 await writer.drain()
-                while True:
-                    line = await reader.readline()
-                    if not line:
-                        raise HostError(f"QMP closed the connection during {execute}")
-                    reply = json.loads(line)
-                    if "event" in reply:
-                        continue
-                    if "error" in reply:
-                        raise HostError(f"QMP {execute}: {reply['error'].get('desc')}")
-                    break
-            return reply.get("return")
+                reply = None
+                while reply is None:
+                    reply = _reply(await reader.readline(), execute)
+                result = reply.get("return")
+            return result
         finally:
             writer.close()
 
@@ -72,24 +82,15 @@ def _command_with_fd(
         def call(
             execute: str, args: dict[str, Any] | None = None, fds: list[int] | None = None
         ) -> Any:
-            message: dict[str, Any] = {"execute": execute}
-            if args:
-                message["arguments"] = args
-            data = json.dumps(message).encode() + b"\n"
+            data = _request(execute, args)
             if fds:
                 socket.send_fds(sock, [data], fds)
             else:
                 sock.sendall(data)
-            while True:
-                line = replies.readline()
-                if not line:
-                    raise HostError(f"QMP closed the connection during {execute}")
-                reply = json.loads(line)
-                if "event" in reply:
-                    continue
-                if "error" in reply:
-                    raise HostError(f"QMP {execute}: {reply['error'].get('desc')}")
-                return reply.get("return")
+            reply = None
+            while reply is None:
+                reply = _reply(replies.readline(), execute)
+            return reply.get("return")
 
         call("qmp_capabilities")
         call("getfd", {"fdname": fdname}, [fd])
