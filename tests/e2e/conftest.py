@@ -64,6 +64,11 @@ class Netns:
         # hierarchies the daemon confines its VMMs in.
         return ["nsenter", f"--net=/run/netns/{self.name}", *argv]
 
+    def exec_argv_with_etc(self, argv: list[str]) -> list[str]:
+        """For a program that must see the namespace's own /etc/netns/NAME files (its
+        resolv.conf) over /etc, as `ip netns exec` bind-mounts them."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
     def pids(self) -> list[int]:
         out = subprocess.run(
             ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False

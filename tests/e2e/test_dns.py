@@ -86,7 +86,7 @@ def test_vm_names_resolve_while_running_and_reach_the_guest(
     def fetch() -> subprocess.CompletedProcess[str]:
         # getaddrinfo, as any program on the host would: /etc/resolv.conf -> our server.
         return subprocess.run(
-            banger.netns.exec_argv([sys.executable, "-c", (
+            banger.netns.exec_argv_with_etc([sys.executable, "-c", (
                 "import urllib.request\n"
                 "print(urllib.request.urlopen('http://dnsweb.vm:3000/', timeout=5)"
                 ".read().decode(), end='')"

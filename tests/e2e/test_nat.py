@@ -78,4 +78,8 @@ def test_guest_reaches_the_outside_only_with_nat(banger: BangerEnv, internet: Ne
 
     banger.run("vm", "set", "natvm", "--nat")
     banger.run("vm", "delete", "--force", "natvm")
-    assert nft_table(banger) == ""  # the last NATed guest gone: no table left behind
+    table = nft_table(banger)
+    assert vm["ip"] not in table
+    live = [v for v in banger.json("vm", "list") if v["state"] in ("running", "paused")]
+    if not live:  # the session's other tests may leave live guests, whose rules stay
+        assert table == ""  # the last guest gone: no table left behind

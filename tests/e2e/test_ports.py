@@ -37,7 +37,10 @@ def listening(banger: BangerEnv, wanted: set[int]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 60
     while True:
         rows: list[dict[str, Any]] = banger.json("vm", "ports", NAME)
-        if wanted <= {row["port"] for row in rows} or time.monotonic() > deadline:
+        # A socket can show up a moment before ss can name the process that holds it (seen
+        # under load): wait for both.
+        named = {row["port"] for row in rows if row["process"]}
+        if wanted <= named or time.monotonic() > deadline:
             return rows
         time.sleep(1)
 
