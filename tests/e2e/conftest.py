@@ -195,42 +195,50 @@ INTERNET_URL = f"http://{INTERNET_IP}:8080/"
 
 
 @contextlib.contextmanager
-def internet_site(netns: Netns, site: Path) -> Iterator[Netns]:
-    """A second namespace plays "the internet": INTERNET_URL serves `site`, joined to `netns`
-    by a veth pair (its uplink) and with no route back to the guest subnet, so guests reach
-    it only through banger's NAT. Nothing leaves the two namespaces."""
-    ns = Netns(f"bgi-{uuid.uuid4().hex[:8]}")
-    inner, outer = f"bgvi{uuid.uuid4().hex[:6]}", f"bgvo{uuid.uuid4().hex[:6]}"
-    probe = f"import urllib.request; urllib.request.urlopen('{INTERNET_URL}', timeout=4)"
-    server: subprocess.Popen[bytes] | None = None
+def joined_namespace(netns: Netns, addresses: list[str], peer_address: str) -> Iterator[Netns]:
+    """A namespace joined to `netns` by a veth pair: `addresses` (CIDRs) on its end,
+    `peer_address` on ours, no route back to anything else. Both ends are created straight
+    inside the two test namespaces; deleting the namespace takes the veth along."""
+    ns = Netns(f"bgc-{uuid.uuid4().hex[:8]}")
+    inner, outer = f"bgci{uuid.uuid4().hex[:6]}", f"bgco{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns.name], check=True)
     try:
-        # Both ends are created straight inside the two test namespaces.
         subprocess.run(["ip", "link", "add", outer, "netns", netns.name, "type", "veth",
                         "peer", "name", inner, "netns", ns.name], check=True)
         for argv in (
             ns.exec_argv(["ip", "link", "set", "lo", "up"]),
-            ns.exec_argv(["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", inner]),
+            *(ns.exec_argv(["ip", "addr", "add", a, "dev", inner]) for a in addresses),
             ns.exec_argv(["ip", "link", "set", inner, "up"]),
-            netns.exec_argv(["ip", "addr", "add", "198.51.100.2/24", "dev", outer]),
+            netns.exec_argv(["ip", "addr", "add", peer_address, "dev", outer]),
             netns.exec_argv(["ip", "link", "set", outer, "up"]),
         ):
             subprocess.run(argv, check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns.name], check=False)
+
+
+@contextlib.contextmanager
+def internet_site(netns: Netns, site: Path) -> Iterator[Netns]:
+    """A second namespace plays "the internet": INTERNET_URL serves `site`, joined to `netns`
+    by a veth pair (its uplink) and with no route back to the guest subnet, so guests reach
+    it only through banger's NAT. Nothing leaves the two namespaces."""
+    probe = f"import urllib.request; urllib.request.urlopen('{INTERNET_URL}', timeout=4)"
+    with joined_namespace(netns, [f"{INTERNET_IP}/24"], "198.51.100.2/24") as ns:
         server = subprocess.Popen(ns.exec_argv([
             sys.executable, "-m", "http.server", "8080", "--bind", INTERNET_IP,
             "--directory", str(site),
         ]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(50):
-            if subprocess.run(ns.exec_argv([sys.executable, "-c", probe]),
-                              capture_output=True, check=False).returncode == 0:
-                break
-            time.sleep(0.2)
-        yield ns
-    finally:
-        if server is not None:
+        try:
+            for _ in range(50):
+                if subprocess.run(ns.exec_argv([sys.executable, "-c", probe]),
+                                  capture_output=True, check=False).returncode == 0:
+                    break
+                time.sleep(0.2)
+            yield ns
+        finally:
             server.kill()
             server.wait()
-        subprocess.run(["ip", "netns", "del", ns.name], check=False)  # takes the veth along
 
 
 # The unprivileged user the test daemons' VMMs run as (they make it on first use); removed

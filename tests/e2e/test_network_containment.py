@@ -17,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BangerEnv, Netns
+from tests.e2e.conftest import BangerEnv, Netns, joined_namespace
 
 HERE = Path(__file__).parent
 SERVER = HERE / "netns_server.py"
@@ -34,29 +33,6 @@ CIDR_IP = "198.51.100.4"  # allowed by address
 UPLINK_IP = "198.51.100.2"  # the banger namespace's end
 OTHER_NETWORK_IP = "10.99.0.1"
 HOST_PORT = 9999
-
-
-@contextlib.contextmanager
-def joined_namespace(netns: Netns, addresses: list[str], peer_address: str) -> Iterator[Netns]:
-    """A namespace joined to `netns` by a veth pair: `addresses` (CIDRs) on its end,
-    `peer_address` on ours, no route back to anything else."""
-    ns = Netns(f"bgc-{uuid.uuid4().hex[:8]}")
-    inner, outer = f"bgci{uuid.uuid4().hex[:6]}", f"bgco{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", ns.name], check=True)
-    try:
-        subprocess.run(["ip", "link", "add", outer, "netns", netns.name, "type", "veth",
-                        "peer", "name", inner, "netns", ns.name], check=True)
-        for argv in (
-            ns.exec_argv(["ip", "link", "set", "lo", "up"]),
-            *(ns.exec_argv(["ip", "addr", "add", a, "dev", inner]) for a in addresses),
-            ns.exec_argv(["ip", "link", "set", inner, "up"]),
-            netns.exec_argv(["ip", "addr", "add", peer_address, "dev", outer]),
-            netns.exec_argv(["ip", "link", "set", outer, "up"]),
-        ):
-            subprocess.run(argv, check=True)
-        yield ns
-    finally:
-        subprocess.run(["ip", "netns", "del", ns.name], check=False)  # the veth goes along
 
 
 @contextlib.contextmanager
