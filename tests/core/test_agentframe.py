@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from banger.core.agentframe import (
+    HELLO,
+    MAX_PAYLOAD,
+    ExecHeader,
+    ExitStatus,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    FrameType,
+    after_hello,
+    chunks,
+    encode,
+    parse_exit,
+)
+
+
+def test_frames_round_trip_through_the_decoder_byte_by_byte() -> None:
+    frames = [Frame(1, FrameType.STDOUT, b"out"), Frame(7, FrameType.STDIN_CLOSE),
+              Frame(2**32 - 1, FrameType.ERROR, "é".encode())]
+    data = b"".join(encode(f) for f in frames)
+    decoder = FrameDecoder()
+    got = [frame for byte in data for frame in decoder.feed(bytes([byte]))]
+    assert got == frames
+
+
+def test_an_oversize_frame_is_refused_on_both_ends() -> None:
+    with pytest.raises(FrameError):
+        encode(Frame(1, FrameType.STDOUT, b"x" * (MAX_PAYLOAD + 1)))
+    header = (MAX_PAYLOAD + 1).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x05"
+    with pytest.raises(FrameError, match="at most"):
+        FrameDecoder().feed(header)
+
+
+def test_garbage_is_an_error_not_a_wait() -> None:
+    with pytest.raises(FrameError):
+        FrameDecoder().feed(b"HTTP/1.1 200 OK\r\n\r\n")
+    with pytest.raises(FrameError, match="unknown frame type"):
+        FrameDecoder().feed(b"\0\0\0\0\0\0\0\1\x63")
+
+
+def test_large_data_is_split_into_bounded_frames() -> None:
+    data = bytes(range(256)) * 1000
+    encoded = chunks(3, FrameType.STDIN, data)
+    assert len(encoded) == -(-len(data) // MAX_PAYLOAD)
+    frames = FrameDecoder().feed(b"".join(encoded))
+    assert b"".join(f.payload for f in frames) == data
+    assert {f.stream for f in frames} == {3}
+
+
+def test_hello_is_found_after_leftovers_of_the_line_protocol() -> None:
+    assert after_hello(b"READY\nOK\n") is None
+    assert after_hello(b"READY\nOK\n" + HELLO + b"rest") == b"rest"
+
+
+def test_exec_header_wants_exactly_one_of_argv_and_command() -> None:
+    with pytest.raises(ValueError):
+        ExecHeader()
+    with pytest.raises(ValueError):
+        ExecHeader(argv=["true"], command="true")
+    with pytest.raises(ValueError):
+        ExecHeader(argv=[])
+    with pytest.raises(ValueError):
+        ExecHeader(argv=["env"], env={"A=B": "1"})
+    payload = json.loads(ExecHeader(argv=["ls", "-l"], env={"A": "1"}, cwd="/tmp").payload())
+    assert payload == {"argv": ["ls", "-l"], "env": {"A": "1"}, "cwd": "/tmp", "user": None}
+
+
+def test_exit_status_is_a_code_or_a_signal() -> None:
+    assert parse_exit(b'{"exit_code": 3}') == ExitStatus(exit_code=3)
+    assert parse_exit(b'{"signal": 9}') == ExitStatus(signal=9)
+    for bad in (b"nope", b"[]", b"{}", b'{"exit_code": true}', b'{"exit_code": 1, "signal": 2}'):
+        with pytest.raises(FrameError):
+            parse_exit(bad)
