@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from banger.core.agentframe import (
@@ -67,13 +65,16 @@ def test_exec_header_wants_exactly_one_of_argv_and_command() -> None:
         ExecHeader(argv=[])
     with pytest.raises(ValueError):
         ExecHeader(argv=["env"], env={"A=B": "1"})
-    payload = json.loads(ExecHeader(argv=["ls", "-l"], env={"A": "1"}, cwd="/tmp").payload())
-    assert payload == {"argv": ["ls", "-l"], "env": {"A": "1"}, "cwd": "/tmp", "user": None}
+    payload = ExecHeader(argv=["ls", "-l"], env={"A": "1=2"}, cwd="/tmp").payload()
+    assert payload == b"arg=ls\0arg=-l\0env=A=1=2\0cwd=/tmp\0"
+    assert ExecHeader(command="echo hi", user="me").payload() == b"sh=echo hi\0user=me\0"
+    with pytest.raises(ValueError, match="NUL"):
+        ExecHeader(argv=["a\0b"]).payload()
 
 
 def test_exit_status_is_a_code_or_a_signal() -> None:
-    assert parse_exit(b'{"exit_code": 3}') == ExitStatus(exit_code=3)
-    assert parse_exit(b'{"signal": 9}') == ExitStatus(signal=9)
-    for bad in (b"nope", b"[]", b"{}", b'{"exit_code": true}', b'{"exit_code": 1, "signal": 2}'):
+    assert parse_exit(b"exit 3") == ExitStatus(exit_code=3)
+    assert parse_exit(b"signal 9") == ExitStatus(signal=9)
+    for bad in (b"nope", b"exit", b"exit -1", b"exit 1\n", b"signal 99999"):
         with pytest.raises(FrameError):
             parse_exit(bad)

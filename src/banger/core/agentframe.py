@@ -9,16 +9,18 @@ A connection starts with the host's HELLO frame, which the agent answers with th
 Whatever a channel held before (a reply of the identity step's line protocol, half a frame
 from a host that went away) is skipped by scanning for that exact frame, on both ends.
 
-An exec is one stream: OPEN_EXEC (a JSON header) from the host, then STDIN data and
+An exec is one stream: OPEN_EXEC (its header) from the host, then STDIN data and
 STDIN_CLOSE; KILL (a signal number) at any time. The agent answers STDOUT and STDERR data in
-the order the process wrote each, then one EXIT (JSON: exit_code or signal) or ERROR (UTF-8
-text), which ends the stream. Nothing here performs I/O.
+the order the process wrote each, then one EXIT (``exit N`` or ``signal N``) or ERROR (UTF-8
+text), which ends the stream. Headers are NUL-terminated ``key=value`` records rather than
+JSON: the agent is core Perl of perl-base, which has no JSON module, and no argument,
+variable or path can hold a NUL. Nothing here performs I/O.
 """
 
 from __future__ import annotations
 
 import enum
-import json
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -122,10 +124,15 @@ class ExecHeader:
                 raise ValueError(f"bad environment variable name {key!r}")
 
     def payload(self) -> bytes:
-        what: dict[str, object] = (
-            {"argv": self.argv} if self.argv is not None else {"command": self.command}
-        )
-        return json.dumps({**what, "env": self.env, "cwd": self.cwd, "user": self.user}).encode()
+        records = [f"arg={arg}" for arg in self.argv or []]
+        if self.command is not None:
+            records.append(f"sh={self.command}")
+        records += [f"env={key}={value}" for key, value in self.env.items()]
+        records += [f"{key}={value}" for key, value in (("cwd", self.cwd), ("user", self.user))
+                    if value is not None]
+        if any("\0" in record for record in records):
+            raise ValueError("a NUL in an argument, variable or path")
+        return b"".join(record.encode() + b"\0" for record in records)
 
 
 @dataclass(frozen=True)
@@ -137,18 +144,12 @@ class ExitStatus:
 
 
 def parse_exit(payload: bytes) -> ExitStatus:
-    try:
-        data = json.loads(payload)
-    except ValueError as exc:
-        raise FrameError("an EXIT frame that is not JSON") from exc
-    if not isinstance(data, dict):
-        raise FrameError("an EXIT frame that is not a JSON object")
-    code, sig = data.get("exit_code"), data.get("signal")
-    if isinstance(code, int) and not isinstance(code, bool) and sig is None:
-        return ExitStatus(exit_code=code)
-    if isinstance(sig, int) and not isinstance(sig, bool) and code is None:
-        return ExitStatus(signal=sig)
-    raise FrameError("an EXIT frame without an exit_code or a signal")
+    match = re.fullmatch(rb"(exit|signal) (\d{1,3})", payload)
+    if match is None:
+        raise FrameError(f"an EXIT frame that is not `exit N` or `signal N`: {payload[:40]!r}")
+    if match[1] == b"exit":
+        return ExitStatus(exit_code=int(match[2]))
+    return ExitStatus(signal=int(match[2]))
 
 
 def kill_payload(signal: int) -> bytes:

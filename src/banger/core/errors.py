@@ -178,6 +178,16 @@ class GuestCommandFailed(HostError):
     code = "guest_command_failed"
 
 
+class GuestAgentFailed(HostError):
+    """The guest agent's channel (exec, files) failed: no answer, garbage, or it went away."""
+
+    code = "agent_failed"
+    default_hint = (
+        "see `banger vm logs NAME`; images built before the agent served exec need "
+        "`banger image pull` again"
+    )
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     default_hint = "see ~/.local/state/banger/bangerd.log, or run `banger daemon status`"
