@@ -4,52 +4,25 @@ a socketpair instead of its virtio-serial port) and against hostile stand-ins.""
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from banger.core import agent
 from banger.core.agentframe import HELLO, MAX_PAYLOAD, ExecHeader, ExitStatus
 from banger.core.errors import GuestAgentFailed
 from banger.host.agentsession import AgentSession, Execution
-
-PERL = shutil.which("perl")
-# The agent's channel, here an inherited fd: the socketpair's other end.
-_CHANNEL = re.compile(r"# --- The host channel.*?\n(?=sub next_line)", re.S)
-
-
-def agent_on_fd(fd: int) -> str:
-    script, found = _CHANNEL.subn(
-        f"my ($listener, $buf) = (undef, '');\nopen(my $fh, '+<&=', {fd}) or die \"fd: $!\";\n",
-        agent.AGENT_SCRIPT,
-    )
-    assert found == 1
-    return script
+from tests.support.perlagent import perl_agent
 
 
 @pytest.fixture
 async def session(tmp_path: object) -> AsyncIterator[AgentSession]:
-    if PERL is None:
-        pytest.skip("no perl")
-    host, guest = socket.socketpair()
-    proc = subprocess.Popen([PERL, "-e", agent_on_fd(guest.fileno())],
-                            pass_fds=[guest.fileno()])
-    guest.close()
-
-    async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(sock=host)
-
-    opened = await AgentSession.connect(opener, timeout=10)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-        proc.kill()
-        proc.wait()
+    with perl_agent() as opener:
+        opened = await AgentSession.connect(opener, timeout=10)
+        try:
+            yield opened
+        finally:
+            await opened.close()
 
 
 async def run(session: AgentSession, header: ExecHeader, stdin: bytes = b"",

@@ -14,6 +14,8 @@ from banger.core.units import format_size
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from banger.core.api import Readiness
     from banger.core.models import VM
 
@@ -386,6 +388,52 @@ def logs(ctx: Context, name: str, follow: bool) -> None:
             return
         if not data:
             time.sleep(0.5)
+
+
+@vm.command(
+    NAME,
+    Opt("--env", dest="env", repeat=True, metavar="K=V", help="Set a variable (repeatable)."),
+    Opt("--cwd", metavar="DIR", help="Run in this guest directory (default: the user's home)."),
+    Opt("--user", metavar="USER", help="Run as this guest user (default: root)."),
+    Opt("--timeout", type=float, default=0, metavar="SECONDS",
+        help="Kill the command after this long (default: never)."),
+    trailing=True,
+)
+def exec_(
+    ctx: Context, name: str, env: list[str] | None, cwd: str | None, user: str | None,
+    timeout: float, command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (after `--`) in a running VM through banger's guest agent, without ssh;
+    exit with its status. Its stdin is this command's stdin when that is not a terminal.
+
+      banger vm exec dev -- make test
+      banger vm exec dev --env CI=1 --cwd /root/repo -- ./build.sh"""
+    if not command:
+        raise InvalidInput("give the command after `--`", hint="banger vm exec NAME -- CMD ...")
+    variables = {}
+    for pair in env or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--env {pair!r} is not K=V")
+        variables[key] = value
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+
+    def to(stream: object) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            buffer = stream.buffer  # type: ignore[attr-defined]
+            buffer.write(data)
+            buffer.flush()
+        return write
+
+    result = ctx.client.exec_vm(
+        name, list(command), env=variables, cwd=cwd, user=user, stdin=stdin, timeout=timeout,
+        on_stdout=to(sys.stdout), on_stderr=to(sys.stderr),
+    )
+    if result.get("timed_out"):
+        echo(f"error: the command was killed after {timeout:g}s (--timeout)", err=True)
+    if result.get("signal") is not None:
+        sys.exit(128 + int(result["signal"]))
+    sys.exit(int(result.get("exit_code") or 0))
 
 
 @vm.command(NAME, trailing=True)

@@ -249,6 +249,25 @@ class Client:
         ).body()
         return _vm(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
 
+    def exec_vm(
+        self, name: str, argv: list[str] | None = None, *, command: str | None = None,
+        env: dict[str, str] | None = None, cwd: str | None = None, user: str | None = None,
+        stdin: bytes = b"", timeout: float = 0,
+        on_stdout: Callable[[bytes], None] = lambda _: None,
+        on_stderr: Callable[[bytes], None] = lambda _: None,
+    ) -> dict[str, Any]:
+        """Run `argv` (or a shell `command`) in the running VM `name` through its guest
+        agent, its output handed to `on_stdout`/`on_stderr` as it comes. Returns
+        {"exit_code", "signal", "timed_out"}: an exit code, or the signal that killed it."""
+        import base64
+
+        from banger.client.guestexec import run_exec
+        from banger.core import api
+
+        request = api.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
+                             stdin=base64.b64encode(stdin).decode(), timeout=timeout)
+        return run_exec(self, name, request, on_stdout, on_stderr)
+
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from banger.core import api
 from banger.core.errors import InvalidInput
 from banger.core.models import Workspace, to_dict
-from banger.daemon.apiwire import answer, body, plain, stream
+from banger.daemon.apiwire import answer, body, exec_stream, plain, stream
 from banger.daemon.services import Services
 from banger.daemon.workspaces import WorkspaceService
 
@@ -101,6 +101,13 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def delete_vm(request: web.Request) -> web.Response:
         force = request.query.get("force", "") in ("1", "true")
         return answer(to_dict(await vms.delete(request.match_info["name"], force=force)))
+
+    @routes.post("/v1/vms/{name}/exec")
+    async def exec_in_vm(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        data = await body(request, api.ExecVM)
+        vms.access(name)  # a stopped VM is a plain error answer, before the stream starts
+        return await exec_stream(request, lambda emit: services.guest_exec.run(name, data, emit))
 
     @routes.get("/v1/vms/{name}/logs")
     async def vm_logs(request: web.Request) -> web.Response:
