@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,37 @@ def test_exec_on_a_stopped_vm_says_how_to_start_it(
     code, _, err = run(["vm", "exec", "dev", "--", "true"], capsys)
     assert code == 1
     assert err == "error: VM 'dev' is not running (stopped)\nhint: banger vm start dev\n"
+
+
+def test_cp_into_and_out_of_a_vm(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    local = tmp_path / "build.sh"
+    local.write_bytes(b"#!/bin/sh\n")
+    local.chmod(0o750)
+    assert run(["vm", "cp", str(local), "dev:/root/"], capsys)[0] == 0
+    assert client.called("write_file") == [(("dev", "/root/build.sh"), {"mode": 0o750})]
+    assert client.guest_files["/root/build.sh"] == b"#!/bin/sh\n"
+    assert run(["vm", "cp", "dev:/root/build.sh", str(tmp_path / "back")], capsys)[0] == 0
+    assert (tmp_path / "back").read_bytes() == b"#!/bin/sh\n"
+    out_dir = tmp_path / "d"
+    out_dir.mkdir()
+    assert run(["vm", "cp", "dev:/root/build.sh", str(out_dir)], capsys)[0] == 0
+    assert (out_dir / "build.sh").exists()
+
+
+@pytest.mark.parametrize("args", [["a", "b"], ["dev:/a", "dev:/b"], ["./x:y", "z"]])
+def test_cp_wants_exactly_one_guest_side(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, _, err = run(["vm", "cp", *args], capsys)
+    assert code == 1 and "exactly one side" in err
+
+
+def test_cp_of_a_missing_local_file_names_it(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["vm", "cp", str(tmp_path / "nope"), "dev:/root/"], capsys)
+    assert code == 1
+    missing = tmp_path / "nope"
+    assert err.splitlines()[0] == f"error: cannot read {missing}: No such file or directory"

@@ -15,6 +15,9 @@ from banger.core.agentframe import (
     chunks,
     encode,
     parse_exit,
+    parse_file_error,
+    read_header,
+    write_header,
 )
 
 
@@ -78,3 +81,15 @@ def test_exit_status_is_a_code_or_a_signal() -> None:
     for bad in (b"nope", b"exit", b"exit -1", b"exit 1\n", b"signal 99999"):
         with pytest.raises(FrameError):
             parse_exit(bad)
+
+
+def test_file_headers_and_errors() -> None:
+    assert read_header("/etc/hostname") == b"path=/etc/hostname\0"
+    assert write_header("/root/a b", 0o640) == b"path=/root/a b\0mode=640\0"
+    with pytest.raises(ValueError):
+        write_header("/x", 0o10000)
+    with pytest.raises(ValueError):
+        read_header("/x\0y")
+    assert parse_file_error(b"2 cannot read /x: No such file or directory") == (
+        2, "cannot read /x: No such file or directory")
+    assert parse_file_error(b"odd") == (0, "odd")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.core.errors import GuestAgentFailed, InvalidInput, InvalidState
+from banger.core.errors import GuestAgentFailed, GuestPathNotFound, InvalidInput, InvalidState
 from tests.support.api import Api, serve
 from tests.support.daemon_env import Env, make_env
 from tests.support.fakes import FakeTemplateVMM
@@ -73,3 +73,24 @@ async def test_exec_refuses_bad_requests_and_stopped_vms(api: Api) -> None:
     with pytest.raises(InvalidState, match="not running") as info:
         await api.call(api.client.exec_vm, "dev", ["true"])
     assert info.value.hint == "banger vm start dev"
+
+
+async def test_files_written_then_read_back(api: Api, tmp_path: Path) -> None:
+    target = tmp_path / "dir" / "file.bin"
+    target.parent.mkdir()
+    data = bytes(range(256)) * 1000
+    await api.call(api.client.write_file, "dev", str(target), data, 0o600)
+    assert target.read_bytes() == data
+    assert await api.call(api.client.read_file, "dev", str(target)) == data
+    (target.parent / "empty").touch()
+    assert await api.call(api.client.read_file, "dev", str(target.parent / "empty")) == b""
+
+
+async def test_file_errors(api: Api, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(GuestPathNotFound, match=f"cannot read {missing}"):
+        await api.call(api.client.read_file, "dev", str(missing))
+    with pytest.raises(GuestPathNotFound, match=f"cannot write {missing}/f"):
+        await api.call(api.client.write_file, "dev", str(missing / "f"), b"x")
+    with pytest.raises(InvalidInput, match="absolute"):
+        await api.call(api.client.read_file, "dev", "relative/path")

@@ -1,11 +1,14 @@
 """`banger vm exec` end to end: commands in a cold-booted guest through banger-agent's exec
-channel, without ssh (a VM restored from a warm template: test_warm.py)."""
+channel, without ssh, and `banger vm cp` (a VM restored from a warm template:
+test_warm.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +71,25 @@ def test_large_output_is_streamed_intact(banger: BangerEnv, vm: str) -> None:
     assert proc.returncode == 0, err
     assert len(out) == size
     assert err.split()[0].decode() == hashlib.sha256(out).hexdigest()
+
+
+def test_cp_into_the_guest_and_back(banger: BangerEnv, vm: str, tmp_path: Path) -> None:
+    local = tmp_path / "data.bin"
+    local.write_bytes(os.urandom(300_000))
+    local.chmod(0o640)
+    banger.run("vm", "cp", str(local), f"{vm}:/root/")
+    listed = banger.run("vm", "exec", vm, "--", "stat", "-c", "%a %s", "/root/data.bin").stdout
+    assert listed.split() == ["640", "300000"]
+    banger.run("vm", "cp", f"{vm}:/root/data.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
+
+
+def test_cp_of_a_missing_guest_path_names_it(banger: BangerEnv, vm: str, tmp_path: Path) -> None:
+    proc = banger.run("vm", "cp", f"{vm}:/no/such/file", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        "error: cannot read /no/such/file: No such file or directory"
+    )
 
 
 def test_a_stopped_vm_is_one_line_telling_to_start_it(banger: BangerEnv, vm: str) -> None:

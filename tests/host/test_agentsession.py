@@ -4,13 +4,16 @@ a socketpair instead of its virtio-serial port) and against hostile stand-ins.""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from banger.core.agentframe import HELLO, MAX_PAYLOAD, ExecHeader, ExitStatus
-from banger.core.errors import GuestAgentFailed
+from banger.core.errors import GuestAgentFailed, GuestFileFailed, GuestPathNotFound
 from banger.host.agentsession import AgentSession, Execution
 from tests.support.perlagent import perl_agent
 
@@ -85,6 +88,41 @@ async def test_kill_ends_a_process_with_its_signal(session: AgentSession) -> Non
 async def test_a_bad_user_is_an_error_of_that_stream_only(session: AgentSession) -> None:
     with pytest.raises(GuestAgentFailed, match="no user nobody-here"):
         await run(session, ExecHeader(argv=["true"], user="nobody-here"))
+    assert (await run(session, ExecHeader(argv=["true"])))[2] == ExitStatus(exit_code=0)
+
+
+async def content(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def test_a_file_written_then_read_back(session: AgentSession, tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    data = os.urandom(3 * MAX_PAYLOAD + 17)
+    await session.write_file(str(target), content(data[:1000], data[1000:]), 0o640)
+    assert target.read_bytes() == data
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temporary file left
+    read = b"".join([piece async for piece in session.read_file(str(target))])
+    assert read == data
+
+
+async def test_a_write_replaces_the_file_at_once(session: AgentSession, tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("old")
+    await session.write_file(str(target), content(b"new"), 0o600)
+    assert target.read_text() == "new"
+
+
+async def test_file_errors_name_the_path(session: AgentSession, tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(GuestPathNotFound, match=f"cannot read {missing}"):
+        [piece async for piece in session.read_file(str(missing))]
+    with pytest.raises(GuestPathNotFound, match=f"cannot write {missing}/f"):
+        await session.write_file(str(missing / "f"), content(b"x" * (4 * MAX_PAYLOAD)), 0o644)
+    with pytest.raises(GuestFileFailed, match="is a directory"):
+        [piece async for piece in session.read_file(str(tmp_path))]
+    # The channel is fine afterwards.
     assert (await run(session, ExecHeader(argv=["true"])))[2] == ExitStatus(exit_code=0)
 
 

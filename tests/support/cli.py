@@ -49,6 +49,7 @@ class FakeClient:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []
+        self.guest_files: dict[str, bytes] = {}
         self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
@@ -140,6 +141,14 @@ class FakeClient:
         for data, stderr in self.exec_output:
             (on_stderr if stderr else on_stdout)(data)
         return self.exec_result
+
+    def read_file(self, name: str, path: str) -> bytes:
+        self._call("read_file", name, path)
+        return self.guest_files[path]
+
+    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._call("write_file", name, path, mode=mode)
+        self.guest_files[path] = data
 
     def vm_access(self, name: str) -> dict[str, str]:
         self._call("vm_access", name)

@@ -436,6 +436,53 @@ def exec_(
     sys.exit(int(result.get("exit_code") or 0))
 
 
+@vm.command(Arg("src"), Arg("dst"))
+def cp(ctx: Context, src: str, dst: str) -> None:
+    """Copy a file into or out of a running VM through banger's guest agent, one side
+    written NAME:PATH (an absolute guest path; a DST ending in / keeps the file's name).
+
+      banger vm cp ./build.sh dev:/root/
+      banger vm cp dev:/var/log/syslog ./syslog"""
+    import os
+
+    from_guest, to_guest = _guest_side(src), _guest_side(dst)
+    if (from_guest is None) == (to_guest is None):
+        raise InvalidInput("give exactly one side as NAME:PATH",
+                           hint="banger vm cp FILE NAME:/PATH, or banger vm cp NAME:/PATH FILE")
+    if to_guest is not None:
+        name, guest_path = to_guest
+        try:
+            with open(src, "rb") as f:
+                data = f.read()
+                mode = os.fstat(f.fileno()).st_mode & 0o7777
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {src}: {exc.strerror}") from None
+        if guest_path.endswith("/"):
+            guest_path += os.path.basename(src)
+        ctx.client.write_file(name, guest_path, data, mode)
+        return
+    assert from_guest is not None
+    name, guest_path = from_guest
+    data = ctx.client.read_file(name, guest_path)
+    target = dst
+    if os.path.isdir(target):
+        target = os.path.join(target, os.path.basename(guest_path))
+    try:
+        with open(target, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+
+
+def _guest_side(arg: str) -> tuple[str, str] | None:
+    """(NAME, PATH) of `NAME:PATH`; None for a local path (which may hold a colon only
+    after a slash, as in ./a:b)."""
+    name, sep, path = arg.partition(":")
+    if not sep or not name or "/" in name:
+        return None
+    return name, path
+
+
 @vm.command(NAME, trailing=True)
 def ssh(ctx: Context, name: str, command: tuple[str, ...]) -> None:
     """Open a shell in a running VM, or run COMMAND (after `--`)."""

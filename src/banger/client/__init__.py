@@ -59,10 +59,14 @@ class Client:
     # Transport
 
     def _open(
-        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None,
+        raw: bytes | None = None,
     ) -> Response:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        """Send `body` as JSON, or `raw` bytes (a file's content)."""
+        payload = json.dumps(body).encode() if body is not None else raw
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if raw is not None:
+            headers = {"Content-Type": "application/octet-stream"}
         for attempt in (1, 2):
             try:
                 return self._transport.send(method, path, payload, headers, timeout)
@@ -267,6 +271,27 @@ class Client:
         request = api.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
                              stdin=base64.b64encode(stdin).decode(), timeout=timeout)
         return run_exec(self, name, request, on_stdout, on_stderr)
+
+    def read_file(self, name: str, path: str) -> bytes:
+        """The content of the file at `path` (absolute) in the running VM `name`."""
+        response = self._open("GET", f"/v1/vms/{_q(name)}/files?{_query(path=path)}", None, None)
+        try:
+            if response.status >= 400:
+                raise error_from_dict(_json_body(response)["error"])
+            return response.read()
+        finally:
+            response.close()
+
+    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace the file at `path` in the running VM `name` (atomically), owned by root."""
+        query = _query(path=path, mode=f"{mode:o}")
+        response = self._open("PUT", f"/v1/vms/{_q(name)}/files?{query}", None, None, raw=data)
+        try:
+            answer = _json_body(response)
+        finally:
+            response.close()
+        if response.status >= 400:
+            raise error_from_dict(answer["error"])
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64

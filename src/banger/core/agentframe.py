@@ -12,7 +12,13 @@ from a host that went away) is skipped by scanning for that exact frame, on both
 An exec is one stream: OPEN_EXEC (its header) from the host, then STDIN data and
 STDIN_CLOSE; KILL (a signal number) at any time. The agent answers STDOUT and STDERR data in
 the order the process wrote each, then one EXIT (``exit N`` or ``signal N``) or ERROR (UTF-8
-text), which ends the stream. Headers are NUL-terminated ``key=value`` records rather than
+text), which ends the stream.
+
+A file read is READ_FILE (header: path) answered by DATA frames and DONE; a write is
+WRITE_FILE (header: path, octal mode), DATA frames and DATA_END, answered by DONE once the
+agent renamed its temporary file over the path (a reader never sees half a file). A file
+ERROR is ``<errno> <message>``, so the host can tell a missing path from other failures.
+Headers are NUL-terminated ``key=value`` records rather than
 JSON: the agent is core Perl of perl-base, which has no JSON module, and no argument,
 variable or path can hold a NUL. Nothing here performs I/O.
 """
@@ -42,6 +48,11 @@ class FrameType(enum.IntEnum):
     STDERR = 6
     EXIT = 7
     ERROR = 8
+    READ_FILE = 9
+    WRITE_FILE = 10
+    DATA = 11
+    DATA_END = 12
+    DONE = 13
 
 
 class FrameError(ValueError):
@@ -154,3 +165,29 @@ def parse_exit(payload: bytes) -> ExitStatus:
 
 def kill_payload(signal: int) -> bytes:
     return str(int(signal)).encode()
+
+
+def records(**fields: str) -> bytes:
+    """A header of NUL-terminated key=value records."""
+    if any("\0" in value for value in fields.values()):
+        raise ValueError("a NUL in a path")
+    return b"".join(f"{key}={value}".encode() + b"\0" for key, value in fields.items())
+
+
+def read_header(path: str) -> bytes:
+    return records(path=path)
+
+
+def write_header(path: str, mode: int) -> bytes:
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode {mode:o} is not a file mode")
+    return records(path=path, mode=f"{mode:o}")
+
+
+def parse_file_error(payload: bytes) -> tuple[int, str]:
+    """The errno and message of a file ERROR (errno 0 when the agent gave none)."""
+    text = payload.decode(errors="replace")
+    code, _, message = text.partition(" ")
+    if code.isdigit():
+        return int(code), message
+    return 0, text

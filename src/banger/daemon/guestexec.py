@@ -1,13 +1,13 @@
-"""Commands in running guests over banger-agent's exec channel (core/agentframe.py), the
-fast path a program or an agent takes instead of building ssh command lines: one channel
-per VM held open by the daemon, requests multiplexed over it."""
+"""Commands and files in running guests over banger-agent's channel (core/agentframe.py),
+the fast path a program or an agent takes instead of building ssh command lines: one
+channel per VM held open by the daemon, requests multiplexed over it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from banger.core import api
@@ -70,6 +70,25 @@ class GuestExec:
         status = execution.status or ExitStatus()
         return api.ExecResult(exit_code=status.exit_code, signal=status.signal,
                               timed_out=timed_out)
+
+    async def read_file(self, name: str, path: str) -> AsyncIterator[bytes]:
+        """The content of the guest file `path` of VM `name`, in pieces."""
+        session = await self._running(name, path)
+        async for piece in session.read_file(path):
+            yield piece
+
+    async def write_file(
+        self, name: str, path: str, content: AsyncIterator[bytes], mode: int,
+    ) -> None:
+        """Replace the guest file `path` (atomically: a reader sees the old or the new)."""
+        session = await self._running(name, path)
+        await session.write_file(path, content, mode)
+
+    async def _running(self, name: str, path: str) -> AgentSession:
+        if not path.startswith("/") or "\0" in path:
+            raise InvalidInput(f"{path!r} is not an absolute guest path")
+        self._vms.access(name)
+        return await self._session(self._vms.get(name))
 
     async def _session(self, vm: VM) -> AgentSession:
         async with self._locks.setdefault(vm.id, asyncio.Lock()):

@@ -285,11 +285,13 @@ sub settle {
 my $MAX_PAYLOAD = @MAX_PAYLOAD@;
 my %T = (hello => @T_HELLO@, open_exec => @T_OPEN_EXEC@, stdin => @T_STDIN@,
          stdin_close => @T_STDIN_CLOSE@, kill => @T_KILL@, stdout => @T_STDOUT@,
-         stderr => @T_STDERR@, exit => @T_EXIT@, error => @T_ERROR@);
+         stderr => @T_STDERR@, exit => @T_EXIT@, error => @T_ERROR@,
+         read_file => @T_READ_FILE@, write_file => @T_WRITE_FILE@, data => @T_DATA@,
+         data_end => @T_DATA_END@, done => @T_DONE@);
 my $PROTOCOL = '@PROTOCOL@';
 my $HELLO = pack('N N C', length $PROTOCOL, 0, $T{hello}) . $PROTOCOL;
 my $PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-my ($synced, $connected, %procs) = (0, 1);
+my ($synced, $connected, %procs, %reads, %writes) = (0, 1);
 
 sub nonblocking {
     my $flags = fcntl($_[0], F_GETFL, 0) or die "fcntl: $!\n";
@@ -303,7 +305,9 @@ sub lost {
         kill 'KILL', -$p->{pid} unless defined $p->{status};
         waitpid $p->{pid}, 0 unless defined $p->{status};
     }
-    %procs = ();
+    %procs = %reads = ();
+    unlink $_->{temp} for values %writes;
+    %writes = ();
     ($synced, $buf) = (0, '');
     if ($listener) { close $fh if defined $fh; undef $fh } else { $connected = 0 }
 }
@@ -383,6 +387,10 @@ sub on_frame {
         send_frame(0, $T{hello}, $PROTOCOL);
         return;
     }
+    if ($type == $T{read_file} || $type == $T{write_file} || $writes{$id}) {
+        on_file_frame($id, $type, $payload);
+        return;
+    }
     my $p = $procs{$id};
     if ($type == $T{open_exec}) {
         my $error = $p ? "stream $id is in use" : spawn($id, $payload);
@@ -419,7 +427,7 @@ sub on_channel {
     }
     while (length $buf >= 9) {
         my ($length, $id, $type) = unpack 'N N C', $buf;
-        if ($length > $MAX_PAYLOAD || $type > $T{error}) {
+        if ($length > $MAX_PAYLOAD || $type > $T{done}) {
             say_("garbage from the host (frame type $type, $length bytes): dropping it");
             lost();
             return;
@@ -429,6 +437,70 @@ sub on_channel {
         substr($buf, 0, 9 + $length, '');
         on_frame($id, $type, $payload);
         return unless $synced;
+    }
+}
+
+# --- Files: read streamed out, written to a temporary file renamed over the path at the end
+sub fields {
+    my %f;
+    for my $record (split /\0/, $_[0]) { my ($k, $v) = split /=/, $record, 2; $f{$k} = $v }
+    return %f;
+}
+
+sub file_error {  # "<errno> <message>": the host tells a missing path from other failures
+    my ($id, $errno, $message) = @_;
+    send_frame($id, $T{error}, ($errno + 0) . " $message");
+}
+
+sub on_file_frame {
+    my ($id, $type, $payload) = @_;
+    if ($type == $T{read_file}) {
+        my %f = fields($payload);
+        my $path = $f{path} // '';
+        if (-d $path) { file_error($id, POSIX::EISDIR(), "$path is a directory"); return }
+        sysopen(my $in, $path, O_RDONLY) or do { file_error($id, $!, "cannot read $path: $!"); return };
+        $reads{$id} = $in;
+    } elsif ($type == $T{write_file}) {
+        my %f = fields($payload);
+        my ($path, $mode) = ($f{path} // '', oct($f{mode} // '644'));
+        my $temp = "$path.banger-$id";
+        sysopen(my $out, $temp, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+            or do { file_error($id, $!, "cannot write $path: $!"); return };
+        $writes{$id} = { fh => $out, path => $path, temp => $temp, mode => $mode & 07777 };
+    } elsif ($type == $T{data}) {
+        my $w = $writes{$id};
+        my $left = $payload;
+        while (length $left) {
+            my $n = syswrite $w->{fh}, $left;
+            if (!defined $n) {
+                file_error($id, $!, "cannot write $w->{path}: $!");
+                unlink $w->{temp};
+                delete $writes{$id};
+                return;
+            }
+            substr($left, 0, $n, '');
+        }
+    } elsif ($type == $T{data_end}) {
+        my $w = delete $writes{$id};
+        if (close($w->{fh}) && chmod($w->{mode}, $w->{temp}) && rename($w->{temp}, $w->{path})) {
+            send_frame($id, $T{done}, '');
+        } else {
+            file_error($id, $!, "cannot write $w->{path}: $!");
+            unlink $w->{temp};
+        }
+    }
+}
+
+sub pump_reads {
+    for my $id (keys %reads) {
+        my $in = $reads{$id} or next;
+        my $data;
+        my $got = sysread $in, $data, $MAX_PAYLOAD;
+        if ($got) { send_frame($id, $T{data}, $data); next }
+        delete $reads{$id};
+        close $in;
+        if (defined $got) { send_frame($id, $T{done}, '') }
+        else { file_error($id, $!, "cannot read: $!") }
     }
 }
 
@@ -479,10 +551,11 @@ sub serve {
         }
         # A virtio-serial port without a host reads as EOF at once: poll until one connects.
         my ($rout, $wout) = ($rin, $win);
-        my $n = select $rout, $wout, undef, $poll ? 0.05 : undef;
+        my $n = select $rout, $wout, undef, %reads ? 0 : $poll ? 0.05 : undef;
         next if $n < 0;
         if (!defined $fh) { accept($fh, $listener) and nonblocking($fh); next }
         on_channel() if !$connected || vec($rout, fileno $fh, 1);
+        pump_reads();
         for my $id (keys %procs) {
             my $p = $procs{$id} or next;
             pump($p, 'out', $T{stdout}) if $p->{out} && vec($rout, fileno $p->{out}, 1);

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,8 +35,16 @@ from banger.core.agentframe import (
     encode,
     kill_payload,
     parse_exit,
+    parse_file_error,
+    read_header,
+    write_header,
 )
-from banger.core.errors import GuestAgentFailed
+from banger.core.errors import (
+    BangerError,
+    GuestAgentFailed,
+    GuestFileFailed,
+    GuestPathNotFound,
+)
 
 StreamOpener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 # Frames a stream may hold before the reader waits for its consumer.
@@ -103,6 +112,60 @@ class AgentSession:
             self._streams.pop(stream, None)
             raise
         return Execution(self, stream)
+
+    async def read_file(self, path: str) -> AsyncIterator[bytes]:
+        """The file's content, in pieces as the agent reads them."""
+        stream = await self._start(FrameType.READ_FILE, read_header(path))
+        try:
+            while True:
+                frame = await self._next(stream)
+                if frame.type is FrameType.DATA:
+                    yield frame.payload
+                elif frame.type is FrameType.DONE:
+                    return
+                elif frame.type is FrameType.ERROR:
+                    raise _file_error(frame.payload)
+        finally:
+            self._end(stream)
+
+    async def write_file(self, path: str, content: AsyncIterator[bytes], mode: int) -> None:
+        """Write `content` to a temporary file the agent renames over `path` at the end."""
+        stream = await self._start(FrameType.WRITE_FILE, write_header(path, mode))
+        try:
+            async for piece in content:
+                for encoded in chunks(stream, FrameType.DATA, piece):
+                    self._raise_early_error(stream)
+                    await self._send(encoded)
+            await self._send(encode(Frame(stream, FrameType.DATA_END)))
+            while True:
+                frame = await self._next(stream)
+                if frame.type is FrameType.DONE:
+                    return
+                if frame.type is FrameType.ERROR:
+                    raise _file_error(frame.payload)
+        finally:
+            self._end(stream)
+
+    async def _start(self, kind: FrameType, header: bytes) -> int:
+        self._check()
+        stream = next(self._ids)
+        self._streams[stream] = asyncio.Queue(_QUEUE_FRAMES)
+        try:
+            await self._send(encode(Frame(stream, kind, header)))
+        except BaseException:
+            self._streams.pop(stream, None)
+            raise
+        return stream
+
+    def _raise_early_error(self, stream: int) -> None:
+        """A write the agent refused at once (no such directory) ends before its data."""
+        queue = self._streams.get(stream)
+        if queue is not None and not queue.empty():
+            frame = queue.get_nowait()
+            if frame is None:
+                self._check()
+            elif frame.type is FrameType.ERROR:
+                raise _file_error(frame.payload)
 
     async def close(self) -> None:
         self._fail(GuestAgentFailed("the channel to the guest agent was closed"))
@@ -203,6 +266,13 @@ class Execution:
             await self._session._send(
                 encode(Frame(self.stream, FrameType.KILL, kill_payload(signal)))
             )
+
+
+def _file_error(payload: bytes) -> BangerError:
+    errno_, message = parse_file_error(payload)
+    if errno_ == errno.ENOENT:
+        return GuestPathNotFound(message)
+    return GuestFileFailed(message)
 
 
 async def _hello_from(reader: asyncio.StreamReader) -> bytes:
