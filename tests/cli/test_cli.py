@@ -146,6 +146,19 @@ def test_run_options_before_the_double_dash_are_ours(
     assert client.called("vm_access") == [(("dev",), {})]
 
 
+def test_run_takes_the_network_options_of_create(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["vm", "run", "--egress-allow", "example.org,10.1.0.0/16", "--network-group", "web",
+            "--", "true"]
+    assert run(args, capsys)[0] == 0
+    [(_, kwargs)] = client.called("create_vm")
+    assert kwargs["egress_allow"] == ["example.org,10.1.0.0/16"]
+    assert (kwargs["network_group"], kwargs["nat"]) == ("web", False)
+    assert run(["vm", "run", "--nat", "--", "true"], capsys)[0] == 0
+    assert client.called("create_vm")[1][1]["nat"] is True
+
+
 def test_run_keeps_a_double_dash_inside_the_guest_command(
     client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
 ) -> None:

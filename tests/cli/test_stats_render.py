@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from banger.cli import stats
 from banger.core.stats import (
+    CgroupFigures,
     DiskUsage,
     GuestFigures,
     HostFigures,
@@ -49,3 +50,12 @@ def test_vmm_counters_render() -> None:
     fields = dict(stats.summary_fields(report, now=1000.0))
     assert fields["vmm block"] == "read 2M, written 2M"
     assert fields["vcpu exits"] == "6"
+
+
+def test_the_vmms_cgroup_renders_against_its_limits() -> None:
+    group = CgroupFigures(300 << 20, 1472 << 20, 12, 98)
+    report = VMStats("dev", "running", 10.0, [
+        Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, cgroup=group), None, ""),
+    ])
+    fields = dict(stats.summary_fields(report, now=1000.0))
+    assert fields["vmm cgroup"] == "memory 300M of 1.4G, 12 of 98 tasks"

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from banger.core.config import VMDefaults
-from banger.core.errors import InvalidInput
+from banger.core.errors import DiskFull, InvalidInput
 from banger.core.models import VMSpec
 from banger.core.sizing import (
     DEFAULT_DISK_BYTES,
@@ -15,6 +15,7 @@ from banger.core.sizing import (
     MAX_HOST_VCPU,
     Provenanced,
     effective_spec,
+    require_room,
     size_defaults,
     spec_line,
 )
@@ -87,3 +88,9 @@ def test_bad_disk_flag_is_invalid_input() -> None:
 )
 def test_spec_line(spec: VMSpec, line: str) -> None:
     assert spec_line(spec) == line
+
+
+def test_require_room_refuses_more_than_is_free() -> None:
+    require_room(8 << 30, 8 << 30, where="/s", what="a disk")
+    with pytest.raises(DiskFull, match="a disk needs up to 8G but /s has 1G free"):
+        require_room(1 << 30, 8 << 30, where="/s", what="a disk")

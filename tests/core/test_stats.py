@@ -112,3 +112,11 @@ def test_vmm_counters_add_new_samples_once() -> None:
         Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, again), None, "no ssh"),
     ])
     assert stats.stats_from_dict(dataclasses.asdict(report)) == report
+
+
+def test_the_vmms_cgroup_round_trips() -> None:
+    group = stats.CgroupFigures(300 << 20, 1472 << 20, 12, 98)
+    report = VMStats("dev", "running", 10.0, [
+        Sample(1000.0, HostFigures(None, 1.0, 100 << 20, None, 0, cgroup=group), None, ""),
+    ])
+    assert stats.stats_from_dict(dataclasses.asdict(report)) == report

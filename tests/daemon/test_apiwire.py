@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
 
 from banger.core import api
-from banger.core.errors import InvalidInput
-from banger.daemon.apiwire import parse
+from banger.core.errors import DiskFull, InvalidInput
+from banger.daemon.apiwire import parse, unexpected
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,13 @@ def test_defaults_fill_in_and_unknown_keys_are_ignored() -> None:
     assert not created.waits_for_login
     assert parse(api.StartVM, {}) == api.StartVM()
     assert parse(api.PullImage, api.PullImage(name="a", force=True).body()).force
+
+
+def test_a_full_disk_is_named_as_such_not_an_internal_error() -> None:
+    error = unexpected(OSError(errno.ENOSPC, "No space left on device", "/s/vms/x/work.ext4"),
+                       "POST /v1/vms")
+    assert isinstance(error, DiskFull)
+    assert error.code == "disk_full"
+    assert "/s/vms/x/work.ext4" in error.message
+    other = unexpected(ValueError("bug"), "POST /v1/vms")
+    assert other.code == "internal" and "bug" in other.message

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.client import _LogMark, _startup_error
+from banger.client.daemonstart import _LogMark, _startup_error
 from banger.core.config import Config
 from banger.core.errors import ConfigError, DaemonUnavailable
 from banger.daemon.logs import JSONLogFormatter

@@ -13,6 +13,7 @@ import pytest
 
 from banger.core import dns
 from banger.core.config import Config
+from banger.core.confine import cgroup_name, vmm_limits
 from banger.core.errors import HostError, InvalidState, MissingTool
 from banger.core.models import VM, VMState
 from banger.core.nat import GuestNet
@@ -21,6 +22,7 @@ from banger.host.stats import ProcessFigures
 from tests.support.daemon_env import Env, make_env
 from tests.support.dns import a_records, query, rcode
 from tests.support.host_fakes import (
+    FakeCgroups,
     FakeDNSListener,
     FakeForwarder,
     FakeGuestStats,
@@ -463,4 +465,17 @@ async def test_busy_guests_are_not_idle(tmp_path: Path) -> None:
         guest_busy(built, 60, 40)
         await built.vm_followers.stats.poll_once()
     assert built.env.services.vms.get("builder").state == VMState.RUNNING
+    built.env.services.store.close()
+
+
+async def test_stats_read_the_vmms_cgroup(tmp_path: Path) -> None:
+    cgroups = FakeCgroups()
+    built = await make_world(tmp_path, Config(), cgroups=cgroups)
+    vm = await create(built, "boxed")
+    assert vm.pid is not None
+    run_for(built, vm, 1)
+    cgroups.confine(cgroup_name(vm.id), vm.pid, vmm_limits(memory_mib=1024, vcpu=2, tcg=True))
+    host = (await built.vm_followers.stats.stats("boxed")).samples[-1].host
+    assert host is not None and host.cgroup is not None
+    assert host.cgroup.memory_limit == (1024 + 192 + 256) << 20
     built.env.services.store.close()

@@ -11,6 +11,7 @@ import pytest
 
 from banger.core.errors import (
     BootFailed,
+    DiskFull,
     HostError,
     InvalidInput,
     InvalidState,
@@ -255,3 +256,23 @@ async def test_reused_address_gets_the_new_key(env: Env) -> None:
     assert new.ip == old.ip
     assert known_hosts(env) == [f"{new.ip},new.vm {public_host_key(new)}"]
     assert public_host_key(new) != old_key
+
+
+async def test_a_work_disk_larger_than_the_free_space_is_refused(env: Env) -> None:
+    env.disks.free = 4 * GIB
+    with pytest.raises(DiskFull) as info:
+        await create(env, name="big", disk_size="8G")
+    assert "the work disk of big needs up to 8G but" in info.value.message
+    assert "has 4G free" in info.value.message
+    assert env.leftovers() == ([], [], [])
+    await create(env, name="small", disk_size="2G", start=False)
+
+
+async def test_growing_a_work_disk_needs_room_for_the_growth(env: Env) -> None:
+    await create(env, name="grow", disk_size="2G", start=False)
+    env.disks.free = 3 * GIB
+    with pytest.raises(DiskFull, match="growing the work disk of grow"):
+        await env.services.vms.set("grow", vcpu=None, memory_mib=None, disk_size="8G")
+    assert env.services.vms.get("grow").spec.disk_size_bytes == 2 * GIB
+    vm = await env.services.vms.set("grow", vcpu=None, memory_mib=None, disk_size="4G")
+    assert vm.spec.disk_size_bytes == 4 * GIB

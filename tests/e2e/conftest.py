@@ -60,7 +60,9 @@ class Netns:
     name: str
 
     def exec_argv(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *argv]
+        # Not `ip netns exec`: it mounts a sysfs of its own, which hides the host's cgroup
+        # hierarchies the daemon confines its VMMs in.
+        return ["nsenter", f"--net=/run/netns/{self.name}", *argv]
 
     def pids(self) -> list[int]:
         out = subprocess.run(
@@ -226,10 +228,18 @@ def internet_site(netns: Netns, site: Path) -> Iterator[Netns]:
         subprocess.run(["ip", "netns", "del", ns.name], check=False)  # takes the veth along
 
 
+# The unprivileged user the test daemons' VMMs run as (they make it on first use); removed
+# when the session ends.
+VMM_USER = "bgt-vmm"
+
+
 @pytest.fixture(scope="session")
 def netns() -> Iterator[Netns]:
-    with temporary_netns() as ns:
-        yield ns
+    try:
+        with temporary_netns() as ns:
+            yield ns
+    finally:
+        subprocess.run(["userdel", VMM_USER], capture_output=True, check=False)
 
 
 def _short_tmpdir(prefix: str) -> Path:
@@ -351,6 +361,8 @@ def make_env(
         # Warm templates are tested on their own (test_warm.py); elsewhere a template made in
         # the background after the first boot would change what later tests exercise.
         config = "warm_start = false\n" + config
+    if "vmm_user" not in config:
+        config = f'vmm_user = "{VMM_USER}"\n' + config
     env = BangerEnv(_short_tmpdir("bgt-"), netns, config)
     if register:
         env.run(

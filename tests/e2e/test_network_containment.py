@@ -126,10 +126,11 @@ def test_a_hostile_guest_is_contained(world: dict[str, Any]) -> None:
     env.run("vm", "ssh", "victim", "--", "python3", "-c",
             "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
             f".sendto(b'victim-itself', ('{DENIED_IP}', 9000))")
-    bridge_mac = subprocess.run(
-        env.netns.exec_argv(["cat", "/sys/class/net/bgt1/address"]), capture_output=True,
-        text=True, check=True,
-    ).stdout.strip()
+    # Over netlink: /sys need not be the test namespace's (nsenter keeps the host's mount).
+    bridge_mac = json.loads(subprocess.run(
+        env.netns.exec_argv(["ip", "-json", "link", "show", "dev", "bgt1"]),
+        capture_output=True, text=True, check=True,
+    ).stdout)[0]["address"]
 
     args = {
         "victim_ip": victim["ip"], "victim_mac": victim["mac"], "own_ip": attacker["ip"],

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from banger.core.confine import RunAs
 from banger.core.guest import BootIdentity, kernel_cmdline
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.qemu import QemuHypervisor, qemu_argv
@@ -50,7 +51,7 @@ def test_microvm_with_legacy_timers() -> None:
 
 def test_tcg_accel_and_cpu() -> None:
     argv = qemu_argv("qemu", spec())
-    assert option(argv, "-accel") == "tcg"
+    assert option(argv, "-accel") == "tcg,tb-size=256"
     assert option(argv, "-cpu") == "max"
 
 
@@ -84,7 +85,7 @@ def test_size_disks_console_and_control() -> None:
     drives = options(argv, "-drive")
     assert any(f"file={VM_DIR}/root.qcow2,format=qcow2" in d for d in drives)
     assert any(f"file={VM_DIR}/work.ext4,format=raw" in d for d in drives)
-    assert option(argv, "-chardev") == f"file,id=console,path={VM_DIR}/console.log"
+    assert option(argv, "-chardev") == f"file,id=console,path={VM_DIR}/console.log,append=on"
     assert option(argv, "-qmp") == f"unix:{VM_DIR}/control.sock,server=on,wait=off"
     # The daemon recognises its own VMMs after a restart by the VM dir in the command line.
     assert sum(str(VM_DIR) in word for word in argv) >= 4
@@ -122,6 +123,28 @@ def test_restored_vm_maps_the_template_copy_on_write_and_waits_for_its_state() -
 def test_cold_vm_has_plain_ram_and_no_agent() -> None:
     argv = qemu_argv("qemu-system-x86_64", spec())
     assert not any("memory-backend" in a or "virtserialport" in a for a in argv)
+
+
+def test_qemu_runs_in_its_seccomp_sandbox() -> None:
+    argv = qemu_argv("qemu", spec())
+    sandbox = option(argv, "-sandbox").split(",")
+    assert sandbox[0] == "on"
+    assert {"obsolete=deny", "elevateprivileges=deny", "spawn=deny",
+            "resourcecontrol=deny"} <= set(sandbox)
+    assert "-runas" not in argv
+
+
+def test_a_root_daemons_qemu_drops_to_the_vmm_user_once_it_opened_its_files() -> None:
+    argv = qemu_argv("qemu", spec(), RunAs(996, 993))
+    assert option(argv, "-runas") == "996:993"
+    # set*id is how -runas drops (after the filter is in place); nothing spawns still.
+    sandbox = set(option(argv, "-sandbox").split(","))
+    assert {"elevateprivileges=allow", "spawn=deny", "resourcecontrol=deny"} <= sandbox
+
+
+def test_the_console_is_appended_to_so_its_head_can_be_cut() -> None:
+    argv = qemu_argv("qemu", spec())
+    assert f"file,id=console,path={VM_DIR}/console.log,append=on" in argv
 
 
 def test_the_backend_knows_its_own_vmm_processes() -> None:

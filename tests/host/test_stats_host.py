@@ -3,7 +3,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from banger.host.stats import ProcFS
+import pytest
+
+from banger.core.errors import HostError
+from banger.core.stats import GUEST_REPORT_MAX_BYTES
+from banger.host.stats import ProcFS, read_bounded
 
 
 def fake_proc(root: Path) -> Path:
@@ -42,3 +46,35 @@ def test_connections_leave_out_our_own_sockets(tmp_path: Path) -> None:
     proc = ProcFS(fake_proc(tmp_path))
     assert proc.connections("192.168.0.2") == 1
     assert proc.connections("192.168.0.3") == 0
+
+
+class Flood:
+    """A channel that never ends, like a login shell that prints forever."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        self.read_bytes += n
+        return b"y\n" * (n // 2)
+
+
+class Once:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, n: int = -1) -> bytes:
+        data, self._data = self._data[:n], self._data[n:]
+        return data
+
+
+async def test_a_flooding_guest_report_is_cut_off_at_the_bound() -> None:
+    flood = Flood()
+    with pytest.raises(HostError, match="passed 256 KiB"):
+        await read_bounded(flood, GUEST_REPORT_MAX_BYTES)
+    assert flood.read_bytes <= GUEST_REPORT_MAX_BYTES + 65536
+
+
+async def test_a_report_within_the_bound_is_read_whole() -> None:
+    report = b"0.00 0.01 0.05 1/80 123\n@@\n" * 1000
+    assert await read_bounded(Once(report), GUEST_REPORT_MAX_BYTES) == report

@@ -63,6 +63,35 @@ NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
 _IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
 
 
+def _link(name: str, *flags: str) -> dict[str, Any] | None:
+    """`ip link show` of a device in this network namespace, over netlink: /sys shows the
+    namespace it was mounted in, which need not be this process's one."""
+    shown = subprocess.run(
+        ["ip", *flags, "-json", "link", "show", "dev", name], capture_output=True, text=True,
+        check=False,
+    )
+    if shown.returncode != 0:
+        return None
+    links: list[dict[str, Any]] = json.loads(shown.stdout)
+    return links[0] if links else None
+
+
+def _tap_bytes(name: str) -> tuple[int, int]:
+    """Bytes the device sent and received (0, 0 once it is gone)."""
+    link = _link(name, "-s")
+    if link is None:
+        return 0, 0
+    stats = link.get("stats64", {})
+    return int(stats.get("tx", {}).get("bytes", 0)), int(stats.get("rx", {}).get("bytes", 0))
+
+
+def _is_tap(name: str) -> bool:
+    """A TUN/TAP device of that name in this network namespace (what Firecracker's open
+    of the device checks)."""
+    link = _link(name, "-d")
+    return link is not None and link.get("linkinfo", {}).get("info_kind") == "tun"
+
+
 class Fault(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -148,10 +177,9 @@ class Machine:
                     read += device["stats"]["rd_bytes"]
                     written += device["stats"]["wr_bytes"]
         for net in self.nets.values():
-            stats = Path("/sys/class/net") / net["host_dev_name"] / "statistics"
-            with contextlib.suppress(OSError, ValueError):
-                rx += int((stats / "tx_bytes").read_text())  # the TAP sends what the guest gets
-                tx += int((stats / "rx_bytes").read_text())
+            sent, received = _tap_bytes(net["host_dev_name"])
+            rx += sent  # the TAP sends what the guest gets
+            tx += received
         last = self._last_counters
         self._last_counters = (read, written, rx, tx)
         line = {
@@ -258,8 +286,8 @@ class Machine:
     def _put_NetworkInterface(self, body: dict[str, Any]) -> None:
         self.boot_path = True
         tap = body["host_dev_name"]
-        # Only a TUN/TAP device has tun_flags; the pretend guest has no network to check.
-        if self.guest_mode != "none" and not (Path("/sys/class/net") / tap / "tun_flags").exists():
+        # The pretend guest has no network to check.
+        if self.guest_mode != "none" and not _is_tap(tap):
             raise Fault(f"Network config error: Cannot open/create the tap device: Open tap "
                         f"device failed: Error while creating ifreq structure: No such device "
                         f"(os error 19). Invalid TUN/TAP Backend provided by {tap}. Check our "

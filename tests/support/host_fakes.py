@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from banger.core import agent, dns, nat, stats
+from banger.core.confine import CgroupLimits
 from banger.core.errors import BootFailed, HostError, InvalidInput
 from banger.core.imagerecipe import PACKAGES
 from banger.core.imagerecipe import STAGE as IMAGE_STAGE
@@ -18,6 +19,7 @@ from banger.core.kernelcatalog import CatalogKernel
 from banger.core.models import ProgressEvent
 from banger.core.nat import GuestNet
 from banger.core.oci import Reference
+from banger.core.stats import CgroupFigures
 from banger.host import kernelpull, oci
 from banger.host.dns import PacketHandler
 from banger.host.imagebuild import BuiltImage
@@ -92,6 +94,10 @@ class FakeDisks:
     def __init__(self) -> None:
         self.overlays: dict[Path, Path] = {}
         self.work: dict[Path, int] = {}
+        self.free = 1 << 50
+
+    def free_bytes(self, path: Path) -> int:
+        return self.free
 
     async def create_overlay(self, base: Path, overlay: Path) -> None:
         overlay.write_bytes(b"qcow2")
@@ -158,6 +164,25 @@ class FakeNat:
 
     async def enable_forwarding(self) -> None:
         self.forwarding = True
+
+
+# banger.host.cgroups
+
+
+class FakeCgroups:
+    version = "fake"
+
+    def __init__(self) -> None:
+        self.groups: dict[str, tuple[int, CgroupLimits]] = {}
+
+    def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
+        self.groups[name] = (pid, limits)
+
+    def usage(self, name: str) -> CgroupFigures | None:
+        found = self.groups.get(name)
+        if found is None:
+            return None
+        return CgroupFigures(64 << 20, found[1].memory_bytes, 3, found[1].pids)
 
 
 # banger.host.dns

@@ -31,6 +31,11 @@ def summary_fields(report: VMStats, now: float) -> list[tuple[str, str]]:
             ("vmm memory", f"rss {_size(host.rss_bytes)}, pss {_size(host.pss_bytes)}"),
             ("connections", f"{host.connections} open between host and guest"),
         ]
+        if host.cgroup is not None:
+            group = host.cgroup
+            pairs.append(("vmm cgroup", f"memory {_size(group.memory_bytes)} of "
+                          f"{_size(group.memory_limit)}, {group.pids} of "
+                          f"{group.pids_limit or '-'} tasks"))
         if host.vmm is not None:
             pairs += [
                 ("vmm block", f"read {_size(host.vmm.block_read_bytes)}, "

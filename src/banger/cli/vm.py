@@ -32,6 +32,15 @@ JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
 NAME = Arg("name", complete=VMS)
 IMAGE = Opt("--image", complete=IMAGES, help="Image to boot (default: default_image_name).")
 COLD = Opt("--cold", flag=True, help="Boot even if the image has a warm template.")
+# A new VM's network reach (it reaches the host's DNS and nothing else without them).
+NETWORK_OPTIONS = (
+    Opt("--nat", flag=True, help="Give the guest outbound access through the host."),
+    Opt("--egress-allow", metavar="LIST", help="Without --nat, let the guest reach only "
+        "these CIDRs and DNS names, comma-separated (e.g. example.org,10.1.0.0/16; "
+        "default: [vm_defaults] egress_allow; none)."),
+    Opt("--network-group", metavar="NAME", help="Let the guest reach the other VMs of this "
+        "group (default: it reaches no other VM)."),
+)
 
 
 def _create(
@@ -63,13 +72,15 @@ def _create(
         help="Workspace mode: check out this branch in the guest copy (made if new)."),
     Opt("--from", dest="from_ref", metavar="REF",
         help="Workspace mode: start --branch from this ref."),
+    *NETWORK_OPTIONS,
     COLD,
     trailing=True,
 )
 def run(
     ctx: Context, path: str | None, name: str | None,
     image: str | None, vcpu: int | None, memory: int | None, disk_size: str | None,
-    remove: bool, branch: str | None, from_ref: str | None, cold: bool,
+    remove: bool, branch: str | None, from_ref: str | None, nat: bool,
+    egress_allow: str | None, network_group: str | None, cold: bool,
     command: tuple[str, ...],
 ) -> None:
     """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
@@ -99,7 +110,8 @@ def run(
     # We log in right away ourselves (with the pinned host key), so the daemon need not.
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
-        ready="sshd", cold=cold,
+        ready="sshd", cold=cold, nat=nat, egress_allow=egress_allow,
+        network_group=network_group,
     )
     access = ctx.client.vm_access(created.name)
     cwd = None
@@ -140,12 +152,7 @@ def _delete_quietly(ctx: Context, name: str) -> None:
     IMAGE,
     *SIZE_OPTIONS,
     Opt("--no-start", flag=True, help="Provision only; do not boot."),
-    Opt("--nat", flag=True, help="Give the guest outbound access through the host."),
-    Opt("--egress-allow", metavar="LIST", help="Without --nat, let the guest reach only "
-        "these CIDRs and DNS names, comma-separated (e.g. example.org,10.1.0.0/16; "
-        "default: [vm_defaults] egress_allow; none)."),
-    Opt("--network-group", metavar="NAME", help="Let the guest reach the other VMs of this "
-        "group (default: it reaches no other VM)."),
+    *NETWORK_OPTIONS,
     Opt("--backend", choices=["qemu", "firecracker"],
         help="VMM for this VM (default: the daemon's backend, see `banger doctor`)."),
     Opt("--kernel", complete=KERNELS, help="Kernel to boot (see `banger kernel list`; "

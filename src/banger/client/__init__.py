@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 
 from banger.client.transport import Response, Transport, UnixSocketTransport
-from banger.core.errors import APIError, BangerError, DaemonUnavailable, error_from_dict
+from banger.core.errors import APIError, DaemonUnavailable, error_from_dict
 from banger.core.xdg import socket_path
 
 # Kept off the import path of every `banger` call (each costs milliseconds there, see
@@ -22,7 +20,6 @@ from banger.core.xdg import socket_path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
-    from pathlib import Path
     from typing import Any
 
     from banger.core.api import Readiness
@@ -31,9 +28,6 @@ if TYPE_CHECKING:
     from banger.core.stats import VMStats
 
     OnProgress = Callable[[ProgressEvent], None]
-
-_DAEMON_START_TIMEOUT = 20.0
-
 
 class Client:
     def __init__(
@@ -130,31 +124,9 @@ class Client:
 
     def start_daemon(self) -> None:
         """Start bangerd detached and wait for its socket; explain its failure if it dies."""
-        from banger.core.paths import refuse_foreign_dirs
+        from banger.client.daemonstart import start_daemon
 
-        refuse_foreign_dirs(self.paths, os.geteuid(), _owner_of)
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log = _LogMark.at_end_of(self.paths.daemon_log)
-        raw = _LogMark.at_end_of(self.paths.daemon_stderr)
-        # bangerd.log is the daemon's own JSON log; what the process writes raw (say, a
-        # traceback before its logging is set up) goes to bangerd.stderr instead.
-        with open(raw.path, "ab") as stderr:
-            import subprocess
-
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "banger.daemon.main"],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                start_new_session=True, close_fds=True,
-            )
-        deadline = time.monotonic() + _DAEMON_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.paths.socket.exists() and self.ping():
-                return
-            code = proc.poll()
-            if code is not None and code != 3:  # 3: another bangerd won the lock
-                raise _startup_error(log, raw, code)
-            time.sleep(0.05)
-        raise DaemonUnavailable(f"bangerd did not come up within {_DAEMON_START_TIMEOUT:.0f}s")
+        start_daemon(self.paths, self.ping)
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/v1/status")
@@ -512,49 +484,3 @@ def _ndjson(response: Response) -> Iterator[dict[str, Any]]:
         if line.strip():
             item: dict[str, Any] = json.loads(line)
             yield item
-
-
-def _owner_of(path: Path) -> int | None:
-    try:
-        return os.lstat(path).st_uid
-    except FileNotFoundError:
-        return None
-
-
-class _LogMark:
-    """A file and how much of it there was before the daemon started."""
-
-    def __init__(self, path: Path, offset: int) -> None:
-        self.path = path
-        self.offset = offset
-
-    @classmethod
-    def at_end_of(cls, path: Path) -> _LogMark:
-        return cls(path, path.stat().st_size if path.exists() else 0)
-
-    def lines_since(self) -> list[str]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                return f.read().decode(errors="replace").splitlines()
-        except OSError:
-            return []
-
-
-def _startup_error(log: _LogMark, raw: _LogMark, code: int) -> BangerError:
-    """The daemon's own typed error from its JSON log, else the last raw line it wrote."""
-    for line in reversed(log.lines_since()):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and entry.get("code"):
-            return error_from_dict({
-                "code": entry["code"], "message": entry.get("msg", ""),
-                "hint": entry.get("hint", ""),
-            })
-    raw_lines = [line for line in raw.lines_since() if line.strip()]
-    last = raw_lines[-1] if raw_lines else f"exit status {code}"
-    return DaemonUnavailable(
-        f"bangerd failed to start: {last}", hint=f"see {raw.path} and {log.path}"
-    )

@@ -83,6 +83,11 @@ class Config(_Strict):
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     qemu_bin: str = "qemu-system-x86_64"
     firecracker_bin: str | None = None
+    # When bangerd runs as root, VMMs drop to this system user (made on first use) once
+    # they opened their files; "" keeps them root.
+    vmm_user: str = Field(default="banger-vmm", pattern=r"^([a-z_][a-z0-9_-]{0,30})?$")
+    # A guest's console log is cut back to its newest half once it grows past this.
+    console_log_max_size: str = "4M"
     bridge_name: str = Field(default="banger0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     bridge_ip: str = "172.16.0.1"
     cidr: str = "172.16.0.0/24"
@@ -119,12 +124,12 @@ class Config(_Strict):
                 raise ValueError(exc.message) from None
         return value
 
-    @field_validator("image_max_size")
+    @field_validator("image_max_size", "console_log_max_size")
     @classmethod
     def _max_size(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                parse_size(value, what="image_max_size")
+                parse_size(value, what="size")
             except InvalidInput as exc:
                 raise ValueError(exc.message) from None
         return value

@@ -118,6 +118,12 @@ class Forbidden(BangerError):
     default_hint = "each user runs their own bangerd; use your own socket ($XDG_RUNTIME_DIR)"
 
 
+class DiskFull(HostError):
+    code = "disk_full"
+    http_status = 507
+    default_hint = "free space on the host (`df -h`), or ask for less"
+
+
 class ImageBuildFailed(HostError):
     code = "image_build_failed"
 

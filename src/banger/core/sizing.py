@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from banger.core.config import VMDefaults
+from banger.core.errors import DiskFull
 from banger.core.models import VMSpec
 from banger.core.units import GIB, MIB, format_size, parse_size
 
@@ -68,3 +69,13 @@ def spec_line(spec: VMSpec) -> str:
         f"spec: {spec.vcpu} vCPU, {spec.memory_mib} MiB RAM, "
         f"{format_size(spec.disk_size_bytes)} disk"
     )
+
+
+def require_room(free_bytes: int, needed_bytes: int, *, where: str, what: str) -> None:
+    """Refuse to start what could fill the host's disk: a work disk is sparse, but the guest
+    may write all of it, and a host whose disk fills up fails everywhere at once."""
+    if needed_bytes > free_bytes:
+        raise DiskFull(
+            f"{what} needs up to {format_size(needed_bytes)} but {where} has "
+            f"{format_size(free_bytes)} free",
+        )

@@ -23,6 +23,9 @@ GUEST_REPORT_SCRIPT = (
     "cat /proc/loadavg; echo @@; cat /proc/meminfo; echo @@; "
     "df -P -B1 / /root 2>/dev/null; echo @@; cat /proc/net/dev; echo @@; head -n 1 /proc/stat"
 )
+# A report is ~3-6 KiB (most of it /proc/meminfo and /proc/net/dev); more than this is a
+# guest flooding the channel, and the sample fails instead of buffering it.
+GUEST_REPORT_MAX_BYTES = 256 * 1024
 _SEPARATOR = "@@"
 _TCP_ESTABLISHED = "01"
 
@@ -55,6 +58,16 @@ class VMMCounters:
 
 
 @dataclass
+class CgroupFigures:
+    """The VMM's own cgroup: what it uses against its ceilings (None: no ceiling)."""
+
+    memory_bytes: int
+    memory_limit: int | None
+    pids: int
+    pids_limit: int | None
+
+
+@dataclass
 class HostFigures:
     """The VMM process as the host sees it."""
 
@@ -64,6 +77,7 @@ class HostFigures:
     pss_bytes: int | None
     connections: int  # open TCP connections between host and guest, banger's own excluded
     vmm: VMMCounters | None = None  # backends with their own counters only
+    cgroup: CgroupFigures | None = None  # a daemon that confines its VMMs only
 
 
 @dataclass
@@ -124,6 +138,7 @@ def _sample_from_dict(data: dict[str, Any]) -> Sample:
     if data.get("host"):
         values = dict(data["host"])
         values["vmm"] = VMMCounters(**values["vmm"]) if values.get("vmm") else None
+        values["cgroup"] = CgroupFigures(**values["cgroup"]) if values.get("cgroup") else None
         host = HostFigures(**values)
     guest = None
     if data.get("guest"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import errno
 import json
 import logging
 import socket
@@ -19,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from banger.core.api import ExecResult, Request
-from banger.core.errors import BangerError, InvalidInput
+from banger.core.errors import BangerError, DiskFull, InvalidInput
 from banger.core.models import ProgressEvent, to_dict
 from banger.daemon.imagebundle import Peer
 from banger.daemon.progress import Progress
@@ -37,6 +38,17 @@ def answer(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
 
 
+def unexpected(exc: BaseException, during: str) -> BangerError:
+    """The error to answer for an exception no service turned into a BangerError: a full
+    disk is the user's to fix (and named as such); anything else is a bug, logged whole."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        log.warning("%s: %s", during, exc)
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return DiskFull(f"the host's disk is full ({during}{where})")
+    log.exception("unhandled error in %s", during)
+    return BangerError(f"internal error: {exc!r}", hint="see bangerd.log")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -46,9 +58,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException:
         raise
     except Exception as exc:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return answer({"error": BangerError(f"internal error: {exc!r}",
-                       hint="see bangerd.log").to_dict()}, 500)
+        error = unexpected(exc, f"{request.method} {request.path}")
+        return answer({"error": error.to_dict()}, error.http_status)
 
 
 async def body(request: web.Request, schema: type[R]) -> R:
@@ -135,9 +146,7 @@ async def stream(
             queue.put_nowait({"error": exc.to_dict()})
         except BaseException as exc:
             # Also on cancellation (daemon shutdown): the stream must always end.
-            log.exception("operation failed")
-            queue.put_nowait({"error": BangerError(f"internal error: {exc!r}",
-                              hint="see bangerd.log").to_dict()})
+            queue.put_nowait({"error": unexpected(exc, "operation").to_dict()})
             if not isinstance(exc, Exception):
                 raise
 

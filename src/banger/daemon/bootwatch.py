@@ -15,6 +15,7 @@ from banger.core.errors import BangerError
 from banger.core.guest import boot_stall
 from banger.core.models import ProgressEvent
 from banger.daemon.progress import Progress
+from banger.host.consolelog import ConsoleFollower
 from banger.host.vmm.base import Hypervisor, LaunchSpec, Resets
 
 log = logging.getLogger(__name__)
@@ -44,23 +45,17 @@ async def rebooting_stalled_boots(
 
 
 async def _watch(hypervisor: Resets, spec: LaunchSpec, progress: Progress) -> None:
-    offset = 0  # where the current boot's output starts
+    console = ConsoleFollower(spec.console_log)  # reads only what the guest wrote since
     for attempt in range(1, MAX_RESETS + 1):
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            try:
-                with spec.console_log.open("rb") as log_file:
-                    log_file.seek(offset)
-                    output = log_file.read()
-            except OSError:
-                continue
-            reason = boot_stall(output)
+            reason = boot_stall(console.read())
             if reason is not None:
                 break
         message = f"warning: {spec.name}: {reason}: rebooting it ({attempt}/{MAX_RESETS})"
         log.warning("%s", message)
         progress(ProgressEvent("warning", message))
-        offset += len(output)
+        console.skip()  # the next boot's output starts here
         try:
             await hypervisor.reset(spec.vm_dir)
         except (BangerError, OSError) as exc:

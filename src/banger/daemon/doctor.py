@@ -115,3 +115,20 @@ def run_checks(
         required=False,
     ))
     return checks
+
+
+def confinement_check(config: Config, cgroups: str | None, is_root: bool) -> Check:
+    """How VMMs are confined: QEMU's sandbox always; a user and cgroups of their own only
+    under a root daemon. `cgroups`: the cgroup version in use, None if none."""
+    if not is_root:
+        return Check("confinement", "warn", "QEMU runs in its seccomp sandbox, as you, "
+                     "without a cgroup", "run bangerd as root to confine VMMs further", False)
+    missing = [what for what, absent in (
+        ("a user of their own (vmm_user = \"\")", not config.vmm_user),
+        ("cgroups (no cgroup hierarchy with the memory controller)", cgroups is None),
+    ) if absent]
+    if missing:
+        return Check("confinement", "warn", f"QEMU runs in its seccomp sandbox, without "
+                     f"{' and '.join(missing)}", "Firecracker VMMs are not confined", False)
+    return Check("confinement", "ok", f"QEMU runs in its seccomp sandbox as {config.vmm_user}, "
+                 f"in a cgroup ({cgroups}) per VM; Firecracker VMMs are not confined")

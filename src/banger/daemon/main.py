@@ -81,6 +81,7 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host import hostinfo
     from banger.host.agent import SerialAgentChannel, VsockAgentChannel
     from banger.host.aptconfig import host_apt_sources, read_host_sources
+    from banger.host.cgroups import detect_cgroups
     from banger.host.disks import HostDisks
     from banger.host.imagebuild import DebianImageBuilder
     from banger.host.kernelpull import DebianKernelFetcher
@@ -89,13 +90,16 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host.processes import SubprocessRunner
     from banger.host.ssh import AsyncSSHProbe, SSHKeygen
     from banger.host.vmm.firecracker import FirecrackerHypervisor
+    from banger.host.vmm.launch import Confinement
     from banger.host.vmm.qemu import QemuHypervisor
+    from banger.host.vmmuser import SystemVMMUser
 
     runner = SubprocessRunner()
+    confinement = Confinement(detect_cgroups(), SystemVMMUser(config.vmm_user, runner))
     return Adapters(
         network=IPRoute2Network(runner),
         disks=HostDisks(runner),
-        hypervisor=QemuHypervisor(config.qemu_bin),
+        hypervisor=QemuHypervisor(config.qemu_bin, confinement),
         keys=SSHKeygen(runner),
         probe=AsyncSSHProbe(),
         image_builder=DebianImageBuilder(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_profile
+from banger.daemon.consoles import ConsoleKeeper
 from banger.daemon.guestexec import GuestExec
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
@@ -112,6 +114,7 @@ class Services:
             return None
 
         name = self.config.default_image_name
+        cgroups = self.adapters.vm_followers.cgroups
         return [*doctor.run_checks(
             config=self.config,
             state_dir=self.paths.state_dir,
@@ -121,6 +124,8 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
+        ), doctor.confinement_check(
+            self.config, cgroups.version if cgroups else None, os.geteuid() == 0
         ), *self.vm_followers.checks()]
 
 
@@ -236,6 +241,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     vms.listeners.append(ssh_config.on_vm_event)
     ssh_config.write()
     vm_followers = build_vm_followers(config, store, network, vms, adapters.vm_followers)
+    vm_followers.consoles = ConsoleKeeper(
+        [(paths.vms_dir, 1), (paths.state_dir / "templates", 2)],
+        parse_size(config.console_log_max_size),
+    )
     services = Services(
         paths, config, store, images, network, vms, profile, accel, adapters, vm_followers,
         Supervisor(records=records, network=network, vms_dir=paths.vms_dir),

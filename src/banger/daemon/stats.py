@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from banger.core.config import Config
+from banger.core.confine import cgroup_name
 from banger.core.errors import BangerError
 from banger.core.models import VM, VMState
 from banger.core.stats import (
@@ -25,6 +26,7 @@ from banger.core.stats import (
     guest_cpu_percent,
 )
 from banger.daemon.vms import VMService
+from banger.host.cgroups import VMCgroups
 from banger.host.stats import GuestStats, ProcStats
 
 log = logging.getLogger("banger.stats")
@@ -37,8 +39,10 @@ class StatsService:
     def __init__(
         self, *, config: Config, vms: VMService, proc: ProcStats, guest: GuestStats,
         clock: Callable[[], float] = time.time, history: int = HISTORY,
+        cgroups: VMCgroups | None = None,
     ) -> None:
         self._vms = vms
+        self._cgroups = cgroups
         self._proc = proc
         self._guest = guest
         self._clock = clock
@@ -74,6 +78,7 @@ class StatsService:
                 pss_bytes=figures.pss_bytes,
                 connections=self._proc.connections(vm.ip),
                 vmm=await self._vmm_counters(vm),
+                cgroup=self._cgroups.usage(cgroup_name(vm.id)) if self._cgroups else None,
             )
         guest, error = None, ""
         self._ips[vm.id] = vm.ip

@@ -5,7 +5,6 @@ banger-agent), or a restore from its own snapshot; then the wait for ssh."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
@@ -41,6 +40,7 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.templates import Template, TemplateService
 from banger.daemon.vmrecords import VMRecords, unsupported
+from banger.host.consolelog import ConsoleFollower
 from banger.host.disks import DiskAdapter
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import (
@@ -175,7 +175,7 @@ class VMBoot:
             profile, hypervisor = self._records.backend(vm)
             if from_snapshot and not isinstance(hypervisor, Snapshots):
                 raise unsupported(vm, "snapshots")
-            if self._records.alive(vm):
+            if not self._records.allows(vm, "start"):
                 raise InvalidState(
                     f"VM {vm.name!r} is already running",
                     hint=f"banger vm resume {vm.name}" if vm.state == VMState.PAUSED
@@ -278,14 +278,13 @@ class VMBoot:
         soon as the guest's install unit reports on the console that it cannot."""
         progress(ProgressEvent("ssh", f"{image.name} has no openssh-server: the guest "
                                "installs it on its first boot"))
-        console = VMDir(Path(vm.dir)).console_log
+        console = ConsoleFollower(VMDir(Path(vm.dir)).console_log)
 
         async def watch() -> None:
             while True:
-                with contextlib.suppress(OSError):
-                    failure = ssh_install_failure(console.read_bytes())
-                    if failure:
-                        raise GuestSetupFailed(failure)
+                failure = ssh_install_failure(console.read())
+                if failure:
+                    raise GuestSetupFailed(failure)
                 await asyncio.sleep(0.5)
 
         tasks = [asyncio.ensure_future(probe), asyncio.ensure_future(watch())]

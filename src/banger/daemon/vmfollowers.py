@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 from banger.core.config import Config
 from banger.core.models import Check
+from banger.daemon.consoles import ConsoleKeeper
 from banger.daemon.dns import DNSService
 from banger.daemon.nat import NatService
 from banger.daemon.network import HostNetwork
 from banger.daemon.stats import StatsService
 from banger.daemon.store import Store
 from banger.daemon.vms import VMService
+from banger.host.cgroups import VMCgroups
 from banger.host.dns import DNSListener, Forwarder, ResolvedLinks
 from banger.host.nat import NatAdapter
 from banger.host.stats import GuestStats, ProcStats
@@ -34,6 +36,7 @@ class VMFollowerAdapters:
     nat: NatAdapter
     proc: ProcStats
     guest_stats: GuestStats
+    cgroups: VMCgroups | None = None  # where the VMMs are confined (vm stats reads them)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class VMFollowers:
     nat: NatService
     stats: StatsService
     network: HostNetwork
+    consoles: ConsoleKeeper | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -54,6 +58,8 @@ class VMFollowers:
         except Exception:
             log.exception("NAT rules could not be rebuilt at startup")
         self._tasks.append(asyncio.create_task(self.stats.run()))
+        if self.consoles is not None:
+            self._tasks.append(asyncio.create_task(self.consoles.run()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -78,7 +84,10 @@ def build_vm_followers(
         forwarder=adapters.dns_forwarder, resolved=adapters.resolved,
         resolv_conf=adapters.resolv_conf, allow=nat.allow,
     )
-    stats = StatsService(config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats)
+    stats = StatsService(
+        config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats,
+        cgroups=adapters.cgroups,
+    )
     vms.listeners += [dns.on_vm_event, nat.on_vm_event, stats.on_vm_event]
     network.bridge_listeners.append(dns.on_bridge_ready)
     network.attach_guards.append(nat.before_attach)
@@ -87,6 +96,7 @@ def build_vm_followers(
 
 
 def real_vm_follower_adapters() -> VMFollowerAdapters:
+    from banger.host.cgroups import detect_cgroups
     from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder, read_resolv_conf
     from banger.host.nat import Nftables
     from banger.host.processes import SubprocessRunner
@@ -101,4 +111,5 @@ def real_vm_follower_adapters() -> VMFollowerAdapters:
         nat=Nftables(runner),
         proc=ProcFS(),
         guest_stats=SSHGuestStats(),
+        cgroups=detect_cgroups(),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from banger.core.errors import InvalidInput, InvalidState, Unsupported, VMNotFound
 from banger.core.models import VM, VMState
 from banger.core.vmdir import VMDir
+from banger.core.vmstates import Operation, allows
 from banger.daemon.network import HostNetwork
 from banger.daemon.store import Store
 from banger.host.vmm.base import Hypervisor
@@ -98,8 +99,14 @@ class VMRecords:
         """The VM's own backend (records made before it existed run on the default)."""
         return self._backends.get(vm.backend, (self._profile, self._hv))
 
-    def require_alive(self, vm: VM) -> None:
-        if not self.alive(vm):
+    def allows(self, vm: VM, operation: Operation) -> bool:
+        """The state machine's word (core/vmstates.py) on `operation`, for the VM as its
+        VMM process says it is."""
+        return allows(operation, vm.state, self.alive(vm))
+
+    def require(self, vm: VM, operation: Operation) -> None:
+        """Refuse `operation` on a VM that is not live (the only way these are refused)."""
+        if not self.allows(vm, operation):
             raise InvalidState(f"VM {vm.name!r} is not running ({vm.state})",
                                hint=f"banger vm start {vm.name}")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -29,15 +28,15 @@ from banger.core.firecracker import MetricsSample
 from banger.core.models import VM, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
-from banger.core.sizing import effective_spec, spec_line
+from banger.core.sizing import effective_spec, require_room, spec_line
 from banger.core.units import parse_size
 from banger.core.vmdir import VMDir
-from banger.core.vmstates import REACHABLE_STATES
 from banger.daemon.images import ImageService
 from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.vmboot import KernelChooser, VMBoot
 from banger.daemon.vmrecords import VMRecords, unsupported
+from banger.host.consolelog import read_from as read_console
 from banger.host.disks import DiskAdapter
 from banger.host.vmm.base import Pauses, ReportsMetrics, Snapshots
 
@@ -105,7 +104,7 @@ class VMService:
         vm = self.get(name)
         if vm.state == VMState.PAUSED:
             raise InvalidState(f"VM {vm.name!r} is paused", hint=f"banger vm resume {vm.name}")
-        if vm.state not in REACHABLE_STATES or not self._records.alive(vm):
+        if not self._records.allows(vm, "login"):
             raise InvalidState(
                 f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
             )
@@ -115,17 +114,7 @@ class VMService:
 
     def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
         vm = self.get(name)
-        path = VMDir(Path(vm.dir)).console_log
-        try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if offset > size:  # the log restarted with a new boot
-                    offset = 0
-                f.seek(offset)
-                data = f.read(1 << 20)
-        except FileNotFoundError:
-            return b"", 0
-        return data, offset + len(data)
+        return read_console(VMDir(Path(vm.dir)).console_log, offset, 1 << 20)
 
     # Lifecycle
 
@@ -205,6 +194,10 @@ class VMService:
                 kernel=kernel or "",
                 template=template.meta.key if template else "",
             )
+            require_room(
+                self._disks.free_bytes(self._dir), spec.disk_size_bytes,
+                where=str(self._dir), what=f"the work disk of {name}",
+            )
             progress(ProgressEvent("create", f"creating VM {name} ({vm.ip})"))
             try:
                 await self._boot.make_disks(vm, resolved, progress, template)
@@ -268,7 +261,7 @@ class VMService:
             hypervisor = self._records.backend(vm)[1]
             if not isinstance(hypervisor, Pauses):
                 raise unsupported(vm, "pause/resume")
-            self._records.require_alive(vm)
+            self._records.require(vm, "pause" if paused else "resume")
             if (vm.state == VMState.PAUSED) == paused:
                 return vm
             if paused:
@@ -290,8 +283,8 @@ class VMService:
             hypervisor = self._records.backend(vm)[1]
             if not isinstance(hypervisor, Snapshots):
                 raise unsupported(vm, "snapshots")
-            self._records.require_alive(vm)
-            if vm.state != VMState.RUNNING:
+            if not self._records.allows(vm, "snapshot"):
+                self._records.require(vm, "resume")  # not live: start it
                 raise InvalidState(f"VM {vm.name!r} is {vm.state}",
                                    hint=f"banger vm resume {vm.name} first")
             await hypervisor.snapshot(Path(vm.dir))
@@ -313,7 +306,7 @@ class VMService:
         signal_number = _parse_signal(signal_name)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if not self._records.alive(vm):
+            if not self._records.allows(vm, "kill"):
                 raise InvalidState(f"VM {vm.name!r} is not running")
             assert vm.pid is not None
             self._records.backend(vm)[1].kill(vm.pid, signal_number)
@@ -327,7 +320,7 @@ class VMService:
         vm = self.get(name)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if self._records.alive(vm):
+            if not self._records.allows(vm, "delete"):
                 if not force:
                     raise InvalidState(
                         f"VM {vm.name!r} is running",
@@ -355,13 +348,17 @@ class VMService:
         resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
-            if resizing and self._records.alive(vm):
+            if resizing and not self._records.allows(vm, "resize"):
                 raise InvalidState(
                     f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
                 )
             spec = vm.spec
             if disk_size is not None:
                 size = parse_size(disk_size, what="disk size")
+                require_room(
+                    self._disks.free_bytes(Path(vm.dir)), size - spec.disk_size_bytes,
+                    where=vm.dir, what=f"growing the work disk of {vm.name}",
+                )
                 await self._disks.grow_work_disk(VMDir(Path(vm.dir)).work_disk, size)
                 spec = replace(spec, disk_size_bytes=size)
             if vcpu is not None:

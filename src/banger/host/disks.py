@@ -9,6 +9,7 @@ from typing import Protocol
 
 from banger.core.errors import InvalidInput
 from banger.core.guest import WORK_DISK_LABEL
+from banger.host import hostinfo
 from banger.host.processes import CommandRunner
 
 
@@ -16,11 +17,17 @@ class DiskAdapter(Protocol):
     async def create_overlay(self, base: Path, overlay: Path) -> None: ...
     async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None: ...
     async def grow_work_disk(self, path: Path, size_bytes: int) -> None: ...
+    def free_bytes(self, path: Path) -> int:
+        """Free space on the filesystem that holds `path` (or would, once made)."""
+        ...
 
 
 class HostDisks:
     def __init__(self, runner: CommandRunner) -> None:
         self._run = runner
+
+    def free_bytes(self, path: Path) -> int:
+        return hostinfo.free_bytes(path)
 
     async def create_overlay(self, base: Path, overlay: Path) -> None:
         await self._run.run([

@@ -77,6 +77,24 @@ class ProcFS:
         return inodes
 
 
+class ByteReader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_bounded(stream: ByteReader, limit: int) -> bytes:
+    """All of `stream` up to EOF, or HostError once it passes `limit` bytes: a guest (its
+    login shell, say) that floods the channel cannot grow the daemon's memory."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise HostError(f"its report passed {limit // 1024} KiB; a guest's report is a "
+                            "few KiB (does root's shell print on login?)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class GuestStats(Protocol):
     async def sample(
         self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
@@ -112,11 +130,21 @@ class SSHGuestStats:
                         connect_timeout=timeout,
                     )
                     self._conns[ip] = conn
-                result = await conn.run(stats.GUEST_REPORT_SCRIPT, check=True)
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
+                process = await conn.create_process(
+                    stats.GUEST_REPORT_SCRIPT, encoding=None, stderr=asyncssh.DEVNULL
+                )
+                try:
+                    report = await read_bounded(process.stdout, stats.GUEST_REPORT_MAX_BYTES)
+                except BaseException:
+                    process.close()
+                    raise
+                await process.wait_closed()
+                if process.exit_status != 0:
+                    raise HostError(f"the report exited with {process.exit_status}")
+        except (OSError, asyncssh.Error, TimeoutError, HostError) as exc:
             await self.forget(ip)
             raise HostError(f"guest stats from {ip}: {exc or type(exc).__name__}") from exc
-        output = result.stdout if isinstance(result.stdout, str) else ""
+        output = report.decode(errors="replace")
         try:
             return stats.parse_guest_report(output)
         except (ValueError, IndexError) as exc:

@@ -30,7 +30,7 @@ from banger.core import firecracker as api
 from banger.core.cpio import append_archive, newc_archive
 from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
-from banger.host import hostinfo
+from banger.host import consolelog, hostinfo
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
 from banger.host.vmlinux import ensure_vmlinux
@@ -290,7 +290,8 @@ class FirecrackerHypervisor:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         # Firecracker opens, but does not create, its log, metrics and serial files.
-        for path in (spec.console_log, spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE):
+        consolelog.restart(spec.console_log)
+        for path in (spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE):
             path.write_bytes(b"")
         argv = [binary, "--api-sock", str(sock), "--id", f"banger-{spec.vm_id}"]
 

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shlex
+import os
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from banger.core import agent
+from banger.core.confine import (
+    QEMU_SANDBOX,
+    QEMU_SANDBOX_RUNAS,
+    TCG_CACHE_MIB,
+    RunAs,
+    cgroup_name,
+    vmm_limits,
+)
 from banger.core.errors import BootFailed, HostError, MissingTool
 from banger.core.vmdir import VMDir
+from banger.host import consolelog
 from banger.host.vmm.base import LaunchSpec
-from banger.host.vmm.launch import start_vmm
-from banger.host.vmm.qmp import qmp_command
+from banger.host.vmm.launch import CgroupPlacement, Confinement, start_vmm
+from banger.host.vmm.qmp import qmp_command, qmp_command_with_fd
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 _STARTUP_GRACE = 10.0
@@ -25,11 +34,17 @@ _STARTUP_GRACE = 10.0
 # file); generous for a loaded host.
 _MIGRATION_TIMEOUT = 60.0
 # x-ignore-shared: RAM in a shared memory-backend-file is not copied into the stream.
+# A disk stays open read-write while its guest runs: QEMU would otherwise reopen it read-only
+# by path when it stops writing (saving a template), which the unprivileged VMM user cannot.
+_KEEP_FD = ",auto-read-only=off"
 _IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
 
 
-def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
+def qemu_argv(qemu_bin: str, spec: LaunchSpec, run_as: RunAs | None = None) -> list[str]:
+    """`run_as`: QEMU opens everything as the daemon's user, then drops to this one."""
     cpu = "host" if spec.accel == "kvm" else "max"
+    # The translation cache has a fixed size so the VM's memory ceiling can count it.
+    accel = f"tcg,tb-size={TCG_CACHE_MIB}" if spec.accel == "tcg" else spec.accel
     # pit/pic/rtc: the Debian kernel needs a legacy timer to calibrate under TCG.
     machine = "microvm,pit=on,pic=on,rtc=on,x-option-roms=off"
     if spec.memory_file is not None:
@@ -38,18 +53,19 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
         qemu_bin,
         "-name", f"banger-{spec.name},process=banger-{spec.vm_id}",
         "-M", machine,
-        "-accel", spec.accel,
+        "-accel", accel,
         "-cpu", cpu,
         "-smp", str(spec.vcpu),
         "-m", str(spec.memory_mib),
         "-nodefaults", "-no-user-config", "-nographic",
         "-kernel", str(spec.kernel),
         "-append", spec.cmdline,
-        "-chardev", f"file,id=console,path={spec.console_log}",
+        # append: the daemon cuts the log's head off while QEMU writes (host/consolelog.py).
+        "-chardev", f"file,id=console,path={spec.console_log},append=on",
         "-serial", "chardev:console",
-        "-drive", f"id=root,file={spec.root_disk},format=qcow2,if=none,discard=unmap",
+        "-drive", f"id=root,file={spec.root_disk},format=qcow2,if=none,discard=unmap{_KEEP_FD}",
         "-device", "virtio-blk-device,drive=root",
-        "-drive", f"id=work,file={spec.work_disk},format=raw,if=none,discard=unmap",
+        "-drive", f"id=work,file={spec.work_disk},format=raw,if=none,discard=unmap{_KEEP_FD}",
         "-device", "virtio-blk-device,drive=work",
         "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
         "-device", f"virtio-net-device,netdev=net0,mac={spec.mac}",
@@ -57,7 +73,10 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
         "-device", "virtio-rng-device,rng=rng0",
         "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
         "-pidfile", str(spec.files.pid_file),
+        "-sandbox", QEMU_SANDBOX if run_as is None else QEMU_SANDBOX_RUNAS,
     ]
+    if run_as is not None:
+        argv += ["-runas", f"{run_as.uid}:{run_as.gid}"]
     if spec.memory_file is not None:
         share = "on" if spec.memory_shared else "off"
         argv += [
@@ -82,14 +101,22 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec) -> list[str]:
 class QemuHypervisor:
     name = "qemu"
 
-    def __init__(self, qemu_bin: str = "qemu-system-x86_64") -> None:
+    def __init__(
+        self, qemu_bin: str = "qemu-system-x86_64", confinement: Confinement | None = None
+    ) -> None:
         self._bin = qemu_bin
+        self._confinement = confinement or Confinement()
         # Children we started; polled so they never linger as zombies.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     async def start(self, spec: LaunchSpec) -> int:
-        argv = qemu_argv(self._bin, spec)
-        spec.console_log.write_bytes(b"")
+        argv = qemu_argv(self._bin, spec, await self._confinement.user.run_as())
+        cgroups = self._confinement.cgroups
+        placement = None if cgroups is None else CgroupPlacement(
+            cgroups, cgroup_name(spec.vm_id),
+            vmm_limits(memory_mib=spec.memory_mib, vcpu=spec.vcpu, tcg=spec.accel == "tcg"),
+        )
+        consolelog.restart(spec.console_log)
         with contextlib.suppress(FileNotFoundError):
             spec.control_socket.unlink()
 
@@ -99,7 +126,7 @@ class QemuHypervisor:
         try:
             pid, _ = await start_vmm(
                 argv, log_path=spec.vmm_log, children=self._children, what="qemu",
-                ready=monitor_up, timeout=_STARTUP_GRACE,
+                ready=monitor_up, timeout=_STARTUP_GRACE, cgroup=placement,
             )
         except FileNotFoundError as exc:
             raise MissingTool(
@@ -126,7 +153,11 @@ class QemuHypervisor:
         control = VMDir(vm_dir).control_socket
         await qmp_command(control, "stop")
         await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
-        await qmp_command(control, "migrate", {"uri": f"exec:cat > {shlex.quote(str(state))}"})
+        fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            await qmp_command_with_fd(control, fd, "state", "migrate", {"uri": "fd:state"})
+        finally:
+            os.close(fd)
         deadline = time.monotonic() + _MIGRATION_TIMEOUT
         while time.monotonic() < deadline:
             info = await qmp_command(control, "query-migrate")
@@ -134,7 +165,11 @@ class QemuHypervisor:
             if status == "completed":
                 return
             if status in ("failed", "cancelled"):
-                raise HostError(f"saving the template failed: {info.get('error-desc', status)}")
+                said = VMDir(vm_dir).vmm_log.read_text(errors="replace").strip().splitlines()
+                raise HostError(
+                    f"saving the template failed: {info.get('error-desc', status)}",
+                    hint=f"qemu said: {said[-1]}" if said else "",
+                )
             await asyncio.sleep(0.05)
         raise HostError("saving the template timed out")
 
@@ -143,9 +178,13 @@ class QemuHypervisor:
         control = spec.control_socket
         try:
             await qmp_command(control, "migrate-set-capabilities", _IGNORE_SHARED)
-            await qmp_command(
-                control, "migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(state))}"}
-            )
+            fd = os.open(state, os.O_RDONLY)
+            try:
+                await qmp_command_with_fd(
+                    control, fd, "state", "migrate-incoming", {"uri": "fd:state"}
+                )
+            finally:
+                os.close(fd)
             deadline = time.monotonic() + _MIGRATION_TIMEOUT
             while True:
                 if not self.is_running(pid, spec.vm_dir):
