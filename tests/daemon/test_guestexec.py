@@ -31,7 +31,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
             await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
             await served.call(served.client.create_vm, name="dev")
             yield served
-            await served.env.services.guest_exec.close()
 
 
 async def test_exec_streams_stdout_and_stderr_and_returns_the_status(api: Api) -> None:
