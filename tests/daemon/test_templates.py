@@ -432,4 +432,4 @@ async def test_images_that_install_sshd_on_first_boot_get_no_template(
         await templates(env).build("debian-bookworm")
     await create(env, "first", nat=True)
     assert "debian-bookworm" not in templates(env)._background
-    assert not vmm.launched or all(not spec.agent for spec in vmm.launched)
+    assert not vmm.launched or all(spec.memory_file is None for spec in vmm.launched)

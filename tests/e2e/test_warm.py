@@ -68,6 +68,17 @@ def test_two_clones_are_distinct_machines(warm_env: BangerEnv) -> None:
     assert_isolated_then_cold_restart(warm_env, "warm-a", "warm-b")
 
 
+def test_exec_reaches_a_restored_vm(warm_env: BangerEnv) -> None:
+    # The agent that applied the identity serves the exec channel from then on.
+    create_restored_at_once(warm_env, ("warm-exec",))
+    try:
+        proc = warm_env.run("vm", "exec", "warm-exec", "--", "sh", "-c", "hostname; exit 4",
+                            check=False)
+        assert (proc.returncode, proc.stdout) == (4, "warm-exec\n"), proc.stderr
+    finally:
+        warm_env.run("vm", "delete", "--force", "warm-exec", check=False)
+
+
 def test_cold_flag_boots_cold(warm_env: BangerEnv) -> None:
     out = warm_env.run("vm", "run", "--cold", "--rm", "--", "cat", "/proc/cmdline", timeout=600)
     assert "banger.ip=" in out.stdout and "banger.agent" not in out.stdout

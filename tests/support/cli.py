@@ -48,6 +48,9 @@ class FakeClient:
         self.paths = paths
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: dict[str, BangerError] = {}
+        self.exec_output: list[tuple[bytes, bool]] = []
+        self.guest_files: dict[str, bytes] = {}
+        self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -130,6 +133,22 @@ class FakeClient:
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         self._call("vm_logs", name, offset)
         return b"[    0.000000] Linux version 6.1\n", 34
+
+    def exec_vm(self, name: str, argv: list[str], **kwargs: Any) -> dict[str, Any]:
+        """Answers as a guest would: `exec_result` with `exec_output` written first."""
+        on_stdout, on_stderr = kwargs.pop("on_stdout"), kwargs.pop("on_stderr")
+        self._call("exec_vm", name, argv, **kwargs)
+        for data, stderr in self.exec_output:
+            (on_stderr if stderr else on_stdout)(data)
+        return self.exec_result
+
+    def read_file(self, name: str, path: str) -> bytes:
+        self._call("read_file", name, path)
+        return self.guest_files[path]
+
+    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._call("write_file", name, path, mode=mode)
+        self.guest_files[path] = data
 
     def vm_access(self, name: str) -> dict[str, str]:
         self._call("vm_access", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -253,6 +253,9 @@ class FakeAgentChannel:
         self.identities: list[tuple[Path, agent.Identity]] = []
         self.fail: BootFailed | None = None
         self.settled: asyncio.Event | None = None
+        self.exec_agent: Callable[
+            [], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        ] | None = None
 
     async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
         if self.settled is not None:
@@ -266,6 +269,14 @@ class FakeAgentChannel:
     ) -> None:
         self._maybe_fail()
         self.identities.append((socket, identity))
+
+    async def open(
+        self, socket: Path, timeout: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The exec channel: a stand-in agent set by the test as `exec_agent`."""
+        if self.exec_agent is None:
+            raise BootFailed(f"cannot reach the guest agent at {socket}")
+        return await self.exec_agent()
 
     def _maybe_fail(self) -> None:
         if self.fail is not None:

@@ -59,15 +59,18 @@ class Arg:
 
 class Opt:
     """An option. flag=True: a boolean switch; const: stores that value when given (several
-    options may share a dest); negatable: --x/--no-x, None when neither is given."""
+    options may share a dest); negatable: --x/--no-x, None when neither is given; repeat:
+    may be given several times, a list of the values (None when never given)."""
 
     def __init__(
         self, *flags: str, dest: str | None = None, flag: bool = False, const: Any = None,
         negatable: bool = False, type: Callable[[str], Any] | None = None,
         choices: Sequence[str] | None = None, default: Any = None, required: bool = False,
         metavar: str | None = None, complete: str | None = None, help: str = "",
+        repeat: bool = False,
     ) -> None:
         self.flags = flags
+        self.repeat = repeat
         long = next(f for f in flags if f.startswith("--"))
         self.dest = dest or long[2:].replace("-", "_")
         self.flag = flag
@@ -156,6 +159,8 @@ class Command:
             else:
                 kwargs["default"] = param.default
                 kwargs["required"] = param.required
+                if param.repeat:
+                    kwargs["action"] = "append"
                 kwargs["metavar"] = param.metavar or param.dest.upper()
                 if param.type is not None:
                     kwargs["type"] = param.type

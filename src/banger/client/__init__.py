@@ -53,10 +53,14 @@ class Client:
     # Transport
 
     def _open(
-        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None,
+        raw: bytes | None = None,
     ) -> Response:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        """Send `body` as JSON, or `raw` bytes (a file's content)."""
+        payload = json.dumps(body).encode() if body is not None else raw
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if raw is not None:
+            headers = {"Content-Type": "application/octet-stream"}
         for attempt in (1, 2):
             try:
                 return self._transport.send(method, path, payload, headers, timeout)
@@ -220,6 +224,46 @@ class Client:
             egress_allow=egress_allow, network_group=network_group,
         ).body()
         return _vm(self.request("PATCH", f"/v1/vms/{_q(name)}", body, timeout=None))
+
+    def exec_vm(
+        self, name: str, argv: list[str] | None = None, *, command: str | None = None,
+        env: dict[str, str] | None = None, cwd: str | None = None, user: str | None = None,
+        stdin: bytes = b"", timeout: float = 0,
+        on_stdout: Callable[[bytes], None] = lambda _: None,
+        on_stderr: Callable[[bytes], None] = lambda _: None,
+    ) -> dict[str, Any]:
+        """Run `argv` (or a shell `command`) in the running VM `name` through its guest
+        agent, its output handed to `on_stdout`/`on_stderr` as it comes. Returns
+        {"exit_code", "signal", "timed_out"}: an exit code, or the signal that killed it."""
+        import base64
+
+        from banger.client.guestexec import run_exec
+        from banger.core import api
+
+        request = api.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
+                             stdin=base64.b64encode(stdin).decode(), timeout=timeout)
+        return run_exec(self, name, request, on_stdout, on_stderr)
+
+    def read_file(self, name: str, path: str) -> bytes:
+        """The content of the file at `path` (absolute) in the running VM `name`."""
+        response = self._open("GET", f"/v1/vms/{_q(name)}/files?{_query(path=path)}", None, None)
+        try:
+            if response.status >= 400:
+                raise error_from_dict(_json_body(response)["error"])
+            return response.read()
+        finally:
+            response.close()
+
+    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace the file at `path` in the running VM `name` (atomically), owned by root."""
+        query = _query(path=path, mode=f"{mode:o}")
+        response = self._open("PUT", f"/v1/vms/{_q(name)}/files?{query}", None, None, raw=data)
+        try:
+            answer = _json_body(response)
+        finally:
+            response.close()
+        if response.status >= 400:
+            raise error_from_dict(answer["error"])
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64

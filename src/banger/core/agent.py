@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from banger.core import agentframe
 from banger.core.guest import AGENT_KERNEL_FLAG, SEED_DIR, WORK_DISK_LABEL
 from banger.core.programs import guest_program
 
@@ -25,7 +26,8 @@ VSOCK_PORT = 1024
 AGENT_SCRIPT_PATH = "/usr/local/lib/banger/banger-agent"
 AGENT_FAILED_SCRIPT_PATH = "/usr/local/lib/banger/banger-agent-failed"
 AGENT_UNIT_NAME = "banger-agent.service"
-# On the kernel command line of template VMs only; cold boots never start the agent.
+# On the kernel command line of template VMs only: their agent applies an identity before
+# it serves the exec channel (core/agentframe.py), which a cold boot's agent serves at once.
 KERNEL_FLAG = AGENT_KERNEL_FLAG
 # Bytes of host randomness each restored VM mixes into its kernel RNG before reseeding.
 SEED_BYTES = 64
@@ -94,6 +96,8 @@ def parse_reply(line: str) -> Reply | None:
 AGENT_SCRIPT = guest_program(
     "banger-agent.pl", FLAG=KERNEL_FLAG, PORT=PORT_NAME, LABEL=WORK_DISK_LABEL, SEED=SEED_DIR,
     VSOCK_PORT=VSOCK_PORT, PING=PING, READY=READY, TIME=TIME,
+    MAX_PAYLOAD=agentframe.MAX_PAYLOAD, PROTOCOL=agentframe.PROTOCOL.decode(),
+    **{f"T_{kind.name}": int(kind) for kind in agentframe.FrameType},
 )
 
 # Exit status systemd gives a service whose program it could not execute.
@@ -118,8 +122,7 @@ exit 0
 
 AGENT_UNIT = f"""\
 [Unit]
-Description=banger agent: per-VM identity for VMs restored from a warm template
-ConditionKernelCommandLine={KERNEL_FLAG}
+Description=banger agent: the host's exec channel, and per-VM identity after a restore
 After=local-fs.target
 
 [Service]

@@ -15,6 +15,7 @@ NDJSON streams carry ProgressEvent), plus the small answers modelled here."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,6 +42,47 @@ class Request:
     def body(self) -> dict[str, Any]:
         """The JSON object the client sends."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ExecVM(Request):
+    """`POST /v1/vms/{name}/exec`: `argv` as is, or `command` through /bin/sh -c; `stdin`
+    (base64) is the process's whole stdin, then closed; `timeout` in seconds (0: none).
+    The answer streams NDJSON lines {"stdout": base64} and {"stderr": base64}, then
+    {"result": ExecResult} or {"error": ...}."""
+
+    argv: list[str] | None = None
+    command: str | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    user: str | None = None
+    stdin: str = ""
+    timeout: float = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.argv is None) == (self.command is None):
+            raise InvalidInput("give exactly one of argv and command")
+        if self.argv is not None and not self.argv:
+            raise InvalidInput("argv is empty")
+        if self.timeout < 0:
+            raise InvalidInput("timeout must be 0 (none) or more seconds")
+
+    def stdin_bytes(self) -> bytes:
+        try:
+            return base64.b64decode(self.stdin, validate=True)
+        except ValueError as exc:
+            raise InvalidInput("stdin must be base64") from exc
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How an exec ended: its exit code, or the signal that killed it (`timed_out`: by the
+    daemon, at the request's timeout)."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)

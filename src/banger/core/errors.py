@@ -184,6 +184,28 @@ class GuestCommandFailed(HostError):
     code = "guest_command_failed"
 
 
+class GuestAgentFailed(HostError):
+    """The guest agent's channel (exec, files) failed: no answer, garbage, or it went away."""
+
+    code = "agent_failed"
+    default_hint = (
+        "see `banger vm logs NAME`; images built before the agent served exec need "
+        "`banger image pull` again"
+    )
+
+
+class GuestPathNotFound(NotFound):
+    code = "guest_path_missing"
+    default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
+
+
+class GuestFileFailed(InvalidInput):
+    """A guest file could not be read or written (a directory, no permission, disk full)."""
+
+    code = "guest_file_failed"
+    default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     default_hint = "see ~/.local/state/banger/bangerd.log, or run `banger daemon status`"

@@ -27,6 +27,11 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app.add_routes(vm_routes(services))
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
+
+    async def close_agent_channels(_: web.Application) -> None:
+        await services.guest_exec.close()
+
+    app.on_cleanup.append(close_agent_channels)
     return app
 
 

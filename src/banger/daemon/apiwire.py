@@ -5,6 +5,7 @@ schema (core/api.py), NDJSON streams for long operations, errors as
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import errno
 import json
@@ -18,11 +19,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from banger.core.api import Request
+from banger.core.api import ExecResult, Request
 from banger.core.errors import BangerError, DiskFull, InvalidInput
 from banger.core.models import ProgressEvent, to_dict
 from banger.daemon.imagebundle import Peer
 from banger.daemon.progress import Progress
+from banger.host.agentsession import Output
 
 log = logging.getLogger("banger.api")
 
@@ -163,6 +165,32 @@ async def stream(
             break
     if not client_gone:
         await response.write_eof()
+    return response
+
+
+async def exec_stream(
+    request: web.Request,
+    run: Callable[[Callable[[Output], Awaitable[None]]], Awaitable[ExecResult]],
+) -> web.StreamResponse:
+    """A guest process's output as NDJSON lines {"stdout"|"stderr": base64}, then its
+    {"result"} or an {"error"}. Unlike the long operations, it ends with its client: each
+    line is written before the next is read from the guest (back-pressure through the agent
+    to the process), and a client that goes away kills the process."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+
+    async def emit(piece: Output) -> None:
+        key = "stderr" if piece.stderr else "stdout"
+        await response.write(
+            json.dumps({key: base64.b64encode(piece.data).decode()}).encode() + b"\n"
+        )
+
+    try:
+        line: dict[str, Any] = {"result": dataclasses.asdict(await run(emit))}
+    except BangerError as exc:
+        line = {"error": exc.to_dict()}
+    await response.write(json.dumps(line).encode() + b"\n")
+    await response.write_eof()
     return response
 
 

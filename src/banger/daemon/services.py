@@ -17,6 +17,7 @@ from banger.core.units import parse_size
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_profile
 from banger.daemon.consoles import ConsoleKeeper
+from banger.daemon.guestexec import GuestExec
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.kernels import KernelService
@@ -87,6 +88,7 @@ class Services:
     bundles: ImageBundles | None = None
     # Warm templates, by backend (only backends that can make them).
     templates: dict[str, TemplateService] = field(default_factory=dict)
+    guest_exec: GuestExec = field(init=False)
 
     def default_templates(self) -> TemplateService | None:
         """The templates of the default backend: what `image warm` makes unless told."""
@@ -250,6 +252,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     services.kernels = kernels
     services.bundles = ImageBundles(store, paths.images_dir, adapters.bundle_codec, images.get)
     services.templates = templates
+    channels = {name: channel for name, channel in (
+        ("qemu", adapters.agent), ("firecracker", adapters.firecracker_agent),
+    ) if channel is not None}
+    services.guest_exec = GuestExec(vms, records, channels)
     return services
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from banger.core import api
+from banger.core.agentframe import MAX_PAYLOAD
 from banger.core.errors import InvalidInput
 from banger.core.models import Workspace, to_dict
-from banger.daemon.apiwire import answer, body, plain, stream
+from banger.daemon.apiwire import answer, body, exec_stream, plain, stream
 from banger.daemon.services import Services
 from banger.daemon.workspaces import WorkspaceService
 
@@ -101,6 +103,49 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def delete_vm(request: web.Request) -> web.Response:
         force = request.query.get("force", "") in ("1", "true")
         return answer(to_dict(await vms.delete(request.match_info["name"], force=force)))
+
+    @routes.post("/v1/vms/{name}/exec")
+    async def exec_in_vm(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        data = await body(request, api.ExecVM)
+        vms.access(name)  # a stopped VM is a plain error answer, before the stream starts
+        return await exec_stream(request, lambda emit: services.guest_exec.run(name, data, emit))
+
+    @routes.get("/v1/vms/{name}/files")
+    async def read_guest_file(request: web.Request) -> web.StreamResponse:
+        """The file's bytes. Errors found before the first byte (a missing path) are plain
+        error answers; one after it cuts the response short."""
+        pieces = services.guest_exec.read_file(
+            request.match_info["name"], request.query.get("path", "")
+        )
+        first = await anext(pieces, b"")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        await response.write(first)
+        async for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
+    @routes.put("/v1/vms/{name}/files")
+    async def write_guest_file(request: web.Request) -> web.Response:
+        path = request.query.get("path", "")
+        try:
+            mode = int(request.query.get("mode", "644"), 8)
+        except ValueError as exc:
+            raise InvalidInput("mode must be octal, e.g. 644") from exc
+        if not 0 <= mode <= 0o7777:
+            raise InvalidInput("mode must be octal, e.g. 644")
+        size = 0
+
+        async def content() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for piece in request.content.iter_chunked(MAX_PAYLOAD):
+                size += len(piece)
+                yield piece
+
+        await services.guest_exec.write_file(request.match_info["name"], path, content(), mode)
+        return answer({"path": path, "size": size})
 
     @routes.get("/v1/vms/{name}/logs")
     async def vm_logs(request: web.Request) -> web.Response:

@@ -410,5 +410,6 @@ class VMBoot:
             mac=vm.mac,
             vm_dir=Path(vm.dir),
             accel=vm.accel,
+            agent=True,  # every VM's exec channel (core/agentframe.py), cold boots too
         )
 

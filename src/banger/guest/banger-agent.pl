@@ -1,15 +1,17 @@
 #!/usr/bin/perl
-# banger-agent: runs only in a template VM (@FLAG@ on the kernel command line).
-# It tells the host when the boot has settled, then waits, across the snapshot, for the
-# identity of the VM restored from it and applies it.
+# banger-agent: the host's command channel into every VM (core/agentframe.py: exec over
+# multiplexed frames). In a template VM (@FLAG@ on the kernel command line) it first tells
+# the host when the boot has settled, then waits, across the snapshot, for the identity of
+# the VM restored from it and applies it; a cold-booted VM serves the channel at once.
 #
 # Perl, in one process, with syscalls instead of programs: under TCG every exec in a
 # freshly restored guest costs tens of milliseconds (its code is translated anew), and the
-# identity step is most of the time from restore to ssh. perl-base is in every Debian image;
-# an image without perl gets no warm template (its VMs boot cold).
+# identity step is most of the time from restore to ssh. perl-base is in every Debian image
+# and the agent uses only modules of perl-base; an image without perl gets no warm template
+# (its VMs boot cold) and no exec channel.
 use strict;
 use warnings;
-use Fcntl qw(O_RDONLY O_RDWR O_WRONLY O_CREAT O_TRUNC);
+use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK O_RDONLY O_RDWR O_WRONLY O_CREAT O_TRUNC);
 use POSIX ();
 use Socket qw(inet_aton);
 
@@ -278,23 +280,313 @@ sub settle {
     return 1;
 }
 
-my $settled = 0;
-while (defined(my $line = next_line())) {
-    if ($line eq '@PING@') {
-        # The host pings every few seconds during the boot, and any ping still queued when
-        # the template is saved is answered again by every VM restored from it: cheap.
-        $settled ||= settle();
-        reply '@READY@' if $settled;
-    } elsif ($line =~ /^IDENTITY (.*)$/) {
-        my @fields = split ' ', $1;
-        say_('identity received at uptime ' . ((split ' ', slurp('/proc/uptime') // '?')[0]));
-        if (eval { apply(@fields); 1 }) {
-            reply 'OK';
-            say_('identity applied: ' . (slurp('/proc/sys/kernel/hostname') // '?'));
-            exit 0;
+# --- The exec channel: frames of core/agentframe.py ---------------------------------------
+# Every fd Perl opens is close-on-exec, so a command sees only its own stdin/stdout/stderr.
+my $MAX_PAYLOAD = @MAX_PAYLOAD@;
+my %T = (hello => @T_HELLO@, open_exec => @T_OPEN_EXEC@, stdin => @T_STDIN@,
+         stdin_close => @T_STDIN_CLOSE@, kill => @T_KILL@, stdout => @T_STDOUT@,
+         stderr => @T_STDERR@, exit => @T_EXIT@, error => @T_ERROR@,
+         read_file => @T_READ_FILE@, write_file => @T_WRITE_FILE@, data => @T_DATA@,
+         data_end => @T_DATA_END@, done => @T_DONE@);
+my $PROTOCOL = '@PROTOCOL@';
+my $HELLO = pack('N N C', length $PROTOCOL, 0, $T{hello}) . $PROTOCOL;
+my $PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+my ($synced, $connected, %procs, %reads, %writes) = (0, 1);
+
+sub nonblocking {
+    my $flags = fcntl($_[0], F_GETFL, 0) or die "fcntl: $!\n";
+    fcntl($_[0], F_SETFL, $flags | O_NONBLOCK) or die "fcntl: $!\n";
+}
+
+sub lost {
+    # The host went away (or sent garbage): nobody can read these processes' output any
+    # more, so they end with the connection, as an ssh session's do.
+    for my $p (values %procs) {
+        kill 'KILL', -$p->{pid} unless defined $p->{status};
+        waitpid $p->{pid}, 0 unless defined $p->{status};
+    }
+    %procs = %reads = ();
+    unlink $_->{temp} for values %writes;
+    %writes = ();
+    ($synced, $buf) = (0, '');
+    if ($listener) { close $fh if defined $fh; undef $fh } else { $connected = 0 }
+}
+
+sub send_frame {
+    my ($id, $type, $payload) = @_;
+    return unless $synced && defined $fh;
+    my $frame = pack('N N C', length $payload, $id, $type) . $payload;
+    while (length $frame) {
+        my $n = syswrite $fh, $frame;
+        if (defined $n) { substr($frame, 0, $n, ''); next }
+        next if $! == POSIX::EINTR();
+        if ($! == POSIX::EAGAIN()) {  # the host reads slowly: wait for it (back-pressure)
+            my $w = '';
+            vec($w, fileno $fh, 1) = 1;
+            select undef, $w, undef, 1;
+            next;
         }
-        chomp(my $error = $@);
-        say_("FAILED: $error");
-        reply "ERR $error";
+        lost();
+        return;
     }
 }
+
+sub spawn {
+    my ($id, $payload) = @_;
+    my (@argv, %env, $cwd, $user);
+    for my $record (split /\0/, $payload) {
+        my ($key, $value) = split /=/, $record, 2;
+        next unless defined $value;
+        if ($key eq 'arg') { push @argv, $value }
+        elsif ($key eq 'sh') { @argv = ('/bin/sh', '-c', $value) }
+        elsif ($key eq 'env') { my ($k, $v) = split /=/, $value, 2; $env{$k} = $v // '' }
+        elsif ($key eq 'cwd') { $cwd = $value }
+        elsif ($key eq 'user') { $user = $value }
+    }
+    return 'nothing to run' unless @argv;
+    my ($uid, $gid, $home, $shell) = (0, 0, '/root', '/bin/sh');
+    if (defined $user) {
+        my @pw = getpwnam $user or return "no user $user in the guest";
+        ($uid, $gid, $home, $shell) = @pw[2, 3, 7, 8];
+    }
+    pipe(my $in_r, my $in_w) && pipe(my $out_r, my $out_w) && pipe(my $err_r, my $err_w)
+        or return "pipe: $!";
+    my $pid = fork;
+    return "fork: $!" unless defined $pid;
+    if (!$pid) {
+        POSIX::setsid();
+        open(STDIN, '<&', $in_r) && open(STDOUT, '>&', $out_w) && open(STDERR, '>&', $err_w)
+            or POSIX::_exit(126);
+        $SIG{$_} = 'DEFAULT' for keys %SIG;
+        if (defined $user) {
+            POSIX::setgid($gid);
+            $) = "$gid $gid";
+            POSIX::setuid($uid) or do { print STDERR "cannot become $user: $!\n"; POSIX::_exit(126) };
+        }
+        %ENV = (PATH => $PATH, HOME => $home, SHELL => $shell, USER => $user // 'root',
+                LOGNAME => $user // 'root', %env);
+        my $dir = $cwd // $home;
+        chdir $dir or do { print STDERR "cd: $dir: $!\n"; POSIX::_exit(1) };
+        { no warnings 'exec'; exec { $argv[0] } @argv }
+        my $missing = $! == POSIX::ENOENT();
+        print STDERR "$argv[0]: ", ($missing ? 'command not found' : "$!"), "\n";
+        POSIX::_exit($missing ? 127 : 126);
+    }
+    close $in_r; close $out_w; close $err_w;
+    nonblocking($_) for $in_w, $out_r, $err_r;
+    $procs{$id} = { id => $id, pid => $pid, in => $in_w, out => $out_r, err => $err_r, pending => '',
+                    close_in => 0, status => undef };
+    return undef;
+}
+
+sub on_frame {
+    my ($id, $type, $payload) = @_;
+    if ($type == $T{hello}) {  # a host that connected again without our seeing it leave
+        lost();
+        ($synced, $connected) = (1, 1);
+        send_frame(0, $T{hello}, $PROTOCOL);
+        return;
+    }
+    if ($type == $T{read_file} || $type == $T{write_file} || $writes{$id}) {
+        on_file_frame($id, $type, $payload);
+        return;
+    }
+    my $p = $procs{$id};
+    if ($type == $T{open_exec}) {
+        my $error = $p ? "stream $id is in use" : spawn($id, $payload);
+        send_frame($id, $T{error}, $error) if defined $error;
+    } elsif (!$p) {
+        return;  # a late frame for a process that has ended
+    } elsif ($type == $T{stdin}) {
+        # Bounded by the host, which sends a request's stdin in one piece.
+        $p->{pending} .= $payload if $p->{in};
+    } elsif ($type == $T{stdin_close}) {
+        $p->{close_in} = 1;
+    } elsif ($type == $T{kill}) {
+        kill $payload, -$p->{pid} if $payload =~ /^\d{1,2}$/ && !defined $p->{status};
+    }
+}
+
+sub on_channel {
+    my $got = sysread $fh, $buf, 65536, length $buf;
+    if (!defined $got) {
+        lost() unless $! == POSIX::EAGAIN() || $! == POSIX::EINTR();
+        return;
+    }
+    if (!$got) { lost() if $connected || $listener; return }
+    $connected = 1;
+    if (!$synced) {
+        my $at = index $buf, $HELLO;
+        if ($at < 0) {  # keep only what could be the start of a HELLO
+            substr($buf, 0, length($buf) - length($HELLO), '') if length $buf > length $HELLO;
+            return;
+        }
+        substr($buf, 0, $at + length $HELLO, '');
+        $synced = 1;
+        send_frame(0, $T{hello}, $PROTOCOL);
+    }
+    while (length $buf >= 9) {
+        my ($length, $id, $type) = unpack 'N N C', $buf;
+        if ($length > $MAX_PAYLOAD || $type > $T{done}) {
+            say_("garbage from the host (frame type $type, $length bytes): dropping it");
+            lost();
+            return;
+        }
+        last if length $buf < 9 + $length;
+        my $payload = substr $buf, 9, $length;
+        substr($buf, 0, 9 + $length, '');
+        on_frame($id, $type, $payload);
+        return unless $synced;
+    }
+}
+
+# --- Files: read streamed out, written to a temporary file renamed over the path at the end
+sub fields {
+    my %f;
+    for my $record (split /\0/, $_[0]) { my ($k, $v) = split /=/, $record, 2; $f{$k} = $v }
+    return %f;
+}
+
+sub file_error {  # "<errno> <message>": the host tells a missing path from other failures
+    my ($id, $errno, $message) = @_;
+    send_frame($id, $T{error}, ($errno + 0) . " $message");
+}
+
+sub on_file_frame {
+    my ($id, $type, $payload) = @_;
+    if ($type == $T{read_file}) {
+        my %f = fields($payload);
+        my $path = $f{path} // '';
+        if (-d $path) { file_error($id, POSIX::EISDIR(), "$path is a directory"); return }
+        sysopen(my $in, $path, O_RDONLY) or do { file_error($id, $!, "cannot read $path: $!"); return };
+        $reads{$id} = $in;
+    } elsif ($type == $T{write_file}) {
+        my %f = fields($payload);
+        my ($path, $mode) = ($f{path} // '', oct($f{mode} // '644'));
+        my $temp = "$path.banger-$id";
+        sysopen(my $out, $temp, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+            or do { file_error($id, $!, "cannot write $path: $!"); return };
+        $writes{$id} = { fh => $out, path => $path, temp => $temp, mode => $mode & 07777 };
+    } elsif ($type == $T{data}) {
+        my $w = $writes{$id};
+        my $left = $payload;
+        while (length $left) {
+            my $n = syswrite $w->{fh}, $left;
+            if (!defined $n) {
+                file_error($id, $!, "cannot write $w->{path}: $!");
+                unlink $w->{temp};
+                delete $writes{$id};
+                return;
+            }
+            substr($left, 0, $n, '');
+        }
+    } elsif ($type == $T{data_end}) {
+        my $w = delete $writes{$id};
+        if (close($w->{fh}) && chmod($w->{mode}, $w->{temp}) && rename($w->{temp}, $w->{path})) {
+            send_frame($id, $T{done}, '');
+        } else {
+            file_error($id, $!, "cannot write $w->{path}: $!");
+            unlink $w->{temp};
+        }
+    }
+}
+
+sub pump_reads {
+    for my $id (keys %reads) {
+        my $in = $reads{$id} or next;
+        my $data;
+        my $got = sysread $in, $data, $MAX_PAYLOAD;
+        if ($got) { send_frame($id, $T{data}, $data); next }
+        delete $reads{$id};
+        close $in;
+        if (defined $got) { send_frame($id, $T{done}, '') }
+        else { file_error($id, $!, "cannot read: $!") }
+    }
+}
+
+sub pump {
+    my ($p, $key, $type) = @_;
+    my $data;
+    my $got = sysread $p->{$key}, $data, $MAX_PAYLOAD;
+    return if !defined $got && ($! == POSIX::EAGAIN() || $! == POSIX::EINTR());
+    if ($got) { send_frame($p->{id}, $type, $data); return }
+    close $p->{$key};
+    $p->{$key} = undef;
+}
+
+sub feed_stdin {
+    my ($p) = @_;
+    if (length $p->{pending}) {
+        my $n = syswrite $p->{in}, $p->{pending};
+        if (defined $n) { substr($p->{pending}, 0, $n, '') }
+        elsif ($! != POSIX::EAGAIN() && $! != POSIX::EINTR()) { $p->{pending} = ''; $p->{close_in} = 1 }
+    }
+    if (!length $p->{pending} && $p->{close_in}) { close $p->{in}; $p->{in} = undef }
+}
+
+sub serve {
+    $SIG{PIPE} = 'IGNORE';
+    ($synced, $buf) = (0, '');
+    nonblocking($fh) if defined $fh;
+    while (1) {
+        my ($rin, $win, $poll) = ('', '', !$connected);
+        if (defined $fh) { vec($rin, fileno $fh, 1) = 1 if $connected }
+        else { vec($rin, fileno $listener, 1) = 1 }
+        for my $id (keys %procs) {
+            my $p = $procs{$id};
+            feed_stdin($p) if $p->{in} && $p->{close_in} && !length $p->{pending};
+            vec($rin, fileno $p->{out}, 1) = 1 if $p->{out};
+            vec($rin, fileno $p->{err}, 1) = 1 if $p->{err};
+            vec($win, fileno $p->{in}, 1) = 1 if $p->{in} && length $p->{pending};
+            if (!$p->{out} && !$p->{err}) {
+                if (waitpid($p->{pid}, POSIX::WNOHANG()) == $p->{pid}) {
+                    my $status = $?;
+                    send_frame($id, $T{exit}, ($status & 127) ? 'signal ' . ($status & 127)
+                                                                : 'exit ' . ($status >> 8));
+                    delete $procs{$id};
+                } else {
+                    $poll = 1;  # its output is closed but it still runs
+                }
+            }
+        }
+        # A virtio-serial port without a host reads as EOF at once: poll until one connects.
+        my ($rout, $wout) = ($rin, $win);
+        my $n = select $rout, $wout, undef, %reads ? 0 : $poll ? 0.05 : undef;
+        next if $n < 0;
+        if (!defined $fh) { accept($fh, $listener) and nonblocking($fh); next }
+        on_channel() if !$connected || vec($rout, fileno $fh, 1);
+        pump_reads();
+        for my $id (keys %procs) {
+            my $p = $procs{$id} or next;
+            pump($p, 'out', $T{stdout}) if $p->{out} && vec($rout, fileno $p->{out}, 1);
+            pump($p, 'err', $T{stderr}) if $p->{err} && vec($rout, fileno $p->{err}, 1);
+            feed_stdin($p) if $p->{in} && vec($wout, fileno $p->{in}, 1);
+        }
+    }
+}
+
+sub serve_identity {
+    my $settled = 0;
+    while (defined(my $line = next_line())) {
+        if ($line eq '@PING@') {
+            # The host pings every few seconds during the boot, and any ping still queued
+            # when the template is saved is answered again by every VM restored from it.
+            $settled ||= settle();
+            reply '@READY@' if $settled;
+        } elsif ($line =~ /^IDENTITY (.*)$/) {
+            my @fields = split ' ', $1;
+            say_('identity received at uptime ' . ((split ' ', slurp('/proc/uptime') // '?')[0]));
+            if (eval { apply(@fields); 1 }) {
+                reply 'OK';
+                say_('identity applied: ' . (slurp('/proc/sys/kernel/hostname') // '?'));
+                return;
+            }
+            chomp(my $error = $@);
+            say_("FAILED: $error");
+            reply "ERR $error";
+        }
+    }
+}
+
+serve_identity() if (slurp('/proc/cmdline') // '') =~ /(?:^|\s)\Q@FLAG@\E(?:\s|$)/;
+serve();

@@ -34,6 +34,12 @@ class AgentChannel(Protocol):
         """Hand a restored VM its identity; return once the agent applied it."""
         ...
 
+    async def open(
+        self, socket: Path, timeout: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to the agent, for its exec channel (host/agentsession.py)."""
+        ...
+
 
 class _LineChannel:
     """The line protocol over a byte stream; subclasses open the stream."""
@@ -45,6 +51,11 @@ class _LineChannel:
         self, socket: Path, deadline: float, alive: Callable[[], bool]
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         raise NotImplementedError
+
+    async def open(
+        self, socket: Path, timeout: float, alive: Callable[[], bool]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await self._open(socket, time.monotonic() + timeout, alive)
 
     async def wait_ready(self, socket: Path, timeout: float, alive: Callable[[], bool]) -> None:
         deadline = time.monotonic() + timeout

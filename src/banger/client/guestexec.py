@@ -1,0 +1,39 @@
+"""The client side of `POST /v1/vms/{name}/exec`: its NDJSON output lines, decoded."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from banger.core.errors import DaemonUnavailable, error_from_dict
+
+if TYPE_CHECKING:
+    from banger.client import Client
+    from banger.core.api import ExecVM
+
+OnOutput = Callable[[bytes], None]
+
+
+def run_exec(
+    client: Client, name: str, request: ExecVM, on_stdout: OnOutput, on_stderr: OnOutput,
+) -> dict[str, Any]:
+    from banger.client import _json_body, _ndjson, _q
+
+    response = client._open("POST", f"/v1/vms/{_q(name)}/exec", request.body(), None)
+    try:
+        if response.status >= 400:
+            raise error_from_dict(_json_body(response)["error"])
+        for item in _ndjson(response):
+            if "stdout" in item:
+                on_stdout(base64.b64decode(item["stdout"]))
+            elif "stderr" in item:
+                on_stderr(base64.b64decode(item["stderr"]))
+            elif "error" in item:
+                raise error_from_dict(item["error"])
+            elif "result" in item:
+                result: dict[str, Any] = item["result"]
+                return result
+    finally:
+        response.close()
+    raise DaemonUnavailable("bangerd closed the exec stream early", hint="see bangerd.log")

@@ -1,0 +1,290 @@
+"""The daemon's end of a VM's exec channel (core/agentframe.py): one connection per VM,
+many processes multiplexed over it.
+
+One task reads the channel and hands each frame to its stream's bounded queue. A consumer
+that reads slowly fills its queue and stops that task, so the agent's writes block in turn:
+back-pressure all the way to the guest process, no buffer grows with the output. The price
+is head-of-line blocking: a stalled consumer stalls the other streams of its VM, which is
+the right trade for a daemon that streams to clients over a local socket (per-stream credit
+windows would lift it at the cost of a larger agent).
+
+Any error on the channel (end of stream, an oversize or unknown frame) fails every stream
+in flight with GuestAgentFailed and ends the session; the next request opens a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from banger.core.agentframe import (
+    HELLO,
+    MAX_PAYLOAD,
+    MAX_PREAMBLE,
+    ExecHeader,
+    ExitStatus,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    FrameType,
+    after_hello,
+    chunks,
+    encode,
+    kill_payload,
+    parse_exit,
+    parse_file_error,
+    read_header,
+    write_header,
+)
+from banger.core.errors import (
+    BangerError,
+    GuestAgentFailed,
+    GuestFileFailed,
+    GuestPathNotFound,
+)
+
+StreamOpener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# Frames a stream may hold before the reader waits for its consumer.
+_QUEUE_FRAMES = 16
+_KILL = 9
+
+
+@dataclass(frozen=True)
+class Output:
+    """A piece of what the process wrote: `stderr` False for its stdout."""
+
+    data: bytes
+    stderr: bool = False
+
+
+class AgentSession:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 leftover: bytes = b"") -> None:
+        self._reader = reader
+        self._writer = writer
+        self._streams: dict[int, asyncio.Queue[Frame | None]] = {}
+        self._ids = itertools.count(1)
+        self._failure: GuestAgentFailed | None = None
+        self._decoder = FrameDecoder()
+        self._task = asyncio.create_task(self._read(leftover))
+
+    @classmethod
+    async def connect(cls, open_stream: StreamOpener, timeout: float) -> AgentSession:
+        """Open the channel and greet the agent: fails unless it answers HELLO in time."""
+        try:
+            reader, writer = await asyncio.wait_for(open_stream(), timeout)
+        except TimeoutError as exc:
+            raise GuestAgentFailed(f"cannot reach the guest agent within {timeout:.0f}s") from exc
+        try:
+            writer.write(HELLO)
+            await writer.drain()
+            leftover = await asyncio.wait_for(_hello_from(reader), timeout)
+        except TimeoutError as exc:
+            writer.close()
+            raise GuestAgentFailed(
+                f"the guest agent did not answer within {timeout:.0f}s"
+            ) from exc
+        except (ConnectionError, GuestAgentFailed) as exc:
+            writer.close()
+            if isinstance(exc, GuestAgentFailed):
+                raise
+            raise GuestAgentFailed(f"the guest agent's channel failed: {exc}") from exc
+        return cls(reader, writer, leftover)
+
+    @property
+    def alive(self) -> bool:
+        return self._failure is None
+
+    async def exec(self, header: ExecHeader, stdin: bytes = b"") -> Execution:
+        """Start a process; its stdin is `stdin`, then closed."""
+        self._check()
+        stream = next(self._ids)
+        self._streams[stream] = asyncio.Queue(_QUEUE_FRAMES)
+        try:
+            await self._send(encode(Frame(stream, FrameType.OPEN_EXEC, header.payload())))
+            for frame in chunks(stream, FrameType.STDIN, stdin):
+                await self._send(frame)
+            await self._send(encode(Frame(stream, FrameType.STDIN_CLOSE)))
+        except BaseException:
+            self._streams.pop(stream, None)
+            raise
+        return Execution(self, stream)
+
+    async def read_file(self, path: str) -> AsyncIterator[bytes]:
+        """The file's content, in pieces as the agent reads them."""
+        stream = await self._start(FrameType.READ_FILE, read_header(path))
+        try:
+            while True:
+                frame = await self._next(stream)
+                if frame.type is FrameType.DATA:
+                    yield frame.payload
+                elif frame.type is FrameType.DONE:
+                    return
+                elif frame.type is FrameType.ERROR:
+                    raise _file_error(frame.payload)
+        finally:
+            self._end(stream)
+
+    async def write_file(self, path: str, content: AsyncIterator[bytes], mode: int) -> None:
+        """Write `content` to a temporary file the agent renames over `path` at the end."""
+        stream = await self._start(FrameType.WRITE_FILE, write_header(path, mode))
+        try:
+            async for piece in content:
+                for encoded in chunks(stream, FrameType.DATA, piece):
+                    self._raise_early_error(stream)
+                    await self._send(encoded)
+            await self._send(encode(Frame(stream, FrameType.DATA_END)))
+            while True:
+                frame = await self._next(stream)
+                if frame.type is FrameType.DONE:
+                    return
+                if frame.type is FrameType.ERROR:
+                    raise _file_error(frame.payload)
+        finally:
+            self._end(stream)
+
+    async def _start(self, kind: FrameType, header: bytes) -> int:
+        self._check()
+        stream = next(self._ids)
+        self._streams[stream] = asyncio.Queue(_QUEUE_FRAMES)
+        try:
+            await self._send(encode(Frame(stream, kind, header)))
+        except BaseException:
+            self._streams.pop(stream, None)
+            raise
+        return stream
+
+    def _raise_early_error(self, stream: int) -> None:
+        """A write the agent refused at once (no such directory) ends before its data."""
+        queue = self._streams.get(stream)
+        if queue is not None and not queue.empty():
+            frame = queue.get_nowait()
+            if frame is None:
+                self._check()
+            elif frame.type is FrameType.ERROR:
+                raise _file_error(frame.payload)
+
+    async def close(self) -> None:
+        self._fail(GuestAgentFailed("the channel to the guest agent was closed"))
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._writer.close()
+
+    async def _next(self, stream: int) -> Frame:
+        queue = self._streams.get(stream)
+        if queue is None:
+            raise self._failure or GuestAgentFailed("the stream has ended")
+        frame = await queue.get()
+        if frame is None:
+            raise self._failure or GuestAgentFailed("the channel to the guest agent failed")
+        return frame
+
+    def _end(self, stream: int) -> None:
+        self._streams.pop(stream, None)
+
+    async def _send(self, data: bytes) -> None:
+        self._check()
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except ConnectionError as exc:
+            self._fail(GuestAgentFailed(f"the guest agent's channel closed: {exc}"))
+            self._check()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, error: GuestAgentFailed) -> None:
+        if self._failure is not None:
+            return
+        self._failure = error
+        for queue in self._streams.values():
+            while not queue.empty():  # what is left of a failed stream does not matter
+                queue.get_nowait()
+            queue.put_nowait(None)
+
+    async def _read(self, leftover: bytes) -> None:
+        data = leftover
+        try:
+            while True:
+                for frame in self._decoder.feed(data):
+                    queue = self._streams.get(frame.stream)
+                    if queue is not None:  # else a late frame of a stream given up on
+                        await queue.put(frame)
+                data = await self._reader.read(MAX_PAYLOAD)
+                if not data:
+                    self._fail(GuestAgentFailed("the guest agent closed the channel"))
+                    return
+        except FrameError as exc:
+            self._fail(GuestAgentFailed(f"the guest agent sent garbage: {exc}"))
+        except ConnectionError as exc:
+            self._fail(GuestAgentFailed(f"the guest agent's channel failed: {exc}"))
+        finally:
+            if self._failure is not None:
+                self._writer.close()
+
+
+class Execution:
+    """A process running in the guest: iterate for its output, then its exit status."""
+
+    def __init__(self, session: AgentSession, stream: int) -> None:
+        self._session = session
+        self.stream = stream
+        self.status: ExitStatus | None = None
+
+    async def output(self) -> AsyncIterator[Output]:
+        """Its stdout and stderr as they come; `status` is set once this ends."""
+        try:
+            while True:
+                frame = await self._session._next(self.stream)
+                if frame.type is FrameType.STDOUT:
+                    yield Output(frame.payload)
+                elif frame.type is FrameType.STDERR:
+                    yield Output(frame.payload, stderr=True)
+                elif frame.type is FrameType.EXIT:
+                    try:
+                        self.status = parse_exit(frame.payload)
+                    except FrameError as exc:
+                        raise GuestAgentFailed(f"the guest agent sent garbage: {exc}") from exc
+                    return
+                elif frame.type is FrameType.ERROR:
+                    message = frame.payload.decode(errors="replace")
+                    raise GuestAgentFailed(f"cannot run the command: {message}",
+                                           hint="check the user and the command")
+        finally:
+            if self.status is None:
+                await self.kill(_KILL)  # nobody reads it any more
+            self._session._end(self.stream)
+
+    async def kill(self, signal: int) -> None:
+        if self._session.alive and self.status is None:
+            await self._session._send(
+                encode(Frame(self.stream, FrameType.KILL, kill_payload(signal)))
+            )
+
+
+def _file_error(payload: bytes) -> BangerError:
+    errno_, message = parse_file_error(payload)
+    if errno_ == errno.ENOENT:
+        return GuestPathNotFound(message)
+    return GuestFileFailed(message)
+
+
+async def _hello_from(reader: asyncio.StreamReader) -> bytes:
+    """Skip to the agent's HELLO; returns what followed it."""
+    preamble = b""
+    while True:
+        data = await reader.read(MAX_PAYLOAD)
+        if not data:
+            raise GuestAgentFailed("the guest agent closed the channel before it said hello")
+        preamble += data
+        rest = after_hello(preamble)
+        if rest is not None:
+            return rest
+        if len(preamble) > MAX_PREAMBLE:
+            raise GuestAgentFailed("the guest agent does not speak banger-agent/1")

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from banger.core.errors import InvalidState
+from tests.support.cli import FakeClient, run
+
+
+@pytest.fixture(autouse=True)
+def piped_stdin(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"piped")))
+
+
+def test_exec_sends_the_command_and_exits_with_its_status(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.exec_output = [(b"out\n", False), (b"err\n", True)]
+    client.exec_result = {"exit_code": 3, "signal": None, "timed_out": False}
+    code, out, err = run(["vm", "exec", "dev", "--env", "A=1=2", "--cwd", "/tmp", "--",
+                          "ls", "-l"], capsys)
+    assert (code, out, err) == (3, "out\n", "err\n")
+    [(args, kwargs)] = client.called("exec_vm")
+    assert args == ("dev", ["ls", "-l"])
+    assert kwargs["env"] == {"A": "1=2"} and kwargs["cwd"] == "/tmp"
+    assert kwargs["stdin"] == b"piped"
+
+
+def test_exec_of_a_killed_command_exits_like_a_shell(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.exec_result = {"exit_code": None, "signal": 9, "timed_out": True}
+    code, _, err = run(["vm", "exec", "dev", "--timeout", "2", "--", "sleep", "9"], capsys)
+    assert code == 137
+    assert "killed after 2s" in err
+
+
+@pytest.mark.parametrize("args", [["vm", "exec", "dev"], ["vm", "exec", "dev", "--env", "A",
+                                                         "--", "true"]])
+def test_exec_refuses_bad_input(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, _, err = run(args, capsys)
+    assert code != 0 and err.startswith("error: ")
+    assert client.called("exec_vm") == []
+
+
+def test_exec_on_a_stopped_vm_says_how_to_start_it(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["exec_vm"] = InvalidState("VM 'dev' is not running (stopped)",
+                                          hint="banger vm start dev")
+    code, _, err = run(["vm", "exec", "dev", "--", "true"], capsys)
+    assert code == 1
+    assert err == "error: VM 'dev' is not running (stopped)\nhint: banger vm start dev\n"
+
+
+def test_cp_into_and_out_of_a_vm(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    local = tmp_path / "build.sh"
+    local.write_bytes(b"#!/bin/sh\n")
+    local.chmod(0o750)
+    assert run(["vm", "cp", str(local), "dev:/root/"], capsys)[0] == 0
+    assert client.called("write_file") == [(("dev", "/root/build.sh"), {"mode": 0o750})]
+    assert client.guest_files["/root/build.sh"] == b"#!/bin/sh\n"
+    assert run(["vm", "cp", "dev:/root/build.sh", str(tmp_path / "back")], capsys)[0] == 0
+    assert (tmp_path / "back").read_bytes() == b"#!/bin/sh\n"
+    out_dir = tmp_path / "d"
+    out_dir.mkdir()
+    assert run(["vm", "cp", "dev:/root/build.sh", str(out_dir)], capsys)[0] == 0
+    assert (out_dir / "build.sh").exists()
+
+
+@pytest.mark.parametrize("args", [["a", "b"], ["dev:/a", "dev:/b"], ["./x:y", "z"]])
+def test_cp_wants_exactly_one_guest_side(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, _, err = run(["vm", "cp", *args], capsys)
+    assert code == 1 and "exactly one side" in err
+
+
+def test_cp_of_a_missing_local_file_names_it(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["vm", "cp", str(tmp_path / "nope"), "dev:/root/"], capsys)
+    assert code == 1
+    missing = tmp_path / "nope"
+    assert err.splitlines()[0] == f"error: cannot read {missing}: No such file or directory"

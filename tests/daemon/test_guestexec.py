@@ -1,0 +1,95 @@
+"""`POST /v1/vms/{name}/exec` through the real client, to the real agent run on this host
+(tests/support/perlagent.py) standing in for the guest's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from banger.core.errors import GuestAgentFailed, GuestPathNotFound, InvalidInput, InvalidState
+from tests.support.api import Api, serve
+from tests.support.daemon_env import Env, make_env
+from tests.support.fakes import FakeTemplateVMM
+from tests.support.host_fakes import FakeAgentChannel
+from tests.support.perlagent import perl_agent
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    channel = FakeAgentChannel()
+
+    def with_agent(runtime: Path) -> Env:
+        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
+                        agent=channel)
+
+    with perl_agent() as opener:
+        channel.exec_agent = opener
+        async with serve(tmp_path, make=with_agent) as served:
+            await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
+            await served.call(served.client.create_vm, name="dev")
+            yield served
+
+
+async def test_exec_streams_stdout_and_stderr_and_returns_the_status(api: Api) -> None:
+    out: list[bytes] = []
+    err: list[bytes] = []
+    result = await api.call(
+        api.client.exec_vm, "dev", command='echo "$A"; echo oops >&2; exit 3', env={"A": "1"},
+        on_stdout=out.append, on_stderr=err.append,
+    )
+    assert result == {"exit_code": 3, "signal": None, "timed_out": False}
+    assert (b"".join(out), b"".join(err)) == (b"1\n", b"oops\n")
+
+
+async def test_exec_passes_stdin_and_kills_at_the_timeout(api: Api) -> None:
+    out: list[bytes] = []
+    result = await api.call(api.client.exec_vm, "dev", ["cat"], stdin=b"hello",
+                            on_stdout=out.append)
+    assert (result["exit_code"], b"".join(out)) == (0, b"hello")
+    result = await api.call(api.client.exec_vm, "dev", ["sleep", "30"], timeout=0.3)
+    assert result == {"exit_code": None, "signal": 9, "timed_out": True}
+
+
+async def test_exec_on_the_wire(api: Api) -> None:
+    async with api.session() as session, session.post(
+        "http://bangerd/v1/vms/dev/exec", json={"argv": ["printf", "x"]}
+    ) as response:
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in (await response.read()).splitlines()]
+    assert lines == [{"stdout": "eA=="},
+                     {"result": {"exit_code": 0, "signal": None, "timed_out": False}}]
+
+
+async def test_exec_refuses_bad_requests_and_stopped_vms(api: Api) -> None:
+    with pytest.raises(InvalidInput, match="exactly one"):
+        await api.call(api.client.exec_vm, "dev", ["true"], command="true")
+    with pytest.raises(GuestAgentFailed, match="no user"):
+        await api.call(api.client.exec_vm, "dev", ["true"], user="nobody-at-all")
+    await api.call(api.client.stop_vm, "dev")
+    with pytest.raises(InvalidState, match="not running") as info:
+        await api.call(api.client.exec_vm, "dev", ["true"])
+    assert info.value.hint == "banger vm start dev"
+
+
+async def test_files_written_then_read_back(api: Api, tmp_path: Path) -> None:
+    target = tmp_path / "dir" / "file.bin"
+    target.parent.mkdir()
+    data = bytes(range(256)) * 1000
+    await api.call(api.client.write_file, "dev", str(target), data, 0o600)
+    assert target.read_bytes() == data
+    assert await api.call(api.client.read_file, "dev", str(target)) == data
+    (target.parent / "empty").touch()
+    assert await api.call(api.client.read_file, "dev", str(target.parent / "empty")) == b""
+
+
+async def test_file_errors(api: Api, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(GuestPathNotFound, match=f"cannot read {missing}"):
+        await api.call(api.client.read_file, "dev", str(missing))
+    with pytest.raises(GuestPathNotFound, match=f"cannot write {missing}/f"):
+        await api.call(api.client.write_file, "dev", str(missing / "f"), b"x")
+    with pytest.raises(InvalidInput, match="absolute"):
+        await api.call(api.client.read_file, "dev", "relative/path")
