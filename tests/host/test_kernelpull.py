@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,19 @@ class Signer:
     def clearsign(self, text: str) -> str:
         return self._gpg("--clearsign", data=text.encode()).decode()
 
+    def close(self) -> None:
+        """gpg leaves a gpg-agent running for its home directory: stop it."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
+
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
-    return Signer(tmp_path_factory.mktemp("gpg") / "home")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
+    made = Signer(tmp_path_factory.mktemp("gpg") / "home")
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def write(tmp_path: Path, text: str) -> Path:
