@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from banger.core import api as wire
-from banger.core.errors import InvalidInput, InvalidState, ProcessNotFound, ResourceBusy
+from banger.core.errors import (
+    GuestAgentFailed,
+    InvalidInput,
+    InvalidState,
+    ProcessNotFound,
+    ResourceBusy,
+)
 from banger.daemon import guestprocs
 from tests.support.api import Api, serve
 from tests.support.daemon_env import Env, make_env
@@ -183,3 +189,16 @@ async def test_on_the_wire(api: Api) -> None:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "process_not_found"
 
+
+
+async def test_an_agent_that_dies_fails_its_processes_and_the_daemon_carries_on(
+    api: Api,
+) -> None:
+    info = await start(api, argv=["sleep", "3"])
+    await start(api, command="kill -9 $PPID")  # the stand-in agent is its parent
+    with pytest.raises(GuestAgentFailed, match="closed the channel"):
+        await attach(api, info.pid)
+    [listed] = [p for p in await api.call(api.client.list_processes, "dev")
+                if p.pid != info.pid]
+    assert not listed.running and listed.exit_code is None
+    assert (await api.call(api.client.get_vm, "dev")).name == "dev"

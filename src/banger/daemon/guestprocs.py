@@ -253,7 +253,7 @@ class ProcessTable:
         return process
 
     async def close(self) -> None:
-        for table in self._by_vm.values():
-            for process in table.values():
+        for table in list(self._by_vm.values()):
+            for process in list(table.values()):
                 await process.cancel()
         self._by_vm.clear()
