@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,13 @@ from tests.support.cli import PID, FakeClient, run
 
 
 @pytest.fixture(autouse=True)
-def piped_stdin(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"piped")))
+def piped_stdin(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    read, write = os.pipe()
+    os.write(write, b"piped")
+    os.close(write)
+    with open(read) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        yield
 
 
 def test_exec_sends_the_command_and_exits_with_its_status(

@@ -151,6 +151,14 @@ async def test_a_process_on_a_pty_sees_a_terminal_of_its_size(session: AgentSess
     assert lines[1:] == ["30 100", "hello", "40 120", "got hello"]
 
 
+async def test_a_signal_right_after_the_start_is_not_lost(session: AgentSession) -> None:
+    for _ in range(5):  # the child may not have made its process group yet
+        execution = await session.start(ExecHeader(argv=["sleep", "30"]), stdin=False)
+        await execution.kill(15)
+        assert await asyncio.wait_for(collect(execution), 10) == b""
+        assert execution.status == ExitStatus(signal=15)
+
+
 async def test_a_start_that_fails_is_an_error(session: AgentSession) -> None:
     with pytest.raises(GuestAgentFailed, match="no user nobody-here"):
         await session.start(ExecHeader(argv=["true"], user="nobody-here"), stdin=False)

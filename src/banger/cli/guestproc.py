@@ -5,13 +5,12 @@ the guest that this terminal, put in raw mode, drives (its size follows SIGWINCH
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 from banger.core import api
 from banger.core.errors import BangerError
@@ -55,9 +54,11 @@ def terminal_size() -> api.PtySize:
 
 def _pump_stdin(client: Any, name: str, pid: int) -> None:
     """Our stdin to the process's, piece by piece as it comes, then its end."""
-    stdin = cast("io.BufferedIOBase", sys.stdin.buffer)
     try:
-        while data := stdin.read1(STDIN_PIECE):  # what there is, at once
+        # os.read, not the buffered sys.stdin: at exit, Python aborts if a daemon thread
+        # still holds a buffered stream's lock.
+        fd = sys.stdin.fileno()
+        while data := os.read(fd, STDIN_PIECE):  # what there is, at once
             client.send_stdin(name, pid, data)
         client.close_stdin(name, pid)
     except (BangerError, OSError, ValueError):
@@ -76,7 +77,7 @@ def _raw_terminal(pty: bool) -> Iterator[None]:
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # not the default TCSAFLUSH: keep what was typed ahead
     try:
         yield
     finally:

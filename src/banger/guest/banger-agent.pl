@@ -437,7 +437,9 @@ sub on_frame {
         # A PTY has no end of file but its EOF character (in canonical mode).
         if ($p->{pty}) { $p->{pending} .= "\x04" if $p->{in} } else { $p->{close_in} = 1 }
     } elsif ($type == $T{kill}) {
-        kill $payload, -$p->{pid} if $payload =~ /^\d{1,2}$/ && !defined $p->{status};
+        # Its process group, or the process alone if it has not made its group yet.
+        kill($payload, -$p->{pid}) || kill($payload, $p->{pid})
+            if $payload =~ /^\d{1,2}$/ && !defined $p->{status};
     } elsif ($type == $T{resize}) {
         set_size($p->{in}, $payload) if $p->{pty} && $p->{in};
     }
