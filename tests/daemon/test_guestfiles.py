@@ -4,6 +4,7 @@ its "guest paths" are this test's own directories."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import pwd
@@ -11,6 +12,7 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from banger.core.errors import GuestFileFailed, GuestPathNotFound, InvalidInput
@@ -161,3 +163,42 @@ async def test_tar_errors(api: Api, tmp_path: Path) -> None:
     with pytest.raises(GuestFileFailed, match="cannot unpack into"):
         await api.call(api.client.upload_tar, "dev", str(tmp_path / "t"), [b"not a tar" * 200])
 
+
+
+def _untars_in(directory: Path) -> list[int]:
+    """The pids of the agent's `tar -x` processes working in `directory`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if ((proc / "cmdline").read_bytes() == b"tar\0-x\0-o\0-f\0-\0"
+                    and os.readlink(proc / "cwd") == str(directory)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_an_upload_broken_off_kills_the_guest_tar(api: Api, tree: Path,
+                                                        tmp_path: Path) -> None:
+    target = tmp_path / "up"
+    data = _tar_of(tree)
+    seen: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield data[:3000]
+        for _ in range(100):
+            seen.extend(_untars_in(target))
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        raise ConnectionAbortedError("the client goes away")
+
+    async with api.session() as session:
+        with pytest.raises(aiohttp.ClientError):
+            await session.put(f"http://bangerd/v1/vms/dev/files/tar?path={target}", data=body())
+    for _ in range(100):
+        if not _untars_in(target):
+            break
+        await asyncio.sleep(0.05)
+    assert seen and _untars_in(target) == []
+    assert await api.call(api.client.stat_file, "dev", str(target))  # the channel still serves

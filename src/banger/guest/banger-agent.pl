@@ -698,6 +698,10 @@ sub on_files_frame {
         feed_untar($untars{$id}, $payload);
     } elsif ($type == $T{data_end}) {
         end_untar($id);
+    } elsif ($type == $T{kill}) {  # the host gave the upload up
+        my $u = delete $untars{$id};
+        kill 'KILL', $u->{pid};
+        waitpid $u->{pid}, 0;
     }
 }
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from banger.core.agentfiles import (
@@ -14,7 +15,7 @@ from banger.core.agentfiles import (
     rename_header,
     untar_header,
 )
-from banger.core.agentframe import Frame, FrameError, FrameType, chunks, encode
+from banger.core.agentframe import Frame, FrameError, FrameType, chunks, encode, kill_payload
 from banger.core.errors import GuestAgentFailed
 from banger.host.agentsession import AgentSession, _file_error
 
@@ -46,18 +47,26 @@ class AgentFiles:
         """Unpack the tar stream `content` into `directory` (made if missing)."""
         session = self._session
         stream = await session._start(FrameType.UNTAR, untar_header(directory))
+        sent = False
         try:
             async for piece in content:
                 for encoded in chunks(stream, FrameType.DATA, piece):
                     session._raise_early_error(stream)
                     await session._send(encoded)
             await session._send(encode(Frame(stream, FrameType.DATA_END)))
+            sent = True
             while True:
                 frame = await session._next(stream)
                 if frame.type is FrameType.DONE:
                     return
                 if frame.type is FrameType.ERROR:
                     raise _file_error(frame.payload)
+        except BaseException:
+            # The upload broke off (its client went away): the agent kills its tar.
+            if not sent and session.alive:
+                with contextlib.suppress(GuestAgentFailed):
+                    await session._send(encode(Frame(stream, FrameType.KILL, kill_payload(9))))
+            raise
         finally:
             session._end(stream)
 
