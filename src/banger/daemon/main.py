@@ -78,6 +78,7 @@ def _bind_socket(path: Path) -> socket.socket:
 
 def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.core.aptsources import archive_for_suite
+    from banger.core.confine import uid_range
     from banger.host import hostinfo
     from banger.host.agent import SerialAgentChannel, VsockAgentChannel
     from banger.host.aptconfig import host_apt_sources, read_host_sources
@@ -92,10 +93,10 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host.vmm.firecracker import FirecrackerHypervisor
     from banger.host.vmm.launch import Confinement
     from banger.host.vmm.qemu import QemuHypervisor
-    from banger.host.vmmuser import SystemVMMUser
+    from banger.host.vmmuser import ClaimedVMMUids
 
     runner = SubprocessRunner()
-    confinement = Confinement(detect_cgroups(), SystemVMMUser(config.vmm_user, runner))
+    confinement = Confinement(detect_cgroups(), ClaimedVMMUids(uid_range(config.vmm_uids)))
     return Adapters(
         network=IPRoute2Network(runner),
         disks=HostDisks(runner),
