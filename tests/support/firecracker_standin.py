@@ -2,16 +2,16 @@
 real KVM. A test helper, not product code.
 
 It is started exactly like the real binary (`firecracker --api-sock PATH --id ID`, or
-`--version`), serves the same API on the same socket with the same status codes (204 on
-success, 400 with {"fault_message"} otherwise), rejects what Firecracker v1.16 rejects for
-the endpoints banger uses (unknown fields where Firecracker denies them, wrong types, bad
-ids, pre-boot-only requests after InstanceStart, InstanceStart twice, post-boot-only ones
-before it, snapshot load after boot resources, files it cannot open), and on InstanceStart
-boots the configured ELF kernel, initrd, drives and TAP with QEMU `-M microvm` under TCG.
-The kernel command line gets what Firecracker adds (`root=/dev/vda ro|rw`), plus
-`tsc_early_khz=` since TCG, unlike KVM, needs it. SendCtrlAltDel becomes an ACPI power-off
-(QMP system_powerdown); PATCH /vm Paused/Resumed are QMP stop/cont. The process exits when the
-guest does, like Firecracker.
+`--version`, or by the jailer with its start-time options), serves the same API on the same
+socket with the same status codes (204 on success, 400 with {"fault_message"} otherwise),
+rejects what Firecracker v1.16 rejects for the endpoints banger uses (unknown fields where
+Firecracker denies them, wrong types, bad ids, pre-boot-only requests after InstanceStart,
+InstanceStart twice, post-boot-only ones before it, snapshot load after boot resources,
+files it cannot open), and on InstanceStart boots the configured ELF kernel, initrd, drives
+and TAP with QEMU `-M microvm` under TCG. The kernel command line gets what Firecracker adds
+(`root=/dev/vda ro|rw`), plus `tsc_early_khz=` since TCG, unlike KVM, needs it.
+SendCtrlAltDel becomes an ACPI power-off (QMP system_powerdown); PATCH /vm Paused/Resumed
+are QMP stop/cont. The process exits when the guest does, like Firecracker.
 
 Snapshots. The guest's RAM is a memfd the stand-in holds (QEMU maps it shared), so a full
 snapshot writes it to mem_file_path as Firecracker does (sparse); snapshot_path holds the
@@ -746,6 +746,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-sock")
     parser.add_argument("--id", default="anonymous-instance")
     parser.add_argument("--version", action="store_true")
+    # What the jailer adds (tests/support/jailer_standin.py): accepted, like the real binary.
+    parser.add_argument("--start-time-us")
+    parser.add_argument("--start-time-cpu-us")
     try:
         args = parser.parse_args(argv)
     except SystemExit:

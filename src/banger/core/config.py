@@ -84,6 +84,11 @@ class Config(_Strict):
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     qemu_bin: str = "qemu-system-x86_64"
     firecracker_bin: str | None = None
+    # Firecracker's jailer (default: next to firecracker_bin, else on PATH): a root daemon
+    # starts Firecracker through it when it finds one. Jails are made under the chroot base
+    # (default: <state dir>/jailer; it must be on the state dir's filesystem).
+    jailer_bin: str | None = None
+    firecracker_chroot_base: str | None = None
     # When bangerd runs as root, each VM's VMM drops to a uid of its own from this range
     # (FIRST-LAST) once it opened its files; "" keeps them root.
     vmm_uids: str = DEFAULT_VMM_UIDS

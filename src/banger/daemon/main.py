@@ -110,7 +110,10 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         host_memory=hostinfo.memory_bytes(),
         vm_followers=real_vm_follower_adapters(),
         firecracker=FirecrackerHypervisor(
-            config.firecracker_bin, paths.state_dir / "firecracker", runner=runner
+            config.firecracker_bin, paths.state_dir / "firecracker", runner=runner,
+            confinement=confinement, jailer_bin=config.jailer_bin,
+            chroot_base=Path(config.firecracker_chroot_base)
+            if config.firecracker_chroot_base else None,
         ),
         image_puller=OCIPuller(
             paths.cache_dir / "oci", insecure=tuple(config.insecure_registries)
