@@ -13,10 +13,11 @@ for the uid, gives the jail to the uid, chroots into it, drops to the uid and gi
 execs the copied binary with `--id=<id>`, the start-time options and what follows `--`,
 with an empty environment. Its PID becomes Firecracker's.
 
-One difference, so that the Firecracker stand-in (a Python program that boots the guest
-with QEMU) can run in the jail at all: before it chroots, it bind-mounts the host's /usr
-(with /bin, /lib... as the same symlinks), the repository this file is in and a few device
-nodes read-only into the jail, inside its own mount namespace only. The real jailer
+One difference, so that the Firecracker stand-in (a Python program that boots the guest with
+QEMU) can run in the jail at all: before it chroots, it bind-mounts the host's /usr (with
+/bin, /lib... as the same symlinks), the repository this file is in, a few device nodes and
+the host's TSC rate read-only into the jail and mounts a /proc there (the stand-in passes the
+guest's RAM to QEMU as /proc/self/fd/N), inside its own mount namespace only. The real jailer
 pivots into an empty root; the real Firecracker is one static binary.
 """
 
@@ -35,7 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 _ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWNET = 0x40000000
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _SYMLINKS = ("bin", "sbin", "lib", "lib64")
 _DEVICES = ("null", "zero", "urandom", "random")
 _VALUED = {"--id", "--exec-file", "--uid", "--gid", "--chroot-base-dir", "--netns",
@@ -99,8 +101,9 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _mount(source: str, target: Path, flags: int) -> None:
-    _check(_libc.mount(source.encode(), str(target).encode(), None, flags, None),
+def _mount(source: str, target: Path, flags: int, fstype: str | None = None) -> None:
+    kind = fstype.encode() if fstype else None
+    _check(_libc.mount(source.encode(), str(target).encode(), kind, flags, None),
            f"mount {source} on {target}")
 
 
@@ -167,6 +170,13 @@ def jail(argv: list[str]) -> None:
     _bind_read_only(REPO, root / str(REPO).lstrip("/"))
     for name in _DEVICES:
         _bind_read_only(Path("/dev") / name, root / "dev" / name)
+    # The stand-in hands QEMU the guest's RAM as /proc/self/fd/N, and reads the host's TSC
+    # rate (which a TCG guest is told) from /proc/cpuinfo.
+    (root / "proc").mkdir(exist_ok=True)
+    _mount("proc", root / "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "proc")
+    tsc = Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz")
+    if tsc.exists():
+        _bind_read_only(tsc, root / str(tsc).lstrip("/"))
     _device(root / "dev" / "net" / "tun", 10, 200, uid, gid)
     if Path("/dev/kvm").exists():
         _device(root / "dev" / "kvm", 10, 232, uid, gid)
