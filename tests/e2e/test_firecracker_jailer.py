@@ -26,8 +26,10 @@ def test_a_firecracker_vm_boots_jailed_as_its_uid_in_its_chroot_and_cgroup(
 ) -> None:
     firecracker = write_wrapper(tmp_path / "bin")
     jailer = write_jailer(tmp_path / "jbin")
+    # The stand-in's QEMU under TCG shares banger's CPU weight with every other VMM on this
+    # machine: a generous boot timeout.
     env = second_banger(f'backend = "firecracker"\nfirecracker_bin = "{firecracker}"\n'
-                        f'jailer_bin = "{jailer}"\n')
+                        f'jailer_bin = "{jailer}"\nboot_timeout = 420\n')
     created = env.json("vm", "create", "--name", "fcj", "--memory", "1024")
     assert created["state"] == "running"
     vm_dir = Path(created["dir"])

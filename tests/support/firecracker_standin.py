@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from banger.core import agent
+from banger.core.confine import TCG_CACHE_MIB
 from banger.host.hostinfo import tsc_khz
 from tests.support.firecracker_api import find_endpoint, validate_request
 
@@ -102,7 +103,16 @@ class QMP:
     def __init__(self, path: Path) -> None:
         self._sock = socket.socket(socket.AF_UNIX)
         self._sock.settimeout(30)
-        self._sock.connect(str(path))
+        # The socket file appears at QEMU's bind(), a moment before it listens.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._sock.connect(str(path))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._file = self._sock.makefile("rwb")
         self._file.readline()
         self.command("qmp_capabilities")
@@ -592,7 +602,9 @@ def qemu_argv(
     argv = [
         "qemu-system-x86_64",
         "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off,memory-backend=mem",
-        "-accel", "tcg", "-cpu", "max",
+        # A bounded translation cache, as banger's own QEMU has: QEMU 7.2's default (1 GiB)
+        # would not fit the memory ceiling of a jailed VM's cgroup (guest RAM + 192 MiB).
+        "-accel", f"tcg,tb-size={TCG_CACHE_MIB}", "-cpu", "max",
         "-smp", str(machine["vcpu_count"]), "-m", str(machine["mem_size_mib"]),
         "-nodefaults", "-no-user-config", "-nographic",
         "-kernel", boot["kernel_image_path"],
