@@ -93,3 +93,17 @@ async def test_without_a_jailer_firecracker_runs_as_today(
         assert _status(pid)["Uid"].split()[0] == str(os.geteuid())
     finally:
         hypervisor.kill(pid, signal.SIGKILL)
+
+
+def test_jailed_vmms_make_no_warm_templates(tmp_path: Path) -> None:
+    # A template's state and memory would live outside every VM's jail.
+    def hypervisor(jailer: Path, uids: FixedVMMUids) -> FirecrackerHypervisor:
+        return FirecrackerHypervisor(
+            str(write_wrapper(tmp_path / "bin", guest="none")), tmp_path / "cache",
+            runner=FakeRunner(), confinement=Confinement(uids=uids), jailer_bin=str(jailer),
+        )
+
+    jailer = write_jailer(tmp_path / "jbin")
+    assert not hypervisor(jailer, FixedVMMUids(RunAs(UID, UID))).makes_templates()
+    assert hypervisor(jailer, FixedVMMUids(None)).makes_templates()
+    assert hypervisor(tmp_path / "no-jailer", FixedVMMUids(RunAs(UID, UID))).makes_templates()

@@ -44,7 +44,14 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.host.agent import AgentChannel
 from banger.host.disks import DiskAdapter
-from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot, Releases, Templates
+from banger.host.vmm.base import (
+    Hypervisor,
+    LaunchSpec,
+    PreparesRoot,
+    Releases,
+    Templates,
+    TemplatesSometimes,
+)
 
 log = logging.getLogger("banger.templates")
 
@@ -125,7 +132,9 @@ class TemplateService:
 
     @property
     def enabled(self) -> bool:
-        return self._config.warm_start and isinstance(self._hv, Templates)
+        if not (self._config.warm_start and isinstance(self._hv, Templates)):
+            return False
+        return not isinstance(self._hv, TemplatesSometimes) or self._hv.makes_templates()
 
     @property
     def agent(self) -> AgentChannel:

@@ -41,6 +41,10 @@ class VMMUids(Protocol):
         """Give the VM's uid back (it was deleted). Nothing if it had none."""
         ...
 
+    def confines(self) -> bool:
+        """Whether VMMs get a uid of their own (`run_as` answers one)."""
+        ...
+
 
 def _known_to_host(uid: int) -> bool:
     for lookup in (pwd.getpwuid, grp.getgrgid):
@@ -69,8 +73,11 @@ class ClaimedVMMUids:
         self._known_to_host = known_to_host
         self._is_root = is_root
 
+    def confines(self) -> bool:
+        return bool(self._uids) and self._is_root()
+
     async def run_as(self, vm_dir: Path) -> RunAs | None:
-        if not self._uids or not self._is_root():
+        if not self.confines():
             return None
         uid = await asyncio.to_thread(self._claim, vm_dir.absolute())
         return RunAs(uid, uid)
@@ -130,6 +137,9 @@ class FixedVMMUids:
     def __init__(self, run_as: RunAs | None) -> None:
         self._run_as = run_as
         self.released: list[Path] = []
+
+    def confines(self) -> bool:
+        return self._run_as is not None
 
     async def run_as(self, vm_dir: Path) -> RunAs | None:
         return self._run_as

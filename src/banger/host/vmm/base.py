@@ -135,6 +135,14 @@ class Templates(Protocol):
 
 
 @runtime_checkable
+class TemplatesSometimes(Protocol):
+    """A `Templates` backend that cannot make templates in some set-ups (jailed VMMs)."""
+
+    def makes_templates(self) -> bool:
+        ...
+
+
+@runtime_checkable
 class ReportsMetrics(Protocol):
     """A backend with its own counters (Firecracker's metrics file)."""
 

@@ -318,6 +318,10 @@ class FirecrackerHypervisor:
             boot_args = f"{boot_args} {overlay_boot_args('/dev/vdc')}"
         return spec.initrd, boot_args, drives
 
+    def makes_templates(self) -> bool:
+        """False when VMMs run jailed: a template's files would live outside every jail."""
+        return self.jailer() is None or not self._confinement.uids.confines()
+
     async def _jailing(self, spec: LaunchSpec) -> tuple[str, Jail, RunAs] | None:
         """The jailer, the VM's jail and its uid, if the VMM is to run jailed."""
         jailer = self.jailer()
