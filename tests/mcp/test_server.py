@@ -55,6 +55,10 @@ def test_tools_are_listed_with_their_schemas(fake: FakeClient) -> None:
             assert exec_tool.description and "exit code" in exec_tool.description
             assert exec_tool.input_schema["required"] == ["name"]
             assert "cwd" in exec_tool.input_schema["properties"]
+            listing = tools["sandbox_list"].annotations
+            deletion = tools["sandbox_delete"].annotations
+            assert listing and listing.read_only_hint
+            assert deletion and deletion.destructive_hint
 
     anyio.run(main)
 

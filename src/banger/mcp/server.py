@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 
 from banger import __version__
 from banger.core.errors import BangerError
@@ -25,6 +26,16 @@ move files with sandbox_read_file/sandbox_write_file, copy a local git checkout 
 sandbox_copy_workspace and get the changes back as a patch with sandbox_export_workspace.
 Delete sandboxes you no longer need with sandbox_delete. A sandbox reaches no network but
 the host's DNS unless created with nat."""
+
+
+# Hints for clients that ask before a tool changes something (the rest: may change the guest).
+ANNOTATIONS = {
+    "sandbox_list": ToolAnnotations(read_only_hint=True),
+    "sandbox_read_file": ToolAnnotations(read_only_hint=True),
+    "sandbox_create": ToolAnnotations(destructive_hint=False),
+    "sandbox_export_workspace": ToolAnnotations(destructive_hint=False),
+    "sandbox_delete": ToolAnnotations(destructive_hint=True),
+}
 
 
 def tool_error(exc: BangerError) -> ToolError:
@@ -54,7 +65,9 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
         "banger", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING",
     )
     for name in TOOL_NAMES:
-        server.add_tool(reported(getattr(tools, name)), name=name)
+        server.add_tool(
+            reported(getattr(tools, name)), name=name, annotations=ANNOTATIONS.get(name)
+        )
     return server
 
 
