@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp_types import TextContent
+from mcp.types import TextContent
 
 from tests.e2e.conftest import BANGER, BangerEnv
 

@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
+from mcp.types import TextContent
 
 from banger.client.workspace import shell_command
 from banger.core.errors import GuestPathNotFound
