@@ -17,6 +17,7 @@ import httpx2
 import pytest
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent
 
@@ -24,7 +25,7 @@ from banger.client.workspace import shell_command
 from banger.core.errors import GuestPathNotFound
 from banger.core.paths import Paths
 from banger.mcp.http import bind, url_of
-from banger.mcp.server import build_server, serve_http
+from banger.mcp.server import build_server, reported, serve_http
 from banger.mcp.tools import TOOL_NAMES, SandboxTools
 from tests.support.cli import FakeClient
 
@@ -121,3 +122,17 @@ def test_http_refuses_the_sdk_client_without_the_token(http_url: str, token: str
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(http_url, data=b"{}", method="POST"))
     assert refused.value.code == 401
+
+
+def test_os_errors_are_tool_errors_other_exceptions_stay_the_sdks() -> None:
+    def write_patch() -> dict[str, Any]:
+        raise PermissionError(13, "Permission denied", "/etc/x.patch")
+
+    with pytest.raises(ToolError, match=r"^host_error: \[Errno 13\] Permission denied: "):
+        reported(write_patch)()
+
+    def broken() -> dict[str, Any]:
+        raise KeyError("internal")
+
+    with pytest.raises(KeyError):  # the SDK answers "Error executing tool" and logs it
+        reported(broken)()
