@@ -19,7 +19,7 @@ from tests.support.cli import FakeClient
 
 
 class WorkspaceClient(FakeClient):
-    """The fake client, plus the daemon's record of workspaces."""
+    """The fake client, plus the one-shot exec and the daemon's record of workspaces."""
 
     def __init__(self, paths: Paths) -> None:
         super().__init__(paths)
@@ -28,6 +28,14 @@ class WorkspaceClient(FakeClient):
     def create_vm(self, *, on_progress: Any = None, **kwargs: Any) -> VM:
         """The real client's defaults: boots, progress optional."""
         return super().create_vm(on_progress=lambda _: None, start=True, **kwargs)
+
+    def exec_vm(self, name: str, argv: list[str] | None, **kwargs: Any) -> dict[str, Any]:
+        """Answers as a guest would: `exec_result` with `exec_output` written first."""
+        on_stdout, on_stderr = kwargs.pop("on_stdout"), kwargs.pop("on_stderr")
+        self._call("exec_vm", name, argv, **kwargs)
+        for data, stderr in self.exec_output:
+            (on_stderr if stderr else on_stdout)(data)
+        return self.exec_result
 
     def record_workspace(self, name: str, workspace: Workspace) -> Workspace:
         self._call("record_workspace", name, workspace)
