@@ -11,6 +11,7 @@ import json
 import os
 
 from banger.client.files import GuestFiles
+from banger.client.processes import GuestProcesses
 from banger.client.transport import Response, Transport, UnixSocketTransport
 from banger.core.errors import APIError, DaemonUnavailable, error_from_dict
 from banger.core.xdg import socket_path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     OnProgress = Callable[[ProgressEvent], None]
 
-class Client(GuestFiles):
+class Client(GuestProcesses, GuestFiles):
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None, transport: Transport | None = None,
