@@ -206,6 +206,12 @@ class GuestFileFailed(InvalidInput):
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
 
 
+class SandboxNotFound(NotFound):
+    """No E2B sandbox (banger e2b) by that ID: never made, killed, or past its timeout."""
+
+    code = "sandbox_not_found"
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     default_hint = "see ~/.local/state/banger/bangerd.log, or run `banger daemon status`"

@@ -13,6 +13,7 @@ from aiohttp import web
 from banger._version import __version__
 from banger.core.api import Status
 from banger.core.models import to_dict
+from banger.daemon import e2b
 from banger.daemon.apiwire import TASKS, answer, errors
 from banger.daemon.imageapi import image_routes
 from banger.daemon.kernelapi import kernel_routes
@@ -27,6 +28,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app.add_routes(vm_routes(services))
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
+    e2b.install(app, e2b.build_endpoint(services))
 
     async def close_agent_channels(_: web.Application) -> None:
         await services.guest_exec.close()
