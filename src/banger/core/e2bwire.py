@@ -96,14 +96,20 @@ def timeout_of(value: Any) -> int:
 
 
 def metadata_filter(query: str | None) -> dict[str, str]:
-    """The list call's `metadata` query parameter: `k=v&k2=v2`, itself URL-encoded."""
+    """The list call's `metadata` query parameter: `k=v&k2=v2` whose keys and values the SDK
+    percent-encodes once more before encoding the pairs."""
     if not query:
         return {}
-    return dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return {urllib.parse.unquote(k): urllib.parse.unquote(v) for k, v in pairs}
 
 
-def matches(record: SandboxRecord, metadata: dict[str, str], states: set[str]) -> bool:
+def matches(
+    record: SandboxRecord, metadata: dict[str, str], states: set[str], template: str | None,
+) -> bool:
     if states and record.state not in states:
+        return False
+    if template and record.template_id != template:
         return False
     return all(record.metadata.get(key) == value for key, value in metadata.items())
 

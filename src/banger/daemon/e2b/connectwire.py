@@ -79,13 +79,15 @@ def streamed(
     an end-of-stream envelope (carrying the error, if any)."""
 
     async def serve(request: web.Request) -> web.StreamResponse:
+        # The whole request first: an HTTP/1.1 client may stop sending its body once the
+        # response's headers arrive.
+        body = await request.read()
         response = web.StreamResponse(headers={"Content-Type": STREAM_TYPE})
         await response.prepare(request)
         interval = _keepalive_interval(request)
         error: RPCError | None = None
         try:
-            reader = EnvelopeReader()
-            messages = reader.feed(await request.read())
+            messages = EnvelopeReader().feed(body)
             if len(messages) != 1:
                 raise RPCError("invalid_argument", "a server stream takes exactly one message")
             async for item in _with_keepalives(handler(request, messages[0]), interval,

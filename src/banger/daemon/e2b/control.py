@@ -70,7 +70,9 @@ def control_routes(sandboxes: SandboxService) -> web.RouteTableDef:
             limit = max(1, min(int(request.query.get("limit", "100")), 1000))
         except ValueError as exc:
             raise InvalidInput("limit must be a number") from exc
-        chosen = [r for r in sandboxes.all() if e2bwire.matches(r, metadata, states)]
+        template = request.query.get("template")
+        chosen = [r for r in sandboxes.all()
+                  if e2bwire.matches(r, metadata, states, template)]
         shown, next_token = e2bwire.page(chosen, limit, request.query.get("nextToken"))
         headers = {"x-next-token": next_token} if next_token else {}
         return web.json_response([e2bwire.listed(r) for r in shown], headers=headers)

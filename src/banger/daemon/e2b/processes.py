@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ log = logging.getLogger("banger.e2b")
 _PID_PRELUDE = 'echo "$$" >&2; exec "$@"'
 # Ended processes stay listed this long, so a late Connect still sees their end.
 ENDED_KEPT_FOR = 30.0
+KILL_WAIT = 5.0
 
 
 @dataclass
@@ -69,6 +71,12 @@ class GuestProcess:
                     return
         finally:
             self.listeners.discard(queue)
+
+
+async def _ends(process: GuestProcess) -> AsyncIterator[api.ExecResult]:
+    async for event in process.events():
+        if event.result is not None:
+            yield event.result
 
 
 class ProcessTable:
@@ -151,8 +159,13 @@ class ProcessTable:
         async def ignore(_: Output) -> None:
             return None
 
+        ended = asyncio.ensure_future(anext(_ends(process), None))
         await self._guest.run(vm, api.ExecVM(argv=["kill", "-s", str(number), str(pid)]),
                               ignore)
+        if number == signal.SIGKILL:
+            # A killed process leaves the list at once, as callers that list next expect.
+            await asyncio.wait({ended}, timeout=KILL_WAIT)
+        ended.cancel()
 
     def forget(self, vm: str) -> None:
         self._processes.pop(vm, None)

@@ -44,7 +44,10 @@ fi
 
 
 class SandboxService:
-    def __init__(self, store: Store, vms: VMService, guest: GuestExec) -> None:
+    def __init__(
+        self, store: Store, vms: VMService, guest: GuestExec, identity_setup: str = IDENTITY_SETUP,
+    ) -> None:
+        self._identity_setup = identity_setup
         self._store = store
         self._vms = vms
         self._guest = guest
@@ -72,7 +75,7 @@ class SandboxService:
             start=True, login_check=False,
         )
         try:
-            await self._run_as_root(sandbox_id, IDENTITY_SETUP)
+            await self._run_as_root(sandbox_id, self._identity_setup)
         except BaseException:
             with contextlib.suppress(BangerError):
                 await self._vms.delete(sandbox_id, force=True)
