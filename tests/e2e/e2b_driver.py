@@ -77,6 +77,11 @@ async def async_scenario() -> dict[str, Any]:
     await sandbox.files.write("/tmp/a.txt", b"bytes")
     seen["read"] = await sandbox.files.read("/tmp/a.txt")
     seen["running"] = await sandbox.is_running()
+    await sandbox.pause()
+    paused = await AsyncSandbox.get_info(sandbox.sandbox_id)
+    seen["paused_state"] = str(paused.state)
+    resumed = await AsyncSandbox.connect(sandbox.sandbox_id)
+    seen["after_resume"] = (await resumed.commands.run("echo back")).stdout
     await sandbox.kill()
     return seen
 

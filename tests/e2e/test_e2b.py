@@ -71,7 +71,9 @@ def test_the_sync_sdk_runs_commands_and_files(e2b_env: BangerEnv) -> None:
 
 def test_the_async_sdk(e2b_env: BangerEnv) -> None:
     seen = drive(e2b_env, "async")
-    assert seen == {"run": "async\nLinux\n", "read": "bytes", "running": True}
+    assert seen.pop("paused_state").endswith("paused")
+    assert seen == {"run": "async\nLinux\n", "read": "bytes", "running": True,
+                    "after_resume": "back\n"}
 
 
 def test_ten_sandboxes_in_parallel(e2b_env: BangerEnv) -> None:

@@ -111,12 +111,15 @@ class ProcessTable:
         prelude = bytearray()
         process: GuestProcess | None = None
 
+        early: list[Event] = []  # stdout the agent relayed before the pid line
+
         async def emit(piece: Output) -> None:
             nonlocal process
             data = piece.data
             if process is None:
                 if not piece.stderr:
-                    return  # nothing reaches stdout before the prelude's line
+                    early.append(Event("stdout", data))
+                    return
                 prelude.extend(data)
                 if b"\n" not in prelude:
                     return
@@ -124,6 +127,8 @@ class ProcessTable:
                 process = GuestProcess(int(line), start, {queue})
                 self._processes.setdefault(vm, {})[process.pid] = process
                 pid_known.set_result(process)
+                for event in early:
+                    process.publish(event)
                 if not data:
                     return
             process.publish(Event("stderr" if piece.stderr else "stdout", data))
