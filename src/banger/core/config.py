@@ -114,7 +114,7 @@ class Config(_Strict):
     insecure_registries: list[str] = []
     default_kernel: str = "generic-6.1"
     # The E2B-compatible endpoint (`banger e2b env`): a TCP listener for the e2b SDK, on
-    # loopback unless e2b_allow_remote says otherwise.
+    # loopback unless e2b_allow_remote says otherwise (port 0: any free one).
     e2b_listen: str = "127.0.0.1:49982"
     e2b_allow_remote: bool = False
 
@@ -122,7 +122,7 @@ class Config(_Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} is not HOST:PORT")
         return value
 

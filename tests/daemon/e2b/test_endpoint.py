@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from banger.core.config import Config
 from banger.core.connect import EnvelopeReader, envelope
 from banger.daemon.e2b.endpoint import E2BEndpoint
 from banger.daemon.e2b.files import GuestFiles
@@ -163,3 +164,16 @@ async def test_files_and_filesystem_calls(served: Served, tmp_path: Path) -> Non
     response = await served.http.get("/files", params={"path": str(tmp_path / "missing")},
                                      headers=envd(made))
     assert response.status == 404
+
+
+async def test_the_listener_comes_back_after_a_restart(tmp_path: Path) -> None:
+    env = make_env(tmp_path, Config(e2b_listen="127.0.0.1:0"))
+    first = endpoint_of(env)
+    host, port = await first.listen()
+    assert host == "127.0.0.1" and port > 0
+    await first.close()
+    again = endpoint_of(env)
+    await again.start()  # the marker says it listened: it does again
+    assert again.address is not None
+    await again.close()
+    env.services.store.close()

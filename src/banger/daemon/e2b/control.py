@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from banger.core import e2bwire
 from banger.core.errors import BangerError, InvalidInput
@@ -30,10 +31,9 @@ def error(status: int, message: str) -> web.Response:
 
 
 @web.middleware
-async def rest_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def rest_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
     except BangerError as exc:
         return error(exc.http_status, exc.message)
 

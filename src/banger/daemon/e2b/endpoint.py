@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from banger.core.config import Config
 from banger.core.errors import BangerError, HostError, SandboxNotFound
@@ -77,10 +78,7 @@ class E2BEndpoint:
             raise HostError(f"cannot listen on {self._config.e2b_listen}: {exc.strerror}",
                             hint="set e2b_listen in config.toml to a free port") from exc
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname() if sockets else (host, int(port))
-        self.address = (host, int(bound[1]))
+        self.address = (host, int(runner.addresses[0][1]))  # the port, when 0 was asked
         self._marker.touch()
         log.info("E2B endpoint listening on %s:%d", *self.address)
         return self.address
@@ -110,7 +108,7 @@ class E2BEndpoint:
         return app
 
     @web.middleware
-    async def _authorized(self, request: web.Request, handler: object) -> web.StreamResponse:
+    async def _authorized(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(_ENVD_PREFIXES):
             sandbox_id = request.headers.get("E2b-Sandbox-Id", "")
             try:
@@ -126,10 +124,7 @@ class E2BEndpoint:
             given = request.headers.get("X-API-KEY", "")
             if not hmac.compare_digest(given.encode(), self.api_key().encode()):
                 return error(401, "invalid or missing API key (X-API-KEY)")
-        call = handler
-        assert callable(call)
-        response: web.StreamResponse = await call(request)
-        return response
+        return await handler(request)
 
 
 def endpoint_routes(endpoint: E2BEndpoint) -> web.RouteTableDef:
