@@ -15,6 +15,7 @@ from e2b import (
     AsyncSandbox,
     CommandExitException,
     NotFoundException,
+    PtySize,
     Sandbox,
     SandboxQuery,
 )
@@ -43,6 +44,16 @@ def sync_scenario() -> dict[str, Any]:
     seen["background_pid"] = background.pid
     seen["killed"] = sandbox.commands.kill(background.pid)
     seen["after_kill_pids"] = [p.pid for p in sandbox.commands.list()]
+    cat = sandbox.commands.run("cat", background=True, stdin=True)
+    sandbox.commands.send_stdin(cat.pid, "piped in")
+    sandbox.commands.close_stdin(cat.pid)
+    seen["stdin"] = cat.wait().stdout
+    typed: list[bytes] = []
+    terminal = sandbox.pty.create(PtySize(rows=24, cols=80))
+    sandbox.pty.resize(terminal.pid, PtySize(rows=40, cols=100))
+    sandbox.pty.send_stdin(terminal.pid, b"stty size; exit\n")
+    terminal.wait(on_pty=typed.append)
+    seen["pty"] = b"".join(typed).decode(errors="replace")
     info = sandbox.files.write("notes/hello.txt", "hello e2b")
     seen["written"] = info.path
     seen["read"] = sandbox.files.read("notes/hello.txt")

@@ -52,6 +52,8 @@ def test_the_sync_sdk_runs_commands_and_files(e2b_env: BangerEnv) -> None:
     assert seen["background_pid"] in seen["listed_pids"]
     assert seen["killed"] is True
     assert seen["background_pid"] not in seen["after_kill_pids"]
+    assert seen["stdin"] == "piped in"
+    assert "40 100" in seen["pty"]
     assert seen["written"] == "/home/user/notes/hello.txt"
     assert seen["read"] == "hello e2b"
     assert seen["listed"] == ["hello.txt"]

@@ -19,7 +19,7 @@ from banger.core.config import Config
 from banger.core.connect import EnvelopeReader, envelope
 from banger.daemon.e2b.endpoint import E2BEndpoint
 from banger.daemon.e2b.files import GuestFiles
-from banger.daemon.e2b.processes import ProcessTable
+from banger.daemon.e2b.processes import SandboxProcesses
 from banger.daemon.e2b.sandboxes import SandboxService
 from tests.support.daemon_env import Env, make_env
 from tests.support.fakes import FakeTemplateVMM
@@ -54,7 +54,7 @@ def endpoint_of(env: Env) -> E2BEndpoint:
     return E2BEndpoint(
         services.config, env.paths.config_dir, env.paths.state_dir,
         SandboxService(services.store, services.vms, guest, identity_setup="true"),
-        ProcessTable(guest), GuestFiles(guest),
+        SandboxProcesses(services.guest_processes), GuestFiles(guest),
     )
 
 
@@ -177,3 +177,34 @@ async def test_the_listener_comes_back_after_a_restart(tmp_path: Path) -> None:
     assert again.address is not None
     await again.close()
     env.services.store.close()
+
+
+async def test_stdin_signals_and_list(served: Served) -> None:
+    made = await served.create()
+    headers = {**envd(made), "Content-Type": "application/connect+json"}
+    request = envelope({"process": {"cmd": "cat"}, "stdin": True, "tag": "cat"})
+    async with served.http.post("/process.Process/Start", data=request,
+                                headers=headers) as response:
+        reader = EnvelopeReader()
+        events: list[dict[str, Any]] = []
+        while not events:
+            events += [m["event"] for m in reader.feed(await response.content.readany())]
+        pid = events[0]["start"]["pid"]
+        listed = await served.http.post("/process.Process/List", json={}, headers=envd(made))
+        assert [p["pid"] for p in (await listed.json())["processes"]] == [pid]
+        selector = {"process": {"tag": "cat"}}
+        answer = await served.http.post("/process.Process/SendInput", headers=envd(made), json={
+            **selector, "input": {"stdin": base64.b64encode(b"typed").decode()}})
+        assert answer.status == 200, await answer.text()
+        answer = await served.http.post("/process.Process/CloseStdin", json=selector,
+                                        headers=envd(made))
+        assert answer.status == 200
+        while not reader.ended:
+            events += [m["event"] for m in reader.feed(await response.content.readany())]
+    output = b"".join(base64.b64decode(e["data"]["stdout"]) for e in events if "data" in e)
+    assert output == b"typed"
+    assert events[-1]["end"]["exitCode"] == 0
+    answer = await served.http.post("/process.Process/SendSignal", headers=envd(made),
+                                    json={"process": {"pid": 999999},
+                                          "signal": "SIGNAL_SIGKILL"})
+    assert answer.status == 404

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from banger.daemon.e2b.endpoint import E2BEndpoint, install
 from banger.daemon.e2b.files import GuestFiles
-from banger.daemon.e2b.processes import ProcessTable
+from banger.daemon.e2b.processes import SandboxProcesses
 from banger.daemon.e2b.sandboxes import SandboxService
 from banger.daemon.services import Services
 
@@ -18,6 +18,7 @@ def build_endpoint(services: Services) -> E2BEndpoint:
     guest = services.guest_exec
     return E2BEndpoint(
         services.config, services.paths.config_dir, services.paths.state_dir,
-        SandboxService(services.store, services.vms, guest), ProcessTable(guest),
+        SandboxService(services.store, services.vms, guest),
+        SandboxProcesses(services.guest_processes),
         GuestFiles(guest),
     )

@@ -26,7 +26,7 @@ from banger.daemon.e2b.control import control_routes, error, rest_errors
 from banger.daemon.e2b.files import GuestFiles
 from banger.daemon.e2b.fsapi import MAX_UPLOAD, filesystem_routes
 from banger.daemon.e2b.processapi import process_routes
-from banger.daemon.e2b.processes import ProcessTable
+from banger.daemon.e2b.processes import SandboxProcesses
 from banger.daemon.e2b.sandboxes import SandboxService
 
 log = logging.getLogger("banger.e2b")
@@ -37,7 +37,7 @@ _ENVD_PREFIXES = ("/process.Process/", "/filesystem.Filesystem/", "/files", "/he
 class E2BEndpoint:
     def __init__(
         self, config: Config, config_dir: Path, state_dir: Path, sandboxes: SandboxService,
-        processes: ProcessTable, files: GuestFiles,
+        processes: SandboxProcesses, files: GuestFiles,
     ) -> None:
         self._config = config
         self._key_file = config_dir / "e2b-api-key"

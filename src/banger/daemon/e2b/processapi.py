@@ -1,7 +1,6 @@
 """envd's Process service over Connect: Start and Connect stream a process's events (its
-pid, its output, its end); List, SendSignal, CloseStdin answer at once. Standard input is
-closed when a process starts (the agent's exec channel takes stdin whole, up front), so
-SendInput and StreamInput answer `unimplemented`, as does Update (no PTY yet)."""
+pid, its output, its end); List, SendInput, CloseStdin, SendSignal and Update (a PTY's
+size) answer at once; StreamInput is a client stream of stdin pieces, answered at its end."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from banger.core.connect import RPCError, timeout_seconds
+from banger.core.connect import EnvelopeReader, RPCError, end_of_stream, envelope, timeout_seconds
 from banger.core.e2bwire import (
     data_event,
     end_event,
@@ -20,23 +19,29 @@ from banger.core.e2bwire import (
     selected_pid,
     signal_number,
     start_event,
+    stdin_bytes,
 )
-from banger.daemon.e2b.connectwire import SANDBOX, streamed, unary, user_of
+from banger.daemon.e2b.connectwire import (
+    SANDBOX,
+    STREAM_TYPE,
+    as_rpc_error,
+    streamed,
+    unary,
+    user_of,
+)
 from banger.daemon.e2b.files import home_of, resolve
-from banger.daemon.e2b.processes import Event, GuestProcess, ProcessTable
+from banger.daemon.e2b.processes import Event, GuestProcess, SandboxProcesses
 
 PREFIX = "/process.Process/"
 
 
-def process_routes(processes: ProcessTable) -> web.RouteTableDef:
+def process_routes(processes: SandboxProcesses) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     async def start(request: web.Request, message: dict[str, Any]) -> AsyncIterator[
             dict[str, Any]]:
         sandbox = request[SANDBOX]
         wanted = process_start(message)
-        if wanted.pty is not None:
-            raise RPCError("unimplemented", "PTYs are not supported by banger's E2B endpoint")
         user = user_of(request)
         process, queue = await processes.start(
             sandbox.vm, wanted, user=user,
@@ -71,30 +76,56 @@ def process_routes(processes: ProcessTable) -> web.RouteTableDef:
                                signal_number(message.get("signal")))
         return {}
 
+    async def send_input(request: web.Request, message: dict[str, Any]) -> dict[str, Any]:
+        process = _selected(processes, request, message)
+        await processes.send_stdin(request[SANDBOX].vm, process.pid, stdin_bytes(message),
+                                   close=False)
+        return {}
+
     async def close_stdin(request: web.Request, message: dict[str, Any]) -> dict[str, Any]:
-        _selected(processes, request, message)
-        return {}  # already closed: see the module's docstring
+        process = _selected(processes, request, message)
+        await processes.send_stdin(request[SANDBOX].vm, process.pid, b"", close=True)
+        return {}
 
-    async def no_stdin(_: web.Request, __: dict[str, Any]) -> dict[str, Any]:
-        raise RPCError("unimplemented",
-                       "stdin of a running process is not supported by banger's E2B endpoint")
+    async def update(request: web.Request, message: dict[str, Any]) -> dict[str, Any]:
+        process = _selected(processes, request, message)
+        size = (message.get("pty") or {}).get("size")
+        if size is not None:
+            await processes.resize(request[SANDBOX].vm, process.pid,
+                                   int(size.get("cols", 0)), int(size.get("rows", 0)))
+        return {}
 
-    async def no_pty(_: web.Request, __: dict[str, Any]) -> dict[str, Any]:
-        raise RPCError("unimplemented", "PTYs are not supported by banger's E2B endpoint")
+    @routes.post(PREFIX + "StreamInput")
+    async def stream_input(request: web.Request) -> web.Response:
+        """A client stream: a start message naming the process, then stdin pieces (over
+        HTTP/1.1 the whole stream arrives before the answer)."""
+        error: RPCError | None = None
+        try:
+            pid: int | None = None
+            for message in EnvelopeReader().feed(await request.read()):
+                if "start" in message:
+                    pid = _selected(processes, request, message["start"]).pid
+                elif "data" in message:
+                    if pid is None:
+                        raise RPCError("invalid_argument", "stdin data before the start")
+                    await processes.send_stdin(request[SANDBOX].vm, pid,
+                                               stdin_bytes(message["data"]), close=False)
+        except Exception as exc:
+            error = as_rpc_error(exc)
+        body = (envelope({}) if error is None else b"") + end_of_stream(error)
+        return web.Response(body=body, headers={"Content-Type": STREAM_TYPE})
 
     process_keepalive = keepalive_event()
     routes.post(PREFIX + "Start")(streamed(start, process_keepalive))
     routes.post(PREFIX + "Connect")(streamed(attach, process_keepalive))
-    routes.post(PREFIX + "List")(unary(list_processes))
-    routes.post(PREFIX + "SendSignal")(unary(send_signal))
-    routes.post(PREFIX + "CloseStdin")(unary(close_stdin))
-    routes.post(PREFIX + "SendInput")(unary(no_stdin))
-    routes.post(PREFIX + "StreamInput")(unary(no_stdin))
-    routes.post(PREFIX + "Update")(unary(no_pty))
+    for name, handler in (("List", list_processes), ("SendSignal", send_signal),
+                          ("SendInput", send_input), ("CloseStdin", close_stdin),
+                          ("Update", update)):
+        routes.post(PREFIX + name)(unary(handler))
     return routes
 
 
-def _selected(processes: ProcessTable, request: web.Request,
+def _selected(processes: SandboxProcesses, request: web.Request,
               message: dict[str, Any]) -> GuestProcess:
     vm = request[SANDBOX].vm
     return processes.get(vm, selected_pid(message, processes.by_tag(vm)))

@@ -1,10 +1,7 @@
-"""Guest processes for envd's Process service: started through the guest agent's exec
-channel and held by the daemon (a client that goes away leaves them running), with their
-guest pid, their output fanned out to whoever is attached, and signals.
-
-The agent's exec channel reports no pid, so the command is started through a one-line
-shell that prints its own pid (`$$`) on stderr and then execs the command in its place:
-the first stderr line is the guest pid, at no extra round trip."""
+"""Guest processes for envd's Process service, on the daemon's process table
+(daemon/guestprocs.py: the guest's pids, stdin, PTYs, signals). That table hands a
+process's output to one attached client at a time; this layer attaches once per process
+and fans the output out to every Start/Connect stream that follows it."""
 
 from __future__ import annotations
 
@@ -18,21 +15,20 @@ from dataclasses import dataclass, field
 from banger.core import api
 from banger.core.connect import RPCError
 from banger.core.e2bwire import ProcessStart
-from banger.core.errors import BangerError
-from banger.daemon.guestexec import GuestExec
+from banger.core.errors import BangerError, InvalidState, ProcessNotFound
+from banger.daemon.guestprocs import Dropped, ProcessTable
 from banger.host.agentsession import Output
 
 log = logging.getLogger("banger.e2b")
 
-_PID_PRELUDE = 'echo "$$" >&2; exec "$@"'
-# Ended processes stay listed this long, so a late Connect still sees their end.
+# Ended processes stay known this long, so a late Connect still sees their end.
 ENDED_KEPT_FOR = 30.0
 KILL_WAIT = 5.0
 
 
 @dataclass
 class Event:
-    """A piece of output ("stdout" | "stderr"), or the end (`result` set)."""
+    """A piece of output ("stdout" | "stderr" | "pty"), or the end (`result` set)."""
 
     stream: str = ""
     data: bytes = b""
@@ -73,17 +69,11 @@ class GuestProcess:
             self.listeners.discard(queue)
 
 
-async def _ends(process: GuestProcess) -> AsyncIterator[api.ExecResult]:
-    async for event in process.events():
-        if event.result is not None:
-            yield event.result
+class SandboxProcesses:
+    """The processes started through the endpoint, by VM name and guest pid."""
 
-
-class ProcessTable:
-    """The processes of all sandboxes, by VM name and guest pid."""
-
-    def __init__(self, guest: GuestExec) -> None:
-        self._guest = guest
+    def __init__(self, held: ProcessTable) -> None:
+        self._held = held
         self._processes: dict[str, dict[int, GuestProcess]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -104,79 +94,69 @@ class ProcessTable:
         timeout: float,
     ) -> tuple[GuestProcess, asyncio.Queue[Event]]:
         """Start the process; it and a queue already receiving all of its output."""
-        request = api.ExecVM(argv=["/bin/sh", "-c", _PID_PRELUDE, "sh", *start.argv],
-                             env=env, cwd=cwd, user=user, timeout=timeout)
-        pid_known: asyncio.Future[GuestProcess] = asyncio.get_running_loop().create_future()
+        pty = api.PtySize(*start.pty) if start.pty else None
+        info = await self._held.start(vm, api.StartProcess(
+            argv=start.argv, env=env, cwd=cwd, user=user, tag=start.tag, pty=pty,
+            stdin=start.stdin, timeout=timeout,
+        ))
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        prelude = bytearray()
-        process: GuestProcess | None = None
-
-        early: list[Event] = []  # stdout the agent relayed before the pid line
-
-        async def emit(piece: Output) -> None:
-            nonlocal process
-            data = piece.data
-            if process is None:
-                if not piece.stderr:
-                    early.append(Event("stdout", data))
-                    return
-                prelude.extend(data)
-                if b"\n" not in prelude:
-                    return
-                line, _, data = bytes(prelude).partition(b"\n")
-                process = GuestProcess(int(line), start, {queue})
-                self._processes.setdefault(vm, {})[process.pid] = process
-                pid_known.set_result(process)
-                for event in early:
-                    process.publish(event)
-                if not data:
-                    return
-            process.publish(Event("stderr" if piece.stderr else "stdout", data))
-
-        async def run() -> None:
-            try:
-                result = await self._guest.run(vm, request, emit)
-            except (BangerError, OSError) as exc:
-                if not pid_known.done():
-                    pid_known.set_exception(exc)
-                    return
-                log.warning("process in %s: %s", vm, exc)
-                result = api.ExecResult(exit_code=None, signal=9)
-            if process is None:
-                if not pid_known.done():
-                    pid_known.set_exception(RPCError(
-                        "unknown", f"{start.cmd}: could not be started"))
-                return
-            process.publish(Event(result=result))
-            await asyncio.sleep(ENDED_KEPT_FOR)
-            self._processes.get(vm, {}).pop(process.pid, None)
-
-        task = asyncio.create_task(run())
+        process = GuestProcess(info.pid, start, {queue})
+        self._processes.setdefault(vm, {})[process.pid] = process
+        task = asyncio.create_task(self._follow(vm, process))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return await pid_known, queue
+        return process, queue
+
+    async def _follow(self, vm: str, process: GuestProcess) -> None:
+        stdout = "pty" if process.start.pty else "stdout"
+
+        async def emit(piece: Output | Dropped) -> None:
+            if isinstance(piece, Output):
+                process.publish(Event("stderr" if piece.stderr else stdout, piece.data))
+
+        try:
+            result = await self._held.get(vm, process.pid).attach(emit)
+        except BangerError as exc:
+            log.warning("process %d in %s: %s", process.pid, vm, exc.message)
+            result = api.ExecResult(exit_code=None, signal=signal.SIGKILL)
+        process.publish(Event(result=result))
+        await asyncio.sleep(ENDED_KEPT_FOR)
+        table = self._processes.get(vm, {})
+        if table.get(process.pid) is process:
+            del table[process.pid]
 
     async def signal(self, vm: str, pid: int, number: int) -> None:
         process = self.get(vm, pid)
-        if not process.running:
-            raise RPCError("not_found", f"process with pid {pid} has ended")
-
-        async def ignore(_: Output) -> None:
-            return None
-
         ended = asyncio.ensure_future(anext(_ends(process), None))
-        await self._guest.run(vm, api.ExecVM(argv=["kill", "-s", str(number), str(pid)]),
-                              ignore)
-        if number == signal.SIGKILL:
-            # A killed process leaves the list at once, as callers that list next expect.
-            await asyncio.wait({ended}, timeout=KILL_WAIT)
-        ended.cancel()
+        try:
+            await self._held.get(vm, pid).signal(number)
+            if number == signal.SIGKILL:
+                # A killed process leaves the list at once, as callers that list next expect.
+                await asyncio.wait({ended}, timeout=KILL_WAIT)
+        except (InvalidState, ProcessNotFound) as exc:
+            raise RPCError("not_found", exc.message) from None
+        finally:
+            ended.cancel()
 
-    def forget(self, vm: str) -> None:
-        self._processes.pop(vm, None)
+    async def send_stdin(self, vm: str, pid: int, data: bytes, close: bool) -> None:
+        self.get(vm, pid)
+        try:
+            await self._held.get(vm, pid).send_stdin(data, close)
+        except InvalidState as exc:
+            raise RPCError("failed_precondition", exc.message) from None
+
+    async def resize(self, vm: str, pid: int, cols: int, rows: int) -> None:
+        self.get(vm, pid)
+        await self._held.get(vm, pid).resize(cols, rows)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _ends(process: GuestProcess) -> AsyncIterator[api.ExecResult]:
+    async for event in process.events():
+        if event.result is not None:
+            yield event.result
