@@ -71,7 +71,8 @@ def test_process_start_and_events() -> None:
     assert (start.envs, start.tag, start.pty, start.stdin) == ({"A": "1"}, "t", None, False)
     with pytest.raises(RPCError, match="cmd"):
         e2bwire.process_start({"process": {}})
-    assert e2bwire.process_start({"process": {"cmd": "sh"}, "pty": {}}).pty == (80, 24)
+    terminal = e2bwire.process_start({"process": {"cmd": "sh"}, "pty": {}})
+    assert (terminal.pty, terminal.stdin) == ((80, 24), True)
     assert e2bwire.data_event("stdout", b"hi") == {
         "event": {"data": {"stdout": base64.b64encode(b"hi").decode()}}}
     assert e2bwire.end_event(3, None) == {

@@ -20,10 +20,14 @@ from e2b import (
     SandboxQuery,
 )
 
+# Creates on a loaded 2-core host with TCG guests can outlast the SDK's default timeout.
+CREATE_TIMEOUT = 600
+
 
 def sync_scenario() -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    sandbox = Sandbox.create(metadata={"suite": "e2e-sync"}, timeout=600)
+    sandbox = Sandbox.create(metadata={"suite": "e2e-sync"}, timeout=600,
+                             request_timeout=CREATE_TIMEOUT)
     seen["id"] = sandbox.sandbox_id
     out: list[str] = []
     err: list[str] = []
@@ -82,7 +86,8 @@ def sync_scenario() -> dict[str, Any]:
 
 async def async_scenario() -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    sandbox = await AsyncSandbox.create(metadata={"suite": "e2e-async"})
+    sandbox = await AsyncSandbox.create(metadata={"suite": "e2e-async"},
+                                       request_timeout=CREATE_TIMEOUT)
     result = await sandbox.commands.run("echo async; uname -s")
     seen["run"] = result.stdout
     await sandbox.files.write("/tmp/a.txt", b"bytes")
@@ -99,7 +104,8 @@ async def async_scenario() -> dict[str, Any]:
 
 def parallel_scenario(count: int) -> dict[str, Any]:
     def one(index: int) -> str:
-        sandbox = Sandbox.create(metadata={"suite": "e2e-parallel"})
+        sandbox = Sandbox.create(metadata={"suite": "e2e-parallel"},
+                                 request_timeout=CREATE_TIMEOUT)
         try:
             return sandbox.commands.run(f"echo {index}").stdout.strip()
         finally:

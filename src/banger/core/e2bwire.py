@@ -164,7 +164,8 @@ def process_start(message: dict[str, Any]) -> ProcessStart:
     return ProcessStart(
         cmd=cmd, args=list(args), envs={str(k): str(v) for k, v in envs.items()},
         cwd=config.get("cwd") or None, tag=message.get("tag") or None,
-        stdin=bool(message.get("stdin", False)), pty=pty,
+        # A terminal's input is always open (the SDK types into PTYs without asking).
+        stdin=bool(message.get("stdin", False)) or pty is not None, pty=pty,
     )
 
 

@@ -92,12 +92,10 @@ class GuestFiles:
             yield data
 
         try:
-            await self._guest.write_file(vm, path, content(), 0o644)
+            await self._guest.write_file(vm, path, content(), 0o644, owner=user)
         except GuestPathNotFound:
             await self._shell(vm, f"mkdir -p {shlex.quote(posixpath.dirname(path))}", user)
-            await self._guest.write_file(vm, path, content(), 0o644)
-        if user != "root":
-            await self._shell(vm, f"chown {shlex.quote(user)}: {shlex.quote(path)}", "root")
+            await self._guest.write_file(vm, path, content(), 0o644, owner=user)
         return Entry("f", len(data), 0o644, user, user, 0.0, path, "")
 
     async def _shell(self, vm: str, command: str, user: str) -> tuple[int, bytes, bytes]:
