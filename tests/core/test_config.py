@@ -101,11 +101,19 @@ def test_unknown_key_is_named_in_one_line(text: str, key: str) -> None:
         ("vmm_uids = '1900000000'\n", "vmm_uids"),
         ("vmm_uids = '3000-2000'\n", "vmm_uids"),
         ("console_log_max_size = 'big'\n", "console_log_max_size"),
+        ("e2b_listen = 'nowhere'\n", "e2b_listen"),
     ],
 )
 def test_bad_value_names_the_key(text: str, key: str) -> None:
     error = _error(text)
     assert f"bad value for config key {key!r}" in error.message
+
+
+def test_the_e2b_endpoint_stays_on_loopback_unless_allowed() -> None:
+    error = _error("e2b_listen = '0.0.0.0:49982'\n")
+    assert "is not loopback" in error.message
+    config = parse_config("e2b_listen = '0.0.0.0:49982'\ne2b_allow_remote = true\n")
+    assert config.e2b_listen == "0.0.0.0:49982"
 
 
 @pytest.mark.parametrize("text", ["accel = \n", "[vm_defaults\n", "a = 1\na = 2\n", "x = 'open\n"])

@@ -35,6 +35,7 @@ for _name, _target, _help in (
     ("ssh-config", "banger.cli.sshconfig:ssh_config",
      "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
     ("mcp", "banger.cli.mcp:mcp", "Serve banger's sandboxes to MCP clients (coding agents)."),
+    ("e2b", "banger.cli.e2b:e2b", "Serve the e2b SDK's API from banger VMs."),
     ("completion", "banger.cli.completion:completion", "Print the completion script for SHELL."),
 ):
     ROOT.add(Lazy(_name, _target, _help))

@@ -119,6 +119,27 @@ class Config(_Strict):
     image_max_size: str | None = None
     insecure_registries: list[str] = []
     default_kernel: str = "generic-6.1"
+    # The E2B-compatible endpoint (`banger e2b env`): a TCP listener for the e2b SDK, on
+    # loopback unless e2b_allow_remote says otherwise (port 0: any free one).
+    e2b_listen: str = "127.0.0.1:49982"
+    e2b_allow_remote: bool = False
+
+    @field_validator("e2b_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _e2b_loopback(self) -> Config:
+        host = self.e2b_listen.rpartition(":")[0].strip("[]")
+        if not self.e2b_allow_remote and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                f"e2b_listen {self.e2b_listen!r} is not loopback (set e2b_allow_remote = true "
+                "to serve other hosts)")
+        return self
 
     @field_validator("stats_poll_interval", "auto_stop_stale_after")
     @classmethod

@@ -211,6 +211,12 @@ class GuestFileFailed(InvalidInput):
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
 
 
+class SandboxNotFound(NotFound):
+    """No E2B sandbox (banger e2b) by that ID: never made, killed, or past its timeout."""
+
+    code = "sandbox_not_found"
+
+
 class UnsafeGuestTar(InvalidInput):
     """A directory copied out of a guest came as a tar that would write outside its
     destination (or is malformed): the guest is not trusted with the host's files."""

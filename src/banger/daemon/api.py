@@ -14,6 +14,7 @@ from aiohttp import web
 from banger._version import __version__
 from banger.core.api import Status
 from banger.core.models import to_dict
+from banger.daemon import e2b
 from banger.daemon.apiwire import TASKS, answer, errors
 from banger.daemon.fileapi import file_routes
 from banger.daemon.imageapi import image_routes
@@ -32,6 +33,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
     app.add_routes(process_routes(services))
+    e2b.install(app, e2b.build_endpoint(services))
 
     async def close_agent_channels(_: web.Application) -> None:
         await services.guest_processes.close()

@@ -5,10 +5,12 @@ Rows hold the record as JSON next to the columns we query by; the schema version
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
 
+from banger.core.e2bwire import SandboxRecord, record_from_dict
 from banger.core.models import (
     VM,
     Image,
@@ -27,6 +29,7 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE TABLE images (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
     ],
     ["CREATE TABLE kernels (name TEXT PRIMARY KEY, data TEXT NOT NULL)"],
+    ["CREATE TABLE e2b_sandboxes (id TEXT PRIMARY KEY, data TEXT NOT NULL)"],
 ]
 
 
@@ -113,3 +116,18 @@ class Store:
 
     def delete_kernel(self, name: str) -> None:
         self._db.execute("DELETE FROM kernels WHERE name = ?", (name,))
+
+    # Sandboxes of the E2B-compatible endpoint
+    def put_sandbox(self, record: SandboxRecord) -> None:
+        self._db.execute(
+            "INSERT INTO e2b_sandboxes (id, data) VALUES (?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+            (record.sandbox_id, json.dumps(dataclasses.asdict(record))),
+        )
+
+    def list_sandboxes(self) -> list[SandboxRecord]:
+        rows = self._db.execute("SELECT data FROM e2b_sandboxes ORDER BY id").fetchall()
+        return [record_from_dict(json.loads(row[0])) for row in rows]
+
+    def delete_sandbox(self, sandbox_id: str) -> None:
+        self._db.execute("DELETE FROM e2b_sandboxes WHERE id = ?", (sandbox_id,))
