@@ -1,16 +1,16 @@
 """banger: one-command development sandboxes on microVMs.
 
-`import banger` is the Python SDK: `banger.Client` talks to bangerd, its answers are the
-models here (`banger.VM`, `banger.Image`, ...), and its errors are the `banger.BangerError`
-tree, each with a stable `code` and a `hint`. The names load on first use (module
-`__getattr__`): this package is imported by every `banger` call, and the models would
-cost that call milliseconds it does not need.
+`import banger` is the Python SDK: `banger.Sandbox` (and `banger.AsyncSandbox`) runs
+commands and moves files in a VM (docs/sdk.md), `banger.Client` is the whole API of bangerd,
+its answers are the models here (`banger.VM`, `banger.Image`, ...), and its errors are the
+`banger.BangerError` tree, each with a stable `code` and a `hint`. The names load on first
+use (module `__getattr__`): this package is imported by every `banger` call, and the
+models would cost that call milliseconds it does not need.
 
     import banger
 
-    client = banger.Client()
-    vm = client.create_vm(name="dev")  # a banger.VM, running
-    print(vm.ip)
+    with banger.Sandbox.create() as sb:  # a running VM, deleted at the block's end
+        print(sb.exec("uname -r").stdout)
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Workspace,
     )
     from banger.core.stats import VMStats
+    from banger.sdk.aio import AsyncFiles, AsyncSandbox
+    from banger.sdk.files import Files
+    from banger.sdk.results import ExecResult
+    from banger.sdk.sandbox import Sandbox
 
 # the module that defines each public name
 _EXPORTS = {
@@ -96,11 +100,25 @@ _EXPORTS = {
     "banger.core.stats": (
         "VMStats",
     ),
+    "banger.sdk.aio": (
+        "AsyncFiles", "AsyncSandbox",
+    ),
+    "banger.sdk.files": (
+        "Files",
+    ),
+    "banger.sdk.results": (
+        "ExecResult",
+    ),
+    "banger.sdk.sandbox": (
+        "Sandbox",
+    ),
 }
 
 __all__ = [
     "VM",
     "APIError",
+    "AsyncFiles",
+    "AsyncSandbox",
     "BadBundle",
     "BangerError",
     "BootFailed",
@@ -110,6 +128,8 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DaemonUnavailable",
+    "ExecResult",
+    "Files",
     "GuestCommandFailed",
     "GuestSetupFailed",
     "HostError",
@@ -135,6 +155,7 @@ __all__ = [
     "ResourceBusy",
     "Response",
     "SSHTimeout",
+    "Sandbox",
     "Transport",
     "UnixSocketTransport",
     "UnsafeLayer",
