@@ -24,7 +24,7 @@ def sdk_hint(error: errors.BangerError, state_of: StateOf) -> str | None:
         return ("banger.Client().pull_image(NAME) fetches a catalog image; "
                 "banger.Client().list_images() lists the local ones")
     if isinstance(error, errors.GuestPathNotFound | errors.GuestFileFailed):
-        return "check the path: sb.files.list(DIRECTORY) lists what is there"
+        return "check the path: sb.exec(['ls', '-la', DIRECTORY]) shows what is there"
     if isinstance(error, errors.InvalidState):
         state = state_of()
         if state == VMState.PAUSED:
