@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Transport,
         UnixSocketTransport,
     )
+    from banger.core.api import ProcessInfo
     from banger.core.errors import (
         APIError,
         BadBundle,
@@ -36,7 +37,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         ConfigError,
         Conflict,
         DaemonUnavailable,
+        GuestAgentFailed,
         GuestCommandFailed,
+        GuestFileFailed,
+        GuestPathNotFound,
         GuestSetupFailed,
         HostError,
         ImageBuildFailed,
@@ -52,6 +56,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         NetworkExhausted,
         NotFound,
         PermissionDenied,
+        ProcessNotFound,
         RegistryError,
         ResourceBusy,
         SSHTimeout,
@@ -70,8 +75,9 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Workspace,
     )
     from banger.core.stats import VMStats
-    from banger.sdk.aio import AsyncFiles, AsyncSandbox
+    from banger.sdk.aio import AsyncFiles, AsyncProcess, AsyncSandbox
     from banger.sdk.files import Files
+    from banger.sdk.process import Process
     from banger.sdk.results import ExecResult
     from banger.sdk.sandbox import Sandbox
 
@@ -84,14 +90,18 @@ _EXPORTS = {
         "MemoryResponse", "MemoryTransport", "Response", "Transport",
         "UnixSocketTransport",
     ),
+    "banger.core.api": (
+        "ProcessInfo",
+    ),
     "banger.core.errors": (
         "APIError", "BadBundle", "BangerError", "BootFailed", "ChecksumMismatch",
-        "ConfigError", "Conflict", "DaemonUnavailable", "GuestCommandFailed",
-        "GuestSetupFailed", "HostError", "ImageBuildFailed", "ImageNotFound",
-        "ImageTooLarge", "InvalidInput", "InvalidName", "InvalidState", "KernelNotFound",
-        "KVMUnavailable", "MissingTool", "NameTaken", "NetworkExhausted", "NotFound",
-        "PermissionDenied", "RegistryError", "ResourceBusy", "SSHTimeout", "UnsafeLayer",
-        "Unsupported", "VMNotFound",
+        "ConfigError", "Conflict", "DaemonUnavailable", "GuestAgentFailed",
+        "GuestCommandFailed", "GuestFileFailed", "GuestPathNotFound", "GuestSetupFailed",
+        "HostError", "ImageBuildFailed", "ImageNotFound", "ImageTooLarge", "InvalidInput",
+        "InvalidName", "InvalidState", "KernelNotFound", "KVMUnavailable", "MissingTool",
+        "NameTaken", "NetworkExhausted", "NotFound", "PermissionDenied", "ProcessNotFound",
+        "RegistryError", "ResourceBusy", "SSHTimeout", "UnsafeLayer", "Unsupported",
+        "VMNotFound",
     ),
     "banger.core.models": (
         "VM", "Check", "Image", "Kernel", "ProgressEvent", "VMSpec", "VMState",
@@ -101,10 +111,13 @@ _EXPORTS = {
         "VMStats",
     ),
     "banger.sdk.aio": (
-        "AsyncFiles", "AsyncSandbox",
+        "AsyncFiles", "AsyncProcess", "AsyncSandbox",
     ),
     "banger.sdk.files": (
         "Files",
+    ),
+    "banger.sdk.process": (
+        "Process",
     ),
     "banger.sdk.results": (
         "ExecResult",
@@ -118,6 +131,7 @@ __all__ = [
     "VM",
     "APIError",
     "AsyncFiles",
+    "AsyncProcess",
     "AsyncSandbox",
     "BadBundle",
     "BangerError",
@@ -130,7 +144,10 @@ __all__ = [
     "DaemonUnavailable",
     "ExecResult",
     "Files",
+    "GuestAgentFailed",
     "GuestCommandFailed",
+    "GuestFileFailed",
+    "GuestPathNotFound",
     "GuestSetupFailed",
     "HostError",
     "Image",
@@ -150,6 +167,9 @@ __all__ = [
     "NetworkExhausted",
     "NotFound",
     "PermissionDenied",
+    "Process",
+    "ProcessInfo",
+    "ProcessNotFound",
     "ProgressEvent",
     "RegistryError",
     "ResourceBusy",

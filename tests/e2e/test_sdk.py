@@ -89,3 +89,22 @@ def test_a_missing_command_and_a_missing_file(sandbox: Sandbox) -> None:
         sandbox.files.read("/root/no-such-file")
     assert "/root/no-such-file" in raised.value.message
     assert "DIRECTORY" in raised.value.hint
+
+
+def test_background_process_is_listed_killed_and_gone(sandbox: Sandbox) -> None:
+    p = sandbox.exec("sleep 300", background=True, tag="sleeper")
+    assert p.running
+    assert [q.pid for q in sandbox.processes() if q.tag == "sleeper"] == [p.pid]
+    p.kill()
+    result = p.wait()
+    assert (result.exit_code, result.signal) == (None, 9)
+    assert sandbox.exec(["sh", "-c", f"kill -0 {p.pid}"]).exit_code != 0  # no such process
+
+
+def test_background_output_is_kept_for_a_later_reader(sandbox: Sandbox) -> None:
+    p = sandbox.exec("echo early; sleep 1; echo late >&2; exit 4", background=True)
+    lines: list[str] = []
+    result = p.wait(on_stdout=lines.append)
+    assert (result.stdout, result.stderr, result.exit_code, lines) == (
+        "early\n", "late\n", 4, ["early"]
+    )

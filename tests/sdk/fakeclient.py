@@ -4,11 +4,13 @@ a dict of files and a `run` function that plays the guest's commands."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from banger.core.errors import InvalidState, VMNotFound
+from banger.core import api
+from banger.core.errors import GuestPathNotFound, InvalidState, VMNotFound
 from banger.core.models import VM, VMSpec, VMState, Workspace
 
 # (argv, command, stdin) -> (stdout chunks, stderr chunks, result)
@@ -41,6 +43,12 @@ class FakeClient:
         self.calls: list[tuple[str, Any]] = []
         self.workspaces: list[Workspace] = []
         self._lock = threading.Lock()
+        self.dirs: set[str] = set()
+        self.owners: dict[str, str] = {}
+        self.started: list[api.StartProcess] = []
+        self.processes: dict[int, api.ProcessInfo] = {}
+        self.signals: list[tuple[int, int]] = []
+        self.stdin: list[tuple[int, bytes | None]] = []
 
     def _running(self, name: str) -> VM:
         vm = self.get_vm(name)
@@ -106,10 +114,85 @@ class FakeClient:
         self._running(name)
         return self.files[(name, path)][0]
 
-    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_file(
+        self, name: str, path: str, data: bytes, mode: int = 0o644, owner: str | None = None,
+    ) -> None:
         self._running(name)
         self.files[(name, path)] = (data, mode)
+        self.owners[path] = owner or "root"
+
+    def _entry(self, name: str, path: str) -> api.FileEntry:
+        if (name, path) in self.files:
+            data, mode = self.files[(name, path)]
+            kind, size = "file", len(data)
+        elif path in self.dirs or any(p.startswith(path + "/") for _, p in self.files):
+            kind, size, mode = "dir", 0, 0o755
+        else:
+            raise GuestPathNotFound(f"{path} does not exist in {name}")
+        owner = self.owners.get(path, "root")
+        return api.FileEntry(name=posixpath.basename(path), path=path, type=kind, size=size,
+                             mode=mode, uid=0, gid=0, owner=owner, group=owner, mtime=0.0)
+
+    def stat_file(self, name: str, path: str) -> api.FileEntry:
+        return self._entry(name, path)
+
+    def list_files(self, name: str, path: str, depth: int = 1) -> list[api.FileEntry]:
+        self._entry(name, path)
+        below = {p for _, p in self.files if p.startswith(path.rstrip("/") + "/")}
+        below |= {p for p in self.dirs if p.startswith(path.rstrip("/") + "/")}
+        return [self._entry(name, p) for p in sorted(below)
+                if p.count("/") - path.rstrip("/").count("/") <= depth]
+
+    def make_dir(self, name: str, path: str, mode: int = 0o755) -> api.FileEntry:
+        self.dirs.add(path)
+        return self._entry(name, path)
+
+    def remove_file(self, name: str, path: str, recursive: bool = False) -> None:
+        self._entry(name, path)
+        self.calls.append(("remove_file", (path, recursive)))
+        self.files.pop((name, path), None)
+        self.dirs.discard(path)
+
+    def rename_file(self, name: str, source: str, destination: str) -> api.FileEntry:
+        self.files[(name, destination)] = self.files.pop((name, source))
+        return self._entry(name, destination)
 
     def record_workspace(self, name: str, workspace: Workspace) -> Workspace:
         self.workspaces.append(workspace)
         return workspace
+
+    # Processes (procs contract): each starts running, pids from 100; a kill ends it.
+
+    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+        self._running(name)
+        self.started.append(request)
+        info = api.ProcessInfo(
+            pid=100 + len(self.started) - 1, tag=request.tag, argv=request.argv,
+            command=request.command, env=request.env, cwd=request.cwd, user=request.user,
+            pty=False, running=True, exit_code=None, signal=None,
+            started_at="2026-12-07T13:00:00Z",
+        )
+        self.processes[info.pid] = info
+        return info
+
+    def list_processes(self, name: str) -> list[api.ProcessInfo]:
+        return list(self.processes.values())
+
+    def attach_process(
+        self, name: str, pid: int, on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+    ) -> api.ExecResult:
+        info = self.processes[pid]
+        on_stdout(b"out\n")
+        return api.ExecResult(info.exit_code, info.signal)
+
+    def signal_process(self, name: str, pid: int, signal: int) -> None:
+        self.signals.append((pid, signal))
+        self.processes[pid] = dataclasses.replace(self.processes[pid], running=False,
+                                                  signal=signal)
+
+    def send_stdin(self, name: str, pid: int, data: bytes) -> None:
+        self.stdin.append((pid, data))
+
+    def close_stdin(self, name: str, pid: int) -> None:
+        self.stdin.append((pid, None))

@@ -26,3 +26,15 @@ async def test_create_exec_files_and_delete() -> None:
         assert [s.name for s in await AsyncSandbox.list(client=client)] == ["a"]  # type: ignore[arg-type]
     assert threads == {loop_thread}
     assert "a" not in client.vms
+
+
+async def test_a_background_process_awaited() -> None:
+    client = FakeClient()
+    sb = await AsyncSandbox.create(name="b", client=client)  # type: ignore[arg-type]
+    p = await sb.exec("sleep 100", background=True)
+    assert [q.pid for q in await sb.processes()] == [p.pid]
+    await p.send_stdin(b"x")
+    await p.close_stdin()
+    await p.kill()
+    result = await p.wait()
+    assert (result.signal, result.stdout) == (9, "out\n")

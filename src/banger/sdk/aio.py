@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+import signal as signals
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 
 from banger.client import Client
 from banger.core.models import VM, VMState
@@ -24,10 +25,12 @@ from banger.sdk.results import ExecResult, OnText
 from banger.sdk.sandbox import Command, OnProgress, Sandbox, _quiet
 
 if TYPE_CHECKING:
+    from banger.core.api import ProcessInfo
     from banger.core.models import Workspace
     from banger.core.ports import Port
     from banger.core.stats import VMStats
     from banger.sdk.files import Files
+    from banger.sdk.process import Process
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,6 +63,37 @@ class AsyncFiles:
 
     async def write(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         await _threaded(self._files.write, path, data, mode)
+
+
+class AsyncProcess:
+    """See Process; its calls awaited."""
+
+    def __init__(self, process: Process) -> None:
+        self.sync = process
+
+    @property
+    def pid(self) -> int:
+        return self.sync.pid
+
+    def __repr__(self) -> str:
+        return f"AsyncProcess({self.sync.vm!r}, {self.pid})"
+
+    async def info(self) -> ProcessInfo:
+        return await _threaded(self.sync.info)
+
+    async def wait(
+        self, on_stdout: OnText | None = None, on_stderr: OnText | None = None,
+    ) -> ExecResult:
+        return await _threaded(self.sync.wait, _on_loop(on_stdout), _on_loop(on_stderr))
+
+    async def kill(self, signal: int = signals.SIGKILL) -> None:
+        await _threaded(self.sync.kill, signal)
+
+    async def send_stdin(self, data: bytes | str) -> None:
+        await _threaded(self.sync.send_stdin, data)
+
+    async def close_stdin(self) -> None:
+        await _threaded(self.sync.close_stdin)
 
 
 class AsyncSandbox:
@@ -140,15 +174,43 @@ class AsyncSandbox:
     async def ports(self) -> builtins.list[Port]:
         return await _threaded(self.sync.ports)
 
+    @overload
+    async def exec(
+        self, command: Command, *, cwd: str | None = ..., env: Mapping[str, str] | None = ...,
+        user: str | None = ..., stdin: bytes | str = ..., timeout: float = ...,
+        on_stdout: OnText | None = ..., on_stderr: OnText | None = ...,
+        background: Literal[False] = ...,
+    ) -> ExecResult: ...
+
+    @overload
+    async def exec(
+        self, command: Command, *, cwd: str | None = ..., env: Mapping[str, str] | None = ...,
+        user: str | None = ..., stdin: bytes | str | bool = ..., timeout: float = ...,
+        on_stdout: None = ..., on_stderr: None = ..., background: Literal[True],
+        tag: str | None = ...,
+    ) -> AsyncProcess: ...
+
     async def exec(
         self, command: Command, *, cwd: str | None = None, env: Mapping[str, str] | None = None,
-        user: str | None = None, stdin: bytes | str = b"", timeout: float = 0,
+        user: str | None = None, stdin: bytes | str | bool = b"", timeout: float = 0,
         on_stdout: OnText | None = None, on_stderr: OnText | None = None,
-    ) -> ExecResult:
+        background: bool = False, tag: str | None = None,
+    ) -> ExecResult | AsyncProcess:
+        if background:
+            process = await _threaded(
+                self.sync.exec, command, cwd=cwd, env=env, user=user, stdin=stdin,
+                timeout=timeout, background=True, tag=tag,
+            )
+            return AsyncProcess(process)
+        if isinstance(stdin, bool):
+            raise TypeError("stdin=True keeps stdin open: only with background=True")
         return await _threaded(
             self.sync.exec, command, cwd=cwd, env=env, user=user, stdin=stdin,
             timeout=timeout, on_stdout=_on_loop(on_stdout), on_stderr=_on_loop(on_stderr),
         )
+
+    async def processes(self) -> builtins.list[AsyncProcess]:
+        return [AsyncProcess(p) for p in await _threaded(self.sync.processes)]
 
     async def upload(
         self, local: str | os.PathLike[str], dest: str = "/root/repo", *,

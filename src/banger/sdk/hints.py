@@ -23,6 +23,9 @@ def sdk_hint(error: errors.BangerError, state_of: StateOf) -> str | None:
     if isinstance(error, errors.ImageNotFound):
         return ("banger.Client().pull_image(NAME) fetches a catalog image; "
                 "banger.Client().list_images() lists the local ones")
+    if isinstance(error, errors.ProcessNotFound):
+        return ("sb.processes() lists the sandbox's processes; an ended one is kept until "
+                "its output is read, or 60 s")
     if isinstance(error, errors.GuestPathNotFound | errors.GuestFileFailed):
         return "check the path: sb.exec(['ls', '-la', DIRECTORY]) shows what is there"
     if isinstance(error, errors.InvalidState):

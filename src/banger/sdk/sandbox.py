@@ -11,7 +11,7 @@ import builtins
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from banger.client import Client
 from banger.core.errors import BangerError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from banger.core.models import Workspace
     from banger.core.ports import Port
     from banger.core.stats import VMStats
+    from banger.sdk.process import Process
 
 OnProgress = Callable[[ProgressEvent], None]
 Command = str | Sequence[str]
@@ -155,14 +156,44 @@ class Sandbox:
 
     # Commands
 
+    @overload
+    def exec(
+        self, command: Command, *, cwd: str | None = ..., env: Mapping[str, str] | None = ...,
+        user: str | None = ..., stdin: bytes | str = ..., timeout: float = ...,
+        on_stdout: OnText | None = ..., on_stderr: OnText | None = ...,
+        background: Literal[False] = ...,
+    ) -> ExecResult: ...
+
+    @overload
+    def exec(
+        self, command: Command, *, cwd: str | None = ..., env: Mapping[str, str] | None = ...,
+        user: str | None = ..., stdin: bytes | str | bool = ..., timeout: float = ...,
+        on_stdout: None = ..., on_stderr: None = ..., background: Literal[True],
+        tag: str | None = ...,
+    ) -> Process: ...
+
     def exec(
         self, command: Command, *, cwd: str | None = None, env: Mapping[str, str] | None = None,
-        user: str | None = None, stdin: bytes | str = b"", timeout: float = 0,
+        user: str | None = None, stdin: bytes | str | bool = b"", timeout: float = 0,
         on_stdout: OnText | None = None, on_stderr: OnText | None = None,
-    ) -> ExecResult:
+        background: bool = False, tag: str | None = None,
+    ) -> ExecResult | Process:
         """Run `command` in the guest: a string through /bin/sh -c, a list as the argv.
-        Returns the ExecResult when the command ends, handing each line of output to
-        `on_stdout`/`on_stderr` as it comes."""
+        In the foreground (the default) it returns the ExecResult when the command ends,
+        handing each line of output to `on_stdout`/`on_stderr` as it comes. With
+        `background=True` it returns a Process at once (see Process); `stdin=True` keeps
+        its stdin open for `send_stdin`."""
+        if background:
+            from banger.sdk.process import start_process
+
+            argv, shell = _split(command)
+            with self._hints():
+                return start_process(
+                    self.client, self.name, argv, shell, cwd=cwd, env=env, user=user,
+                    stdin=stdin, timeout=timeout, tag=tag, hints=self._hints,
+                )
+        if isinstance(stdin, bool):
+            raise TypeError("stdin=True keeps stdin open: only with background=True")
         argv, shell = _split(command)
         out, err = Lines(on_stdout), Lines(on_stderr)
         with self._hints():
@@ -176,6 +207,15 @@ class Sandbox:
             stdout=out.finish(), stderr=err.finish(),
             timed_out=bool(result.get("timed_out")),
         )
+
+    def processes(self) -> builtins.list[Process]:
+        """The background processes the daemon holds for this VM: running ones, and ended
+        ones whose output nobody has read yet (kept 60 s)."""
+        from banger.sdk.process import Process
+
+        with self._hints():
+            infos = self.client.list_processes(self.name)
+        return [Process.of(self.client, self.name, info, self._hints) for info in infos]
 
     # Files
 
