@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Transport,
         UnixSocketTransport,
     )
-    from banger.core.api import ProcessInfo
+    from banger.core.api import FileEntry, ProcessInfo
     from banger.core.errors import (
         APIError,
         BadBundle,
@@ -91,7 +91,7 @@ _EXPORTS = {
         "UnixSocketTransport",
     ),
     "banger.core.api": (
-        "ProcessInfo",
+        "FileEntry", "ProcessInfo",
     ),
     "banger.core.errors": (
         "APIError", "BadBundle", "BangerError", "BootFailed", "ChecksumMismatch",
@@ -143,6 +143,7 @@ __all__ = [
     "Conflict",
     "DaemonUnavailable",
     "ExecResult",
+    "FileEntry",
     "Files",
     "GuestAgentFailed",
     "GuestCommandFailed",

@@ -38,3 +38,5 @@ async def test_a_background_process_awaited() -> None:
     await p.kill()
     result = await p.wait()
     assert (result.signal, result.stdout) == (9, "out\n")
+    await sb.files.mkdir("/d")
+    assert await sb.files.exists("/d")

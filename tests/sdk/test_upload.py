@@ -4,6 +4,7 @@ this machine (`sh` runs the guest script; files land where the script says)."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from tests.sdk.fakeclient import FakeClient
 
 
 class LocalGuest(FakeClient):
-    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        Path(path).write_bytes(data)
+    def upload_tar(self, name: str, guest_dir: str, chunks: Iterable[bytes]) -> None:
+        Path(guest_dir).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["tar", "-x", "-f", "-", "-C", guest_dir], input=b"".join(chunks),
+                       check=True)
 
     def exec_vm(self, name: str, argv: list[str] | None = None, **options: Any) -> dict[str, Any]:
         proc = subprocess.run(argv or [], capture_output=True, check=False)

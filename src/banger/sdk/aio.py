@@ -25,7 +25,7 @@ from banger.sdk.results import ExecResult, OnText
 from banger.sdk.sandbox import Command, OnProgress, Sandbox, _quiet
 
 if TYPE_CHECKING:
-    from banger.core.api import ProcessInfo
+    from banger.core.api import FileEntry, ProcessInfo
     from banger.core.models import Workspace
     from banger.core.ports import Port
     from banger.core.stats import VMStats
@@ -61,8 +61,28 @@ class AsyncFiles:
     async def read_text(self, path: str) -> str:
         return await _threaded(self._files.read_text, path)
 
-    async def write(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        await _threaded(self._files.write, path, data, mode)
+    async def write(
+        self, path: str, data: bytes | str, mode: int = 0o644, owner: str | None = None,
+    ) -> None:
+        await _threaded(self._files.write, path, data, mode, owner)
+
+    async def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
+        return await _threaded(self._files.list, path, depth)
+
+    async def stat(self, path: str) -> FileEntry:
+        return await _threaded(self._files.stat, path)
+
+    async def exists(self, path: str) -> bool:
+        return await _threaded(self._files.exists, path)
+
+    async def mkdir(self, path: str, mode: int = 0o755) -> FileEntry:
+        return await _threaded(self._files.mkdir, path, mode)
+
+    async def remove(self, path: str, recursive: bool = False) -> None:
+        await _threaded(self._files.remove, path, recursive)
+
+    async def rename(self, source: str, destination: str) -> FileEntry:
+        return await _threaded(self._files.rename, source, destination)
 
 
 class AsyncProcess:

@@ -27,7 +27,7 @@ def sdk_hint(error: errors.BangerError, state_of: StateOf) -> str | None:
         return ("sb.processes() lists the sandbox's processes; an ended one is kept until "
                 "its output is read, or 60 s")
     if isinstance(error, errors.GuestPathNotFound | errors.GuestFileFailed):
-        return "check the path: sb.exec(['ls', '-la', DIRECTORY]) shows what is there"
+        return "check the path: sb.files.list(DIRECTORY) lists what is there"
     if isinstance(error, errors.InvalidState):
         state = state_of()
         if state == VMState.PAUSED:

@@ -1,26 +1,33 @@
 """`sb.upload`: a local directory into the guest, by the workspace copy rules of
-`banger vm run ./repo` (client/workspace.py picks the files, core/workspace.py's prepare
-script unpacks them into place), through the guest agent instead of ssh."""
+`banger vm run ./repo` (client/workspace.py picks the files, core/workspace.py's guest
+scripts put them in place), through the guest agent instead of ssh: the reserve script
+makes an empty directory next to the destination, the tar stream goes into it through the
+agent's tar upload (streamed, any size), and the finish script moves it into place."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shlex
 import subprocess
-import uuid
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from banger.client import Client
 from banger.client.workspace import find_repo, list_files
-from banger.core.errors import InvalidInput, MissingTool
+from banger.core.errors import BangerError, InvalidInput, MissingTool
 from banger.core.models import Workspace
 from banger.core.workspace import (
+    finish_script,
     guest_error,
     guest_path,
     parse_prepare_output,
-    prepare_script,
+    reserve_script,
+    reserved_dir,
 )
+
+_PIECE = 1 << 20
 
 
 def upload_directory(
@@ -38,23 +45,31 @@ def upload_directory(
         root, paths = repo.root, list_files(repo.root).paths
     else:
         paths = sorted(os.listdir(root))
-    archive = f"/tmp/.banger-upload-{uuid.uuid4().hex}.tar"
-    client.write_file(vm, archive, _tar(root, paths), 0o600)
-    # The prepare script reads the tar on its stdin, as over ssh; the file goes once open.
-    script = (f"exec < {shlex.quote(archive)}\nrm -f -- {shlex.quote(archive)}\n"
-              + prepare_script(dest, branch=branch, readonly=readonly))
+    reserved = reserved_dir(dest, _run(client, vm, reserve_script(dest), dest))
+    try:
+        client.upload_tar(vm, reserved, _tar(root, paths))
+    except BaseException:
+        with contextlib.suppress(BangerError):
+            client.remove_file(vm, reserved, recursive=True)
+        raise
+    finished = _run(client, vm, finish_script(dest, reserved, branch=branch,
+                                              readonly=readonly), dest)
+    workspace = Workspace(guest_path=dest, base_commit=parse_prepare_output(finished).head,
+                          source=str(root), branch=branch or "", readonly=readonly)
+    if repo is None:
+        return workspace
+    return client.record_workspace(vm, workspace)
+
+
+def _run(client: Client, vm: str, script: str, dest: str) -> bytes:
+    """The stdout of a workspace guest script; its typed error if it fails."""
     stdout, stderr = bytearray(), bytearray()
     result = client.exec_vm(vm, ["sh", "-c", script], on_stdout=stdout.extend,
                             on_stderr=stderr.extend)
     if result.get("exit_code") != 0:
         raise guest_error(int(result.get("exit_code") or 1), stderr.decode(errors="replace"),
                           vm=vm, dest=dest, stage="copying the directory")
-    head = parse_prepare_output(bytes(stdout)).head
-    workspace = Workspace(guest_path=dest, base_commit=head, source=str(root),
-                          branch=branch or "", readonly=readonly)
-    if repo is None:
-        return workspace
-    return client.record_workspace(vm, workspace)
+    return bytes(stdout)
 
 
 def _in_git_checkout(root: Path) -> bool:
@@ -66,19 +81,33 @@ def _in_git_checkout(root: Path) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == b"true"
 
 
-def _tar(root: Path, paths: list[str]) -> bytes:
-    """A tar of `paths` under `root`, as `vm run` streams it (in memory: the agent's file
-    write takes the whole content)."""
-    listing = b"".join(b"./" + os.fsencode(p) + b"\0" for p in paths)
-    try:
-        proc = subprocess.run(
-            ["tar", "-c", "-f", "-", "--null", "-T", "-"], cwd=root, input=listing,
-            capture_output=True, check=False, env={**os.environ, "COPYFILE_DISABLE": "1"},
-        )
-    except FileNotFoundError:
-        raise MissingTool("tar not found on this machine", hint="install tar") from None
-    if proc.returncode != 0:
+def _tar(root: Path, paths: list[str]) -> Iterator[bytes]:
+    """A tar stream of `paths` under `root`, as `vm run` sends it, read as it is sent."""
+    with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as errors:
+        # Files, not pipes: tar archives while it reads the names, and a pipe we filled
+        # (or one it fills with complaints) while it waits for us would stall both.
+        listing.write(b"".join(b"./" + os.fsencode(p) + b"\0" for p in paths))
+        listing.seek(0)
+        try:
+            tar = subprocess.Popen(
+                ["tar", "-c", "-f", "-", "--null", "-T", "-"], cwd=root, stdin=listing,
+                stdout=subprocess.PIPE, stderr=errors,
+                env={**os.environ, "COPYFILE_DISABLE": "1"},  # no AppleDouble files (bsdtar)
+            )
+        except FileNotFoundError:
+            raise MissingTool("tar not found on this machine", hint="install tar") from None
+        assert tar.stdout is not None
+        try:
+            while piece := tar.stdout.read(_PIECE):
+                yield piece
+        except BaseException:  # the upload failed, or stopped reading: tar has no reader
+            tar.kill()
+            raise
+        finally:
+            tar.wait()
+            tar.stdout.close()
+        errors.seek(0)
+        problems = errors.read().decode(errors="replace").strip().splitlines()
+    if tar.returncode != 0:
         # What tar could not read (a file that vanished or changed meanwhile) is left out.
-        problem = proc.stderr.decode(errors="replace").strip().splitlines()
-        warnings.warn(f"tar: {problem[0] if problem else proc.returncode}", stacklevel=3)
-    return proc.stdout
+        warnings.warn(f"tar: {problems[0] if problems else tar.returncode}", stacklevel=2)
