@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,13 @@ def test_the_guide_has_examples() -> None:
 
 
 @pytest.fixture(scope="module")
+def env(second_banger_module: Callable[[str], BangerEnv]) -> BangerEnv:
+    """An installation of its own with a longer boot timeout: these tests boot a VM per
+    example, on a host that other test runs may keep busy."""
+    return second_banger_module("boot_timeout = 900\n")
+
+
+@pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding a git checkout ./repo, where the guide's examples run."""
     workdir = tmp_path_factory.mktemp("sdk")
@@ -43,18 +50,18 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"example{n}" for n in range(len(EXAMPLES))])
-def test_guide_example_runs(banger: BangerEnv, workdir: Path, example: str) -> None:
+def test_guide_example_runs(env: BangerEnv, workdir: Path, example: str) -> None:
     proc = subprocess.run(
-        banger.netns.exec_argv([sys.executable, "-c", example]), env=banger.env, cwd=workdir,
+        env.netns.exec_argv([sys.executable, "-c", example]), env=env.env, cwd=workdir,
         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert banger.json("vm", "list") == [], "an example left a VM behind"
+    assert env.json("vm", "list") == [], "an example left a VM behind"
 
 
 @pytest.fixture(scope="module")
-def sandbox(banger: BangerEnv) -> Iterator[Sandbox]:
-    client = Client(paths_from_env(banger.env), autostart=False)
+def sandbox(env: BangerEnv) -> Iterator[Sandbox]:
+    client = Client(paths_from_env(env.env), autostart=False)
     with Sandbox.create(image="debian-bookworm", name="sdk", client=client) as sb:
         yield sb
 

@@ -78,6 +78,7 @@ class FakeClient:
 
     def delete_vm(self, name: str, *, force: bool = False) -> VM:
         self.calls.append(("delete_vm", (name, force)))
+        self.get_vm(name)
         return self.vms.pop(name)
 
     def start_vm(self, name: str, on_progress: Any = None) -> VM:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from banger.core.errors import InvalidState, VMNotFound
+from banger.core.errors import InvalidState, SSHTimeout, VMNotFound
 from banger.core.models import VMState
 from banger.sdk.sandbox import Sandbox
 from tests.sdk.fakeclient import FakeClient, a_vm
@@ -106,3 +106,27 @@ def test_threads_share_one_sandbox() -> None:
     for thread in threads:
         thread.join()
     assert results == {n: f"echo {n}" for n in range(20)}
+
+
+def test_a_failed_boot_is_cleaned_up_unless_kept() -> None:
+    class FailingBoot(FakeClient):
+        def create_vm(self, *, name: str | None = None, **options: Any) -> Any:
+            self.vms[name or ""] = a_vm(name or "", VMState.ERROR)
+            raise SSHTimeout(f"{name}: ssh not ready after 180s")
+
+    client = FailingBoot()
+    client.vms["taken"] = a_vm("taken")
+    with pytest.raises(SSHTimeout) as raised:
+        make(client)
+    assert list(client.vms) == ["taken"]
+    assert "keep=True" in raised.value.hint
+    with pytest.raises(SSHTimeout) as raised:
+        make(client, name="kept", keep=True)
+    assert "kept" in client.vms
+    assert "Sandbox.get('kept').logs()" in raised.value.hint
+
+
+def test_a_sandbox_deleted_inside_its_block_is_fine() -> None:
+    client = FakeClient()
+    with make(client) as sb:
+        sb.delete()

@@ -8,14 +8,16 @@ request)."""
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, overload
 
 from banger.client import Client
-from banger.core.errors import BangerError
+from banger.core.errors import BangerError, BootFailed, VMNotFound
 from banger.core.models import VM, ProgressEvent, VMState
+from banger.core.names import generate_name
 from banger.sdk.files import Files
 from banger.sdk.hints import program_hints
 from banger.sdk.results import ExecResult, Lines, OnText
@@ -60,14 +62,27 @@ class Sandbox:
         on_progress: OnProgress = _quiet,
     ) -> Sandbox:
         """Create a VM and start it; returns once a command can run in it. None means the
-        daemon's default (the config's image and size, a generated name)."""
+        daemon's default (the config's image and size; a generated name). A VM whose boot
+        failed is deleted again unless `keep=True` (then `Sandbox.get(name).logs()`)."""
         client = client if client is not None else Client()
         with program_hints(lambda: None):
-            vm = client.create_vm(
-                name=name, image=image, vcpu=vcpu, memory_mib=memory_mib,
-                disk_size=disk_size, nat=nat, cold=cold, egress_allow=egress_allow,
-                network_group=network_group, on_progress=on_progress,
-            )
+            if name is None:  # named here, so a failed boot can be cleaned up by name
+                name = generate_name({vm.name for vm in client.list_vms()})
+            try:
+                vm = client.create_vm(
+                    name=name, image=image, vcpu=vcpu, memory_mib=memory_mib,
+                    disk_size=disk_size, nat=nat, cold=cold, egress_allow=egress_allow,
+                    network_group=network_group, on_progress=on_progress,
+                )
+            except BootFailed as error:
+                if keep:
+                    error.hint = f"the VM was kept: banger.Sandbox.get({name!r}).logs()"
+                else:
+                    with contextlib.suppress(BangerError):
+                        client.delete_vm(name, force=True)
+                    error.hint = ("the VM was deleted; create(..., keep=True) keeps a VM "
+                                  "that fails to boot, for its console: sb.logs()")
+                raise
         return cls(vm.name, client=client, keep=keep)
 
     @classmethod
@@ -92,7 +107,8 @@ class Sandbox:
         traceback: TracebackType | None,
     ) -> None:
         if not self.keep:
-            self.delete()
+            with contextlib.suppress(VMNotFound):  # deleted inside the block already
+                self.delete()
 
     # State
 
