@@ -34,6 +34,7 @@ for _name, _target, _help in (
     ("doctor", "banger.cli.doctor:doctor", "Check that this host can run banger VMs."),
     ("ssh-config", "banger.cli.sshconfig:ssh_config",
      "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
+    ("mcp", "banger.cli.mcp:mcp", "Serve banger's sandboxes to MCP clients (coding agents)."),
     ("completion", "banger.cli.completion:completion", "Print the completion script for SHELL."),
 ):
     ROOT.add(Lazy(_name, _target, _help))
