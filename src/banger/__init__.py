@@ -1,16 +1,16 @@
 """banger: one-command development sandboxes on microVMs.
 
-`import banger` is the Python SDK: `banger.Client` talks to bangerd, its answers are the
-models here (`banger.VM`, `banger.Image`, ...), and its errors are the `banger.BangerError`
-tree, each with a stable `code` and a `hint`. The names load on first use (module
-`__getattr__`): this package is imported by every `banger` call, and the models would
-cost that call milliseconds it does not need.
+`import banger` is the Python SDK: `banger.Sandbox` (and `banger.AsyncSandbox`) runs
+commands and moves files in a VM (docs/sdk.md), `banger.Client` is the whole API of bangerd,
+its answers are the models here (`banger.VM`, `banger.Image`, ...), and its errors are the
+`banger.BangerError` tree, each with a stable `code` and a `hint`. The names load on first
+use (module `__getattr__`): this package is imported by every `banger` call, and the
+models would cost that call milliseconds it does not need.
 
     import banger
 
-    client = banger.Client()
-    vm = client.create_vm(name="dev")  # a banger.VM, running
-    print(vm.ip)
+    with banger.Sandbox.create() as sb:  # a running VM, deleted at the block's end
+        print(sb.exec("uname -r").stdout)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Transport,
         UnixSocketTransport,
     )
+    from banger.core.api import FileEntry, ProcessInfo
     from banger.core.errors import (
         APIError,
         BadBundle,
@@ -36,7 +37,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         ConfigError,
         Conflict,
         DaemonUnavailable,
+        GuestAgentFailed,
         GuestCommandFailed,
+        GuestFileFailed,
+        GuestPathNotFound,
         GuestSetupFailed,
         HostError,
         ImageBuildFailed,
@@ -52,6 +56,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         NetworkExhausted,
         NotFound,
         PermissionDenied,
+        ProcessNotFound,
         RegistryError,
         ResourceBusy,
         SSHTimeout,
@@ -70,6 +75,11 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Workspace,
     )
     from banger.core.stats import VMStats
+    from banger.sdk.aio import AsyncFiles, AsyncProcess, AsyncSandbox
+    from banger.sdk.files import Files
+    from banger.sdk.process import Process
+    from banger.sdk.results import ExecResult
+    from banger.sdk.sandbox import Sandbox
 
 # the module that defines each public name
 _EXPORTS = {
@@ -80,14 +90,18 @@ _EXPORTS = {
         "MemoryResponse", "MemoryTransport", "Response", "Transport",
         "UnixSocketTransport",
     ),
+    "banger.core.api": (
+        "FileEntry", "ProcessInfo",
+    ),
     "banger.core.errors": (
         "APIError", "BadBundle", "BangerError", "BootFailed", "ChecksumMismatch",
-        "ConfigError", "Conflict", "DaemonUnavailable", "GuestCommandFailed",
-        "GuestSetupFailed", "HostError", "ImageBuildFailed", "ImageNotFound",
-        "ImageTooLarge", "InvalidInput", "InvalidName", "InvalidState", "KernelNotFound",
-        "KVMUnavailable", "MissingTool", "NameTaken", "NetworkExhausted", "NotFound",
-        "PermissionDenied", "RegistryError", "ResourceBusy", "SSHTimeout", "UnsafeLayer",
-        "Unsupported", "VMNotFound",
+        "ConfigError", "Conflict", "DaemonUnavailable", "GuestAgentFailed",
+        "GuestCommandFailed", "GuestFileFailed", "GuestPathNotFound", "GuestSetupFailed",
+        "HostError", "ImageBuildFailed", "ImageNotFound", "ImageTooLarge", "InvalidInput",
+        "InvalidName", "InvalidState", "KernelNotFound", "KVMUnavailable", "MissingTool",
+        "NameTaken", "NetworkExhausted", "NotFound", "PermissionDenied", "ProcessNotFound",
+        "RegistryError", "ResourceBusy", "SSHTimeout", "UnsafeLayer", "Unsupported",
+        "VMNotFound",
     ),
     "banger.core.models": (
         "VM", "Check", "Image", "Kernel", "ProgressEvent", "VMSpec", "VMState",
@@ -96,11 +110,29 @@ _EXPORTS = {
     "banger.core.stats": (
         "VMStats",
     ),
+    "banger.sdk.aio": (
+        "AsyncFiles", "AsyncProcess", "AsyncSandbox",
+    ),
+    "banger.sdk.files": (
+        "Files",
+    ),
+    "banger.sdk.process": (
+        "Process",
+    ),
+    "banger.sdk.results": (
+        "ExecResult",
+    ),
+    "banger.sdk.sandbox": (
+        "Sandbox",
+    ),
 }
 
 __all__ = [
     "VM",
     "APIError",
+    "AsyncFiles",
+    "AsyncProcess",
+    "AsyncSandbox",
     "BadBundle",
     "BangerError",
     "BootFailed",
@@ -110,7 +142,13 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DaemonUnavailable",
+    "ExecResult",
+    "FileEntry",
+    "Files",
+    "GuestAgentFailed",
     "GuestCommandFailed",
+    "GuestFileFailed",
+    "GuestPathNotFound",
     "GuestSetupFailed",
     "HostError",
     "Image",
@@ -130,11 +168,15 @@ __all__ = [
     "NetworkExhausted",
     "NotFound",
     "PermissionDenied",
+    "Process",
+    "ProcessInfo",
+    "ProcessNotFound",
     "ProgressEvent",
     "RegistryError",
     "ResourceBusy",
     "Response",
     "SSHTimeout",
+    "Sandbox",
     "Transport",
     "UnixSocketTransport",
     "UnsafeLayer",
