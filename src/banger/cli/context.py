@@ -1,4 +1,5 @@
-"""What every command receives: the lazily built API client and the --debug flag."""
+"""What every command receives: the lazily built API client, the daemon it talks to
+(--host/--context), and the --debug flag."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ if TYPE_CHECKING:
 
 
 class Context:
-    def __init__(self, debug: bool = False) -> None:
+    def __init__(
+        self, debug: bool = False, *, host: str | None = None, context: str | None = None,
+    ) -> None:
         self.debug = debug
+        self.host = host
+        self.context = context
         self._client: Client | None = None
 
     @property
@@ -18,5 +23,11 @@ class Context:
         if self._client is None:
             from banger.client import Client
 
-            self._client = Client()
+            self._client = Client(host=self.host, context=self.context)
         return self._client
+
+    def unstarted_client(self) -> Client:
+        """A client for the same daemon that never starts one (to ask whether it runs)."""
+        from banger.client import Client
+
+        return Client(host=self.host, context=self.context, autostart=False)

@@ -139,15 +139,20 @@ class UnixSocketTransport(Transport):
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
-            lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close"]
-            for name, value in headers.items():
-                lines.append(f"{name}: {value}")
-            lines.append(f"Content-Length: {len(body or b'')}")
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            sock.sendall(request_bytes(method, path, body, headers))
             return HTTPResponse(sock)
         except BaseException:
             sock.close()
             raise
+
+
+def request_bytes(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 request with its whole body (the connection closes after the answer)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close"]
+    for name, value in headers.items():
+        lines.append(f"{name}: {value}")
+    lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
 class MemoryResponse(Response):
