@@ -13,6 +13,7 @@ from banger.core.errors import (
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
 from banger.core.paths import Paths
+from banger.core.remote import RemoteHost
 
 VM_DEV = VM(
     id="0123456789ab", name="dev", image="debian-bookworm", state=VMState.RUNNING,
@@ -38,6 +39,7 @@ TEMPLATE = {
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
     "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
+    "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGuestHostKey",
 }
 
 
@@ -46,6 +48,8 @@ class FakeClient:
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        self.remote: RemoteHost | None = None  # a local daemon, unless a test says otherwise
+        self._env: dict[str, str] = {}
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []

@@ -31,3 +31,16 @@ class Context:
         from banger.client import Client
 
         return Client(host=self.host, context=self.context, autostart=False)
+
+    def require_local_daemon(self, command: str) -> None:
+        """Refuse a command whose paths the daemon would resolve on its own host, when that
+        host is a remote one (they would name its files, not this machine's)."""
+        remote = self.client.remote
+        if remote is not None:
+            from banger.core.errors import InvalidInput
+
+            raise InvalidInput(
+                f"`banger {command}` reads or writes files on the daemon's host, and that is "
+                f"{remote.url}, not this machine",
+                hint=f"run it there: ssh {remote.destination} banger {command} ...",
+            )

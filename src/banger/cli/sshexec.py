@@ -31,6 +31,8 @@ def ssh_argv(
         # costs ~0.15 s per connection in a TCG guest.
         "-o", f"KexAlgorithms={KEX_ALGORITHMS}",
     ]
+    if access.get("proxy_command"):  # a guest on a remote host's bridge
+        argv += ["-o", f"ProxyCommand={access['proxy_command']}"]
     if interactive:
         argv.append("-t")
     else:
