@@ -89,3 +89,18 @@ def test_without_autostart_a_stopped_daemon_is_not_started(
     with pytest.raises(DaemonUnavailable, match="bangerd is not running on ssh://devbox"):
         client.list_vms()
     assert not (remote_runtime / "banger" / "bangerd.sock").exists()
+
+
+def test_a_streamed_body_goes_through_too(tmp_path: Path, remote_runtime: Path) -> None:
+    daemon = FakeDaemon(remote_runtime / "banger" / "bangerd.sock")
+    try:
+        client = Client(host="ssh://devbox", env=local_env(tmp_path, remote_runtime))
+        response = client._transport.send_stream(
+            "GET", "/v1/vms", iter([b"piece one", b"piece two"]), {}, 30
+        )
+        try:
+            assert json.loads(response.read()) == VMS
+        finally:
+            response.close()
+    finally:
+        daemon.close()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from banger.cli.main import main
+from banger.core import api
+from banger.core.api import FileEntry
 from banger.core.errors import (
     BangerError,
+    GuestPathNotFound,
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
 from banger.core.paths import Paths
@@ -36,6 +41,9 @@ TEMPLATE = {
 }
 
 
+PID = 4321
+
+
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
     "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
@@ -54,7 +62,13 @@ class FakeClient:
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []
         self.guest_files: dict[str, bytes] = {}
+        self.guest_dirs: set[str] = set()
+        self.guest_tars: dict[str, bytes] = {}  # a directory's tar, by guest path
         self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
+        self.exec_dropped = 0
+        self.started: api.StartProcess | None = None
+        self.guest_stdin = b""
+        self.stdin_closed = threading.Event()
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -139,12 +153,45 @@ class FakeClient:
         return b"[    0.000000] Linux version 6.1\n", 34
 
     def exec_vm(self, name: str, argv: list[str], **kwargs: Any) -> dict[str, Any]:
-        """Answers as a guest would: `exec_result` with `exec_output` written first."""
-        on_stdout, on_stderr = kwargs.pop("on_stdout"), kwargs.pop("on_stderr")
+        """The one-shot exec (banger.client.guestreach authorizes a key with it)."""
         self._call("exec_vm", name, argv, **kwargs)
+        return {"exit_code": 0, "signal": None, "timed_out": False}
+
+    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+        self._call("start_process", name, request)
+        self.started = request
+        return api.ProcessInfo(
+            pid=PID, tag=request.tag, argv=request.argv, command=request.command,
+            env=request.env, cwd=request.cwd, user=request.user, pty=request.pty is not None,
+            running=True, exit_code=None, signal=None, started_at="2026-01-01T00:00:00Z",
+        )
+
+    def attach_process(self, name: str, pid: int, on_stdout: Any, on_stderr: Any,
+                       on_dropped: Any) -> api.ExecResult:
+        """Answers as a guest would: `exec_result` with `exec_output` written first, once
+        the stdin it was given (if any) is closed."""
+        self._call("attach_process", name, pid)
+        if self.started is not None and self.started.stdin:
+            assert self.stdin_closed.wait(5)
+        if self.exec_dropped:
+            on_dropped(self.exec_dropped)
         for data, stderr in self.exec_output:
             (on_stderr if stderr else on_stdout)(data)
-        return self.exec_result
+        return api.ExecResult(**self.exec_result)
+
+    def send_stdin(self, name: str, pid: int, data: bytes) -> None:
+        self._call("send_stdin", name, pid)
+        self.guest_stdin += data
+
+    def close_stdin(self, name: str, pid: int) -> None:
+        self._call("close_stdin", name, pid)
+        self.stdin_closed.set()
+
+    def signal_process(self, name: str, pid: int, signal: int) -> None:
+        self._call("signal_process", name, pid, signal)
+
+    def resize_process(self, name: str, pid: int, cols: int, rows: int) -> None:
+        self._call("resize_process", name, pid, cols, rows)
 
     def read_file(self, name: str, path: str) -> bytes:
         self._call("read_file", name, path)
@@ -153,6 +200,27 @@ class FakeClient:
     def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
         self._call("write_file", name, path, mode=mode)
         self.guest_files[path] = data
+
+    def stat_file(self, name: str, path: str) -> FileEntry:
+        """A file of `guest_files`, or a directory above one (or in `guest_dirs`)."""
+        self._call("stat_file", name, path)
+        path = path.rstrip("/") or "/"
+        if path in self.guest_files:
+            kind = "file"
+        elif path in self.guest_dirs or any(p.startswith(path + "/") for p in self.guest_files):
+            kind = "dir"
+        else:
+            raise GuestPathNotFound(f"cannot stat {path}: No such file or directory")
+        return FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
+                         mode=0o755, uid=0, gid=0, owner="root", group="root", mtime=0.0)
+
+    def upload_tar(self, name: str, guest_dir: str, chunks: Iterable[bytes]) -> None:
+        self._call("upload_tar", name, guest_dir)
+        self.guest_tars[guest_dir] = b"".join(chunks)
+
+    def download_tar(self, name: str, guest_dir: str) -> Iterator[bytes]:
+        self._call("download_tar", name, guest_dir)
+        yield self.guest_tars[guest_dir]
 
     def vm_access(self, name: str) -> dict[str, str]:
         self._call("vm_access", name)

@@ -12,12 +12,18 @@ import socket
 import subprocess
 
 from banger.client.remote import shared_ssh
-from banger.client.transport import HTTPResponse, Response, Transport, request_bytes
+from banger.client.transport import (
+    HTTPResponse,
+    Response,
+    Transport,
+    request_bytes,
+    send_chunked,
+)
 from banger.core.errors import DaemonUnavailable, MissingTool
 
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import IO
 
     from banger.core.remote import RemoteHost
@@ -51,6 +57,20 @@ class SSHTransport(Transport):
         self, method: str, path: str, body: bytes | None, headers: dict[str, str],
         timeout: float | None,
     ) -> Response:
+        request = request_bytes(method, path, body, headers)
+        return self._exchange(lambda sock: sock.sendall(request), timeout)
+
+    def send_stream(
+        self, method: str, path: str, body: Iterable[bytes], headers: dict[str, str],
+        timeout: float | None,
+    ) -> Response:
+        return self._exchange(
+            lambda sock: send_chunked(sock, method, path, body, headers), timeout
+        )
+
+    def _exchange(self, write: Callable[[socket.socket], None], timeout: float | None,
+                  ) -> Response:
+        """Start ssh, `write` the request into it, read the answer."""
         import tempfile
 
         ours, theirs = socket.socketpair()
@@ -70,7 +90,7 @@ class SSHTransport(Transport):
         theirs.close()
         ours.settimeout(timeout)
         try:
-            ours.sendall(request_bytes(method, path, body, headers))
+            write(ours)
             return _SSHResponse(ours, proc, errors)
         except (ConnectionResetError, BrokenPipeError):
             ours.close()

@@ -199,11 +199,24 @@ class GuestPathNotFound(NotFound):
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
 
 
+class ProcessNotFound(NotFound):
+    code = "process_not_found"
+    default_hint = "see the VM's processes: GET /v1/vms/NAME/processes (ended ones go after 60s)"
+
+
 class GuestFileFailed(InvalidInput):
     """A guest file could not be read or written (a directory, no permission, disk full)."""
 
     code = "guest_file_failed"
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
+
+
+class UnsafeGuestTar(InvalidInput):
+    """A directory copied out of a guest came as a tar that would write outside its
+    destination (or is malformed): the guest is not trusted with the host's files."""
+
+    code = "unsafe_guest_tar"
+    default_hint = "nothing outside the destination was written; check the guest's directory"
 
 
 class DaemonUnavailable(BangerError):

@@ -1,6 +1,7 @@
 """The HTTP API on the daemon's Unix socket: the app, and the daemon's own routes. VM, image
-and kernel routes live in vmapi.py, imageapi.py and kernelapi.py; what they share in
-apiwire.py; the request and response schema in core/api.py."""
+and kernel routes live in vmapi.py, imageapi.py and kernelapi.py, guest files beyond read
+and write in fileapi.py; what they share in apiwire.py; the request and response schema in
+core/api.py."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from banger._version import __version__
 from banger.core.api import Status
 from banger.core.models import to_dict
 from banger.daemon.apiwire import TASKS, answer, errors
+from banger.daemon.fileapi import file_routes
 from banger.daemon.imageapi import image_routes
 from banger.daemon.kernelapi import kernel_routes
+from banger.daemon.processapi import process_routes
 from banger.daemon.services import Services
 from banger.daemon.vmapi import vm_routes
 
@@ -25,10 +28,13 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app[TASKS] = set()
     app.add_routes(daemon_routes(services, on_shutdown))
     app.add_routes(vm_routes(services))
+    app.add_routes(file_routes(services))
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
+    app.add_routes(process_routes(services))
 
     async def close_agent_channels(_: web.Application) -> None:
+        await services.guest_processes.close()
         await services.guest_exec.close()
 
     app.on_cleanup.append(close_agent_channels)

@@ -79,16 +79,23 @@ class GuestExec:
 
     async def write_file(
         self, name: str, path: str, content: AsyncIterator[bytes], mode: int,
+        owner: str | None = None,
     ) -> None:
-        """Replace the guest file `path` (atomically: a reader sees the old or the new)."""
+        """Replace the guest file `path` (atomically: a reader sees the old or the new),
+        owned by `owner` (USER[:GROUP] in the guest; root by default)."""
         session = await self._running(name, path)
-        await session.write_file(path, content, mode)
+        await session.write_file(path, content, mode, owner)
+
+    async def session(self, name: str) -> AgentSession:
+        """The channel to the agent of VM `name` (one clear error for a VM that is stopped
+        or paused)."""
+        self._vms.access(name)
+        return await self._session(self._vms.get(name))
 
     async def _running(self, name: str, path: str) -> AgentSession:
         if not path.startswith("/") or "\0" in path:
             raise InvalidInput(f"{path!r} is not an absolute guest path")
-        self._vms.access(name)
-        return await self._session(self._vms.get(name))
+        return await self.session(name)
 
     async def _session(self, vm: VM) -> AgentSession:
         async with self._locks.setdefault(vm.id, asyncio.Lock()):
