@@ -164,6 +164,17 @@ def test_the_laptop_drives_the_remote_host(remote: Remote, tmp_path: Path) -> No
     laptop.run("vm", "workspace", "export", "far", "-o", str(patch))
     assert "+made in the guest" in patch.read_text()
 
+    # vm exec and vm cp (a directory, both ways) go through the API, bodies streamed.
+    assert laptop.run("vm", "exec", "far", "--", "cat", "/root/repo/new.txt").stdout == (
+        "made in the guest\n")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "data.bin").write_bytes(os.urandom(300_000))
+    laptop.run("vm", "cp", str(tree), "far:/root/")
+    back = tmp_path / "back"
+    laptop.run("vm", "cp", "far:/root/tree", str(back))
+    assert (back / "sub" / "data.bin").read_bytes() == (tree / "sub" / "data.bin").read_bytes()
+
     # vm ssh and plain `ssh far.vm` hop through the remote host.
     assert laptop.run("vm", "ssh", "far", "--", "hostname").stdout.strip() == "far"
     include = laptop.run("ssh-config").stdout.strip()
