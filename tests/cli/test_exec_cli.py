@@ -54,6 +54,15 @@ def test_exec_with_a_terminal_stdin_passes_it_only_with_i(
     assert client.started.stdin and client.guest_stdin == b"piped"
 
 
+def test_exec_does_not_pass_on_dev_null(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with open(os.devnull) as null:
+        monkeypatch.setattr(sys, "stdin", null)
+        assert run(["vm", "exec", "dev", "--", "true"], capsys)[0] == 0
+    assert client.started is not None and not client.started.stdin
+
+
 def test_exec_with_t_asks_for_a_pty_of_the_terminal_size(
     client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

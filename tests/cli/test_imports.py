@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.fake_daemon import FakeDaemon
 
-HEAVY = ("asyncssh", "aiohttp", "pydantic", "rich", "click")
+HEAVY = ("asyncssh", "aiohttp", "pydantic", "rich", "click", "mcp", "uvicorn", "starlette")
 
 
 def imported_after(code: str) -> set[str]:
@@ -33,12 +33,14 @@ def imported_after(code: str) -> set[str]:
         "import sys\nfrom banger.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass",
         "import banger.client",
+        # What `banger mcp --help` loads: the MCP SDK waits until the server starts.
+        "import banger.cli.mcp",
         # The SDK's front door and its client class.
         "import banger\nbanger.Client",
         # What the client sends a body with: the daemon, not the client, checks it.
         "from banger.core import api\napi.CreateVM(name='dev').body()",
     ],
-    ids=["import", "help", "client", "sdk", "schema"],
+    ids=["import", "help", "client", "mcp-command", "sdk", "schema"],
 )
 def test_cli_path_stays_light(code: str) -> None:
     assert imported_after(code).isdisjoint(HEAVY)

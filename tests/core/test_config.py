@@ -97,7 +97,9 @@ def test_unknown_key_is_named_in_one_line(text: str, key: str) -> None:
         ("[vm_defaults]\nmemory_mib = 64\n", "vm_defaults.memory_mib"),
         ("[vm_defaults]\ndisk_size = 'lots'\n", "vm_defaults.disk_size"),
         ("[vm_defaults]\ndisk_size = '0G'\n", "vm_defaults.disk_size"),
-        ("vmm_user = 'root; rm'\n", "vmm_user"),
+        ("vmm_uids = '0-65535'\n", "vmm_uids"),
+        ("vmm_uids = '1900000000'\n", "vmm_uids"),
+        ("vmm_uids = '3000-2000'\n", "vmm_uids"),
         ("console_log_max_size = 'big'\n", "console_log_max_size"),
     ],
 )

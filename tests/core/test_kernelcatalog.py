@@ -10,6 +10,7 @@ from banger.core.kernelcatalog import (
     kernel_version,
     parse_packages,
     release_sha256,
+    unpack_bytes,
 )
 
 PACKAGES = """\
@@ -27,6 +28,7 @@ Description: Linux 6.1 for x86-64 cloud
 Filename: pool/main/l/linux-signed-amd64/linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb
 SHA256: bb
 Size: 25000000
+Installed-Size: 120000
 """
 
 
@@ -41,6 +43,8 @@ def test_packages_and_kernel_choice() -> None:
     deb = kernel_package(packages, "linux-image-cloud-amd64")
     assert deb.package == "linux-image-6.1.0-50-cloud-amd64"
     assert deb.sha256 == "bb" and deb.size == 25000000
+    assert deb.installed_bytes == 120000 * 1024
+    assert unpack_bytes(deb, deb_file(packages, "linux-image-cloud-amd64")) == 2 * 120000 * 1024
     assert kernel_version(deb.package) == "6.1.0-50-cloud-amd64"
     with pytest.raises(ImageBuildFailed):
         deb_file(packages, "busybox-static")

@@ -108,6 +108,7 @@ async def test_delete_with_force_removes_everything(env: Env) -> None:
     assert deleted.id == vm.id
     assert env.hypervisor.running == {}
     assert env.hypervisor.signals == [(vm.pid, signal.SIGKILL)]
+    assert env.hypervisor.released == [Path(vm.dir)]  # its VMM's uid goes back
     assert env.leftovers() == ([], [], [])
     assert not Path(vm.dir).exists()
     with pytest.raises(VMNotFound):

@@ -241,18 +241,10 @@ def internet_site(netns: Netns, site: Path) -> Iterator[Netns]:
             server.wait()
 
 
-# The unprivileged user the test daemons' VMMs run as (they make it on first use); removed
-# when the session ends.
-VMM_USER = "bgt-vmm"
-
-
 @pytest.fixture(scope="session")
 def netns() -> Iterator[Netns]:
-    try:
-        with temporary_netns() as ns:
-            yield ns
-    finally:
-        subprocess.run(["userdel", VMM_USER], capture_output=True, check=False)
+    with temporary_netns() as ns:
+        yield ns
 
 
 def _short_tmpdir(prefix: str) -> Path:
@@ -374,8 +366,6 @@ def make_env(
         # Warm templates are tested on their own (test_warm.py); elsewhere a template made in
         # the background after the first boot would change what later tests exercise.
         config = "warm_start = false\n" + config
-    if "vmm_user" not in config:
-        config = f'vmm_user = "{VMM_USER}"\n' + config
     env = BangerEnv(_short_tmpdir("bgt-"), netns, config)
     if register:
         env.run(

@@ -1,18 +1,25 @@
-"""The VMM runs confined: as an unprivileged user, in QEMU's seccomp sandbox, in a cgroup
-of its own with memory and thread ceilings; a guest cannot grow its console log or the
-daemon's memory without bound."""
+"""The VMM runs confined: as an unprivileged uid of its own per VM, in QEMU's seccomp
+sandbox, in a cgroup of its own with memory and thread ceilings; a guest cannot grow its
+console log or the daemon's memory without bound."""
 
 from __future__ import annotations
 
-import pwd
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from banger.core.confine import MIB, PIDS_BASE, QEMU_OVERHEAD_MIB, TCG_CACHE_MIB
-from tests.e2e.conftest import VMM_USER, BangerEnv
+from banger.core.confine import (
+    DEFAULT_VMM_UIDS,
+    MIB,
+    PIDS_BASE,
+    QEMU_OVERHEAD_MIB,
+    TCG_CACHE_MIB,
+    uid_range,
+)
+from banger.host.vmmuser import REGISTRY, host_ids_in
+from tests.e2e.conftest import BangerEnv
 
 CGROUPS = Path("/sys/fs/cgroup")
 CONSOLE_MAX = 256 * 1024
@@ -37,6 +44,7 @@ def env(second_banger_module: Callable[..., BangerEnv]) -> Iterator[BangerEnv]:
     env.run("vm", "create", "--name", "boxed", "--memory", "512")
     yield env
     env.run("vm", "delete", "--force", "boxed", check=False)
+    env.run("vm", "delete", "--force", "neighbour", check=False)
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -54,12 +62,19 @@ def _cgroup_dir(pid: int, controller: str) -> Path:
     return CGROUPS / next(path for _, controllers, path in entries if not controllers).lstrip("/")
 
 
-def test_qemu_runs_as_the_vmm_user_in_its_sandbox_and_cgroup(env: BangerEnv) -> None:
+def _ids(pid: int) -> tuple[list[str], list[str]]:
+    status = _status(pid)
+    return status["Uid"].split(), status["Gid"].split()
+
+
+def test_qemu_runs_as_a_uid_of_its_own_in_its_sandbox_and_cgroup(env: BangerEnv) -> None:
     vm = env.json("vm", "show", "boxed")
     pid = vm["pid"]
     status = _status(pid)
-    uid = pwd.getpwnam(VMM_USER).pw_uid
-    assert status["Uid"].split() == [str(uid)] * 4
+    uids, gids = _ids(pid)
+    uid = int(uids[0])
+    assert uid in uid_range(DEFAULT_VMM_UIDS) and host_ids_in(range(uid, uid + 1)) == []
+    assert uids == [str(uid)] * 4 and gids == [str(uid)] * 4
     assert status["CapEff"].strip() == "0000000000000000"
     assert status["Seccomp"].strip() == "2"
     assert status["NoNewPrivs"].strip() == "1"
@@ -79,6 +94,20 @@ def test_qemu_runs_as_the_vmm_user_in_its_sandbox_and_cgroup(env: BangerEnv) -> 
     cgroup = stats["samples"][-1]["host"]["cgroup"]
     assert cgroup["memory_limit"] == expected
     assert 0 < cgroup["memory_bytes"] <= expected
+
+
+def test_two_vms_have_vmms_of_different_uids_and_a_deleted_vm_gives_its_back(
+    env: BangerEnv,
+) -> None:
+    env.run("vm", "create", "--name", "neighbour", "--memory", "256")
+    mine = _ids(env.json("vm", "show", "boxed")["pid"])
+    theirs = _ids(env.json("vm", "show", "neighbour")["pid"])
+    # One VMM cannot signal, trace or open the files of the other: nothing is shared.
+    assert mine[0][0] != theirs[0][0] and mine[1][0] != theirs[1][0]
+    neighbour = env.json("vm", "show", "neighbour")
+    env.run("vm", "delete", "--force", "neighbour")
+    claims = {p.read_text() for p in REGISTRY.iterdir() if p.name.isdigit()}
+    assert neighbour["dir"] not in claims
 
 
 def test_a_guest_flooding_its_console_leaves_a_bounded_log(env: BangerEnv) -> None:

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from banger.core.errors import ChecksumMismatch, ImageBuildFailed, ImageTooLarge, MissingTool
-from banger.core.kernelcatalog import DebFile, release_sha256
+from banger.core.errors import (
+    ChecksumMismatch,
+    DiskFull,
+    ImageBuildFailed,
+    ImageTooLarge,
+    MissingTool,
+)
+from banger.core.kernelcatalog import KERNEL_CATALOG, DebFile, release_sha256
 from banger.host import kernelpull
 from banger.host.kernelpull import _unpack, verified_release
 
@@ -183,3 +189,71 @@ def test_a_deb_data_bomb_stops_at_the_cap(
     assert os.path.getsize(package) < 1 << 20
     with pytest.raises(ImageTooLarge):
         _unpack(package, tmp_path / "out")
+
+
+KERNEL_DEB = DebFile("linux-image-6.1.0-1-cloud-amd64", "1", "pool/k.deb", "0" * 64,
+                     30 << 20, 120 << 20)
+BUSYBOX_DEB = DebFile("busybox-static", "1", "pool/b.deb", "0" * 64, 1 << 20, 2 << 20)
+
+
+def _fetcher_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, downloads: list[str]
+) -> kernelpull.DebianKernelFetcher:
+    fetcher = kernelpull.DebianKernelFetcher(tmp_path / "cache", free_bytes=lambda _: free)
+
+    async def index(*_: object) -> dict[str, dict[str, str]]:
+        return {}
+
+    async def deb(_session: object, _archive: str, deb: DebFile, _progress: object) -> Path:
+        downloads.append(deb.package)
+        raise ImageBuildFailed("stop here: the room check passed")
+
+    monkeypatch.setattr(fetcher, "_index", index)
+    monkeypatch.setattr(fetcher, "_deb", deb)
+    monkeypatch.setattr(kernelpull, "kernel_package", lambda *_: KERNEL_DEB)
+    monkeypatch.setattr(kernelpull, "deb_file", lambda *_: BUSYBOX_DEB)
+    return fetcher
+
+
+async def test_a_kernel_pull_on_a_full_disk_downloads_nothing_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads: list[str] = []
+    fetcher = _fetcher_without_network(tmp_path, monkeypatch, 100 << 20, downloads)
+    store = tmp_path / "kernels"
+    with pytest.raises(DiskFull) as caught:
+        await fetcher.fetch(entry=KERNEL_CATALOG["generic-6.1"], archive="http://archive.invalid",
+                            dest_dir=store / "generic-6.1", progress=lambda _: None)
+    assert caught.value.code == "disk_full"
+    assert "pulling this kernel" in caught.value.message
+    assert downloads == []
+    assert list(store.iterdir()) == []
+
+
+async def test_a_kernel_pull_with_room_goes_on_to_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads: list[str] = []
+    # 31 MiB of .debs and 242 MiB unpacked (the kernel's tree twice, busybox once).
+    fetcher = _fetcher_without_network(tmp_path, monkeypatch, 273 << 20, downloads)
+    with pytest.raises(ImageBuildFailed, match="room check passed"):
+        await fetcher.fetch(entry=KERNEL_CATALOG["generic-6.1"], archive="http://archive.invalid",
+                            dest_dir=tmp_path / "kernels" / "generic-6.1",
+                            progress=lambda _: None)
+    assert downloads == [KERNEL_DEB.package]
+
+
+async def test_cached_debs_need_no_room_for_their_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads: list[str] = []
+    fetcher = _fetcher_without_network(tmp_path, monkeypatch, 242 << 20, downloads)
+    debs = tmp_path / "cache" / "debs"
+    debs.mkdir(parents=True)
+    (debs / "k.deb").write_bytes(b"")
+    (debs / "b.deb").write_bytes(b"")
+    with pytest.raises(ImageBuildFailed, match="room check passed"):
+        await fetcher.fetch(entry=KERNEL_CATALOG["generic-6.1"], archive="http://archive.invalid",
+                            dest_dir=tmp_path / "kernels" / "generic-6.1",
+                            progress=lambda _: None)
+    assert downloads == [KERNEL_DEB.package]

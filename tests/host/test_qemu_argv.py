@@ -5,7 +5,9 @@ from pathlib import Path
 from banger.core.confine import RunAs
 from banger.core.guest import BootIdentity, kernel_cmdline
 from banger.host.vmm.base import LaunchSpec
+from banger.host.vmm.launch import Confinement
 from banger.host.vmm.qemu import QemuHypervisor, qemu_argv
+from banger.host.vmmuser import FixedVMMUids
 
 VM_DIR = Path("/state/banger/vms/0123456789ab")
 CMDLINE = kernel_cmdline(
@@ -151,3 +153,10 @@ def test_the_backend_knows_its_own_vmm_processes() -> None:
     qemu = QemuHypervisor()
     assert qemu.owns(qemu_argv("qemu-system-x86_64", spec()))
     assert not qemu.owns(["firecracker", "--api-sock", str(VM_DIR / "firecracker.sock")])
+
+
+async def test_a_deleted_vms_uid_is_given_back(tmp_path: Path) -> None:
+    uids = FixedVMMUids(RunAs(1900000001, 1900000001))
+    qemu = QemuHypervisor("qemu-system-x86_64", Confinement(uids=uids))
+    await qemu.release(tmp_path)
+    assert uids.released == [tmp_path]

@@ -11,7 +11,6 @@ import pytest
 
 from banger.cli.main import main
 from banger.core import api
-from banger.core.api import FileEntry
 from banger.core.errors import (
     BangerError,
     GuestPathNotFound,
@@ -201,7 +200,7 @@ class FakeClient:
         self._call("write_file", name, path, mode=mode)
         self.guest_files[path] = data
 
-    def stat_file(self, name: str, path: str) -> FileEntry:
+    def stat_file(self, name: str, path: str) -> api.FileEntry:
         """A file of `guest_files`, or a directory above one (or in `guest_dirs`)."""
         self._call("stat_file", name, path)
         path = path.rstrip("/") or "/"
@@ -211,7 +210,7 @@ class FakeClient:
             kind = "dir"
         else:
             raise GuestPathNotFound(f"cannot stat {path}: No such file or directory")
-        return FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
+        return api.FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
                          mode=0o755, uid=0, gid=0, owner="root", group="root", mtime=0.0)
 
     def upload_tar(self, name: str, guest_dir: str, chunks: Iterable[bytes]) -> None:

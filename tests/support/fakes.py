@@ -48,6 +48,7 @@ class FakeHypervisor:
         self.launched: list[LaunchSpec] = []
         self.signals: list[tuple[int, int]] = []
         self.stopped: list[int] = []
+        self.released: list[Path] = []
         self.fail_start: Exception | None = None
         self.graceful = True
         self.console = b""  # what the guest writes to its serial console when started
@@ -69,6 +70,9 @@ class FakeHypervisor:
     def kill(self, pid: int, signal_number: int) -> None:
         self.signals.append((pid, signal_number))
         self.running.pop(pid, None)
+
+    async def release(self, vm_dir: Path) -> None:
+        self.released.append(vm_dir)
 
     def owns(self, argv: Sequence[str]) -> bool:
         return "-fake-vmm" in argv

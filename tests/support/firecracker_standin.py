@@ -2,16 +2,16 @@
 real KVM. A test helper, not product code.
 
 It is started exactly like the real binary (`firecracker --api-sock PATH --id ID`, or
-`--version`), serves the same API on the same socket with the same status codes (204 on
-success, 400 with {"fault_message"} otherwise), rejects what Firecracker v1.16 rejects for
-the endpoints banger uses (unknown fields where Firecracker denies them, wrong types, bad
-ids, pre-boot-only requests after InstanceStart, InstanceStart twice, post-boot-only ones
-before it, snapshot load after boot resources, files it cannot open), and on InstanceStart
-boots the configured ELF kernel, initrd, drives and TAP with QEMU `-M microvm` under TCG.
-The kernel command line gets what Firecracker adds (`root=/dev/vda ro|rw`), plus
-`tsc_early_khz=` since TCG, unlike KVM, needs it. SendCtrlAltDel becomes an ACPI power-off
-(QMP system_powerdown); PATCH /vm Paused/Resumed are QMP stop/cont. The process exits when the
-guest does, like Firecracker.
+`--version`, or by the jailer with its start-time options), serves the same API on the same
+socket with the same status codes (204 on success, 400 with {"fault_message"} otherwise),
+rejects what Firecracker v1.16 rejects for the endpoints banger uses (unknown fields where
+Firecracker denies them, wrong types, bad ids, pre-boot-only requests after InstanceStart,
+InstanceStart twice, post-boot-only ones before it, snapshot load after boot resources,
+files it cannot open), and on InstanceStart boots the configured ELF kernel, initrd, drives
+and TAP with QEMU `-M microvm` under TCG. The kernel command line gets what Firecracker adds
+(`root=/dev/vda ro|rw`), plus `tsc_early_khz=` since TCG, unlike KVM, needs it.
+SendCtrlAltDel becomes an ACPI power-off (QMP system_powerdown); PATCH /vm Paused/Resumed
+are QMP stop/cont. The process exits when the guest does, like Firecracker.
 
 Snapshots. The guest's RAM is a memfd the stand-in holds (QEMU maps it shared), so a full
 snapshot writes it to mem_file_path as Firecracker does (sparse); snapshot_path holds the
@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from banger.core import agent
+from banger.core.confine import TCG_CACHE_MIB
 from banger.host.hostinfo import tsc_khz
 from tests.support.firecracker_api import find_endpoint, validate_request
 
@@ -102,7 +103,16 @@ class QMP:
     def __init__(self, path: Path) -> None:
         self._sock = socket.socket(socket.AF_UNIX)
         self._sock.settimeout(30)
-        self._sock.connect(str(path))
+        # The socket file appears at QEMU's bind(), a moment before it listens.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._sock.connect(str(path))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._file = self._sock.makefile("rwb")
         self._file.readline()
         self.command("qmp_capabilities")
@@ -592,7 +602,9 @@ def qemu_argv(
     argv = [
         "qemu-system-x86_64",
         "-M", "microvm,pit=on,pic=on,rtc=on,x-option-roms=off,memory-backend=mem",
-        "-accel", "tcg", "-cpu", "max",
+        # A bounded translation cache, as banger's own QEMU has: QEMU 7.2's default (1 GiB)
+        # would not fit the memory ceiling of a jailed VM's cgroup (guest RAM + 192 MiB).
+        "-accel", f"tcg,tb-size={TCG_CACHE_MIB}", "-cpu", "max",
         "-smp", str(machine["vcpu_count"]), "-m", str(machine["mem_size_mib"]),
         "-nodefaults", "-no-user-config", "-nographic",
         "-kernel", boot["kernel_image_path"],
@@ -746,6 +758,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-sock")
     parser.add_argument("--id", default="anonymous-instance")
     parser.add_argument("--version", action="store_true")
+    # What the jailer adds (tests/support/jailer_standin.py): accepted, like the real binary.
+    parser.add_argument("--start-time-us")
+    parser.add_argument("--start-time-cpu-us")
     try:
         args = parser.parse_args(argv)
     except SystemExit:

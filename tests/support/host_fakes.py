@@ -174,6 +174,11 @@ class FakeCgroups:
 
     def __init__(self) -> None:
         self.groups: dict[str, tuple[int, CgroupLimits]] = {}
+        self.parent_prepared = False
+
+    def prepare_parent(self) -> str:
+        self.parent_prepared = True
+        return "banger"
 
     def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
         self.groups[name] = (pid, limits)

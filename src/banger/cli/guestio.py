@@ -37,7 +37,7 @@ def _exec(
         variables[key] = value
     if tty:
         variables.setdefault("TERM", os.environ.get("TERM") or "xterm")
-    forward_stdin = interactive or (sys.stdin is not None and not sys.stdin.isatty())
+    forward_stdin = interactive or _piped_stdin()
     request = api.StartProcess(
         argv=list(command), env=variables, cwd=cwd, user=user,
         pty=terminal_size() if tty else None, stdin=forward_stdin, timeout=timeout,
@@ -48,6 +48,17 @@ def _exec(
     if result.signal is not None:
         sys.exit(128 + result.signal)
     sys.exit(result.exit_code or 0)
+
+
+def _piped_stdin() -> bool:
+    """Whether our stdin is data to pass on: not a terminal, nor /dev/null (which costs a
+    request or two for nothing)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return False
+    try:
+        return not os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return True
 
 
 exec_command = Command("exec", _exec, [

@@ -39,6 +39,7 @@ for _name, _target, _help in (
      "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
     ("context", "banger.cli.contexts:context",
      "Name remote bangerds (ssh://USER@HOST) and choose the one to use."),
+    ("mcp", "banger.cli.mcp:mcp", "Serve banger's sandboxes to MCP clients (coding agents)."),
     ("completion", "banger.cli.completion:completion", "Print the completion script for SHELL."),
 ):
     ROOT.add(Lazy(_name, _target, _help))

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from banger.core.confine import DEFAULT_VMM_UIDS, uid_range
 from banger.core.durations import parse_duration
 from banger.core.egress import normalize_egress_allow
 from banger.core.errors import ConfigError, InvalidInput
@@ -83,9 +84,14 @@ class Config(_Strict):
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     qemu_bin: str = "qemu-system-x86_64"
     firecracker_bin: str | None = None
-    # When bangerd runs as root, VMMs drop to this system user (made on first use) once
-    # they opened their files; "" keeps them root.
-    vmm_user: str = Field(default="banger-vmm", pattern=r"^([a-z_][a-z0-9_-]{0,30})?$")
+    # Firecracker's jailer (default: next to firecracker_bin, else on PATH): a root daemon
+    # starts Firecracker through it when it finds one. Jails are made under the chroot base
+    # (default: <state dir>/jailer; it must be on the state dir's filesystem).
+    jailer_bin: str | None = None
+    firecracker_chroot_base: str | None = None
+    # When bangerd runs as root, each VM's VMM drops to a uid of its own from this range
+    # (FIRST-LAST) once it opened its files; "" keeps them root.
+    vmm_uids: str = DEFAULT_VMM_UIDS
     # A guest's console log is cut back to its newest half once it grows past this.
     console_log_max_size: str = "4M"
     bridge_name: str = Field(default="banger0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
@@ -132,6 +138,12 @@ class Config(_Strict):
                 parse_size(value, what="size")
             except InvalidInput as exc:
                 raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("vmm_uids")
+    @classmethod
+    def _vmm_uids(cls, value: str) -> str:
+        uid_range(value)
         return value
 
     @field_validator("dns_upstreams")

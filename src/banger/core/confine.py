@@ -66,6 +66,26 @@ def cgroup_name(vm_id: str) -> str:
     return f"vm-{vm_id}"
 
 
+# Where VMM uids come from (config `vmm_uids`): far above login users (1000-60000),
+# systemd's dynamic users (61184-65519) and the usual subordinate ranges of /etc/subuid
+# (100000 on, 65536 per user); inside systemd's unassigned 1879048192-2147352575, and below
+# 2^31, which some tools still read as a signed number.
+DEFAULT_VMM_UIDS = "1900000000-1900065535"
+
+
+def uid_range(text: str) -> range:
+    """`FIRST-LAST` (inclusive) as a range; "" is none (VMMs keep the daemon's user)."""
+    if not text:
+        return range(0)
+    first, sep, last = text.partition("-")
+    if not (sep and first.isdigit() and last.isdigit()):
+        raise ValueError(f"{text!r} is not FIRST-LAST, e.g. {DEFAULT_VMM_UIDS}")
+    low, high = int(first), int(last)
+    if not 1000 <= low <= high < 1 << 31:
+        raise ValueError(f"{text!r}: need 1000 <= FIRST <= LAST < 2147483648")
+    return range(low, high + 1)
+
+
 @dataclass(frozen=True)
 class RunAs:
     """The unprivileged user and group a VMM runs as."""

@@ -102,6 +102,7 @@ class DebFile:
     filename: str  # path under the archive root
     sha256: str
     size: int
+    installed_bytes: int = 0  # the index's Installed-Size (KiB there); 0 if it has none
 
 
 def deb_file(packages: dict[str, dict[str, str]], name: str) -> DebFile:
@@ -110,7 +111,7 @@ def deb_file(packages: dict[str, dict[str, str]], name: str) -> DebFile:
         raise ImageBuildFailed(f"package {name} is not in the archive's index")
     try:
         return DebFile(name, fields["Version"], fields["Filename"], fields["SHA256"],
-                       int(fields["Size"]))
+                       int(fields["Size"]), int(fields.get("Installed-Size", "0")) * 1024)
     except (KeyError, ValueError) as exc:
         raise ImageBuildFailed(f"the index entry of {name} is incomplete ({exc})") from None
 
@@ -125,6 +126,12 @@ def kernel_package(packages: dict[str, dict[str, str]], metapackage: str) -> Deb
         if name.startswith("linux-image-") and name != metapackage:
             return deb_file(packages, name)
     raise ImageBuildFailed(f"{metapackage} does not depend on a linux-image package")
+
+
+def unpack_bytes(kernel: DebFile, busybox: DebFile) -> int:
+    """The most a pull takes in the kernel store while it unpacks: both packages' trees in
+    its work directory plus the kernel's files again as the copy that stays."""
+    return 2 * kernel.installed_bytes + busybox.installed_bytes
 
 
 def kernel_version(package: str) -> str:

@@ -117,18 +117,26 @@ def run_checks(
     return checks
 
 
-def confinement_check(config: Config, cgroups: str | None, is_root: bool) -> Check:
-    """How VMMs are confined: QEMU's sandbox always; a user and cgroups of their own only
-    under a root daemon. `cgroups`: the cgroup version in use, None if none."""
+def confinement_check(
+    config: Config, cgroups: str | None, is_root: bool, host_ids: list[int] | None = None
+) -> Check:
+    """How QEMU VMMs are confined: its sandbox always; a uid of their own and a cgroup only
+    under a root daemon. `cgroups`: the cgroup version in use, None if none; `host_ids`:
+    users or groups of the host inside `vmm_uids` (never handed to a VMM, but a sign the
+    range was badly chosen)."""
     if not is_root:
         return Check("confinement", "warn", "QEMU runs in its seccomp sandbox, as you, "
                      "without a cgroup", "run bangerd as root to confine VMMs further", False)
     missing = [what for what, absent in (
-        ("a user of their own (vmm_user = \"\")", not config.vmm_user),
+        ("a uid per VM (vmm_uids = \"\")", not config.vmm_uids),
         ("cgroups (no cgroup hierarchy with the memory controller)", cgroups is None),
     ) if absent]
     if missing:
         return Check("confinement", "warn", f"QEMU runs in its seccomp sandbox, without "
-                     f"{' and '.join(missing)}", "Firecracker VMMs are not confined", False)
-    return Check("confinement", "ok", f"QEMU runs in its seccomp sandbox as {config.vmm_user}, "
-                 f"in a cgroup ({cgroups}) per VM; Firecracker VMMs are not confined")
+                     f"{' and '.join(missing)}", "set vmm_uids to a range of unused ids", False)
+    if host_ids:
+        shown = ", ".join(str(i) for i in host_ids[:5])
+        return Check("confinement", "warn", f"vmm_uids {config.vmm_uids} holds ids the host "
+                     f"uses ({shown}); banger skips them", "move vmm_uids to unused ids", False)
+    return Check("confinement", "ok", f"QEMU runs in its seccomp sandbox as a uid of its own "
+                 f"per VM ({config.vmm_uids}), in a cgroup ({cgroups}) per VM")

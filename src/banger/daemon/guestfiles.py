@@ -5,7 +5,8 @@ Directories travel as tar made and unpacked by the guest's own `tar` (GNU tar in
 images, busybox's in most others): the agent stays small, and tar already knows every
 file type, hard link and long name. Out of the guest it runs as an exec (its stdout is the
 stream, with the exec channel's back-pressure); into the guest the agent pipes the upload
-into `tar -x` frame by frame (UNTAR), since an exec's stdin is sent whole."""
+into `tar -x` frame by frame (UNTAR), as it writes a file: one request, one answer, no
+process for the daemon to hold."""
 
 from __future__ import annotations
 

@@ -78,6 +78,7 @@ def _bind_socket(path: Path) -> socket.socket:
 
 def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.core.aptsources import archive_for_suite
+    from banger.core.confine import uid_range
     from banger.host import hostinfo
     from banger.host.agent import SerialAgentChannel, VsockAgentChannel
     from banger.host.aptconfig import host_apt_sources, read_host_sources
@@ -92,10 +93,10 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host.vmm.firecracker import FirecrackerHypervisor
     from banger.host.vmm.launch import Confinement
     from banger.host.vmm.qemu import QemuHypervisor
-    from banger.host.vmmuser import SystemVMMUser
+    from banger.host.vmmuser import ClaimedVMMUids
 
     runner = SubprocessRunner()
-    confinement = Confinement(detect_cgroups(), SystemVMMUser(config.vmm_user, runner))
+    confinement = Confinement(detect_cgroups(), ClaimedVMMUids(uid_range(config.vmm_uids)))
     return Adapters(
         network=IPRoute2Network(runner),
         disks=HostDisks(runner),
@@ -109,7 +110,10 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         host_memory=hostinfo.memory_bytes(),
         vm_followers=real_vm_follower_adapters(),
         firecracker=FirecrackerHypervisor(
-            config.firecracker_bin, paths.state_dir / "firecracker", runner=runner
+            config.firecracker_bin, paths.state_dir / "firecracker", runner=runner,
+            confinement=confinement, jailer_bin=config.jailer_bin,
+            chroot_base=Path(config.firecracker_chroot_base)
+            if config.firecracker_chroot_base else None,
         ),
         image_puller=OCIPuller(
             paths.cache_dir / "oci", insecure=tuple(config.insecure_registries)

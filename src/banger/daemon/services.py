@@ -9,6 +9,7 @@ from pathlib import Path
 
 from banger.core.backends import BackendChoice
 from banger.core.config import Config
+from banger.core.confine import uid_range
 from banger.core.errors import BangerError, ConfigError, MissingTool
 from banger.core.models import Check
 from banger.core.paths import Paths
@@ -43,6 +44,7 @@ from banger.host.network import HostNetworkAdapter
 from banger.host.ocipull import ImagePuller
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import Hypervisor
+from banger.host.vmmuser import host_ids_in
 
 
 @dataclass
@@ -127,7 +129,8 @@ class Services:
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
         ), doctor.confinement_check(
-            self.config, cgroups.version if cgroups else None, os.geteuid() == 0
+            self.config, cgroups.version if cgroups else None, os.geteuid() == 0,
+            host_ids_in(uid_range(self.config.vmm_uids)),
         ), *self.vm_followers.checks()]
 
 

@@ -44,7 +44,14 @@ from banger.daemon.network import HostNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.host.agent import AgentChannel
 from banger.host.disks import DiskAdapter
-from banger.host.vmm.base import Hypervisor, LaunchSpec, PreparesRoot, Templates
+from banger.host.vmm.base import (
+    Hypervisor,
+    LaunchSpec,
+    PreparesRoot,
+    Releases,
+    Templates,
+    TemplatesSometimes,
+)
 
 log = logging.getLogger("banger.templates")
 
@@ -125,7 +132,9 @@ class TemplateService:
 
     @property
     def enabled(self) -> bool:
-        return self._config.warm_start and isinstance(self._hv, Templates)
+        if not (self._config.warm_start and isinstance(self._hv, Templates)):
+            return False
+        return not isinstance(self._hv, TemplatesSometimes) or self._hv.makes_templates()
 
     @property
     def agent(self) -> AgentChannel:
@@ -304,8 +313,10 @@ class TemplateService:
         self._hv.kill(pid, signal.SIGKILL)
         for _ in range(100):
             if not self._hv.is_running(pid, work):
-                return
+                break
             await asyncio.sleep(0.05)
+        if isinstance(self._hv, Releases):
+            await self._hv.release(work)  # the template's VMM never starts again
 
     async def ensure(self, image_name: str, progress: Progress = no_progress) -> Template:
         """The image's current template for the default VM size, made if missing or stale."""

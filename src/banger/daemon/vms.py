@@ -38,7 +38,7 @@ from banger.daemon.vmboot import KernelChooser, VMBoot
 from banger.daemon.vmrecords import VMRecords, unsupported
 from banger.host.consolelog import read_from as read_console
 from banger.host.disks import DiskAdapter
-from banger.host.vmm.base import Pauses, ReportsMetrics, Snapshots
+from banger.host.vmm.base import Pauses, Releases, ReportsMetrics, Snapshots
 
 log = logging.getLogger("banger.vms")
 
@@ -330,6 +330,9 @@ class VMService:
                     )
                 await self._records.halt(vm)
             await self._net.detach(vm.tap)
+            hypervisor = self._records.backend(vm)[1]
+            if isinstance(hypervisor, Releases):
+                await hypervisor.release(Path(vm.dir))
             shutil.rmtree(vm.dir, ignore_errors=True)
             self._records.remove(vm)
         self._records.write_known_hosts()

@@ -422,7 +422,10 @@ sub on_frame {
         send_frame(0, $T{hello}, $PROTOCOL);
         return;
     }
-    if (($type >= 20 && $type <= 29) || is_untar($id)) { on_files_frame($id, $type, $payload); return }
+    if (($type >= 20 && $type <= 29) || is_untar($id)) {
+        on_files_frame($id, $type, $payload);
+        return;
+    }
     if ($type == $T{read_file} || $type == $T{write_file} || $writes{$id}) {
         on_file_frame($id, $type, $payload);
         return;
@@ -506,8 +509,12 @@ sub on_file_frame {
     } elsif ($type == $T{write_file}) {
         my %f = fields($payload);
         my ($path, $mode) = ($f{path} // '', oct($f{mode} // '644'));
-        my ($uid, $gid, $no_owner) = owner_ids($f{owner} // 'root');
-        if (defined $no_owner) { file_error($id, POSIX::EINVAL(), "cannot write $path: $no_owner"); return }
+        # No owner: the agent's own (root); chown to -1 changes nothing.
+        my ($uid, $gid, $no_owner) = defined $f{owner} ? owner_ids($f{owner}) : (-1, -1);
+        if (defined $no_owner) {
+            file_error($id, POSIX::EINVAL(), "cannot write $path: $no_owner");
+            return;
+        }
         my $temp = "$path.banger-$id";
         sysopen(my $out, $temp, O_WRONLY | O_CREAT | O_TRUNC, 0600)
             or do { file_error($id, $!, "cannot write $path: $!"); return };
@@ -621,7 +628,10 @@ sub owner_ids {  # "user[:group]" (names or numbers) -> (uid, gid) or (undef, un
     my ($user, $group) = split /:/, $_[0], 2;
     my ($uid, $gid);
     if ($user =~ /^\d+$/) { ($uid, $gid) = ($user, $user) }
-    else { (undef, undef, $uid, $gid) = getpwnam $user or return (undef, undef, "no user $user in the guest") }
+    else {
+        (undef, undef, $uid, $gid) = getpwnam $user
+            or return (undef, undef, "no user $user in the guest");
+    }
     if (defined $group && length $group) {
         $gid = $group =~ /^\d+$/ ? $group : scalar getgrnam $group;
         return (undef, undef, "no group $group in the guest") unless defined $gid;
@@ -649,7 +659,10 @@ sub walk {  # the entries below $dir, $levels deep, appended to $$out and sent f
         next if $name eq '.' || $name eq '..';
         my $path = $dir eq '/' ? "/$name" : "$dir/$name";
         my ($record, $type) = entry($path, $names) or next;
-        if (length($$out) + length($record) > $MAX_PAYLOAD) { send_frame($id, $TF{entries}, $$out); $$out = '' }
+        if (length($$out) + length($record) > $MAX_PAYLOAD) {
+            send_frame($id, $TF{entries}, $$out);
+            $$out = '';
+        }
         $$out .= $record;
         walk($id, $path, $levels - 1, $out, $names) if $levels > 1 && $type eq 'dir';
     }
@@ -663,7 +676,9 @@ sub list_path {
     my $what = $depth ? 'list' : 'stat';
     return file_error($id, $!, "cannot $what $path: $!") unless defined $record;
     if (!$depth) { send_frame($id, $TF{entries}, $record) }
-    elsif ($type ne 'dir') { return file_error($id, POSIX::ENOTDIR(), "cannot list $path: Not a directory") }
+    elsif ($type ne 'dir') {
+        return file_error($id, POSIX::ENOTDIR(), "cannot list $path: Not a directory");
+    }
     else {
         my $out = '';
         walk($id, $path, $depth, \$out, \%names);
@@ -751,7 +766,8 @@ sub start_untar {
     my ($id, $dir) = @_;
     my @error = make_dirs($dir, 0755);
     return file_error($id, @error) if @error;
-    pipe(my $in_r, my $in_w) && pipe(my $err_r, my $err_w) or return file_error($id, $!, "pipe: $!");
+    pipe(my $in_r, my $in_w) && pipe(my $err_r, my $err_w)
+        or return file_error($id, $!, "pipe: $!");
     my $pid = fork;
     return file_error($id, $!, "fork: $!") unless defined $pid;
     if (!$pid) {
@@ -784,11 +800,17 @@ sub feed_untar {
         vec($r, fileno $u->{err}, 1) = 1 if $u->{err};
         vec($w, fileno $u->{in}, 1) = 1;
         next if select($r, $w, undef, undef) < 0;
-        if ($u->{err} && vec($r, fileno $u->{err}, 1) && !drain_untar($u)) { close $u->{err}; $u->{err} = undef }
+        if ($u->{err} && vec($r, fileno $u->{err}, 1) && !drain_untar($u)) {
+            close $u->{err};
+            $u->{err} = undef;
+        }
         next unless vec($w, fileno $u->{in}, 1);
         my $n = syswrite $u->{in}, $data;
         if (defined $n) { substr($data, 0, $n, '') }
-        elsif ($! != POSIX::EAGAIN() && $! != POSIX::EINTR()) { close $u->{in}; $u->{in} = undef }  # tar quit
+        elsif ($! != POSIX::EAGAIN() && $! != POSIX::EINTR()) {  # tar quit: the rest is dropped
+            close $u->{in};
+            $u->{in} = undef;
+        }
     }
 }
 

@@ -37,6 +37,11 @@ class VMCgroups(Protocol):
         """None if there is no such cgroup."""
         ...
 
+    def prepare_parent(self) -> str:
+        """Make banger's own cgroup, ready for VM cgroups that someone else makes in it
+        (Firecracker's jailer); its path relative to the hierarchy's root."""
+        ...
+
 
 def _write(path: Path, value: str) -> None:
     try:
@@ -95,6 +100,12 @@ class CgroupV1:
     def _group(self, controller: str, name: str) -> Path:
         return self._root / controller / self._parent / name
 
+    def prepare_parent(self) -> str:
+        for controller in ("memory", "pids", "cpu"):
+            _prune(self._root / controller / self._parent)
+            _make(self._root / controller / self._parent)
+        return self._parent
+
     def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
         settings = {
             "memory": {"memory.limit_in_bytes": limits.memory_bytes},
@@ -134,12 +145,16 @@ class CgroupV2:
     def _group(self, name: str) -> Path:
         return self._parent / name
 
-    def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
+    def prepare_parent(self) -> str:
         enable = " ".join(f"+{c}" for c in self._CONTROLLERS) + "\n"
         _write(self._root / "cgroup.subtree_control", enable)
         _make(self._parent)
         _write(self._parent / "cgroup.subtree_control", enable)
         _prune(self._parent)
+        return self._parent.name
+
+    def confine(self, name: str, pid: int, limits: CgroupLimits) -> None:
+        self.prepare_parent()
         group = self._group(name)
         _remake(group)
         _write(group / "memory.max", f"{limits.memory_bytes}\n")

@@ -44,9 +44,12 @@ from banger.core.kernelcatalog import (
     kernel_version,
     parse_packages,
     release_sha256,
+    unpack_bytes,
 )
 from banger.core.models import ProgressEvent
+from banger.core.sizing import require_room
 from banger.core.units import format_size
+from banger.host import hostinfo
 from banger.host.flatten import Flattener
 from banger.host.initrd import build_initrd, find_in_tree
 from banger.host.safeio import decompress, read_regular
@@ -77,8 +80,11 @@ class KernelFetcher(Protocol):
 
 
 class DebianKernelFetcher:
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(
+        self, cache_dir: Path, free_bytes: Callable[[Path], int] = hostinfo.free_bytes
+    ) -> None:
         self._debs = cache_dir / "debs"
+        self._free_bytes = free_bytes
 
     async def fetch(
         self, *, entry: CatalogKernel, archive: str, dest_dir: Path, progress: ProgressSink
@@ -93,6 +99,7 @@ class DebianKernelFetcher:
                 packages = await self._index(session, archive, entry.suite, work, progress)
                 kernel = kernel_package(packages, entry.package)
                 busybox = deb_file(packages, BUSYBOX_PACKAGE)
+                self._require_room(kernel, busybox, dest_dir.parent)
                 debs = [await self._deb(session, archive, deb, progress)
                         for deb in (kernel, busybox)]
             progress(ProgressEvent(STAGE, f"unpacking {kernel.package} {kernel.version}", 0.7))
@@ -103,6 +110,22 @@ class DebianKernelFetcher:
             await asyncio.to_thread(shutil.rmtree, work, True)
         progress(ProgressEvent(STAGE, f"kernel {entry.name} ready ({fetched.version})", 1.0))
         return fetched
+
+    def _require_room(self, kernel: DebFile, busybox: DebFile, store: Path) -> None:
+        """Before any download, from the sizes the signed index declares: the .debs not
+        cached yet into the deb cache, their unpacked files into the kernel store (one sum
+        when both are on one filesystem). A full disk fails here, with nothing made."""
+        download = sum(deb.size for deb in (kernel, busybox)
+                       if not (self._debs / Path(deb.filename).name).exists())
+        unpack = unpack_bytes(kernel, busybox)
+        if _same_filesystem(self._debs, store):
+            require_room(self._free_bytes(store), download + unpack,
+                         where=str(store), what="pulling this kernel")
+            return
+        require_room(self._free_bytes(self._debs), download,
+                     where=str(self._debs), what="downloading this kernel")
+        require_room(self._free_bytes(store), unpack,
+                     where=str(store), what="unpacking this kernel")
 
     async def _index(
         self, session: aiohttp.ClientSession, archive: str, suite: str, work: Path,
@@ -152,6 +175,15 @@ class DebianKernelFetcher:
             raise ChecksumMismatch(f"{path.name} does not match the archive's index")
         os.replace(partial, path)
         return path
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    def device(path: Path) -> int:
+        while not path.exists():
+            path = path.parent
+        return path.stat().st_dev
+
+    return device(a) == device(b)
 
 
 def verified_release(inrelease: Path, keyring: Path) -> str:

@@ -81,6 +81,14 @@ class Hypervisor(Protocol):
 
 
 @runtime_checkable
+class Releases(Protocol):
+    """A backend that holds something per VM beyond the VM dir (the uid its VMM runs as, a
+    jail): given back once the VM is deleted. Idempotent."""
+
+    async def release(self, vm_dir: Path) -> None: ...
+
+
+@runtime_checkable
 class Pauses(Protocol):
     """A backend that can stop and continue a running guest's vCPUs."""
 
@@ -123,6 +131,14 @@ class Templates(Protocol):
 
     def agent_socket(self, vm_dir: Path) -> Path:
         """Where the host reaches banger-agent in the VM of `vm_dir`."""
+        ...
+
+
+@runtime_checkable
+class TemplatesSometimes(Protocol):
+    """A `Templates` backend that cannot make templates in some set-ups (jailed VMMs)."""
+
+    def makes_templates(self) -> bool:
         ...
 
 

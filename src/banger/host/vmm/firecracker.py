@@ -11,6 +11,12 @@ Drives are given to Firecracker by their names in the VM dir, which is the proce
 directory (the base image, outside it, by its full path). A snapshot records the paths as
 given, so it names "the disks of whatever VM dir it is loaded in": that is what lets every VM
 restored from a warm template open its own copies of the template's disks.
+
+Under a root daemon with Firecracker's jailer at hand (host/vmm/jailer.py), each VMM runs
+jailed instead: as the VM's own uid, chrooted in a jail that holds links to what it opens,
+in the VM's cgroup. Every file is then given by its name in the jail, and the daemon finds
+the API and vsock sockets there. Snapshots and warm templates name files outside any one
+jail, so a jailed VM has neither (it boots cold).
 """
 
 from __future__ import annotations
@@ -22,20 +28,23 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from banger.core import firecracker as api
+from banger.core.confine import RunAs, cgroup_name, vmm_limits
 from banger.core.cpio import append_archive, newc_archive
 from banger.core.errors import BootFailed, HostError, InvalidState, MissingTool
 from banger.core.guest import OVERLAY_VERSION, overlay_boot_args, overlay_initramfs_files
+from banger.core.jailer import Jail, jailer_argv
 from banger.host import consolelog, hostinfo
 from banger.host.processes import CommandRunner, SubprocessRunner
 from banger.host.rootdisk import RootDisks, RootLayout, read_layout
 from banger.host.vmlinux import ensure_vmlinux
 from banger.host.vmm.base import LaunchSpec
-from banger.host.vmm.launch import start_vmm
+from banger.host.vmm.jailer import find_jailer, read_jail, remove_jail, stage_jail
+from banger.host.vmm.launch import Confinement, start_vmm
 from banger.host.vmm.shutdown import send_signal, shut_down, vmm_alive
 
 API_SOCKET = "firecracker.sock"
@@ -145,9 +154,15 @@ class FirecrackerHypervisor:
         *,
         runner: CommandRunner | None = None,
         root_mode: str = "auto",
+        confinement: Confinement | None = None,
+        jailer_bin: str | None = None,
+        chroot_base: Path | None = None,
     ) -> None:
         self._configured = firecracker_bin
         self._cache = cache_dir
+        self._confinement = confinement or Confinement()
+        self._jailer_bin = jailer_bin
+        self._chroot_base = chroot_base or cache_dir.parent / "jailer"
         self._disks = RootDisks(runner or SubprocessRunner(), root_mode)
         # Children we started; polled so they never linger as zombies.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -160,6 +175,10 @@ class FirecrackerHypervisor:
                 hint="install Firecracker on PATH or set firecracker_bin in config",
             )
         return found
+
+    def jailer(self) -> str | None:
+        """The jailer VMMs start through (only a root daemon's VMMs get one)."""
+        return find_jailer(self._jailer_bin, find_firecracker(self._configured))
 
     # Disks
 
@@ -177,6 +196,17 @@ class FirecrackerHypervisor:
         initrd, boot_args, drives = self._boot_disks(spec, layout)
         if layout.mode == "overlay" and initrd is not None:
             initrd = await asyncio.to_thread(overlay_initrd, initrd, self._cache)
+        jailing = await self._jailing(spec)
+        where = str(spec.vm_dir)
+        own = [spec.vm_dir / d.path for d in drives if not Path(d.path).is_absolute()]
+        shared = {"vmlinux": kernel, **({"initrd": initrd} if initrd else {})}
+        if jailing is not None:
+            # Everything by its name in the jail, which is the jailed process's `/`.
+            kernel, initrd, where = Path("vmlinux"), Path("initrd") if initrd else None, ""
+            for number, drive in enumerate(drives):
+                if Path(drive.path).is_absolute():
+                    shared[f"shared-{drive.drive_id}"] = Path(drive.path)
+                    drives[number] = replace(drive, path=f"shared-{drive.drive_id}")
         plan = api.boot_plan(
             kernel=str(kernel),
             initrd=str(initrd) if initrd else None,
@@ -186,15 +216,15 @@ class FirecrackerHypervisor:
             drives=drives,
             tap=spec.tap,
             mac=spec.mac,
-            log_path=str(spec.vm_dir / LOG_FILE),
-            metrics_path=str(spec.vm_dir / METRICS_FILE),
-            console_path=str(spec.console_log),
-            vsock_path=str(spec.vm_dir / VSOCK_SOCKET),
+            log_path=os.path.join(where, LOG_FILE),
+            metrics_path=os.path.join(where, METRICS_FILE),
+            console_path=os.path.join(where, spec.console_log.name),
+            vsock_path=os.path.join(where, VSOCK_SOCKET),
         )
-        pid = await self._spawn(spec)
+        pid = await self._spawn(spec, jailing, own=own, shared=shared)
         try:
             for request in [*plan.requests(), api.instance_start()]:
-                await api_call(spec.vm_dir / API_SOCKET, request)
+                await api_call(self._api(spec.vm_dir), request)
         except HostError as exc:
             self._abort(pid)
             raise BootFailed(exc.message, hint=f"see {spec.vm_dir / LOG_FILE} and "
@@ -207,7 +237,9 @@ class FirecrackerHypervisor:
         and vsock socket, paused; point the work drive at the VM's disk again, which tells
         the guest its real size (it saw the template's 1 TiB placeholder); then resume."""
         assert spec.memory_file is not None, "a restore needs the template's memory file"
-        pid = await self._spawn(spec)
+        if await self._jailing(spec) is not None:
+            raise BootFailed("a jailed Firecracker VM boots cold (no warm templates)")
+        pid = await self._spawn(spec, None)
         sock = spec.vm_dir / API_SOCKET
         try:
             for request in _before_load(spec):
@@ -227,6 +259,7 @@ class FirecrackerHypervisor:
         return pid
 
     async def save_template(self, vm_dir: Path, state: Path, memory: Path) -> None:
+        _refuse_jailed(vm_dir, "warm templates")
         sock = vm_dir / API_SOCKET
         await api_call(sock, api.pause())
         await api_call(sock, api.snapshot_create(str(state), str(memory)),
@@ -234,7 +267,7 @@ class FirecrackerHypervisor:
 
     def agent_socket(self, vm_dir: Path) -> Path:
         # The host end of the VM's vsock device: banger-agent listens on agent.VSOCK_PORT.
-        return vm_dir / VSOCK_SOCKET
+        return _root(vm_dir) / VSOCK_SOCKET
 
     async def start_from_snapshot(self, spec: LaunchSpec) -> int:
         """Restore the VM from its snapshot (see `snapshot`) and let it run."""
@@ -242,7 +275,9 @@ class FirecrackerHypervisor:
         if not (snap.vmstate.exists() and snap.memory.exists()):
             raise InvalidState(f"VM {spec.name!r} has no snapshot",
                                hint=f"banger vm snapshot {spec.name} while it runs")
-        pid = await self._spawn(spec)
+        if await self._jailing(spec) is not None:
+            raise InvalidState("a jailed Firecracker VM has no snapshots")
+        pid = await self._spawn(spec, None)
         sock = spec.vm_dir / API_SOCKET
         try:
             for request in (
@@ -283,8 +318,26 @@ class FirecrackerHypervisor:
             boot_args = f"{boot_args} {overlay_boot_args('/dev/vdc')}"
         return spec.initrd, boot_args, drives
 
-    async def _spawn(self, spec: LaunchSpec) -> int:
+    def makes_templates(self) -> bool:
+        """False when VMMs run jailed: a template's files would live outside every jail."""
+        return self.jailer() is None or not self._confinement.uids.confines()
+
+    async def _jailing(self, spec: LaunchSpec) -> tuple[str, Jail, RunAs] | None:
+        """The jailer, the VM's jail and its uid, if the VMM is to run jailed."""
+        jailer = self.jailer()
+        if jailer is None:
+            return None
+        run_as = await self._confinement.uids.run_as(spec.vm_dir)
+        if run_as is None:
+            return None
+        return jailer, Jail(cgroup_name(spec.vm_id), self._chroot_base), run_as
+
+    async def _spawn(
+        self, spec: LaunchSpec, jailing: tuple[str, Jail, RunAs] | None, *,
+        own: Sequence[Path] = (), shared: dict[str, Path] | None = None,
+    ) -> int:
         binary = self.binary()
+        remove_jail(spec.vm_dir)
         sock = spec.vm_dir / API_SOCKET
         for stale in (sock, spec.vm_dir / VSOCK_SOCKET):
             with contextlib.suppress(FileNotFoundError):
@@ -294,19 +347,40 @@ class FirecrackerHypervisor:
         for path in (spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE):
             path.write_bytes(b"")
         argv = [binary, "--api-sock", str(sock), "--id", f"banger-{spec.vm_id}"]
+        cwd: Path | None = spec.vm_dir
+        if jailing is not None:
+            jailer, jail, run_as = jailing
+            files = [spec.vm_dir / LOG_FILE, spec.vm_dir / METRICS_FILE, spec.console_log, *own]
+            await asyncio.to_thread(stage_jail, jail, run_as, spec.vm_dir, own=files,
+                                    shared=shared or {}, tap=spec.tap)
+            argv, cwd = self._jailed_argv(spec, jailer, jail, run_as), None
+            sock = jail.outside(API_SOCKET)
 
         async def api_up() -> bool:
             return sock.exists() and await _accepts(sock)
 
         pid, up = await start_vmm(
             argv, log_path=spec.vmm_log, children=self._children, what="firecracker",
-            ready=api_up, timeout=_SOCKET_WAIT, cwd=spec.vm_dir,
+            ready=api_up, timeout=_SOCKET_WAIT, cwd=cwd,
         )
         if up:
             return pid
         self._abort(pid)
         raise BootFailed(f"firecracker did not open {sock} within {_SOCKET_WAIT:.0f}s",
                          hint=f"see {spec.vmm_log}")
+
+    def _jailed_argv(self, spec: LaunchSpec, jailer: str, jail: Jail, run_as: RunAs) -> list[str]:
+        cgroups = self._confinement.cgroups
+        return jailer_argv(
+            jailer, self.binary(), jail, run_as,
+            cgroup_version=cgroups.version if cgroups else None,
+            parent_cgroup=cgroups.prepare_parent() if cgroups else "",
+            limits=vmm_limits(memory_mib=spec.memory_mib, vcpu=spec.vcpu, tcg=False),
+            firecracker_args=["--api-sock", f"/{API_SOCKET}"],
+        )
+
+    def _api(self, vm_dir: Path) -> Path:
+        return _root(vm_dir) / API_SOCKET
 
     def _abort(self, pid: int) -> None:
         self.kill(pid, signal.SIGKILL)
@@ -316,18 +390,26 @@ class FirecrackerHypervisor:
                 child.wait(5)
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
-        return vmm_alive(self._children, pid, str(vm_dir / API_SOCKET))
+        jail = read_jail(vm_dir)
+        marker = str(vm_dir / API_SOCKET) if jail is None else jail.id
+        return vmm_alive(self._children, pid, marker)
 
     def owns(self, argv: Sequence[str]) -> bool:
         return "--api-sock" in argv
 
     async def stop(self, pid: int, vm_dir: Path, timeout: float) -> bool:
-        return await shut_down(
+        graceful = await shut_down(
             pid,
             running=lambda: self.is_running(pid, vm_dir),
-            ask_guest=lambda: api_call(vm_dir / API_SOCKET, api.send_ctrl_alt_del(), timeout=5.0),
+            ask_guest=lambda: api_call(self._api(vm_dir), api.send_ctrl_alt_del(), timeout=5.0),
             timeout=timeout,
         )
+        await asyncio.to_thread(remove_jail, vm_dir)
+        return graceful
+
+    async def release(self, vm_dir: Path) -> None:
+        await asyncio.to_thread(remove_jail, vm_dir)
+        self._confinement.uids.release(vm_dir)
 
     def kill(self, pid: int, signal_number: int) -> None:
         send_signal(pid, signal_number)
@@ -335,16 +417,17 @@ class FirecrackerHypervisor:
     # Running VMs
 
     async def pause(self, vm_dir: Path) -> None:
-        await api_call(vm_dir / API_SOCKET, api.pause())
+        await api_call(self._api(vm_dir), api.pause())
 
     async def resume(self, vm_dir: Path) -> None:
-        await api_call(vm_dir / API_SOCKET, api.resume())
+        await api_call(self._api(vm_dir), api.resume())
 
     async def snapshot(self, vm_dir: Path) -> Snapshot:
         """A full snapshot into the VM dir. The VM is paused while it is written and resumed
         after, whatever happens. It is written next to the previous one and replaces it
         after: a VM restored from that one maps its memory file, which must not change
         under it (the old file lives on, unlinked, while the VM maps it)."""
+        _refuse_jailed(vm_dir, "snapshots")
         snap = snapshot_paths(vm_dir)
         snap.vmstate.parent.mkdir(exist_ok=True)
         fresh = Snapshot(snap.vmstate.with_name("vmstate.new"), snap.memory.with_name("memory.new"))
@@ -360,13 +443,25 @@ class FirecrackerHypervisor:
         return snap
 
     async def flush_metrics(self, vm_dir: Path) -> None:
-        await api_call(vm_dir / API_SOCKET, api.flush_metrics())
+        await api_call(self._api(vm_dir), api.flush_metrics())
 
     async def metrics(self, vm_dir: Path) -> list[api.MetricsSample]:
         # A paused or stopping VMM may not answer; its earlier samples still count.
         with contextlib.suppress(HostError):
-            await api_call(vm_dir / API_SOCKET, api.flush_metrics(), timeout=5.0)
+            await api_call(self._api(vm_dir), api.flush_metrics(), timeout=5.0)
         return await asyncio.to_thread(read_metrics, vm_dir)
+
+
+def _root(vm_dir: Path) -> Path:
+    """Where the VM's Firecracker makes its sockets: its jail, else its VM dir."""
+    jail = read_jail(vm_dir)
+    return vm_dir if jail is None else jail.root
+
+
+def _refuse_jailed(vm_dir: Path, what: str) -> None:
+    if read_jail(vm_dir) is not None:
+        raise InvalidState(f"a jailed Firecracker VM has no {what}",
+                           hint="its files are linked into its jail, which those would leave")
 
 
 def _drive_path(path: str, vm_dir: Path) -> str:

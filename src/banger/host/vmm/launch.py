@@ -14,7 +14,7 @@ from pathlib import Path
 from banger.core.confine import CgroupLimits
 from banger.core.errors import BootFailed, HostError
 from banger.host.cgroups import VMCgroups
-from banger.host.vmmuser import FixedVMMUser, VMMUser
+from banger.host.vmmuser import FixedVMMUids, VMMUids
 
 _POLL = 0.02
 
@@ -22,10 +22,10 @@ _POLL = 0.02
 @dataclass(frozen=True)
 class Confinement:
     """What a backend puts its VMM processes in: a cgroup each (None: the host has no
-    cgroup hierarchy banger can use, or the daemon is not root) and the user they run as."""
+    cgroup hierarchy banger can use, or the daemon is not root) and the uid each runs as."""
 
     cgroups: VMCgroups | None = None
-    user: VMMUser = field(default_factory=lambda: FixedVMMUser(None))
+    uids: VMMUids = field(default_factory=lambda: FixedVMMUids(None))
 
 
 @dataclass(frozen=True)

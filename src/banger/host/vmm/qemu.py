@@ -110,7 +110,7 @@ class QemuHypervisor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     async def start(self, spec: LaunchSpec) -> int:
-        argv = qemu_argv(self._bin, spec, await self._confinement.user.run_as())
+        argv = qemu_argv(self._bin, spec, await self._confinement.uids.run_as(spec.vm_dir))
         cgroups = self._confinement.cgroups
         placement = None if cgroups is None else CgroupPlacement(
             cgroups, cgroup_name(spec.vm_id),
@@ -133,6 +133,9 @@ class QemuHypervisor:
                 f"{self._bin} not found", hint="apt-get install qemu-system-x86"
             ) from exc
         return pid
+
+    async def release(self, vm_dir: Path) -> None:
+        self._confinement.uids.release(vm_dir)
 
     def is_running(self, pid: int | None, vm_dir: Path) -> bool:
         return vmm_alive(self._children, pid, str(vm_dir))
