@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -56,7 +57,7 @@ class FakeClient:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         self.remote: RemoteHost | None = None  # a local daemon, unless a test says otherwise
-        self._env: dict[str, str] = {}
+        self._env: dict[str, str] = dict(os.environ)  # the test's isolated HOME and XDG dirs
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []
