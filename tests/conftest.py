@@ -29,4 +29,6 @@ def isolated_home(
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+    for remote in ("BANGER_HOST", "BANGER_CONTEXT", "BANGER_SSH_COMMAND"):
+        monkeypatch.delenv(remote, raising=False)
     yield home

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -17,6 +18,7 @@ from banger.core.errors import (
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
 from banger.core.paths import Paths
+from banger.core.remote import RemoteHost
 
 VM_DEV = VM(
     id="0123456789ab", name="dev", image="debian-bookworm", state=VMState.RUNNING,
@@ -45,6 +47,7 @@ PID = 4321
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
     "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
+    "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGuestHostKey",
 }
 
 
@@ -53,6 +56,8 @@ class FakeClient:
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        self.remote: RemoteHost | None = None  # a local daemon, unless a test says otherwise
+        self._env: dict[str, str] = dict(os.environ)  # the test's isolated HOME and XDG dirs
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []
@@ -146,6 +151,11 @@ class FakeClient:
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         self._call("vm_logs", name, offset)
         return b"[    0.000000] Linux version 6.1\n", 34
+
+    def exec_vm(self, name: str, argv: list[str], **kwargs: Any) -> dict[str, Any]:
+        """The one-shot exec (banger.client.guestreach authorizes a key with it)."""
+        self._call("exec_vm", name, argv, **kwargs)
+        return {"exit_code": 0, "signal": None, "timed_out": False}
 
     def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
         self._call("start_process", name, request)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # Long enough for a daemon that is busy booting a guest, short enough not to stall a Tab.
 NAME_TIMEOUT = 0.5
+REMOTE_NAME_TIMEOUT = 3.0  # a remote daemon: an ssh session and a Python start on the host
 NAME_ROUTES = {VMS: "/v1/vms", IMAGES: "/v1/images", KERNELS: "/v1/kernels"}
 
 
@@ -200,7 +201,9 @@ def _names(route: str) -> list[str]:
     from banger.client import Client
 
     try:
-        items = Client(autostart=False).request("GET", route, timeout=NAME_TIMEOUT)
+        client = Client(autostart=False)
+        timeout = NAME_TIMEOUT if client.remote is None else REMOTE_NAME_TIMEOUT
+        items = client.request("GET", route, timeout=timeout)
     except Exception:  # down, slow, an older daemon: whatever it is, complete nothing
         return []
     if not isinstance(items, list):

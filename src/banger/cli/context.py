@@ -1,4 +1,5 @@
-"""What every command receives: the lazily built API client and the --debug flag."""
+"""What every command receives: the lazily built API client, the daemon it talks to
+(--host/--context), and the --debug flag."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ if TYPE_CHECKING:
 
 
 class Context:
-    def __init__(self, debug: bool = False) -> None:
+    def __init__(
+        self, debug: bool = False, *, host: str | None = None, context: str | None = None,
+    ) -> None:
         self.debug = debug
+        self.host = host
+        self.context = context
         self._client: Client | None = None
 
     @property
@@ -18,5 +23,24 @@ class Context:
         if self._client is None:
             from banger.client import Client
 
-            self._client = Client()
+            self._client = Client(host=self.host, context=self.context)
         return self._client
+
+    def unstarted_client(self) -> Client:
+        """A client for the same daemon that never starts one (to ask whether it runs)."""
+        from banger.client import Client
+
+        return Client(host=self.host, context=self.context, autostart=False)
+
+    def require_local_daemon(self, command: str) -> None:
+        """Refuse a command whose paths the daemon would resolve on its own host, when that
+        host is a remote one (they would name its files, not this machine's)."""
+        remote = self.client.remote
+        if remote is not None:
+            from banger.core.errors import InvalidInput
+
+            raise InvalidInput(
+                f"`banger {command}` reads or writes files on the daemon's host, and that is "
+                f"{remote.url}, not this machine",
+                hint=f"run it there: ssh {remote.destination} banger {command} ...",
+            )

@@ -29,15 +29,16 @@ def status(ctx: Context, as_json: bool) -> None:
 @daemon.command()
 def socket(ctx: Context) -> None:
     """Print the daemon's socket path."""
+    if ctx.client.remote is not None:
+        echo(f"{ctx.client.remote.url}:{ctx.client.status()['socket']}")
+        return
     echo(str(ctx.client.paths.socket))
 
 
 @daemon.command()
 def stop(ctx: Context) -> None:
     """Stop the daemon. Running VMs keep running and are adopted by the next daemon."""
-    from banger.client import Client
-
-    client = Client(ctx.client.paths, autostart=False)
+    client = ctx.unstarted_client()
     if not client.ping():
         echo("bangerd is not running")
         return
@@ -51,3 +52,23 @@ def stop(ctx: Context) -> None:
         "bangerd did not stop within 5s",
         hint=f"see its log, {client.paths.daemon_log}",
     )
+
+
+@daemon.command(Opt("--no-start", flag=True, help="Fail if bangerd is not running."))
+def stdio(ctx: Context, no_start: bool) -> None:
+    """Relay stdin and stdout to this user's bangerd (started if needed): what a remote
+    client runs over ssh (`banger --host ssh://USER@HOST ...`)."""
+    import os
+    import sys
+
+    from banger.client import Client
+    from banger.client.sshtransport import NOT_RUNNING_EXIT
+    from banger.client.stdio import relay
+
+    local = Client(host="unix://", env=os.environ)  # never a remote one: this is the remote
+    if not local.ping():
+        if no_start:
+            echo("bangerd is not running", err=True)
+            sys.exit(NOT_RUNNING_EXIT)
+        local.start_daemon()
+    relay(local.socket)

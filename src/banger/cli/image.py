@@ -135,6 +135,7 @@ def register(
     ctx: Context, name: str, rootfs: str, kernel: str, initrd: str | None
 ) -> None:
     """Register an image from files on this host (they are not copied)."""
+    ctx.require_local_daemon("image register")
     registered = ctx.client.register_image(name, rootfs, kernel, initrd)
     echo(f"registered {registered.name}")
 
@@ -162,6 +163,7 @@ def export(ctx: Context, name: str, output: str) -> None:
     sha256 checksums, for `banger image import` on another machine."""
     import os
 
+    ctx.require_local_daemon("image export")
     printer = ProgressPrinter()
     try:
         result = ctx.client.export_image(name, os.path.abspath(output), on_progress=printer)
@@ -179,6 +181,7 @@ def export(ctx: Context, name: str, output: str) -> None:
 def import_(ctx: Context, bundle: str, as_name: str | None) -> None:
     """Import an image bundle made by `banger image export`; every file's checksum is
     verified, and a bad bundle leaves nothing behind."""
+    ctx.require_local_daemon("image import")
     printer = ProgressPrinter()
     try:
         imported = ctx.client.import_image(bundle, as_name=as_name, on_progress=printer)

@@ -69,6 +69,7 @@ def register(
     modules: str | None,
 ) -> None:
     """Register a kernel from files on this host (they are not copied)."""
+    ctx.require_local_daemon("kernel register")
     made = ctx.client.register_kernel(name, vmlinuz, initrd, vmlinux=vmlinux, modules=modules)
     echo(f"registered {made.name}")
 

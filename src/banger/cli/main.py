@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 PROG = "banger"
 
 ROOT = Group(PROG, "One-command development sandboxes on microVMs.", options=[
+    Opt("--host", "-H", metavar="URL", help="The bangerd to use: ssh://[USER@]HOST[:PORT] "
+        "(a remote user's, through ssh) or unix:// (default: BANGER_HOST, the context)."),
+    Opt("--context", "-c", metavar="NAME", help="Use a named context (`banger context ls`)."),
     Opt("--debug", flag=True, help="Show tracebacks for errors."),
     Opt("--version", flag=True, help="Show the version and exit."),
 ])
@@ -34,6 +37,8 @@ for _name, _target, _help in (
     ("doctor", "banger.cli.doctor:doctor", "Check that this host can run banger VMs."),
     ("ssh-config", "banger.cli.sshconfig:ssh_config",
      "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
+    ("context", "banger.cli.contexts:context",
+     "Name remote bangerds (ssh://USER@HOST) and choose the one to use."),
     ("mcp", "banger.cli.mcp:mcp", "Serve banger's sandboxes to MCP clients (coding agents)."),
     ("e2b", "banger.cli.e2b:e2b", "Serve the e2b SDK's API from banger VMs."),
     ("completion", "banger.cli.completion:completion", "Print the completion script for SHELL."),
@@ -57,6 +62,9 @@ def dispatch(ctx: Context, argv: list[str]) -> Any:
         if node is ROOT and word == "--debug":
             ctx.debug = True
             continue
+        if node is ROOT and word.split("=", 1)[0] in ("--host", "-H", "--context", "-c"):
+            _root_value(ctx, word, args, prog)
+            continue
         if node is ROOT and word == "--version":
             print(f"{PROG}, version {__version__}")
             return 0
@@ -67,6 +75,21 @@ def dispatch(ctx: Context, argv: list[str]) -> Any:
             raise UsageError(_unknown_command(node, word, prog), prog)
         node, prog = child, f"{prog} {word}"
     return node.run(ctx, prog, args)
+
+
+def _root_value(ctx: Context, word: str, args: list[str], prog: str) -> None:
+    """--host URL / --context NAME (also as --host=URL): which daemon the command uses."""
+    flag, equals, value = word.partition("=")
+    if not equals:
+        if not args:
+            raise UsageError(f"{flag} needs a value", prog)
+        value = args.pop(0)
+    if flag in ("--host", "-H"):
+        ctx.host = value
+    else:
+        ctx.context = value
+    if ctx.host and ctx.context:
+        raise UsageError("--host and --context cannot be used together", prog)
 
 
 def _unknown_command(group: Group, word: str, prog: str) -> str:

@@ -18,6 +18,10 @@ from banger.core.paths import paths_from_env
 def _ssh_config(ctx: Context, action: str | None) -> None:
     """Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config.
 
+    With a remote daemon (--host, a context), the file is this machine's for that host:
+    its running VMs, reached through the host (ProxyJump) with this machine's own key;
+    run the command again to add VMs made since.
+
     bangerd keeps ~/.config/banger/ssh_config current: a `Host NAME.vm` entry per VM with
     its address, banger's key and banger's known_hosts (the VM's pinned host key). banger
     never edits ~/.ssh/config on its own; --install adds the Include in a marked block at
@@ -26,10 +30,12 @@ def _ssh_config(ctx: Context, action: str | None) -> None:
     """
     passwd_home = _passwd_home()
     home = Path(os.environ.get("HOME") or passwd_home or "/")
+    included = paths_from_env(os.environ).ssh_config
+    if ctx.client.remote is not None:
+        included = _remote_ssh_config(ctx)
     # ssh expands `~` in Include to the passwd entry's home, which may differ from $HOME.
     target = sshconfig.include_path(
-        PurePosixPath(paths_from_env(os.environ).ssh_config),
-        PurePosixPath(passwd_home or home),
+        PurePosixPath(included), PurePosixPath(passwd_home or home),
     )
     config = home / ".ssh" / "config"
     if action is None:
@@ -45,6 +51,19 @@ def _ssh_config(ctx: Context, action: str | None) -> None:
         echo(f"no banger block in {config}")
     else:
         echo(f"removed banger's block from {config}")
+
+
+def _remote_ssh_config(ctx: Context) -> Path:
+    """With a remote daemon: this machine's file for that host, brought up to date with
+    every running VM there (each gets this machine's key; ssh goes through ProxyJump)."""
+    from banger.client.guestreach import RemoteFiles, client_key, guest_access
+
+    assert ctx.client.remote is not None
+    for vm in ctx.client.list_vms():
+        if vm.state == "running":
+            guest_access(ctx.client, vm.name)
+    key = client_key(ctx.client.paths.default_ssh_key)
+    return RemoteFiles(ctx.client.paths.config_dir, ctx.client.remote, key).ssh_config
 
 
 def _passwd_home() -> str | None:

@@ -25,12 +25,15 @@ def ssh_argv(
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=10",
+        # Through a remote host (ProxyCommand) it covers the hop too.
+        "-o", f"ConnectTimeout={30 if access.get('proxy_command') else 10}",
         "-o", "ServerAliveInterval=30",
         # The guest is on a host-only bridge; OpenSSH's default post-quantum hybrid kex
         # costs ~0.15 s per connection in a TCG guest.
         "-o", f"KexAlgorithms={KEX_ALGORITHMS}",
     ]
+    if access.get("proxy_command"):  # a guest on a remote host's bridge
+        argv += ["-o", f"ProxyCommand={access['proxy_command']}"]
     if interactive:
         argv.append("-t")
     else:

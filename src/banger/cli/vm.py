@@ -97,6 +97,7 @@ def run(
       banger vm run ./repo -- make test  # the same, in a copy of ./repo
     """
     from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
+    from banger.client.guestreach import guest_access
 
     if path is None and (branch or from_ref):
         raise InvalidInput(
@@ -116,7 +117,7 @@ def run(
         ready="sshd", cold=cold, nat=nat, egress_allow=egress_allow,
         network_group=network_group,
     )
-    access = ctx.client.vm_access(created.name)
+    access = guest_access(ctx.client, created.name)
     cwd = None
     if repo is not None:
         from banger.cli.workspace import prepare
@@ -318,15 +319,45 @@ def ports(ctx: Context, name: str, as_json: bool) -> None:
     """List the TCP and UDP sockets listening in a running VM, with their process and the
     NAME.vm:PORT address the host reaches them at ("-": not from the host, e.g. loopback)."""
     from banger.cli.workspace import guest_command
+    from banger.client.guestreach import guest_access
     from banger.client.ports import list_ports
     from banger.core.ports import PORT_HEADERS, port_rows
 
-    access = ctx.client.vm_access(name)
+    access = guest_access(ctx.client, name)
     found = list_ports(guest_command(ctx, name, access), vm=access["name"], ip=access["ip"])
     if as_json:
         print_json(found)
     else:
         print_table(PORT_HEADERS, port_rows(found))
+
+
+@vm.command(
+    NAME,
+    Arg("port", help="[LOCAL:]PORT: the guest's TCP port, and optionally the "
+        "local one (default: the same number; 0, locally: any free one)."),
+)
+def forward(ctx: Context, name: str, port: str) -> None:
+    """Make a guest's TCP port reachable on this machine's 127.0.0.1 until Ctrl-C, also
+    when bangerd runs on a remote host (through its sshd).
+
+      banger vm forward web 8000         # http://127.0.0.1:8000 reaches web's :8000
+      banger vm forward web 9000:8000
+    """
+    from banger.client.forward import forward_through_host, relay_forever
+
+    local_text, _, guest_text = port.rpartition(":")
+    if not guest_text.isdigit() or not (local_text or "0").isdigit():
+        raise InvalidInput(f"invalid port {port!r}", hint="PORT or LOCAL:PORT, e.g. 9000:8000")
+    guest_port = int(guest_text)
+    local_port = int(local_text) if local_text else guest_port
+    ip = ctx.client.vm_access(name)["ip"]
+    remote = ctx.client.remote
+    if remote is not None:
+        echo(f"127.0.0.1:{local_port} -> {name}:{guest_port} through {remote.url} "
+             "(Ctrl-C ends it)", err=True)
+        sys.exit(forward_through_host(ctx.client, local_port, ip, guest_port))
+    relay_forever(local_port, ip, guest_port, lambda bound: echo(
+        f"127.0.0.1:{bound} -> {name}:{guest_port} (Ctrl-C ends it)", err=True))
 
 
 @vm.command(JSON, name="list")
@@ -404,8 +435,9 @@ def logs(ctx: Context, name: str, follow: bool) -> None:
 def ssh(ctx: Context, name: str, command: tuple[str, ...]) -> None:
     """Open a shell in a running VM, or run COMMAND (after `--`)."""
     from banger.cli.sshexec import exec_ssh, ssh_argv
+    from banger.client.guestreach import guest_access
 
-    access = ctx.client.vm_access(name)
+    access = guest_access(ctx.client, name)
     exec_ssh(ssh_argv(access, command, interactive=sys.stdin.isatty()))
 
 

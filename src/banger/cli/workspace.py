@@ -20,9 +20,10 @@ def guest_command(ctx: Context, vm: str, access: dict[str, str] | None = None) -
     """Scripts run in the guest through the system ssh, with banger's key and pinned host
     key (StrictHostKeyChecking=yes)."""
     from banger.cli.sshexec import ssh_argv
+    from banger.client.guestreach import guest_access
     from banger.client.workspace import shell_command
 
-    reach = access if access is not None else ctx.client.vm_access(vm)
+    reach = access if access is not None else guest_access(ctx.client, vm)
     return lambda script: ssh_argv(reach, shell_command(script), interactive=False)
 
 

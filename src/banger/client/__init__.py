@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from banger.core.api import Readiness
     from banger.core.models import VM, Image, Kernel, ProgressEvent, Workspace
     from banger.core.paths import Paths
+    from banger.core.remote import RemoteHost
     from banger.core.stats import VMStats
 
     OnProgress = Callable[[ProgressEvent], None]
@@ -35,14 +36,25 @@ class Client(GuestProcesses, GuestFiles):
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None, transport: Transport | None = None,
+        host: str | None = None, context: str | None = None,
     ) -> None:
-        """`transport`: how requests reach bangerd (default: its Unix socket);
+        """`host`: `ssh://[user@]host[:port]` drives that user's bangerd through ssh,
+        `unix://` the local one; `context`: a named context (`banger context`). Without
+        either, BANGER_HOST, BANGER_CONTEXT and the current context decide, as for the CLI.
+        `transport`: how requests reach bangerd (default: its Unix socket, or ssh);
         `MemoryTransport` answers them in-process, for tests."""
         self._env = env if env is not None else os.environ
         self._paths = paths
         self.socket = str(paths.socket) if paths is not None else socket_path(self._env)
-        self._transport = transport if transport is not None else UnixSocketTransport(self.socket)
         self._autostart = autostart
+        self.remote: RemoteHost | None = None
+        self._transport = transport or UnixSocketTransport(self.socket)
+        if transport is None and (paths is None or host is not None or context is not None):
+            from banger.client.remote import choose_remote, ssh_transport
+
+            self.remote = choose_remote(self._env, host, context)
+            if self.remote is not None:
+                self._transport = ssh_transport(self.remote, self._env, start=autostart)
 
     @property
     def paths(self) -> Paths:
@@ -67,6 +79,11 @@ class Client(GuestProcesses, GuestFiles):
             try:
                 return self._transport.send(method, path, payload, headers, timeout)
             except (FileNotFoundError, ConnectionRefusedError):
+                if self.remote is not None:  # `banger daemon stdio` starts it, if it may
+                    raise DaemonUnavailable(
+                        f"bangerd is not running on {self.remote.url}",
+                        hint="any banger command starts it; see `banger daemon status`",
+                    ) from None
                 if attempt == 2 or not self._autostart:
                     raise DaemonUnavailable(
                         f"bangerd is not running (no socket at {self.paths.socket})",

@@ -158,11 +158,7 @@ class UnixSocketTransport(Transport):
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
-            lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close"]
-            for name, value in headers.items():
-                lines.append(f"{name}: {value}")
-            lines.append(f"Content-Length: {len(body or b'')}")
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            sock.sendall(request_bytes(method, path, body, headers))
             return HTTPResponse(sock)
         except BaseException:
             sock.close()
@@ -179,20 +175,37 @@ class UnixSocketTransport(Transport):
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
-            lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close",
-                     "Transfer-Encoding: chunked", *(f"{k}: {v}" for k, v in headers.items())]
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            try:
-                for piece in body:
-                    if piece:
-                        sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-                sock.sendall(b"0\r\n\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            send_chunked(sock, method, path, body, headers)
             return HTTPResponse(sock)
         except BaseException:
             sock.close()
             raise
+
+
+def send_chunked(
+    sock: socket.socket, method: str, path: str, body: Iterable[bytes], headers: dict[str, str],
+) -> None:
+    """A request whose body goes out chunked, piece by piece; a daemon that stopped reading
+    (it answered early, with an error) ends the body quietly: its answer is read next."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close",
+             "Transfer-Encoding: chunked", *(f"{k}: {v}" for k, v in headers.items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    try:
+        for piece in body:
+            if piece:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def request_bytes(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 request with its whole body (the connection closes after the answer)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close"]
+    for name, value in headers.items():
+        lines.append(f"{name}: {value}")
+    lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
 class MemoryResponse(Response):

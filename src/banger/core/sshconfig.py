@@ -31,11 +31,14 @@ def _argument(value: str) -> str:
 
 
 def render_ssh_config(
-    vms: Iterable[tuple[str, str]], *, identity_file: str, known_hosts: str
+    vms: Iterable[tuple[str, str]], *, identity_file: str, known_hosts: str,
+    proxy_jump: str | None = None,
 ) -> str:
     """banger's ssh_config: a `Host <name>.vm` entry per (name, ip). HostName is the IP, so
-    the entries work whether or not the host resolves `.vm` names."""
+    the entries work whether or not the host resolves `.vm` names. `proxy_jump`: the
+    remote host whose bridge the guests are on (`user@host:port`)."""
     identity, pinned = _argument(identity_file), _argument(known_hosts)
+    jump = f"    ProxyJump {_argument(proxy_jump)}\n" if proxy_jump else ""
     parts = [
         "# Written by bangerd from its VM records; changes are overwritten.\n"
         "# Use it from ~/.ssh/config with `banger ssh-config --install`.\n"
@@ -44,6 +47,7 @@ def render_ssh_config(
         parts.append(
             f"\nHost {name}.vm\n"
             f"    HostName {ip}\n"
+            f"{jump}"
             "    User root\n"
             f"    IdentityFile {identity}\n"
             "    IdentitiesOnly yes\n"

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SOCKET_NAME = "bangerd.sock"
+CONTEXTS_FILE = "contexts.toml"  # banger.core.remote: the named remote daemons
 
 
 def banger_dirs(env: Mapping[str, str]) -> tuple[str, str, str, str]:

@@ -52,6 +52,7 @@ class GuestAccess:
     user: str
     identity_file: str
     known_hosts: str
+    host_key: str  # the guest's pinned public host key, for a client on another machine
 
 
 
@@ -109,7 +110,8 @@ class VMService:
                 f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
             )
         return GuestAccess(
-            vm.name, vm.ip, "root", str(self._client_key), str(self._known_hosts)
+            vm.name, vm.ip, "root", str(self._client_key), str(self._known_hosts),
+            self._records.host_key(vm),
         )
 
     def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
