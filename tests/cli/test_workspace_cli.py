@@ -70,8 +70,8 @@ def test_run_with_a_repo_copies_it_then_runs_the_command_there(
     assert (call["vm"], call["path"], call["guest_path"]) == ("dev", str(repo), "/root/repo")
     assert call["bootstrap_tooling"] is False
     assert call["repo"].root == repo
-    [argv] = ssh["exec"]
-    assert argv[-1] == "cd /root/repo && make test"
+    [(args, kwargs)] = ws_client.called("exec_vm")
+    assert args == ("dev", ["make", "test"]) and kwargs["cwd"] == "/root/repo"
     # The copy goes over the system ssh with banger's key and pinned host key.
     guest_argv = call["guest"]("echo 'hi'")
     assert guest_argv[0] == "ssh"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from banger.core import api
 from banger.core.agentframe import ExecHeader, ExitStatus
-from banger.core.errors import BootFailed, GuestAgentFailed, InvalidInput
+from banger.core.errors import BootFailed, GuestAgentFailed, GuestAgentUnavailable, InvalidInput
 from banger.core.models import VM
 from banger.daemon.vmrecords import VMRecords
 from banger.daemon.vms import VMService
@@ -90,7 +90,12 @@ class GuestExec:
         self._vms.access(name)
         return await self._session(self._vms.get(name))
 
-    async def _session(self, vm: VM) -> AgentSession:
+    async def connect(self, vm: VM, timeout: float) -> None:
+        """Wait until `vm`'s agent answers (a booting guest's, within `timeout`); the
+        channel stays open for the requests that follow."""
+        await self._session(vm, timeout)
+
+    async def _session(self, vm: VM, timeout: float = CONNECT_TIMEOUT) -> AgentSession:
         async with self._locks.setdefault(vm.id, asyncio.Lock()):
             known = self._sessions.get(vm.id)
             if known is not None and known[0] == vm.pid and known[1].alive:
@@ -100,9 +105,11 @@ class GuestExec:
             profile, hypervisor = self._records.backend(vm)
             channel = self._channels.get(profile.backend)
             if channel is None or not isinstance(hypervisor, Templates):
-                raise GuestAgentFailed(f"no guest agent channel on the {profile.backend} backend")
+                raise GuestAgentUnavailable(
+                    f"no guest agent channel on the {profile.backend} backend"
+                )
             socket = hypervisor.agent_socket(Path(vm.dir))
-            deadline = time.monotonic() + CONNECT_TIMEOUT
+            deadline = time.monotonic() + timeout
 
             async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
                 try:
@@ -111,9 +118,9 @@ class GuestExec:
                         lambda: self._records.alive(vm),
                     )
                 except BootFailed as exc:
-                    raise GuestAgentFailed(exc.message) from exc
+                    raise GuestAgentUnavailable(exc.message) from exc
 
-            session = await AgentSession.connect(opener, CONNECT_TIMEOUT)
+            session = await AgentSession.connect(opener, timeout)
             self._sessions[vm.id] = (vm.pid, session)
             return session
 

@@ -10,7 +10,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +59,9 @@ SSH_INSTALL_ALLOWANCE = 600.0
 # From loading a template to the agent's answer; ~1 s on an idle host even under TCG.
 AGENT_TIMEOUT = 60.0
 
+# Opens a VM's agent channel, waiting up to the given seconds for the agent to answer.
+ConnectAgent = Callable[[VM, float], Awaitable[None]]
+
 
 class KernelChooser(Protocol):
     """Which kernel a VM boots: its --kernel, else its image's own or default kernel."""
@@ -95,6 +98,10 @@ class VMBoot:
         self.size_defaults = size_defaults
         self._kernels = kernels
         self._templates = dict(templates or {})
+        # Set once the daemon's GuestExec exists (it needs the VMService this feeds).
+        self.connect_agent: ConnectAgent | None = None
+        # By VM id: sshd's wait, still running after a start that returned on the agent.
+        self._sshd_waits: dict[str, asyncio.Future[None]] = {}
 
     async def find_template(
         self, backend: str, image: Image, kernel: str, spec: VMSpec, progress: Progress
@@ -164,10 +171,12 @@ class VMBoot:
 
     async def start(
         self, name: str, progress: Progress = no_progress, *, login_check: bool = True,
-        from_snapshot: bool = False,
+        from_snapshot: bool = False, agent_ready: bool = False,
     ) -> VM:
         """Boot and wait for ssh. `login_check=False` returns once sshd answers, for callers
         that log in right away themselves (`vm run`): one ssh handshake fewer per run.
+        `agent_ready` (with login_check=False) returns as soon as the guest agent answers,
+        if that is before sshd, for callers that go through the agent (`vm run -- CMD`).
         `from_snapshot` restores the VM's last `snapshot` instead of booting it."""
         vm = self._records.get(name)
         async with self._records.lock(vm):
@@ -212,7 +221,10 @@ class VMBoot:
                 vm = self._records.save(replace(vm, state=VMState.RUNNING))
                 await self._records.notify(vm)
                 return vm
-            progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
+            agent_first = agent_ready and not login_check and self.connect_agent is not None
+            progress(ProgressEvent(
+                "ssh", f"waiting for {'the guest agent or ' if agent_first else ''}ssh on {vm.ip}"
+            ))
             probe = self._probe.wait_ready(
                 vm.ip,
                 client_key=self._client_key,
@@ -223,10 +235,13 @@ class VMBoot:
                 login=login_check,
             )
             booting = hypervisor if not (restored or from_snapshot) else None
+            reached = "ssh"
             try:
                 async with rebooting_stalled_boots(booting, launch, progress):
                     if image.ssh_on_first_boot:
                         await self._wait_installing_ssh(vm, image, probe, progress)
+                    elif agent_first:
+                        reached = await self._agent_or_sshd(vm, probe)
                     else:
                         await probe
             except (SSHTimeout, GuestSetupFailed) as exc:
@@ -247,13 +262,42 @@ class VMBoot:
                 self._records.save(replace(self._records.get(vm.id), last_error=message))
                 raise
             progress(ProgressEvent(
-                "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to ssh)"
+                "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to {reached})"
             ))
             vm = self._records.save(replace(vm, state=VMState.RUNNING))
         await self._records.notify(vm)
         if first_boot and not restored and not from_snapshot:
             self._offer_template(vm, image)
         return vm
+
+    async def _agent_or_sshd(self, vm: VM, sshd: Awaitable[None]) -> str:
+        """Until the guest agent or sshd answers, whichever first ("agent" or "ssh"; an
+        image without perl has no agent). A cold boot starts both at about the same time,
+        and the agent's channel needs no handshake. Once the agent answered, the wait for
+        sshd goes on in the background (`sshd_started`), so a login right after works."""
+        assert self.connect_agent is not None
+        agent = asyncio.ensure_future(self.connect_agent(vm, self._config.boot_timeout))
+        agent.add_done_callback(_consume)  # after sshd won, its error matters to nobody
+        waiting = asyncio.ensure_future(sshd)
+        try:
+            await asyncio.wait({agent, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if agent.done() and agent.exception() is None and not waiting.done():
+                self._sshd_waits[vm.id] = waiting
+                waiting.add_done_callback(lambda _: self._sshd_waits.pop(vm.id, None))
+                waiting.add_done_callback(_consume)  # `vm ssh` reports its own failure
+                return "agent"
+            await waiting
+            return "ssh"
+        except BaseException:
+            waiting.cancel()
+            raise
+
+    async def sshd_started(self, vm: VM) -> None:
+        """Until sshd answers, if a start returned on the agent's answer before it did (or
+        until that wait gave up: ssh then says why itself)."""
+        waiting = self._sshd_waits.get(vm.id)
+        if waiting is not None:
+            await asyncio.wait({waiting})
 
     async def _launch(
         self, vm: VM, image: Image, launch: LaunchSpec, hypervisor: Hypervisor,
@@ -413,3 +457,9 @@ class VMBoot:
             agent=True,  # every VM's exec channel (core/agentframe.py), cold boots too
         )
 
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    """Retrieve a background task's outcome, so that asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
