@@ -4,6 +4,7 @@ this machine (the same scripts ssh would carry): file selection, the copy, expor
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +25,12 @@ from banger.client.workspace import (
 )
 from banger.core.errors import Conflict, HostError, InvalidInput, NotFound
 from banger.core.models import ProgressEvent
+from banger.core.workspace import (
+    finish_script,
+    parse_prepare_output,
+    reserve_script,
+    reserved_dir,
+)
 
 NEWLINE_NAME = "new\nline.txt"
 
@@ -498,3 +505,26 @@ def test_a_bare_repository_is_not_a_workspace(repo: Path, tmp_path: Path) -> Non
         find_repo(tmp_path / "bare.git")
     with pytest.raises(InvalidInput, match="has no working tree"):
         find_repo(repo / ".git")
+
+
+def test_the_two_halves_copy_like_the_one_stream(tmp_path: Path) -> None:
+    """Through the agent the copy goes apart from the script: reserve a directory, unpack
+    the tar there, finish; the result is prepare_script's."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f.txt").write_text("hi\n")
+    subprocess.run(["git", "init", "-q", str(source)], check=True)
+    dest = str(tmp_path / "guest" / "repo")
+    reserved = reserved_dir(dest, subprocess.run(
+        ["sh", "-c", reserve_script(dest)], capture_output=True, check=True).stdout)
+    subprocess.run(f"tar -C {shlex.quote(str(source))} -c -f - . | "
+                   f"tar -x -f - -C {shlex.quote(reserved)}", shell=True, check=True)
+    out = subprocess.run(["sh", "-c", finish_script(dest, reserved)], capture_output=True,
+                         check=True).stdout
+    assert parse_prepare_output(out).head == ""
+    assert (Path(dest) / "f.txt").read_text() == "hi\n"
+    assert not Path(reserved).exists()
+    with pytest.raises(InvalidInput, match="unexpected directory"):
+        reserved_dir(dest, b"/etc\n")
+    with pytest.raises(InvalidInput, match="unexpected directory"):
+        reserved_dir(dest, (str(tmp_path / "guest" / ".banger-workspace.x") + "/../y").encode())

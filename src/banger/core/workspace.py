@@ -30,6 +30,8 @@ TOOLING_LOG_DIR = "/root/.cache/banger"
 GITLINK_MODE = "160000"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 TOOL_FILES = (".mise.toml", "mise.toml", ".tool-versions")
+# The copy is unpacked into a directory named so, next to its destination, then moved there.
+RESERVED_PREFIX = ".banger-workspace."
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # Exit statuses of the guest scripts, so the client can raise the right error.
@@ -163,19 +165,66 @@ def prepare_script(
 ) -> str:
     """Unpack the tar stream on stdin into a fresh directory next to `dest`, switch branch if
     asked, then move it into place: a failure leaves nothing half-made at `dest`."""
+    lines = [
+        *_reserve_lines(dest),
+        "trap 'rm -rf -- \"$tmp\"' EXIT",
+        'tar -x -f - --no-same-owner -C "$tmp"',
+        *_finish_lines(branch, from_ref, readonly, tooling_log_path),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def reserve_script(dest: str) -> str:
+    """prepare_script's first half, for a copy sent apart from the script (through the
+    guest agent): make the empty directory next to `dest` the copy goes into; print it."""
+    return "\n".join([*_reserve_lines(dest), 'printf "%s\\n" "$tmp"']) + "\n"
+
+
+def reserved_dir(dest: str, output: bytes) -> str:
+    """The directory reserve_script printed, checked to be where it makes them."""
+    path = output.decode(errors="replace").strip()
+    prefix = posixpath.join(posixpath.dirname(dest), RESERVED_PREFIX)
+    if not path.startswith(prefix) or "/" in path[len(prefix):] or "\n" in path:
+        raise InvalidInput(f"the guest reserved an unexpected directory {path[:200]!r}")
+    return path
+
+
+def finish_script(
+    dest: str, reserved: str, *, branch: str | None = None, from_ref: str | None = None,
+    readonly: bool = False, tooling_log_path: str | None = None,
+) -> str:
+    """prepare_script's second half, once the copy is in `reserved` (from reserve_script):
+    switch branch if asked and move it into place; prints what prepare_script prints."""
     q = shlex.quote
     lines = [
         "set -eu",
         f"dest={q(dest)}",
+        f"tmp={q(reserved)}",
+        "trap 'rm -rf -- \"$tmp\"' EXIT",
+        *_finish_lines(branch, from_ref, readonly, tooling_log_path),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _reserve_lines(dest: str) -> list[str]:
+    return [
+        "set -eu",
+        f"dest={shlex.quote(dest)}",
         'parent=$(dirname -- "$dest")',
         'if [ -L "$dest" ] || { [ -e "$dest" ] && '
         '{ [ ! -d "$dest" ] || [ -n "$(ls -A -- "$dest")" ]; }; }; then',
         f'    echo "$dest already exists in the guest" >&2; exit {EXIT_EXISTS}',
         "fi",
         'mkdir -p -- "$parent"',
-        'tmp=$(mktemp -d -- "$parent/.banger-workspace.XXXXXX")',
-        "trap 'rm -rf -- \"$tmp\"' EXIT",
-        'tar -x -f - --no-same-owner -C "$tmp"',
+        f'tmp=$(mktemp -d -- "$parent/{RESERVED_PREFIX}XXXXXX")',
+    ]
+
+
+def _finish_lines(
+    branch: str | None, from_ref: str | None, readonly: bool, tooling_log_path: str | None,
+) -> list[str]:
+    q = shlex.quote
+    lines = [
         'chmod 0755 "$tmp"',
         'cd -- "$tmp"',
     ]
@@ -229,7 +278,7 @@ def prepare_script(
             "    fi",
             "fi",
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 @dataclass(frozen=True)

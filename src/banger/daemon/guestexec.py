@@ -12,7 +12,13 @@ from pathlib import Path
 
 from banger.core import api
 from banger.core.agentframe import ExecHeader, ExitStatus
-from banger.core.errors import BootFailed, GuestAgentFailed, GuestAgentUnavailable, InvalidInput
+from banger.core.errors import (
+    BootFailed,
+    GuestAgentFailed,
+    GuestAgentStopped,
+    GuestAgentUnavailable,
+    InvalidInput,
+)
 from banger.core.models import VM
 from banger.daemon.vmrecords import VMRecords
 from banger.daemon.vms import VMService
@@ -34,6 +40,8 @@ class GuestExec:
         self._channels = channels
         # By VM id, with the VMM's PID: a VM started again has a new agent to talk to.
         self._sessions: dict[str, tuple[int | None, AgentSession]] = {}
+        # By VM id, with the VMM's PID: agents that said they stopped, and why.
+        self._stopped: dict[str, tuple[int | None, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def run(
@@ -102,6 +110,9 @@ class GuestExec:
                 return known[1]
             if known is not None:
                 await known[1].close()
+            stopped = self._stopped.get(vm.id)
+            if stopped is not None and stopped[0] == vm.pid:
+                raise GuestAgentStopped(stopped[1])
             profile, hypervisor = self._records.backend(vm)
             channel = self._channels.get(profile.backend)
             if channel is None or not isinstance(hypervisor, Templates):
@@ -120,7 +131,11 @@ class GuestExec:
                 except BootFailed as exc:
                     raise GuestAgentUnavailable(exc.message) from exc
 
-            session = await AgentSession.connect(opener, timeout)
+            try:
+                session = await AgentSession.connect(opener, timeout)
+            except GuestAgentStopped as exc:
+                self._stopped[vm.id] = (vm.pid, exc.message)
+                raise
             self._sessions[vm.id] = (vm.pid, session)
             return session
 

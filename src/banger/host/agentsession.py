@@ -43,6 +43,7 @@ from banger.core.agentframe import (
 from banger.core.errors import (
     BangerError,
     GuestAgentFailed,
+    GuestAgentStopped,
     GuestAgentUnavailable,
     GuestFileFailed,
     GuestPathNotFound,
@@ -295,6 +296,6 @@ async def _hello_from(reader: asyncio.StreamReader) -> bytes:
             return rest
         stopped = agent_stopped(preamble)
         if stopped is not None:
-            raise GuestAgentUnavailable(f"the guest agent {stopped}")
+            raise GuestAgentStopped(f"the guest agent {stopped}")
         if len(preamble) > MAX_PREAMBLE:
             raise GuestAgentUnavailable("the guest agent does not speak banger-agent/1")
