@@ -102,6 +102,8 @@ class VMBoot:
         self.connect_agent: ConnectAgent | None = None
         # By VM id: sshd's wait, still running after a start that returned on the agent.
         self._sshd_waits: dict[str, asyncio.Future[None]] = {}
+        # Tasks that outlive the start that began them (the event loop holds them weakly).
+        self._background: set[asyncio.Future[None]] = set()
 
     async def find_template(
         self, backend: str, image: Image, kernel: str, spec: VMSpec, progress: Progress
@@ -213,6 +215,7 @@ class VMBoot:
             ))
             await self._records.notify(vm)
             started = time.monotonic()
+            agent_first = agent_ready and not login_check and self.connect_agent is not None
             if restored and not login_check:
                 # The agent answered only once this VM's host key was in place and the sshd
                 # the template started was listening: a banner probe would only cost the
@@ -220,8 +223,12 @@ class VMBoot:
                 progress(ProgressEvent("ready", f"{vm.name} is up (restored)"))
                 vm = self._records.save(replace(vm, state=VMState.RUNNING))
                 await self._records.notify(vm)
+                if agent_first:
+                    assert self.connect_agent is not None
+                    # The exec channel, opened while the caller reads this answer: the agent
+                    # looks for a new host only every 50 ms once the identity step's left.
+                    self._in_background(self.connect_agent(vm, AGENT_TIMEOUT))
                 return vm
-            agent_first = agent_ready and not login_check and self.connect_agent is not None
             progress(ProgressEvent(
                 "ssh", f"waiting for {'the guest agent or ' if agent_first else ''}ssh on {vm.ip}"
             ))
@@ -276,21 +283,29 @@ class VMBoot:
         and the agent's channel needs no handshake. Once the agent answered, the wait for
         sshd goes on in the background (`sshd_started`), so a login right after works."""
         assert self.connect_agent is not None
-        agent = asyncio.ensure_future(self.connect_agent(vm, self._config.boot_timeout))
-        agent.add_done_callback(_consume)  # after sshd won, its error matters to nobody
+        # After sshd won, the agent's answer only opens the channel early, for the first exec.
+        agent = self._in_background(self.connect_agent(vm, self._config.boot_timeout))
         waiting = asyncio.ensure_future(sshd)
         try:
             await asyncio.wait({agent, waiting}, return_when=asyncio.FIRST_COMPLETED)
             if agent.done() and agent.exception() is None and not waiting.done():
-                self._sshd_waits[vm.id] = waiting
+                self._sshd_waits[vm.id] = self._in_background(waiting)  # `vm ssh` waits for it
                 waiting.add_done_callback(lambda _: self._sshd_waits.pop(vm.id, None))
-                waiting.add_done_callback(_consume)  # `vm ssh` reports its own failure
                 return "agent"
             await waiting
             return "ssh"
         except BaseException:
             waiting.cancel()
             raise
+
+    def _in_background(self, work: Awaitable[None]) -> asyncio.Future[None]:
+        """`work` as a task held until it ends, its failure logged by nobody (whoever needs
+        its outcome awaits it: a login reports its own failure)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_consume)
+        return task
 
     async def sshd_started(self, vm: VM) -> None:
         """Until sshd answers, if a start returned on the agent's answer before it did (or
