@@ -4,7 +4,7 @@ without ssh (loaded only when one of them runs)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from banger.cli.context import Context
 from banger.cli.spec import VMS, Arg, Command, Opt, echo
@@ -28,18 +28,6 @@ def _exec(
         if not sep or not key:
             raise InvalidInput(f"--env {pair!r} is not K=V")
         variables[key] = value
-    sys.exit(run_command(ctx, name, command, env=variables, cwd=cwd, user=user,
-                         timeout=timeout))
-
-
-def run_command(
-    ctx: Context, name: str, command: Sequence[str], *, env: dict[str, str] | None = None,
-    cwd: str | None = None, user: str | None = None, timeout: float = 0,
-) -> int:
-    """Run `command` through the guest agent, its output on this process's; its exit status
-    as a shell reports it (128+N for signal N). Its stdin is this process's stdin when that
-    is not a terminal (read whole first). Ctrl-C ends the request, and the daemon kills the
-    command (shared with `vm run -- CMD`)."""
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
 
     def to(stream: object) -> Callable[[bytes], None]:
@@ -50,14 +38,14 @@ def run_command(
         return write
 
     result = ctx.client.exec_vm(
-        name, list(command), env=env, cwd=cwd, user=user, stdin=stdin, timeout=timeout,
+        name, list(command), env=variables, cwd=cwd, user=user, stdin=stdin, timeout=timeout,
         on_stdout=to(sys.stdout), on_stderr=to(sys.stderr),
     )
     if result.get("timed_out"):
         echo(f"error: the command was killed after {timeout:g}s (--timeout)", err=True)
     if result.get("signal") is not None:
-        return 128 + int(result["signal"])
-    return int(result.get("exit_code") or 0)
+        sys.exit(128 + int(result["signal"]))
+    sys.exit(int(result.get("exit_code") or 0))
 
 
 def _cp(ctx: Context, src: str, dst: str) -> None:

@@ -139,7 +139,9 @@ def run(
         cwd = prepared.workspace.guest_path
     if via_agent:
         try:
-            code = _through_agent(ctx, created.name, command, cwd)
+            from banger.cli.guestrun import run_command
+
+            code = run_command(ctx, created.name, command, cwd)
         finally:
             if remove:
                 _delete_quietly(ctx, created.name)
@@ -154,21 +156,6 @@ def run(
     code = run_ssh(argv)
     _delete_quietly(ctx, created.name)
     sys.exit(code)
-
-
-def _through_agent(ctx: Context, name: str, command: tuple[str, ...], cwd: str | None) -> int:
-    """COMMAND's exit status, run through the guest agent (over ssh in a VM without one)."""
-    from banger.cli.guestio import run_command
-    from banger.cli.sshexec import run_ssh, ssh_argv
-    from banger.core.errors import GuestAgentUnavailable
-
-    try:
-        return run_command(ctx, name, command, cwd=cwd)
-    except KeyboardInterrupt:
-        return 130  # the daemon killed the command when the request ended
-    except GuestAgentUnavailable as exc:  # nothing ran
-        echo(f"warning: {exc.message}: running the command over ssh", err=True)
-    return run_ssh(ssh_argv(ctx.client.vm_access(name), command, cwd=cwd, interactive=False))
 
 
 def _delete_quietly(ctx: Context, name: str) -> None:
