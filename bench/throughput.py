@@ -35,7 +35,8 @@ def main() -> None:
         sys.exit("bench/throughput.py needs root (network namespaces)")
     image = ensure_test_image()
     with temporary_netns() as ns, tempfile.TemporaryDirectory(prefix="bgtp-") as tmp:
-        env: BangerEnv = make_env(ns, image)
+        # A long boot_timeout: a loaded 2-core host boots a TCG guest slowly.
+        env: BangerEnv = make_env(ns, image, "boot_timeout = 900\n")
         try:
             env.run("vm", "create", "--name", "bench", "--disk-size", "4G")
             env.run("vm", "exec", "bench", "--", "sh", "-c",

@@ -1,18 +1,26 @@
 from __future__ import annotations
 
-import io
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from banger.core.errors import InvalidState
-from tests.support.cli import FakeClient, run
+from banger.core import api
+from banger.core.errors import DaemonUnavailable, InvalidState
+from tests.support.cli import PID, FakeClient, run
 
 
 @pytest.fixture(autouse=True)
-def piped_stdin(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"piped")))
+def piped_stdin(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    read, write = os.pipe()
+    os.write(write, b"piped")
+    os.close(write)
+    with open(read) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        yield
 
 
 def test_exec_sends_the_command_and_exits_with_its_status(
@@ -23,10 +31,36 @@ def test_exec_sends_the_command_and_exits_with_its_status(
     code, out, err = run(["vm", "exec", "dev", "--env", "A=1=2", "--cwd", "/tmp", "--",
                           "ls", "-l"], capsys)
     assert (code, out, err) == (3, "out\n", "err\n")
-    [(args, kwargs)] = client.called("exec_vm")
-    assert args == ("dev", ["ls", "-l"])
-    assert kwargs["env"] == {"A": "1=2"} and kwargs["cwd"] == "/tmp"
-    assert kwargs["stdin"] == b"piped"
+    [(args, _)] = client.called("start_process")
+    request = args[1]
+    assert args[0] == "dev" and request.argv == ["ls", "-l"]
+    assert request.env == {"A": "1=2"} and request.cwd == "/tmp"
+    assert request.stdin and request.pty is None
+    assert client.guest_stdin == b"piped"  # not a terminal: passed on
+    assert client.called("attach_process") == [(("dev", PID), {})]
+    assert client.called("signal_process") == []
+
+
+def test_exec_with_a_terminal_stdin_passes_it_only_with_i(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    assert run(["vm", "exec", "dev", "--", "true"], capsys)[0] == 0
+    assert client.started is not None and not client.started.stdin
+    assert client.called("send_stdin") == []
+    assert run(["vm", "exec", "-i", "dev", "--", "cat"], capsys)[0] == 0
+    assert client.started.stdin and client.guest_stdin == b"piped"
+
+
+def test_exec_with_t_asks_for_a_pty_of_the_terminal_size(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((132, 43)))
+    monkeypatch.setenv("TERM", "screen")
+    assert run(["vm", "exec", "-it", "dev", "--", "bash"], capsys)[0] == 0
+    request = client.started
+    assert request is not None and request.pty == api.PtySize(cols=132, rows=43)
+    assert request.env == {"TERM": "screen"} and request.stdin
 
 
 def test_exec_of_a_killed_command_exits_like_a_shell(
@@ -36,6 +70,37 @@ def test_exec_of_a_killed_command_exits_like_a_shell(
     code, _, err = run(["vm", "exec", "dev", "--timeout", "2", "--", "sleep", "9"], capsys)
     assert code == 137
     assert "killed after 2s" in err
+    assert client.started is not None and client.started.timeout == 2
+
+
+def test_exec_warns_of_dropped_output(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.exec_dropped = 1234
+    _, _, err = run(["vm", "exec", "dev", "--", "true"], capsys)
+    assert err == "warning: 1234 bytes of output were dropped\n"
+
+
+def test_ctrl_c_is_forwarded_as_sigint(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(*args: object) -> api.ExecResult:
+        signal.raise_signal(signal.SIGINT)
+        return api.ExecResult(exit_code=None, signal=2)
+
+    monkeypatch.setattr(client, "attach_process", interrupted)
+    code, _, _ = run(["vm", "exec", "dev", "--", "sleep", "60"], capsys)
+    assert code == 130
+    assert client.called("signal_process") == [(("dev", PID, signal.SIGINT), {})]
+
+
+def test_a_failing_exec_command_does_not_leave_its_process_behind(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["attach_process"] = DaemonUnavailable("bangerd closed the output stream early")
+    code, _, err = run(["vm", "exec", "dev", "--", "sleep", "60"], capsys)
+    assert code == 1 and "closed the output stream" in err
+    assert client.called("signal_process") == [(("dev", PID, 9), {})]
 
 
 @pytest.mark.parametrize("args", [["vm", "exec", "dev"], ["vm", "exec", "dev", "--env", "A",
@@ -45,14 +110,14 @@ def test_exec_refuses_bad_input(
 ) -> None:
     code, _, err = run(args, capsys)
     assert code != 0 and err.startswith("error: ")
-    assert client.called("exec_vm") == []
+    assert client.called("start_process") == []
 
 
 def test_exec_on_a_stopped_vm_says_how_to_start_it(
     client: FakeClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client.fail["exec_vm"] = InvalidState("VM 'dev' is not running (stopped)",
-                                          hint="banger vm start dev")
+    client.fail["start_process"] = InvalidState("VM 'dev' is not running (stopped)",
+                                                hint="banger vm start dev")
     code, _, err = run(["vm", "exec", "dev", "--", "true"], capsys)
     assert code == 1
     assert err == "error: VM 'dev' is not running (stopped)\nhint: banger vm start dev\n"

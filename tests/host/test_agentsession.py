@@ -4,6 +4,7 @@ a socketpair instead of its virtio-serial port) and against hostile stand-ins.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.core.agentframe import HELLO, MAX_PAYLOAD, ExecHeader, ExitStatus
+from banger.core.agentframe import HELLO, MAX_PAYLOAD, STDIN_WINDOW, ExecHeader, ExitStatus
 from banger.core.errors import (
     GuestAgentFailed,
     GuestAgentUnavailable,
@@ -94,6 +95,78 @@ async def test_a_bad_user_is_an_error_of_that_stream_only(session: AgentSession)
     with pytest.raises(GuestAgentFailed, match="no user nobody-here"):
         await run(session, ExecHeader(argv=["true"], user="nobody-here"))
     assert (await run(session, ExecHeader(argv=["true"])))[2] == ExitStatus(exit_code=0)
+
+
+async def collect(execution: Execution) -> bytes:
+    out = bytearray()
+    async for piece in execution.output():
+        out.extend(piece.data)
+    return bytes(out)
+
+
+async def test_a_started_process_reports_its_pid_and_takes_stdin_in_pieces(
+    session: AgentSession,
+) -> None:
+    execution = await session.start(ExecHeader(command="echo $$; cat"), stdin=True)
+    assert execution.pid is not None and execution.pid > 1
+    output = asyncio.create_task(collect(execution))
+    for piece in (b"one\n", b"two\n"):
+        await execution.write_stdin(piece)
+        await asyncio.sleep(0.05)
+    await execution.close_stdin()
+    assert await output == f"{execution.pid}\n".encode() + b"one\ntwo\n"
+    assert execution.status == ExitStatus(exit_code=0)
+
+
+async def test_stdin_larger_than_the_window_waits_for_the_process(
+    session: AgentSession,
+) -> None:
+    data = os.urandom(4 * STDIN_WINDOW + 5)
+    execution = await session.start(ExecHeader(command="sleep 0.3; sha256sum"), stdin=True)
+    output = asyncio.create_task(collect(execution))
+    await execution.write_stdin(data)
+    await execution.close_stdin()
+    assert (await output).split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
+async def test_stdin_of_a_process_that_does_not_read_it_is_dropped_without_blocking(
+    session: AgentSession,
+) -> None:
+    execution = await session.start(ExecHeader(command="exec 0<&-; sleep 0.2; echo done"),
+                                    stdin=True)
+    output = asyncio.create_task(collect(execution))
+    await asyncio.sleep(0.1)
+    await execution.write_stdin(b"x" * (3 * STDIN_WINDOW))
+    assert await output == b"done\n"
+
+
+async def test_a_process_on_a_pty_sees_a_terminal_of_its_size(session: AgentSession) -> None:
+    if not Path("/dev/ptmx").exists():
+        pytest.skip("no /dev/ptmx")
+    execution = await session.start(
+        ExecHeader(command="tty; stty size; read line; stty size; echo got $line",
+                   pty=(100, 30)), stdin=True,
+    )
+    output = asyncio.create_task(collect(execution))
+    await asyncio.sleep(0.3)
+    await execution.resize(120, 40)
+    await execution.write_stdin(b"hello\n")
+    lines = (await output).replace(b"\r\n", b"\n").decode().splitlines()
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1:] == ["30 100", "hello", "40 120", "got hello"]
+
+
+async def test_a_signal_right_after_the_start_is_not_lost(session: AgentSession) -> None:
+    for _ in range(5):  # the child may not have made its process group yet
+        execution = await session.start(ExecHeader(argv=["sleep", "30"]), stdin=False)
+        await execution.kill(15)
+        assert await asyncio.wait_for(collect(execution), 10) == b""
+        assert execution.status == ExitStatus(signal=15)
+
+
+async def test_a_start_that_fails_is_an_error(session: AgentSession) -> None:
+    with pytest.raises(GuestAgentFailed, match="no user nobody-here"):
+        await session.start(ExecHeader(argv=["true"], user="nobody-here"), stdin=False)
 
 
 async def content(*pieces: bytes) -> AsyncIterator[bytes]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from banger.cli.main import main
+from banger.core import api
 from banger.core.errors import (
     BangerError,
 )
@@ -35,6 +37,9 @@ TEMPLATE = {
 }
 
 
+PID = 4321
+
+
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
     "identity_file": "/cfg/ssh/id_ed25519", "known_hosts": "/cfg/ssh/known_hosts",
@@ -51,6 +56,10 @@ class FakeClient:
         self.exec_output: list[tuple[bytes, bool]] = []
         self.guest_files: dict[str, bytes] = {}
         self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
+        self.exec_dropped = 0
+        self.started: api.StartProcess | None = None
+        self.guest_stdin = b""
+        self.stdin_closed = threading.Event()
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -141,6 +150,42 @@ class FakeClient:
         for data, stderr in self.exec_output:
             (on_stderr if stderr else on_stdout)(data)
         return self.exec_result
+
+    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+        self._call("start_process", name, request)
+        self.started = request
+        return api.ProcessInfo(
+            pid=PID, tag=request.tag, argv=request.argv, command=request.command,
+            env=request.env, cwd=request.cwd, user=request.user, pty=request.pty is not None,
+            running=True, exit_code=None, signal=None, started_at="2026-01-01T00:00:00Z",
+        )
+
+    def attach_process(self, name: str, pid: int, on_stdout: Any, on_stderr: Any,
+                       on_dropped: Any) -> api.ExecResult:
+        """Answers as a guest would: `exec_result` with `exec_output` written first, once
+        the stdin it was given (if any) is closed."""
+        self._call("attach_process", name, pid)
+        if self.started is not None and self.started.stdin:
+            assert self.stdin_closed.wait(5)
+        if self.exec_dropped:
+            on_dropped(self.exec_dropped)
+        for data, stderr in self.exec_output:
+            (on_stderr if stderr else on_stdout)(data)
+        return api.ExecResult(**self.exec_result)
+
+    def send_stdin(self, name: str, pid: int, data: bytes) -> None:
+        self._call("send_stdin", name, pid)
+        self.guest_stdin += data
+
+    def close_stdin(self, name: str, pid: int) -> None:
+        self._call("close_stdin", name, pid)
+        self.stdin_closed.set()
+
+    def signal_process(self, name: str, pid: int, signal: int) -> None:
+        self._call("signal_process", name, pid, signal)
+
+    def resize_process(self, name: str, pid: int, cols: int, rows: int) -> None:
+        self._call("resize_process", name, pid, cols, rows)
 
     def read_file(self, name: str, path: str) -> bytes:
         self._call("read_file", name, path)

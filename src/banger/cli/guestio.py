@@ -3,8 +3,8 @@ without ssh (loaded only when one of them runs)."""
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
 
 from banger.cli.context import Context
 from banger.cli.spec import VMS, Arg, Command, Opt, echo
@@ -13,13 +13,19 @@ from banger.core.errors import InvalidInput
 
 def _exec(
     ctx: Context, name: str, env: list[str] | None, cwd: str | None, user: str | None,
-    timeout: float, command: tuple[str, ...],
+    timeout: float, interactive: bool, tty: bool, command: tuple[str, ...],
 ) -> None:
     """Run COMMAND (after `--`) in a running VM through banger's guest agent, without ssh;
-    exit with its status. Its stdin is this command's stdin when that is not a terminal.
+    exit with its status (128+N if signal N killed it). Its stdin is this command's stdin
+    with -i, or when that is not a terminal; Ctrl-C sends it SIGINT. -t runs it on a
+    terminal in the guest (with -i: an interactive shell).
 
       banger vm exec dev -- make test
-      banger vm exec dev --env CI=1 --cwd /root/repo -- ./build.sh"""
+      banger vm exec dev --env CI=1 --cwd /root/repo -- ./build.sh
+      banger vm exec -it dev -- bash"""
+    from banger.cli.guestproc import run_process, terminal_size
+    from banger.core import api
+
     if not command:
         raise InvalidInput("give the command after `--`", hint="banger vm exec NAME -- CMD ...")
     variables = {}
@@ -28,24 +34,19 @@ def _exec(
         if not sep or not key:
             raise InvalidInput(f"--env {pair!r} is not K=V")
         variables[key] = value
-    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-
-    def to(stream: object) -> Callable[[bytes], None]:
-        def write(data: bytes) -> None:
-            buffer = stream.buffer  # type: ignore[attr-defined]
-            buffer.write(data)
-            buffer.flush()
-        return write
-
-    result = ctx.client.exec_vm(
-        name, list(command), env=variables, cwd=cwd, user=user, stdin=stdin, timeout=timeout,
-        on_stdout=to(sys.stdout), on_stderr=to(sys.stderr),
+    if tty:
+        variables.setdefault("TERM", os.environ.get("TERM") or "xterm")
+    forward_stdin = interactive or (sys.stdin is not None and not sys.stdin.isatty())
+    request = api.StartProcess(
+        argv=list(command), env=variables, cwd=cwd, user=user,
+        pty=terminal_size() if tty else None, stdin=forward_stdin, timeout=timeout,
     )
-    if result.get("timed_out"):
+    result = run_process(ctx.client, name, request, forward_stdin)
+    if result.timed_out:
         echo(f"error: the command was killed after {timeout:g}s (--timeout)", err=True)
-    if result.get("signal") is not None:
-        sys.exit(128 + int(result["signal"]))
-    sys.exit(int(result.get("exit_code") or 0))
+    if result.signal is not None:
+        sys.exit(128 + result.signal)
+    sys.exit(result.exit_code or 0)
 
 
 def _cp(ctx: Context, src: str, dst: str) -> None:
@@ -54,8 +55,6 @@ def _cp(ctx: Context, src: str, dst: str) -> None:
 
       banger vm cp ./build.sh dev:/root/
       banger vm cp dev:/var/log/syslog ./syslog"""
-    import os
-
     from_guest, to_guest = _guest_side(src), _guest_side(dst)
     if (from_guest is None) == (to_guest is None):
         raise InvalidInput("give exactly one side as NAME:PATH",
@@ -101,5 +100,7 @@ exec_command = Command("exec", _exec, [
     Opt("--user", metavar="USER", help="Run as this guest user (default: root)."),
     Opt("--timeout", type=float, default=0, metavar="SECONDS",
         help="Kill the command after this long (default: never)."),
+    Opt("-i", "--interactive", flag=True, help="Pass this terminal's stdin to the command."),
+    Opt("-t", "--tty", flag=True, help="Run the command on a terminal (PTY) in the guest."),
 ], trailing=True)
 cp_command = Command("cp", _cp, [Arg("src"), Arg("dst")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from banger.client.processes import GuestProcesses
 from banger.client.transport import Response, Transport, UnixSocketTransport
 from banger.core.errors import APIError, DaemonUnavailable, error_from_dict
 from banger.core.xdg import socket_path
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     OnProgress = Callable[[ProgressEvent], None]
 
-class Client:
+class Client(GuestProcesses):
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None, transport: Transport | None = None,

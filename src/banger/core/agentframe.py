@@ -10,9 +10,13 @@ Whatever a channel held before (a reply of the identity step's line protocol, ha
 from a host that went away) is skipped by scanning for that exact frame, on both ends.
 
 An exec is one stream: OPEN_EXEC (its header) from the host, then STDIN data and
-STDIN_CLOSE; KILL (a signal number) at any time. The agent answers STDOUT and STDERR data in
-the order the process wrote each, then one EXIT (``exit N`` or ``signal N``) or ERROR (UTF-8
-text), which ends the stream.
+STDIN_CLOSE, at any time after; KILL (a signal number, to the process group) and RESIZE
+(``COLS ROWS``, a PTY's size) at any time. The agent answers STARTED (the guest pid) once the
+process is forked, STDOUT and STDERR data in the order the process wrote each (a PTY's
+output is all STDOUT), STDIN_ACK (how many stdin bytes it has taken, sent whenever it has
+written all it received: the host keeps at most STDIN_WINDOW bytes unacknowledged, so the
+agent never holds more than that of a process that does not read), then one EXIT (``exit N``
+or ``signal N``) or ERROR (UTF-8 text), which ends the stream.
 
 A file read is READ_FILE (header: path) answered by DATA frames and DONE; a write is
 WRITE_FILE (header: path, octal mode), DATA frames and DATA_END, answered by DONE once the
@@ -33,6 +37,8 @@ from dataclasses import dataclass, field
 HEADER = struct.Struct(">IIB")
 # Large enough that 20 MiB of output is ~320 frames, small enough to bound every buffer.
 MAX_PAYLOAD = 64 * 1024
+# Stdin bytes the host may send a process ahead of the agent's STDIN_ACK.
+STDIN_WINDOW = 256 * 1024
 # How much the host skips while it waits for the agent's HELLO before it gives up.
 MAX_PREAMBLE = 64 * 1024
 PROTOCOL = b"banger-agent/1"
@@ -53,6 +59,9 @@ class FrameType(enum.IntEnum):
     DATA = 11
     DATA_END = 12
     DONE = 13
+    STARTED = 14
+    RESIZE = 15
+    STDIN_ACK = 16
 
 
 class FrameError(ValueError):
@@ -124,8 +133,11 @@ class ExecHeader:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     user: str | None = None
+    pty: tuple[int, int] | None = None  # (cols, rows): run on a new PTY of this size
 
     def __post_init__(self) -> None:
+        if self.pty is not None:
+            window_size(*self.pty)
         if (self.argv is None) == (self.command is None):
             raise ValueError("exactly one of argv and command")
         if self.argv is not None and not self.argv:
@@ -141,6 +153,8 @@ class ExecHeader:
         records += [f"env={key}={value}" for key, value in self.env.items()]
         records += [f"{key}={value}" for key, value in (("cwd", self.cwd), ("user", self.user))
                     if value is not None]
+        if self.pty is not None:
+            records.append("pty=" + window_size(*self.pty).decode())
         if any("\0" in record for record in records):
             raise ValueError("a NUL in an argument, variable or path")
         return b"".join(record.encode() + b"\0" for record in records)
@@ -164,7 +178,23 @@ def parse_exit(payload: bytes) -> ExitStatus:
 
 
 def kill_payload(signal: int) -> bytes:
+    if not 1 <= signal <= 64:
+        raise ValueError(f"{signal} is not a signal number")
     return str(int(signal)).encode()
+
+
+def window_size(cols: int, rows: int) -> bytes:
+    """A RESIZE payload (and a header's pty record)."""
+    if not (1 <= cols <= 0xFFFF and 1 <= rows <= 0xFFFF):
+        raise ValueError(f"a terminal of {cols}x{rows} characters")
+    return f"{cols} {rows}".encode()
+
+
+def parse_count(payload: bytes, what: str) -> int:
+    """The number a STARTED (pid) or STDIN_ACK (bytes taken) frame carries."""
+    if not re.fullmatch(rb"\d{1,18}", payload):
+        raise FrameError(f"a {what} frame that is not a number: {payload[:40]!r}")
+    return int(payload)
 
 
 def records(**fields: str) -> bytes:

@@ -87,6 +87,95 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class PtySize(Request):
+    """A terminal's size in characters (also the body of `POST .../processes/{pid}/resize`)."""
+
+    cols: int
+    rows: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (1 <= self.cols <= 0xFFFF and 1 <= self.rows <= 0xFFFF):
+            raise InvalidInput(f"a terminal of {self.cols}x{self.rows} characters")
+
+
+@dataclass(frozen=True)
+class StartProcess(Request):
+    """`POST /v1/vms/{name}/processes`: a process the daemon holds (it keeps running when the
+    client goes away). `argv` as is, or `command` through /bin/sh -c; `tag` is free text to
+    find it by; `pty`: on a new terminal of that size (its stdout and stderr are one stream,
+    sent as stdout); `stdin` True keeps its stdin open for `stdin` calls; `timeout`: seconds
+    it may live before SIGKILL (0: no limit)."""
+
+    argv: list[str] | None = None
+    command: str | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    user: str | None = None
+    tag: str | None = None
+    pty: PtySize | None = None
+    stdin: bool = False
+    timeout: float = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.argv is None) == (self.command is None):
+            raise InvalidInput("give exactly one of argv and command")
+        if self.argv is not None and not self.argv:
+            raise InvalidInput("argv is empty")
+        if self.timeout < 0:
+            raise InvalidInput("timeout must be 0 (none) or more seconds")
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A process the daemon holds: `pid` is the guest's; `exit_code`/`signal` once it ended;
+    `started_at` ISO 8601 UTC."""
+
+    pid: int
+    tag: str | None
+    argv: list[str] | None
+    command: str | None
+    env: dict[str, str] | None
+    cwd: str | None
+    user: str | None
+    pty: bool
+    running: bool
+    exit_code: int | None
+    signal: int | None
+    started_at: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessInfo:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+@dataclass(frozen=True)
+class ProcessStdin(Request):
+    """`POST .../processes/{pid}/stdin`: `data` (base64) to its stdin, then closed if `close`."""
+
+    data: str = ""
+    close: bool = False
+
+    def data_bytes(self) -> bytes:
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except ValueError as exc:
+            raise InvalidInput("data must be base64") from exc
+
+
+@dataclass(frozen=True)
+class ProcessSignal(Request):
+    signal: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.signal <= 64:
+            raise InvalidInput(f"signal {self.signal} is not a signal number (1-64)")
+
+
+@dataclass(frozen=True)
 class CreateVM(Request):
     name: str | None = None
     image: str | None = None

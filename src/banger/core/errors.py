@@ -213,6 +213,11 @@ class GuestPathNotFound(NotFound):
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
 
 
+class ProcessNotFound(NotFound):
+    code = "process_not_found"
+    default_hint = "see the VM's processes: GET /v1/vms/NAME/processes (ended ones go after 60s)"
+
+
 class GuestFileFailed(InvalidInput):
     """A guest file could not be read or written (a directory, no permission, disk full)."""
 

@@ -16,6 +16,7 @@ from banger.core.models import to_dict
 from banger.daemon.apiwire import TASKS, answer, errors
 from banger.daemon.imageapi import image_routes
 from banger.daemon.kernelapi import kernel_routes
+from banger.daemon.processapi import process_routes
 from banger.daemon.services import Services
 from banger.daemon.vmapi import vm_routes
 
@@ -27,8 +28,10 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app.add_routes(vm_routes(services))
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
+    app.add_routes(process_routes(services))
 
     async def close_agent_channels(_: web.Application) -> None:
+        await services.guest_processes.close()
         await services.guest_exec.close()
 
     app.on_cleanup.append(close_agent_channels)

@@ -92,11 +92,16 @@ class GuestExec:
         session = await self._running(name, path)
         await session.write_file(path, content, mode)
 
+    async def session(self, name: str) -> AgentSession:
+        """The channel to the agent of VM `name` (one clear error for a VM that is stopped
+        or paused)."""
+        self._vms.access(name)
+        return await self._session(self._vms.get(name))
+
     async def _running(self, name: str, path: str) -> AgentSession:
         if not path.startswith("/") or "\0" in path:
             raise InvalidInput(f"{path!r} is not an absolute guest path")
-        self._vms.access(name)
-        return await self._session(self._vms.get(name))
+        return await self.session(name)
 
     async def connect(self, vm: VM, timeout: float) -> None:
         """Wait until `vm`'s agent answers (a booting guest's, within `timeout`); the

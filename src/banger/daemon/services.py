@@ -18,6 +18,7 @@ from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_profile
 from banger.daemon.consoles import ConsoleKeeper
 from banger.daemon.guestexec import GuestExec
+from banger.daemon.guestprocs import ProcessTable
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.kernels import KernelService
@@ -89,6 +90,7 @@ class Services:
     # Warm templates, by backend (only backends that can make them).
     templates: dict[str, TemplateService] = field(default_factory=dict)
     guest_exec: GuestExec = field(init=False)
+    guest_processes: ProcessTable = field(init=False)
 
     def default_templates(self) -> TemplateService | None:
         """The templates of the default backend: what `image warm` makes unless told."""
@@ -257,6 +259,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     ) if channel is not None}
     services.guest_exec = GuestExec(vms, records, channels)
     boot.connect_agent = lambda vm, timeout: services.guest_exec.connect(vm, timeout)
+    services.guest_processes = ProcessTable(services.guest_exec, vms)
     return services
 
 

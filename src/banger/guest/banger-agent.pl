@@ -11,7 +11,7 @@
 # (its VMs boot cold) and no exec channel.
 use strict;
 use warnings;
-use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK O_RDONLY O_RDWR O_WRONLY O_CREAT O_TRUNC);
+use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK O_NOCTTY O_RDONLY O_RDWR O_WRONLY O_CREAT O_TRUNC);
 use POSIX ();
 use Socket qw(inet_aton);
 
@@ -287,7 +287,11 @@ my %T = (hello => @T_HELLO@, open_exec => @T_OPEN_EXEC@, stdin => @T_STDIN@,
          stdin_close => @T_STDIN_CLOSE@, kill => @T_KILL@, stdout => @T_STDOUT@,
          stderr => @T_STDERR@, exit => @T_EXIT@, error => @T_ERROR@,
          read_file => @T_READ_FILE@, write_file => @T_WRITE_FILE@, data => @T_DATA@,
-         data_end => @T_DATA_END@, done => @T_DONE@);
+         data_end => @T_DATA_END@, done => @T_DONE@, started => @T_STARTED@,
+         resize => @T_RESIZE@, stdin_ack => @T_STDIN_ACK@);
+my %KNOWN = map { $_ => 1 } values %T;
+# Linux's terminal ioctls (the same numbers on x86_64 and aarch64).
+my ($TIOCSPTLCK, $TIOCGPTN, $TIOCSWINSZ, $TIOCSCTTY) = (0x40045431, 0x80045430, 0x5414, 0x540E);
 my $PROTOCOL = '@PROTOCOL@';
 my $HELLO = pack('N N C', length $PROTOCOL, 0, $T{hello}) . $PROTOCOL;
 my $PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -331,9 +335,24 @@ sub send_frame {
     }
 }
 
+sub set_size {  # a PTY's size, `cols rows`
+    my ($tty, $size) = @_;
+    my ($cols, $rows) = $size =~ /^(\d{1,5}) (\d{1,5})$/ or return 0;
+    return ioctl($tty, $TIOCSWINSZ, pack('S4', $rows, $cols, 0, 0));
+}
+
+sub open_pty {  # (master, the slave's path)
+    my ($size) = @_;
+    sysopen(my $master, '/dev/ptmx', O_RDWR | O_NOCTTY) or return;
+    my ($unlock, $number) = (pack('i', 0), pack('I', 0));
+    ioctl($master, $TIOCSPTLCK, $unlock) && ioctl($master, $TIOCGPTN, $number)
+        && set_size($master, $size) or return;
+    return ($master, '/dev/pts/' . unpack('I', $number));
+}
+
 sub spawn {
     my ($id, $payload) = @_;
-    my (@argv, %env, $cwd, $user);
+    my (@argv, %env, $cwd, $user, $pty);
     for my $record (split /\0/, $payload) {
         my ($key, $value) = split /=/, $record, 2;
         next unless defined $value;
@@ -342,6 +361,7 @@ sub spawn {
         elsif ($key eq 'env') { my ($k, $v) = split /=/, $value, 2; $env{$k} = $v // '' }
         elsif ($key eq 'cwd') { $cwd = $value }
         elsif ($key eq 'user') { $user = $value }
+        elsif ($key eq 'pty') { $pty = $value }
     }
     return 'nothing to run' unless @argv;
     my ($uid, $gid, $home, $shell) = (0, 0, '/root', '/bin/sh');
@@ -349,12 +369,21 @@ sub spawn {
         my @pw = getpwnam $user or return "no user $user in the guest";
         ($uid, $gid, $home, $shell) = @pw[2, 3, 7, 8];
     }
-    pipe(my $in_r, my $in_w) && pipe(my $out_r, my $out_w) && pipe(my $err_r, my $err_w)
-        or return "pipe: $!";
+    my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w, $tty);
+    if (defined $pty) {  # stdin, stdout and stderr are the PTY's slave, its master our end
+        ($out_r, $tty) = open_pty($pty) or return "cannot open a PTY: $!";
+        open($in_w, '>&', $out_r) or return "dup: $!";
+    } else {
+        pipe($in_r, $in_w) && pipe($out_r, $out_w) && pipe($err_r, $err_w) or return "pipe: $!";
+    }
     my $pid = fork;
     return "fork: $!" unless defined $pid;
     if (!$pid) {
         POSIX::setsid();
+        if (defined $tty) {  # the new session's controlling terminal
+            sysopen($in_r, $tty, O_RDWR) && ioctl($in_r, $TIOCSCTTY, 0) or POSIX::_exit(126);
+            ($out_w, $err_w) = ($in_r, $in_r);
+        }
         open(STDIN, '<&', $in_r) && open(STDOUT, '>&', $out_w) && open(STDERR, '>&', $err_w)
             or POSIX::_exit(126);
         $SIG{$_} = 'DEFAULT' for keys %SIG;
@@ -372,10 +401,12 @@ sub spawn {
         print STDERR "$argv[0]: ", ($missing ? 'command not found' : "$!"), "\n";
         POSIX::_exit($missing ? 127 : 126);
     }
-    close $in_r; close $out_w; close $err_w;
-    nonblocking($_) for $in_w, $out_r, $err_r;
-    $procs{$id} = { id => $id, pid => $pid, in => $in_w, out => $out_r, err => $err_r, pending => '',
-                    close_in => 0, status => undef };
+    unless (defined $tty) { close $in_r; close $out_w; close $err_w }
+    nonblocking($_) for grep { defined } $in_w, $out_r, $err_r;
+    $procs{$id} = { id => $id, pid => $pid, in => $in_w, out => $out_r, err => $err_r,
+                    pending => '', received => 0, close_in => 0, pty => defined $tty,
+                    status => undef };
+    send_frame($id, $T{started}, $pid);
     return undef;
 }
 
@@ -398,12 +429,19 @@ sub on_frame {
     } elsif (!$p) {
         return;  # a late frame for a process that has ended
     } elsif ($type == $T{stdin}) {
-        # Bounded by the host, which sends a request's stdin in one piece.
-        $p->{pending} .= $payload if $p->{in};
+        # Bounded by the host, which waits for STDIN_ACK before it sends more.
+        $p->{received} += length $payload;
+        if ($p->{in}) { $p->{pending} .= $payload }
+        else { send_frame($id, $T{stdin_ack}, $p->{received}) }  # stdin is closed: dropped
     } elsif ($type == $T{stdin_close}) {
-        $p->{close_in} = 1;
+        # A PTY has no end of file but its EOF character (in canonical mode).
+        if ($p->{pty}) { $p->{pending} .= "\x04" if $p->{in} } else { $p->{close_in} = 1 }
     } elsif ($type == $T{kill}) {
-        kill $payload, -$p->{pid} if $payload =~ /^\d{1,2}$/ && !defined $p->{status};
+        # Its process group, or the process alone if it has not made its group yet.
+        kill($payload, -$p->{pid}) || kill($payload, $p->{pid})
+            if $payload =~ /^\d{1,2}$/ && !defined $p->{status};
+    } elsif ($type == $T{resize}) {
+        set_size($p->{in}, $payload) if $p->{pty} && $p->{in};
     }
 }
 
@@ -427,7 +465,7 @@ sub on_channel {
     }
     while (length $buf >= 9) {
         my ($length, $id, $type) = unpack 'N N C', $buf;
-        if ($length > $MAX_PAYLOAD || $type > $T{done}) {
+        if ($length > $MAX_PAYLOAD || !$KNOWN{$type}) {
             say_("garbage from the host (frame type $type, $length bytes): dropping it");
             lost();
             return;
@@ -520,6 +558,7 @@ sub feed_stdin {
         my $n = syswrite $p->{in}, $p->{pending};
         if (defined $n) { substr($p->{pending}, 0, $n, '') }
         elsif ($! != POSIX::EAGAIN() && $! != POSIX::EINTR()) { $p->{pending} = ''; $p->{close_in} = 1 }
+        send_frame($p->{id}, $T{stdin_ack}, $p->{received}) unless length $p->{pending};
     }
     if (!length $p->{pending} && $p->{close_in}) { close $p->{in}; $p->{in} = undef }
 }

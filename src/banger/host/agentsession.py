@@ -25,6 +25,7 @@ from banger.core.agentframe import (
     HELLO,
     MAX_PAYLOAD,
     MAX_PREAMBLE,
+    STDIN_WINDOW,
     ExecHeader,
     ExitStatus,
     Frame,
@@ -35,9 +36,11 @@ from banger.core.agentframe import (
     chunks,
     encode,
     kill_payload,
+    parse_count,
     parse_exit,
     parse_file_error,
     read_header,
+    window_size,
     write_header,
 )
 from banger.core.errors import (
@@ -118,6 +121,25 @@ class AgentSession:
             self._streams.pop(stream, None)
             raise
         return Execution(self, stream)
+
+    async def start(self, header: ExecHeader, stdin: bool) -> Execution:
+        """Start a process and wait for its guest pid; its stdin stays open for `write_stdin`
+        if `stdin`, else it is closed at once."""
+        stream = await self._start(FrameType.OPEN_EXEC, header.payload())
+        execution = Execution(self, stream)
+        try:
+            if not stdin:
+                await self._send(encode(Frame(stream, FrameType.STDIN_CLOSE)))
+            frame = await self._next(stream)
+            if frame.type is FrameType.ERROR:
+                raise _exec_error(frame.payload)
+            if frame.type is not FrameType.STARTED:
+                raise GuestAgentFailed(f"the guest agent answered a start with {frame.type.name}")
+            execution.pid = _count(frame.payload, "STARTED")
+        except BaseException:
+            self._end(stream)
+            raise
+        return execution
 
     async def read_file(self, path: str) -> AsyncIterator[bytes]:
         """The file's content, in pieces as the agent reads them."""
@@ -241,7 +263,12 @@ class Execution:
     def __init__(self, session: AgentSession, stream: int) -> None:
         self._session = session
         self.stream = stream
+        self.pid: int | None = None
         self.status: ExitStatus | None = None
+        self._ended = False
+        self._stdin_sent = 0
+        self._stdin_taken = 0
+        self._stdin_progress = asyncio.Event()
 
     async def output(self) -> AsyncIterator[Output]:
         """Its stdout and stderr as they come; `status` is set once this ends."""
@@ -250,6 +277,11 @@ class Execution:
                 frame = await self._session._next(self.stream)
                 if frame.type is FrameType.STDOUT:
                     yield Output(frame.payload)
+                elif frame.type is FrameType.STDIN_ACK:
+                    self._stdin_taken = _count(frame.payload, "STDIN_ACK")
+                    self._stdin_progress.set()
+                elif frame.type is FrameType.STARTED:
+                    self.pid = _count(frame.payload, "STARTED")
                 elif frame.type is FrameType.STDERR:
                     yield Output(frame.payload, stderr=True)
                 elif frame.type is FrameType.EXIT:
@@ -259,19 +291,55 @@ class Execution:
                         raise GuestAgentFailed(f"the guest agent sent garbage: {exc}") from exc
                     return
                 elif frame.type is FrameType.ERROR:
-                    message = frame.payload.decode(errors="replace")
-                    raise GuestAgentFailed(f"cannot run the command: {message}",
-                                           hint="check the user and the command")
+                    raise _exec_error(frame.payload)
         finally:
-            if self.status is None:
-                await self.kill(_KILL)  # nobody reads it any more
-            self._session._end(self.stream)
+            try:
+                if self.status is None:
+                    await self.kill(_KILL)  # nobody reads it any more
+            finally:
+                self._ended = True
+                self._stdin_progress.set()
+                self._session._end(self.stream)
 
     async def kill(self, signal: int) -> None:
-        if self._session.alive and self.status is None:
-            await self._session._send(
-                encode(Frame(self.stream, FrameType.KILL, kill_payload(signal)))
-            )
+        await self._control(FrameType.KILL, kill_payload(signal))
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._control(FrameType.RESIZE, window_size(cols, rows))
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Send `data` to the process's stdin, waiting while the agent holds STDIN_WINDOW
+        bytes it has not written yet (someone must be reading `output`, which takes the
+        agent's acknowledgements). Dropped once the process has ended."""
+        for at in range(0, len(data), MAX_PAYLOAD):
+            piece = data[at:at + MAX_PAYLOAD]
+            while not self._ended and self._stdin_sent - self._stdin_taken >= STDIN_WINDOW:
+                self._stdin_progress.clear()
+                await self._stdin_progress.wait()
+            if self._ended:
+                return
+            self._stdin_sent += len(piece)
+            await self._control(FrameType.STDIN, piece)
+
+    async def close_stdin(self) -> None:
+        await self._control(FrameType.STDIN_CLOSE, b"")
+
+    async def _control(self, kind: FrameType, payload: bytes) -> None:
+        if self._session.alive and not self._ended:
+            await self._session._send(encode(Frame(self.stream, kind, payload)))
+
+
+def _count(payload: bytes, what: str) -> int:
+    try:
+        return parse_count(payload, what)
+    except FrameError as exc:
+        raise GuestAgentFailed(f"the guest agent sent garbage: {exc}") from exc
+
+
+def _exec_error(payload: bytes) -> GuestAgentFailed:
+    message = payload.decode(errors="replace")
+    return GuestAgentFailed(f"cannot run the command: {message}",
+                            hint="check the user and the command")
 
 
 def _file_error(payload: bytes) -> BangerError:

@@ -1,0 +1,103 @@
+"""The client side of `/v1/vms/{name}/processes`: guest processes the daemon holds, which run
+on when the client goes away (a mixin of `Client`)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing's: see banger.core.xdg
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from banger.client.transport import Response
+    from banger.core import api
+
+    OnOutput = Callable[[bytes], None]
+
+
+class GuestProcesses:
+    if TYPE_CHECKING:
+        def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    *, timeout: float | None = 60.0) -> Any: ...
+
+        def _open(self, method: str, path: str, body: dict[str, Any] | None,
+                  timeout: float | None, raw: bytes | None = None) -> Response: ...
+
+    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+        """Start a process in the running VM `name`; the daemon holds it."""
+        data = self.request("POST", _path(name), request.body(), timeout=None)
+        return _info(data["process"])
+
+    def list_processes(self, name: str) -> list[api.ProcessInfo]:
+        """The VM's running processes, and ended ones nobody has attached to since."""
+        data = self.request("GET", _path(name))
+        return [_info(item) for item in data["processes"]]
+
+    def attach_process(
+        self, name: str, pid: int,
+        on_stdout: OnOutput = lambda _: None, on_stderr: OnOutput = lambda _: None,
+        on_dropped: Callable[[int], None] = lambda _: None,
+    ) -> api.ExecResult:
+        """Hand the process's output to `on_stdout`/`on_stderr` (first what the daemon kept
+        since the last attach; `on_dropped` gets how many bytes it had to drop) until it
+        ends; its exit status. Leaving early (an exception in a callback, Ctrl-C) only
+        detaches: the process runs on."""
+        import base64
+
+        from banger.client import _json_body, _ndjson
+        from banger.core import api
+        from banger.core.errors import DaemonUnavailable, error_from_dict
+
+        response = self._open("GET", f"{_path(name, pid)}/output", None, None)
+        try:
+            if response.status >= 400:
+                raise error_from_dict(_json_body(response)["error"])
+            for item in _ndjson(response):
+                if "stdout" in item:
+                    on_stdout(base64.b64decode(item["stdout"]))
+                elif "stderr" in item:
+                    on_stderr(base64.b64decode(item["stderr"]))
+                elif "dropped" in item:
+                    on_dropped(int(item["dropped"]))
+                elif "error" in item:
+                    raise error_from_dict(item["error"])
+                elif "result" in item:
+                    return api.ExecResult(**item["result"])
+        finally:
+            response.close()
+        raise DaemonUnavailable("bangerd closed the output stream early", hint="see bangerd.log")
+
+    def send_stdin(self, name: str, pid: int, data: bytes) -> None:
+        """Write `data` to the process's stdin (it must have been started with stdin=True);
+        waits while the process has not read what was sent before."""
+        self._stdin(name, pid, data, close=False)
+
+    def close_stdin(self, name: str, pid: int) -> None:
+        """End the process's stdin (on a PTY: its EOF character, ^D)."""
+        self._stdin(name, pid, b"", close=True)
+
+    def signal_process(self, name: str, pid: int, signal: int) -> None:
+        """Send `signal` (a number) to the process's process group."""
+        self.request("POST", f"{_path(name, pid)}/signal", {"signal": signal})
+
+    def resize_process(self, name: str, pid: int, cols: int, rows: int) -> None:
+        """Set the size of the process's PTY."""
+        self.request("POST", f"{_path(name, pid)}/resize", {"cols": cols, "rows": rows})
+
+    def _stdin(self, name: str, pid: int, data: bytes, close: bool) -> None:
+        import base64
+
+        body = {"data": base64.b64encode(data).decode(), "close": close}
+        self.request("POST", f"{_path(name, pid)}/stdin", body, timeout=None)
+
+
+def _path(name: str, pid: int | None = None) -> str:
+    from banger.client import _q
+
+    path = f"/v1/vms/{_q(name)}/processes"
+    return path if pid is None else f"{path}/{int(pid)}"
+
+
+def _info(data: dict[str, Any]) -> api.ProcessInfo:
+    from banger.core import api
+
+    return api.ProcessInfo.from_dict(data)
