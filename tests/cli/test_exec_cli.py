@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +157,48 @@ def test_cp_of_a_missing_local_file_names_it(
     assert code == 1
     missing = tmp_path / "nope"
     assert err.splitlines()[0] == f"error: cannot read {missing}: No such file or directory"
+
+
+def test_cp_of_directories_into_and_out_of_a_vm(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    src = tmp_path / "repo"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f")
+    client.guest_dirs.add("/root")
+    assert run(["vm", "cp", str(src), "dev:/root"], capsys)[0] == 0  # inside: /root/repo
+    assert run(["vm", "cp", str(src) + "/", "dev:/srv/new"], capsys)[0] == 0  # as /srv/new
+    assert [args for method, args, _ in client.calls if method == "upload_tar"] == [
+        ("dev", "/root/repo"), ("dev", "/srv/new"),
+    ]
+    client.guest_dirs.add("/srv/new")
+    client.guest_tars["/srv/new"] = client.guest_tars["/root/repo"]
+    assert run(["vm", "cp", "dev:/srv/new", str(tmp_path / "back")], capsys)[0] == 0
+    assert (tmp_path / "back" / "sub" / "f").read_text() == "f"
+    assert run(["vm", "cp", "dev:/srv/new", str(tmp_path)], capsys)[0] == 0  # inside
+    assert (tmp_path / "new" / "sub" / "f").read_text() == "f"
+
+
+def test_cp_warns_of_what_a_directory_left_out(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+        tar.addfile(link)
+    client.guest_dirs.add("/d")
+    client.guest_tars["/d"] = out.getvalue()
+    code, _, err = run(["vm", "cp", "dev:/d", str(tmp_path / "d")], capsys)
+    assert code == 0
+    assert err == ("warning: left out 1 entries that are not plain files, directories or links "
+                   "inside it: escape -> /etc/shadow\n")
+    assert not (tmp_path / "d" / "escape").exists()
+
+
+def test_cp_of_a_missing_guest_path_names_it(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["vm", "cp", "dev:/no/such", str(tmp_path)], capsys)
+    assert code == 1
+    assert err.splitlines()[0] == "error: cannot stat /no/such: No such file or directory"

@@ -88,7 +88,7 @@ def test_cp_of_a_missing_guest_path_names_it(banger: BangerEnv, vm: str, tmp_pat
     proc = banger.run("vm", "cp", f"{vm}:/no/such/file", str(tmp_path / "x"), check=False)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == (
-        "error: cannot read /no/such/file: No such file or directory"
+        "error: cannot stat /no/such/file: No such file or directory"
     )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from banger.core.errors import BadBundle, ImageTooLarge, UnsafeLayer
+from banger.core.tarlimits import MAX_EXTENDED_HEADER
 from banger.host.bundle import ZstdCodec, read_bundle
 from banger.host.flatten import Flattener, open_layer
-from banger.host.tarlimits import MAX_EXTENDED_HEADER
 from tests.support.host_fakes import PlainCodec
 
 

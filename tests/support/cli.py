@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -10,8 +11,10 @@ import pytest
 
 from banger.cli.main import main
 from banger.core import api
+from banger.core.api import FileEntry
 from banger.core.errors import (
     BangerError,
+    GuestPathNotFound,
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState, to_dict
 from banger.core.paths import Paths
@@ -55,6 +58,8 @@ class FakeClient:
         self.fail: dict[str, BangerError] = {}
         self.exec_output: list[tuple[bytes, bool]] = []
         self.guest_files: dict[str, bytes] = {}
+        self.guest_dirs: set[str] = set()
+        self.guest_tars: dict[str, bytes] = {}  # a directory's tar, by guest path
         self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
         self.exec_dropped = 0
         self.started: api.StartProcess | None = None
@@ -194,6 +199,27 @@ class FakeClient:
     def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
         self._call("write_file", name, path, mode=mode)
         self.guest_files[path] = data
+
+    def stat_file(self, name: str, path: str) -> FileEntry:
+        """A file of `guest_files`, or a directory above one (or in `guest_dirs`)."""
+        self._call("stat_file", name, path)
+        path = path.rstrip("/") or "/"
+        if path in self.guest_files:
+            kind = "file"
+        elif path in self.guest_dirs or any(p.startswith(path + "/") for p in self.guest_files):
+            kind = "dir"
+        else:
+            raise GuestPathNotFound(f"cannot stat {path}: No such file or directory")
+        return FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
+                         mode=0o755, uid=0, gid=0, owner="root", group="root", mtime=0.0)
+
+    def upload_tar(self, name: str, guest_dir: str, chunks: Iterable[bytes]) -> None:
+        self._call("upload_tar", name, guest_dir)
+        self.guest_tars[guest_dir] = b"".join(chunks)
+
+    def download_tar(self, name: str, guest_dir: str) -> Iterator[bytes]:
+        self._call("download_tar", name, guest_dir)
+        yield self.guest_tars[guest_dir]
 
     def vm_access(self, name: str) -> dict[str, str]:
         self._call("vm_access", name)

@@ -1,5 +1,5 @@
-"""`banger vm exec` and `banger vm cp`: commands and files through banger's guest agent,
-without ssh (loaded only when one of them runs)."""
+"""`banger vm exec` and `banger vm cp` (cli/guestcp.py): commands and files through banger's
+guest agent, without ssh (loaded only when one of them runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 
 from banger.cli.context import Context
+from banger.cli.guestcp import copy
 from banger.cli.spec import VMS, Arg, Command, Opt, echo
 from banger.core.errors import InvalidInput
 
@@ -49,50 +50,6 @@ def _exec(
     sys.exit(result.exit_code or 0)
 
 
-def _cp(ctx: Context, src: str, dst: str) -> None:
-    """Copy a file into or out of a running VM through banger's guest agent, one side
-    written NAME:PATH (an absolute guest path; a DST ending in / keeps the file's name).
-
-      banger vm cp ./build.sh dev:/root/
-      banger vm cp dev:/var/log/syslog ./syslog"""
-    from_guest, to_guest = _guest_side(src), _guest_side(dst)
-    if (from_guest is None) == (to_guest is None):
-        raise InvalidInput("give exactly one side as NAME:PATH",
-                           hint="banger vm cp FILE NAME:/PATH, or banger vm cp NAME:/PATH FILE")
-    if to_guest is not None:
-        name, guest_path = to_guest
-        try:
-            with open(src, "rb") as f:
-                data = f.read()
-                mode = os.fstat(f.fileno()).st_mode & 0o7777
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {src}: {exc.strerror}") from None
-        if guest_path.endswith("/"):
-            guest_path += os.path.basename(src)
-        ctx.client.write_file(name, guest_path, data, mode)
-        return
-    assert from_guest is not None
-    name, guest_path = from_guest
-    data = ctx.client.read_file(name, guest_path)
-    target = dst
-    if os.path.isdir(target):
-        target = os.path.join(target, os.path.basename(guest_path))
-    try:
-        with open(target, "wb") as f:
-            f.write(data)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
-
-
-def _guest_side(arg: str) -> tuple[str, str] | None:
-    """(NAME, PATH) of `NAME:PATH`; None for a local path (which may hold a colon only
-    after a slash, as in ./a:b)."""
-    name, sep, path = arg.partition(":")
-    if not sep or not name or "/" in name:
-        return None
-    return name, path
-
-
 exec_command = Command("exec", _exec, [
     Arg("name", complete=VMS),
     Opt("--env", dest="env", repeat=True, metavar="K=V", help="Set a variable (repeatable)."),
@@ -103,4 +60,4 @@ exec_command = Command("exec", _exec, [
     Opt("-i", "--interactive", flag=True, help="Pass this terminal's stdin to the command."),
     Opt("-t", "--tty", flag=True, help="Run the command on a terminal (PTY) in the guest."),
 ], trailing=True)
-cp_command = Command("cp", _cp, [Arg("src"), Arg("dst")])
+cp_command = Command("cp", copy, [Arg("src"), Arg("dst")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from banger.client.files import GuestFiles
 from banger.client.processes import GuestProcesses
 from banger.client.transport import Response, Transport, UnixSocketTransport
 from banger.core.errors import APIError, DaemonUnavailable, error_from_dict
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     OnProgress = Callable[[ProgressEvent], None]
 
-class Client(GuestProcesses):
+class Client(GuestProcesses, GuestFiles):
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None, transport: Transport | None = None,
@@ -245,27 +246,6 @@ class Client(GuestProcesses):
         request = api.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
                              stdin=base64.b64encode(stdin).decode(), timeout=timeout)
         return run_exec(self, name, request, on_stdout, on_stderr)
-
-    def read_file(self, name: str, path: str) -> bytes:
-        """The content of the file at `path` (absolute) in the running VM `name`."""
-        response = self._open("GET", f"/v1/vms/{_q(name)}/files?{_query(path=path)}", None, None)
-        try:
-            if response.status >= 400:
-                raise error_from_dict(_json_body(response)["error"])
-            return response.read()
-        finally:
-            response.close()
-
-    def write_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Replace the file at `path` in the running VM `name` (atomically), owned by root."""
-        query = _query(path=path, mode=f"{mode:o}")
-        response = self._open("PUT", f"/v1/vms/{_q(name)}/files?{query}", None, None, raw=data)
-        try:
-            answer = _json_body(response)
-        finally:
-            response.close()
-        if response.status >= 400:
-            raise error_from_dict(answer["error"])
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64

@@ -15,7 +15,7 @@ import socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 
@@ -31,6 +31,10 @@ class Response:
     def readline(self) -> bytes:
         raise NotImplementedError
 
+    def read_piece(self) -> bytes:
+        """The next piece of the body as it arrives, b"" at its end (a stream's)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -43,6 +47,13 @@ class Transport:
         """Send one request. A daemon that is not there raises FileNotFoundError or
         ConnectionRefusedError (the client then starts one, if it may)."""
         raise NotImplementedError
+
+    def send_stream(
+        self, method: str, path: str, body: Iterable[bytes], headers: dict[str, str],
+        timeout: float | None,
+    ) -> Response:
+        """Send a body of any size, piece by piece (by default: joined, then sent)."""
+        return self.send(method, path, b"".join(body), headers, timeout)
 
 
 class HTTPResponse(Response):
@@ -78,6 +89,8 @@ class HTTPResponse(Response):
         if self._chunked:
             if self._chunk_left == 0:
                 size_line = self._file.readline()
+                if not size_line:  # a daemon that failed mid-answer: not a clean end
+                    raise ConnectionResetError("bangerd ended its answer early")
                 size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     while self._file.readline() not in (b"\r\n", b"\n", b""):
@@ -122,6 +135,12 @@ class HTTPResponse(Response):
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line + b"\n"
 
+    def read_piece(self) -> bytes:
+        if self._buffer:
+            piece, self._buffer = self._buffer, b""
+            return piece
+        return self._next_piece()
+
     def close(self) -> None:
         self._file.close()
         self._sock.close()
@@ -144,6 +163,32 @@ class UnixSocketTransport(Transport):
                 lines.append(f"{name}: {value}")
             lines.append(f"Content-Length: {len(body or b'')}")
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            return HTTPResponse(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    def send_stream(
+        self, method: str, path: str, body: Iterable[bytes], headers: dict[str, str],
+        timeout: float | None,
+    ) -> Response:
+        """The body chunked, each piece sent as it comes (sendall blocks while bangerd
+        does not read: back-pressure). A daemon that answers before it read all of it (an
+        error) closes the connection: its answer is read all the same."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.path)
+            lines = [f"{method} {path} HTTP/1.1", "Host: bangerd", "Connection: close",
+                     "Transfer-Encoding: chunked", *(f"{k}: {v}" for k, v in headers.items())]
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            try:
+                for piece in body:
+                    if piece:
+                        sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             return HTTPResponse(sock)
         except BaseException:
             sock.close()
@@ -172,6 +217,9 @@ class MemoryResponse(Response):
 
     def readline(self) -> bytes:
         return self._lines.pop(0) if self._lines else b""
+
+    def read_piece(self) -> bytes:
+        return self.readline()
 
     def close(self) -> None:
         self._lines = []

@@ -62,6 +62,13 @@ class FrameType(enum.IntEnum):
     STARTED = 14
     RESIZE = 15
     STDIN_ACK = 16
+    # Files beyond read and write (core/agentfiles.py): 20-29.
+    LIST = 20
+    ENTRIES = 21
+    MKDIR = 22
+    REMOVE = 23
+    RENAME = 24
+    UNTAR = 25
 
 
 class FrameError(ValueError):
@@ -208,10 +215,13 @@ def read_header(path: str) -> bytes:
     return records(path=path)
 
 
-def write_header(path: str, mode: int) -> bytes:
+def write_header(path: str, mode: int, owner: str | None = None) -> bytes:
+    """`owner`: USER[:GROUP] by name (or number), resolved in the guest; None for root."""
     if not 0 <= mode <= 0o7777:
         raise ValueError(f"mode {mode:o} is not a file mode")
-    return records(path=path, mode=f"{mode:o}")
+    if owner is None:
+        return records(path=path, mode=f"{mode:o}")
+    return records(path=path, mode=f"{mode:o}", owner=owner)
 
 
 def parse_file_error(payload: bytes) -> tuple[int, str]:

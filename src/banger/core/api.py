@@ -46,6 +46,52 @@ class Request:
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """A path in a guest, as lstat saw it (symlinks are not followed): `type` is "file",
+    "dir", "symlink" or "other"; `mode` the permission bits; `owner`/`group` the guest's
+    names (the number when it has none); `mtime` seconds since the epoch; `target` a
+    symlink's."""
+
+    name: str
+    path: str
+    type: str
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    owner: str
+    group: str
+    mtime: float
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class MakeDir(Request):
+    """`POST /v1/vms/{name}/files/mkdir`: like mkdir -p (an existing directory is fine;
+    `mode` is given to the directory if made)."""
+
+    path: str
+    mode: int = 0o755
+
+
+@dataclass(frozen=True)
+class RemovePath(Request):
+    """`POST /v1/vms/{name}/files/remove`: a file, a symlink, an empty directory, or with
+    `recursive` a directory and everything below it."""
+
+    path: str
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
+class RenamePath(Request):
+    """`POST /v1/vms/{name}/files/rename`: rename(2) in the guest (same file system)."""
+
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
 class ExecVM(Request):
     """`POST /v1/vms/{name}/exec`: `argv` as is, or `command` through /bin/sh -c; `stdin`
     (base64) is the process's whole stdin, then closed; `timeout` in seconds (0: none).

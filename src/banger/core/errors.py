@@ -225,6 +225,14 @@ class GuestFileFailed(InvalidInput):
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"
 
 
+class UnsafeGuestTar(InvalidInput):
+    """A directory copied out of a guest came as a tar that would write outside its
+    destination (or is malformed): the guest is not trusted with the host's files."""
+
+    code = "unsafe_guest_tar"
+    default_hint = "nothing outside the destination was written; check the guest's directory"
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     default_hint = "see ~/.local/state/banger/bangerd.log, or run `banger daemon status`"

@@ -1,6 +1,7 @@
 """The HTTP API on the daemon's Unix socket: the app, and the daemon's own routes. VM, image
-and kernel routes live in vmapi.py, imageapi.py and kernelapi.py; what they share in
-apiwire.py; the request and response schema in core/api.py."""
+and kernel routes live in vmapi.py, imageapi.py and kernelapi.py, guest files beyond read
+and write in fileapi.py; what they share in apiwire.py; the request and response schema in
+core/api.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from banger._version import __version__
 from banger.core.api import Status
 from banger.core.models import to_dict
 from banger.daemon.apiwire import TASKS, answer, errors
+from banger.daemon.fileapi import file_routes
 from banger.daemon.imageapi import image_routes
 from banger.daemon.kernelapi import kernel_routes
 from banger.daemon.processapi import process_routes
@@ -26,6 +28,7 @@ def make_app(services: Services, on_shutdown: Callable[[], None]) -> web.Applica
     app[TASKS] = set()
     app.add_routes(daemon_routes(services, on_shutdown))
     app.add_routes(vm_routes(services))
+    app.add_routes(file_routes(services))
     app.add_routes(image_routes(services))
     app.add_routes(kernel_routes(services))
     app.add_routes(process_routes(services))

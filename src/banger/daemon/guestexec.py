@@ -87,10 +87,12 @@ class GuestExec:
 
     async def write_file(
         self, name: str, path: str, content: AsyncIterator[bytes], mode: int,
+        owner: str | None = None,
     ) -> None:
-        """Replace the guest file `path` (atomically: a reader sees the old or the new)."""
+        """Replace the guest file `path` (atomically: a reader sees the old or the new),
+        owned by `owner` (USER[:GROUP] in the guest; root by default)."""
         session = await self._running(name, path)
-        await session.write_file(path, content, mode)
+        await session.write_file(path, content, mode, owner)
 
     async def session(self, name: str) -> AgentSession:
         """The channel to the agent of VM `name` (one clear error for a VM that is stopped

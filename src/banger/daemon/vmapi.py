@@ -145,7 +145,10 @@ def vm_routes(services: Services) -> web.RouteTableDef:
                 size += len(piece)
                 yield piece
 
-        await services.guest_exec.write_file(request.match_info["name"], path, content(), mode)
+        owner = request.query.get("owner") or None
+        await services.guest_exec.write_file(
+            request.match_info["name"], path, content(), mode, owner
+        )
         return answer({"path": path, "size": size})
 
     @routes.get("/v1/vms/{name}/logs")

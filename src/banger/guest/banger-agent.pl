@@ -289,7 +289,10 @@ my %T = (hello => @T_HELLO@, open_exec => @T_OPEN_EXEC@, stdin => @T_STDIN@,
          read_file => @T_READ_FILE@, write_file => @T_WRITE_FILE@, data => @T_DATA@,
          data_end => @T_DATA_END@, done => @T_DONE@, started => @T_STARTED@,
          resize => @T_RESIZE@, stdin_ack => @T_STDIN_ACK@);
-my %KNOWN = map { $_ => 1 } values %T;
+# Files beyond read and write: frame types 20-29, served by on_files_frame.
+my %TF = (list => @T_LIST@, entries => @T_ENTRIES@, mkdir => @T_MKDIR@, remove => @T_REMOVE@,
+          rename => @T_RENAME@, untar => @T_UNTAR@);
+my %KNOWN = map { $_ => 1 } values %T, values %TF;
 # Linux's terminal ioctls (the same numbers on x86_64 and aarch64).
 my ($TIOCSPTLCK, $TIOCGPTN, $TIOCSWINSZ, $TIOCSCTTY) = (0x40045431, 0x80045430, 0x5414, 0x540E);
 my $PROTOCOL = '@PROTOCOL@';
@@ -312,6 +315,7 @@ sub lost {
     %procs = %reads = ();
     unlink $_->{temp} for values %writes;
     %writes = ();
+    forget_untars();
     ($synced, $buf) = (0, '');
     if ($listener) { close $fh if defined $fh; undef $fh } else { $connected = 0 }
 }
@@ -418,6 +422,7 @@ sub on_frame {
         send_frame(0, $T{hello}, $PROTOCOL);
         return;
     }
+    if (($type >= 20 && $type <= 29) || is_untar($id)) { on_files_frame($id, $type, $payload); return }
     if ($type == $T{read_file} || $type == $T{write_file} || $writes{$id}) {
         on_file_frame($id, $type, $payload);
         return;
@@ -501,10 +506,13 @@ sub on_file_frame {
     } elsif ($type == $T{write_file}) {
         my %f = fields($payload);
         my ($path, $mode) = ($f{path} // '', oct($f{mode} // '644'));
+        my ($uid, $gid, $no_owner) = owner_ids($f{owner} // 'root');
+        if (defined $no_owner) { file_error($id, POSIX::EINVAL(), "cannot write $path: $no_owner"); return }
         my $temp = "$path.banger-$id";
         sysopen(my $out, $temp, O_WRONLY | O_CREAT | O_TRUNC, 0600)
             or do { file_error($id, $!, "cannot write $path: $!"); return };
-        $writes{$id} = { fh => $out, path => $path, temp => $temp, mode => $mode & 07777 };
+        $writes{$id} = { fh => $out, path => $path, temp => $temp, mode => $mode & 07777,
+                         uid => $uid, gid => $gid };
     } elsif ($type == $T{data}) {
         my $w = $writes{$id};
         my $left = $payload;
@@ -520,7 +528,8 @@ sub on_file_frame {
         }
     } elsif ($type == $T{data_end}) {
         my $w = delete $writes{$id};
-        if (close($w->{fh}) && chmod($w->{mode}, $w->{temp}) && rename($w->{temp}, $w->{path})) {
+        if (close($w->{fh}) && chown($w->{uid}, $w->{gid}, $w->{temp})
+            && chmod($w->{mode}, $w->{temp}) && rename($w->{temp}, $w->{path})) {
             send_frame($id, $T{done}, '');
         } else {
             file_error($id, $!, "cannot write $w->{path}: $!");
@@ -602,6 +611,209 @@ sub serve {
             feed_stdin($p) if $p->{in} && vec($wout, fileno $p->{in}, 1);
         }
     }
+}
+
+# --- Files beyond read and write: list, stat, mkdir, remove, rename, unpack a tar --------
+# (core/agentfiles.py). A listing goes out an ENTRIES frame at a time as it walks.
+my %untars;
+
+sub owner_ids {  # "user[:group]" (names or numbers) -> (uid, gid) or (undef, undef, why)
+    my ($user, $group) = split /:/, $_[0], 2;
+    my ($uid, $gid);
+    if ($user =~ /^\d+$/) { ($uid, $gid) = ($user, $user) }
+    else { (undef, undef, $uid, $gid) = getpwnam $user or return (undef, undef, "no user $user in the guest") }
+    if (defined $group && length $group) {
+        $gid = $group =~ /^\d+$/ ? $group : scalar getgrnam $group;
+        return (undef, undef, "no group $group in the guest") unless defined $gid;
+    }
+    return ($uid, $gid);
+}
+
+sub entry {  # (record, type) of one path, lstat'ed; () when it is gone
+    my ($path, $names) = @_;
+    my @st = lstat $path or return ();
+    my $type = -l _ ? 'symlink' : -d _ ? 'dir' : -f _ ? 'file' : 'other';
+    my $target = $type eq 'symlink' ? readlink($path) // '' : '';
+    my ($uid, $gid) = @st[4, 5];
+    $names->{"u$uid"} //= scalar(getpwuid $uid) // '';
+    $names->{"g$gid"} //= scalar(getgrgid $gid) // '';
+    my $record = join "\0", $type, sprintf('%o', $st[2] & 07777), $uid, $gid, $st[7], $st[9],
+        $names->{"u$uid"}, $names->{"g$gid"}, $path, $target;
+    return ("$record\0", $type);
+}
+
+sub walk {  # the entries below $dir, $levels deep, appended to $$out and sent frame by frame
+    my ($id, $dir, $levels, $out, $names) = @_;
+    opendir(my $dh, $dir) or return;
+    while ($synced && defined(my $name = readdir $dh)) {
+        next if $name eq '.' || $name eq '..';
+        my $path = $dir eq '/' ? "/$name" : "$dir/$name";
+        my ($record, $type) = entry($path, $names) or next;
+        if (length($$out) + length($record) > $MAX_PAYLOAD) { send_frame($id, $TF{entries}, $$out); $$out = '' }
+        $$out .= $record;
+        walk($id, $path, $levels - 1, $out, $names) if $levels > 1 && $type eq 'dir';
+    }
+    closedir $dh;
+}
+
+sub list_path {
+    my ($id, $path, $depth) = @_;
+    my %names;
+    my ($record, $type) = entry($path, \%names);
+    my $what = $depth ? 'list' : 'stat';
+    return file_error($id, $!, "cannot $what $path: $!") unless defined $record;
+    if (!$depth) { send_frame($id, $TF{entries}, $record) }
+    elsif ($type ne 'dir') { return file_error($id, POSIX::ENOTDIR(), "cannot list $path: Not a directory") }
+    else {
+        my $out = '';
+        walk($id, $path, $depth, \$out, \%names);
+        send_frame($id, $TF{entries}, $out) if length $out;
+    }
+    send_frame($id, $T{done}, '');
+}
+
+sub make_dirs {  # like mkdir -p; the last one gets $mode if made here. undef or (errno, why)
+    my ($path, $mode) = @_;
+    my ($sofar, $made) = ('', 0);
+    for my $part (grep { length } split m{/}, $path) {
+        $sofar .= "/$part";
+        $made = 0;
+        next if -d $sofar;
+        mkdir $sofar, 0755 or return ($! + 0, "cannot make $sofar: $!");
+        $made = 1;
+    }
+    chmod $mode, $path or return ($! + 0, "cannot make $path: $!") if $made;
+    return ();
+}
+
+sub remove_tree {  # undef or (errno, why)
+    my ($dir) = @_;
+    opendir(my $dh, $dir) or return ($! + 0, "cannot remove $dir: $!");
+    while (defined(my $name = readdir $dh)) {
+        next if $name eq '.' || $name eq '..';
+        my $path = "$dir/$name";
+        lstat $path or next;
+        if (-d _) { my @error = remove_tree($path); return @error if @error }
+        else { unlink $path or return ($! + 0, "cannot remove $path: $!") }
+    }
+    closedir $dh;
+    rmdir $dir or return ($! + 0, "cannot remove $dir: $!");
+    return ();
+}
+
+sub answer_entry {
+    my ($id, $path) = @_;
+    my ($record) = entry($path, {});
+    return file_error($id, $!, "cannot stat $path: $!") unless defined $record;
+    send_frame($id, $TF{entries}, $record);
+    send_frame($id, $T{done}, '');
+}
+
+sub on_files_frame {
+    my ($id, $type, $payload) = @_;
+    my %f = $type == $T{data} ? () : fields($payload);
+    if ($type == $TF{list}) {
+        list_path($id, $f{path} // '', ($f{depth} // '0') =~ /^(\d{1,2})$/ ? $1 : 0);
+    } elsif ($type == $TF{mkdir}) {
+        my @error = make_dirs($f{path} // '', oct($f{mode} // '755') & 07777);
+        return file_error($id, @error) if @error;
+        answer_entry($id, $f{path});
+    } elsif ($type == $TF{remove}) {
+        my $path = $f{path} // '';
+        lstat $path or return file_error($id, $!, "cannot remove $path: $!");
+        my @error = !-d _ ? (unlink($path) ? () : ($! + 0, "cannot remove $path: $!"))
+                  : ($f{recursive} // '') eq '1' ? remove_tree($path)
+                  : rmdir($path) ? () : ($! + 0, "cannot remove $path: $!");
+        return file_error($id, @error) if @error;
+        send_frame($id, $T{done}, '');
+    } elsif ($type == $TF{rename}) {
+        my ($from, $to) = ($f{source} // '', $f{destination} // '');
+        rename $from, $to or return file_error($id, $!, "cannot rename $from to $to: $!");
+        answer_entry($id, $to);
+    } elsif ($type == $TF{untar}) {
+        start_untar($id, $f{dir} // '');
+    } elsif ($type == $T{data}) {
+        feed_untar($untars{$id}, $payload);
+    } elsif ($type == $T{data_end}) {
+        end_untar($id);
+    } elsif ($type == $T{kill}) {  # the host gave the upload up
+        my $u = delete $untars{$id};
+        kill 'KILL', $u->{pid};
+        waitpid $u->{pid}, 0;
+    }
+}
+
+# A tar stream from the host, piped into the guest's tar. The agent writes each DATA frame
+# before it reads the next (back-pressure up to the host), and drains tar's stderr meanwhile.
+sub is_untar { return exists $untars{$_[0]} }
+
+sub start_untar {
+    my ($id, $dir) = @_;
+    my @error = make_dirs($dir, 0755);
+    return file_error($id, @error) if @error;
+    pipe(my $in_r, my $in_w) && pipe(my $err_r, my $err_w) or return file_error($id, $!, "pipe: $!");
+    my $pid = fork;
+    return file_error($id, $!, "fork: $!") unless defined $pid;
+    if (!$pid) {
+        open(STDIN, '<&', $in_r) && open(STDOUT, '>', '/dev/null') && open(STDERR, '>&', $err_w)
+            && chdir $dir or POSIX::_exit(126);
+        $SIG{$_} = 'DEFAULT' for keys %SIG;
+        %ENV = (PATH => $PATH, HOME => '/root');
+        { no warnings 'exec'; exec 'tar', '-x', '-o', '-f', '-' }
+        print STDERR "the guest has no tar\n";
+        POSIX::_exit(127);
+    }
+    close $in_r; close $err_w;
+    nonblocking($_) for $in_w, $err_r;
+    $untars{$id} = { pid => $pid, in => $in_w, err => $err_r, stderr => '', dir => $dir };
+}
+
+sub drain_untar {
+    my ($u) = @_;
+    my $got = sysread $u->{err}, my $data, 4096;
+    return 1 if !defined $got && $! == POSIX::EAGAIN();
+    return 0 unless $got;
+    $u->{stderr} = substr $u->{stderr} . $data, 0, 4096;
+    return 1;
+}
+
+sub feed_untar {
+    my ($u, $data) = @_;
+    while ($u->{in} && length $data) {
+        my ($r, $w) = ('', '');
+        vec($r, fileno $u->{err}, 1) = 1 if $u->{err};
+        vec($w, fileno $u->{in}, 1) = 1;
+        next if select($r, $w, undef, undef) < 0;
+        if ($u->{err} && vec($r, fileno $u->{err}, 1) && !drain_untar($u)) { close $u->{err}; $u->{err} = undef }
+        next unless vec($w, fileno $u->{in}, 1);
+        my $n = syswrite $u->{in}, $data;
+        if (defined $n) { substr($data, 0, $n, '') }
+        elsif ($! != POSIX::EAGAIN() && $! != POSIX::EINTR()) { close $u->{in}; $u->{in} = undef }  # tar quit
+    }
+}
+
+sub end_untar {
+    my ($id) = @_;
+    my $u = delete $untars{$id};
+    close $u->{in} if $u->{in};
+    while ($u->{err}) {
+        my $r = '';
+        vec($r, fileno $u->{err}, 1) = 1;
+        select $r, undef, undef, undef;
+        if (!drain_untar($u)) { close $u->{err}; $u->{err} = undef }
+    }
+    waitpid $u->{pid}, 0;
+    return send_frame($id, $T{done}, '') if $? == 0;
+    my $why = $u->{stderr} =~ s/\s+$//r || 'tar exit status ' . ($? >> 8);
+    file_error($id, 0, "cannot unpack into $u->{dir}: $why");
+}
+
+sub forget_untars {
+    for my $u (values %untars) {
+        kill 'KILL', $u->{pid};
+        waitpid $u->{pid}, 0;
+    }
+    %untars = ();
 }
 
 sub serve_identity {

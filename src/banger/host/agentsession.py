@@ -156,9 +156,12 @@ class AgentSession:
         finally:
             self._end(stream)
 
-    async def write_file(self, path: str, content: AsyncIterator[bytes], mode: int) -> None:
-        """Write `content` to a temporary file the agent renames over `path` at the end."""
-        stream = await self._start(FrameType.WRITE_FILE, write_header(path, mode))
+    async def write_file(
+        self, path: str, content: AsyncIterator[bytes], mode: int, owner: str | None = None,
+    ) -> None:
+        """Write `content` to a temporary file the agent renames over `path` at the end
+        (owned by `owner`, USER[:GROUP] in the guest; root by default)."""
+        stream = await self._start(FrameType.WRITE_FILE, write_header(path, mode, owner))
         try:
             async for piece in content:
                 for encoded in chunks(stream, FrameType.DATA, piece):

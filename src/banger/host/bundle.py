@@ -27,9 +27,9 @@ from banger.core.bundle import (
     verify,
 )
 from banger.core.errors import BadBundle, HostError, ImageTooLarge, MissingTool
+from banger.core.tarlimits import open_stream
 from banger.core.units import format_size
 from banger.host.safeio import CappedReader
-from banger.host.tarlimits import open_stream
 
 # (bytes done, bytes total): input bytes for export, bundle bytes for import.
 OnBytes = Callable[[int, int], None]

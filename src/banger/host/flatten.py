@@ -46,9 +46,9 @@ from banger.core.oci import (
     normalize_path,
     resolve_parents,
 )
+from banger.core.tarlimits import open_stream
 from banger.core.units import format_size
 from banger.host.safeio import CappedReader
-from banger.host.tarlimits import open_stream
 
 log = logging.getLogger("banger.flatten")
 
