@@ -23,7 +23,7 @@ from banger.client.workspace import (
     list_files,
     shell_command,
 )
-from banger.core.errors import Conflict, HostError, InvalidInput, NotFound
+from banger.core.errors import Conflict, GuestFileFailed, HostError, InvalidInput, NotFound
 from banger.core.models import ProgressEvent
 from banger.core.workspace import (
     finish_script,
@@ -528,3 +528,53 @@ def test_the_two_halves_copy_like_the_one_stream(tmp_path: Path) -> None:
         reserved_dir(dest, b"/etc\n")
     with pytest.raises(InvalidInput, match="unexpected directory"):
         reserved_dir(dest, (str(tmp_path / "guest" / ".banger-workspace.x") + "/../y").encode())
+
+
+class LocalAgent:
+    """A Client whose guest agent is this host: scripts run here, tar streams unpack here
+    as the agent unpacks them (`tar -x -o`)."""
+
+    def __init__(self, fail_upload: bool = False) -> None:
+        self.fail_upload = fail_upload
+
+    def exec_vm(self, vm: str, argv: list[str], *, on_stdout: Any, on_stderr: Any,
+                ) -> dict[str, Any]:
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        on_stdout(proc.stdout)
+        on_stderr(proc.stderr)
+        return {"exit_code": proc.returncode, "signal": None, "timed_out": False}
+
+    def upload_tar(self, vm: str, guest_dir: str, chunks: Any) -> None:
+        if self.fail_upload:
+            raise GuestFileFailed("the guest's disk is full")
+        data = b"".join(chunks)
+        subprocess.run(["tar", "-x", "-o", "-f", "-", "-C", guest_dir], input=data, check=True)
+
+
+def tree(root: Path) -> list[tuple[str, int, str | bytes]]:
+    """Each path under `root` outside .git: its mode, and its content or link target."""
+    return sorted(
+        (str(p.relative_to(root)), p.lstat().st_mode,
+         os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else b"")
+        for p in root.rglob("*") if p.relative_to(root).parts[0] != ".git"
+    )
+
+
+def test_the_copy_through_the_agent_is_the_copy_over_ssh(repo: Path, guest: Path) -> None:
+    over_ssh = prepare(repo, guest / "ssh", branch="feat")
+    agent: Any = LocalAgent()
+    through_agent, _ = copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "agent"),
+                                 branch="feat")
+    assert through_agent.workspace.base_commit == over_ssh.workspace.base_commit
+    assert tree(guest / "agent") == tree(guest / "ssh")
+    assert git(guest / "agent", "branch", "--show-current").strip() == "feat"
+    assert sorted(p.name for p in guest.iterdir()) == ["agent", "ssh"]  # nothing reserved left
+    with pytest.raises(Conflict, match="already exists"):
+        copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "agent"))
+
+
+def test_a_copy_through_the_agent_that_fails_leaves_nothing(repo: Path, guest: Path) -> None:
+    agent: Any = LocalAgent(fail_upload=True)
+    with pytest.raises(GuestFileFailed, match="disk is full"):
+        copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "repo"))
+    assert list(guest.iterdir()) == []

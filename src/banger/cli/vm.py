@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
 
+    from banger.client.workspace import Repo
     from banger.core.api import Readiness
     from banger.core.models import VM
 
@@ -124,19 +125,12 @@ def run(
     )
     cwd = None
     if repo is not None:
-        from banger.cli.workspace import prepare
-
         try:
-            # The mise bootstrap is for interactive sessions; a COMMAND must not race it.
-            prepared = prepare(
-                ctx, created.name, str(repo.root), branch=branch, from_ref=from_ref,
-                bootstrap_tooling=not command, repo=repo,
-            )
+            cwd = _copy_workspace(ctx, created.name, repo, branch, from_ref, command, via_agent)
         except BangerError:
             if remove:
                 _delete_quietly(ctx, created.name)
             raise
-        cwd = prepared.workspace.guest_path
     if via_agent:
         try:
             from banger.cli.guestrun import run_command
@@ -156,6 +150,27 @@ def run(
     code = run_ssh(argv)
     _delete_quietly(ctx, created.name)
     sys.exit(code)
+
+
+def _copy_workspace(
+    ctx: Context, name: str, repo: Repo, branch: str | None, from_ref: str | None,
+    command: tuple[str, ...], via_agent: bool,
+) -> str:
+    """The guest path of `repo`'s copy: through the agent with a COMMAND (over ssh in a VM
+    without one), else over ssh."""
+    from functools import partial
+
+    from banger.cli.workspace import prepare
+    from banger.core.errors import GuestAgentUnavailable
+
+    # The mise bootstrap is for interactive sessions; a COMMAND must not race it.
+    copy = partial(prepare, ctx, name, str(repo.root), branch=branch, from_ref=from_ref,
+                   bootstrap_tooling=not command, repo=repo)
+    try:
+        return copy(through_agent=via_agent).workspace.guest_path
+    except GuestAgentUnavailable as exc:  # nothing was copied
+        echo(f"warning: {exc.message}: copying the workspace over ssh", err=True)
+    return copy().workspace.guest_path
 
 
 def _delete_quietly(ctx: Context, name: str) -> None:
