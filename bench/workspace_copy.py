@@ -1,6 +1,8 @@
 """Workspace copy: `banger vm workspace prepare` of a repository with 20,000 small files and
 one 200 MiB file vs a bare `tar c | ssh tar x` of exactly the same file set (same ssh options,
-same guest), measured in the same run.
+same guest), measured in the same run; and the same copy through the guest agent (as `vm run
+./repo -- CMD` makes it), from the client in this process (no CLI start-up, like the bare
+stream).
 
     python bench/workspace_copy.py [--reps 5] [--files 20000] [--big-mib 200]
 
@@ -21,7 +23,7 @@ from common import BangerEnv, ensure_test_image, make_env, report, temporary_net
 
 from banger.cli.sshexec import ssh_argv
 from banger.client import Client
-from banger.client.workspace import list_files
+from banger.client.workspace import find_repo, list_files, prepare_workspace
 from banger.core.paths import paths_from_env
 
 GIT_ENV = {
@@ -72,7 +74,8 @@ def main() -> None:
         env: BangerEnv = make_env(ns, image)
         try:
             env.run("vm", "create", "--name", "bench", "--disk-size", "16G")
-            access = Client(paths_from_env(env.env), autostart=False).vm_access("bench")
+            client = Client(paths_from_env(env.env), autostart=False)
+            access = client.vm_access("bench")
 
             def guest(script: str) -> list[str]:
                 return ns.exec_argv(ssh_argv(access, ["sh", "-c", script], interactive=False))
@@ -88,8 +91,15 @@ def main() -> None:
                     str(repo), "--guest-path", f"/root/ws{rep}",
                 ]), env.env)
 
+            def agent(rep: int) -> float:
+                started = time.perf_counter()
+                prepare_workspace(client, "bench", repo, None, guest_path=f"/root/ag{rep}",
+                                  repo=find_repo(repo))
+                return time.perf_counter() - started
+
             def clean() -> None:
-                subprocess.run(guest("rm -rf /root/bare* /root/ws* && sync"), check=True)
+                subprocess.run(guest("rm -rf /root/bare* /root/ws* /root/ag* && sync"),
+                               check=True)
 
             # One untimed round first: caches on both sides, and the guest's background work
             # on its fresh work disk (ext4 lazy inode-table init), settle before timing.
@@ -97,19 +107,24 @@ def main() -> None:
             bare(99)
             clean()
             workspace(99)
+            clean()
+            agent(99)
             bare_times: list[float] = []
             workspace_times: list[float] = []
+            agent_times: list[float] = []
             for rep in range(args.reps):
-                order = [(bare, bare_times), (workspace, workspace_times)]
+                order = [(bare, bare_times), (workspace, workspace_times), (agent, agent_times)]
                 if rep % 2:
                     order.reverse()
                 for run, samples in order:
                     clean()
                     samples.append(run(rep))
                 print(f"rep {rep}: tar|ssh {bare_times[-1]:.2f}s  "
-                      f"workspace prepare {workspace_times[-1]:.2f}s", flush=True)
+                      f"workspace prepare {workspace_times[-1]:.2f}s  "
+                      f"through the agent {agent_times[-1]:.2f}s", flush=True)
             report("tar c | ssh tar x (same files)", bare_times)
             report("banger vm workspace prepare", workspace_times, bare_times, 1.20)
+            report("the copy through the agent (client)", agent_times, bare_times, 1.0)
         finally:
             env.shutdown()
             subprocess.run(["rm", "-rf", str(env.root)], check=False)

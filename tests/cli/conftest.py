@@ -16,7 +16,7 @@ from tests.support.cli import FakeClient
 def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeClient:
     fake = FakeClient(Paths(tmp_path / "c", tmp_path / "s", tmp_path / "k", tmp_path / "r"))
     monkeypatch.setattr(banger.client, "Client", lambda *args, **kwargs: fake)
-    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO()))
     return fake
 
 

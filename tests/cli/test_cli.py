@@ -13,6 +13,7 @@ from banger.cli.main import main
 from banger.core.errors import (
     BangerError,
     DaemonUnavailable,
+    GuestAgentUnavailable,
     ImageBuildFailed,
     InvalidInput,
     Unsupported,
@@ -121,17 +122,22 @@ def test_help_and_version(client: FakeClient, capsys: pytest.CaptureFixture[str]
 # vm run / ssh and the guest command
 
 
-def test_run_passes_everything_after_the_double_dash_to_the_guest(
+def test_run_passes_everything_after_the_double_dash_to_the_guest_agent(
     client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, _ = run(["vm", "run", "--", "ls", "-la", "--name", "x", "a b"], capsys)
-    assert code == 0
+    client.exec_output = [(b"listing\n", False)]
+    code, out, _ = run(["vm", "run", "--", "ls", "-la", "--name", "x", "a b"], capsys)
+    assert (code, out) == (0, "listing\n")
     [(_, kwargs)] = client.called("create_vm")
     assert kwargs["name"] is None
     assert kwargs["start"] is True
-    [argv] = ssh["exec"]
-    assert argv[-2:] == ["--", "ls -la --name x 'a b'"]
-    assert argv[argv.index("--") - 1] == "root@172.16.0.2"
+    # The command needs the agent only, which a cold boot may have up before sshd.
+    assert kwargs["ready"] == "agent"
+    [(args, kwargs)] = client.called("exec_vm")
+    assert args == ("calm-otter", ["ls", "-la", "--name", "x", "a b"])
+    assert kwargs["cwd"] is None
+    assert ssh == {"exec": [], "run": []}
+    assert client.called("vm_access") == []
     assert client.called("delete_vm") == []
 
 
@@ -142,8 +148,7 @@ def test_run_options_before_the_double_dash_are_ours(
     assert run(args, capsys)[0] == 0
     [(_, kwargs)] = client.called("create_vm")
     assert (kwargs["name"], kwargs["vcpu"], kwargs["disk_size"]) == ("dev", 4, "20G")
-    assert ssh["exec"][0][-1] == "make"
-    assert client.called("vm_access") == [(("dev",), {})]
+    assert client.called("exec_vm")[0][0] == ("dev", ["make"])
 
 
 def test_run_takes_the_network_options_of_create(
@@ -163,18 +168,54 @@ def test_run_keeps_a_double_dash_inside_the_guest_command(
     client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(["vm", "run", "--", "git", "log", "--", "README.md"], capsys)
-    assert ssh["exec"][0][-1] == "git log -- README.md"
+    assert client.called("exec_vm")[0][0][1] == ["git", "log", "--", "README.md"]
 
 
 def test_run_rm_deletes_the_vm_and_exits_with_the_guest_status(
     client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    client.exec_result = {"exit_code": None, "signal": 15, "timed_out": False}
     code, _, _ = run(["vm", "run", "--rm", "--name", "dev", "--", "false"], capsys)
+    assert code == 128 + 15
+    assert ssh == {"exec": [], "run": []}
+    assert client.called("delete_vm") == [(("dev",), {"force": True})]
+
+
+def test_run_rm_deletes_the_vm_when_interrupted(
+    client: FakeClient, ssh: dict[str, list[list[str]]], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C: the request ends, and the daemon kills the command
+
+    monkeypatch.setattr(client, "exec_vm", interrupted)
+    code, _, _ = run(["vm", "run", "--rm", "--name", "dev", "--", "sleep", "9"], capsys)
+    assert code == 130
+    assert client.called("delete_vm") == [(("dev",), {"force": True})]
+
+
+def test_run_falls_back_to_ssh_in_a_vm_without_an_agent(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.fail["exec_vm"] = GuestAgentUnavailable("the guest agent cannot start")
+    code, _, err = run(["vm", "run", "--rm", "--name", "dev", "--", "make"], capsys)
     assert code == 3
-    assert ssh["exec"] == []
-    assert ssh["run"][0][-1] == "false"
+    assert "warning: the guest agent cannot start: running the command over ssh" in err
+    assert ssh["run"][0][-1] == "make"
     assert "BatchMode=yes" in ssh["run"][0]
     assert client.called("delete_vm") == [(("dev",), {"force": True})]
+
+
+def test_run_tty_runs_the_command_over_ssh(
+    client: FakeClient, ssh: dict[str, list[list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(["vm", "run", "-t", "--", "python3", "-i"], capsys)
+    assert code == 0
+    assert client.called("create_vm")[0][1]["ready"] == "sshd"
+    [argv] = ssh["exec"]
+    assert argv[-2:] == ["--", "python3 -i"]
+    assert argv[argv.index("--") - 1] == "root@172.16.0.2"
+    assert client.called("exec_vm") == []
 
 
 def test_run_without_command_opens_a_shell(

@@ -13,7 +13,7 @@ import pytest
 
 import banger.client.workspace as client_workspace
 from banger.client.workspace import ExportResult, GuestCommand, PrepareResult
-from banger.core.errors import Conflict
+from banger.core.errors import Conflict, GuestAgentStopped
 from banger.core.models import Workspace
 from banger.core.workspace import ExportHeader
 from tests.support.cli import ACCESS, FakeClient, run
@@ -46,7 +46,7 @@ def prepared(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Record prepare_workspace calls instead of copying."""
     calls: list[dict[str, Any]] = []
 
-    def fake(client: Any, vm: str, path: Any, guest: GuestCommand, **kwargs: Any) -> Any:
+    def fake(client: Any, vm: str, path: Any, guest: GuestCommand | None, **kwargs: Any) -> Any:
         calls.append({"vm": vm, "path": str(path), "guest": guest, **kwargs})
         if "fail" in kwargs.get("guest_path", ""):
             raise Conflict("/root/fail already exists in dev")
@@ -70,8 +70,26 @@ def test_run_with_a_repo_copies_it_then_runs_the_command_there(
     assert (call["vm"], call["path"], call["guest_path"]) == ("dev", str(repo), "/root/repo")
     assert call["bootstrap_tooling"] is False
     assert call["repo"].root == repo
-    [argv] = ssh["exec"]
-    assert argv[-1] == "cd /root/repo && make test"
+    [(args, kwargs)] = ws_client.called("exec_vm")
+    assert args == ("dev", ["make", "test"]) and kwargs["cwd"] == "/root/repo"
+    assert call["guest"] is None  # the copy goes through the guest agent too: no ssh
+
+
+def test_run_with_a_repo_copies_it_over_ssh_in_a_vm_without_an_agent(
+    ws_client: FakeClient, ssh: dict[str, list[list[str]]], prepared: list[dict[str, Any]],
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_agent_first(client: Any, vm: str, path: Any, guest: Any, **kwargs: Any) -> Any:
+        if guest is None:
+            raise GuestAgentStopped("the guest agent cannot start: no perl")
+        return recording(client, vm, path, guest, **kwargs)
+
+    recording = client_workspace.prepare_workspace
+    monkeypatch.setattr(client_workspace, "prepare_workspace", no_agent_first)
+    code, _, err = run(["vm", "run", str(repo), "--name", "dev", "--", "make"], capsys)
+    assert code == 0
+    assert "warning: the guest agent cannot start: no perl: copying the workspace over ssh" in err
+    [call] = prepared
     # The copy goes over the system ssh with banger's key and pinned host key.
     guest_argv = call["guest"]("echo 'hi'")
     assert guest_argv[0] == "ssh"

@@ -4,6 +4,7 @@ this machine (the same scripts ssh would carry): file selection, the copy, expor
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -22,8 +23,14 @@ from banger.client.workspace import (
     list_files,
     shell_command,
 )
-from banger.core.errors import Conflict, HostError, InvalidInput, NotFound
+from banger.core.errors import Conflict, GuestFileFailed, HostError, InvalidInput, NotFound
 from banger.core.models import ProgressEvent
+from banger.core.workspace import (
+    finish_script,
+    parse_prepare_output,
+    reserve_script,
+    reserved_dir,
+)
 
 NEWLINE_NAME = "new\nline.txt"
 
@@ -498,3 +505,76 @@ def test_a_bare_repository_is_not_a_workspace(repo: Path, tmp_path: Path) -> Non
         find_repo(tmp_path / "bare.git")
     with pytest.raises(InvalidInput, match="has no working tree"):
         find_repo(repo / ".git")
+
+
+def test_the_two_halves_copy_like_the_one_stream(tmp_path: Path) -> None:
+    """Through the agent the copy goes apart from the script: reserve a directory, unpack
+    the tar there, finish; the result is prepare_script's."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f.txt").write_text("hi\n")
+    subprocess.run(["git", "init", "-q", str(source)], check=True)
+    dest = str(tmp_path / "guest" / "repo")
+    reserved = reserved_dir(dest, subprocess.run(
+        ["sh", "-c", reserve_script(dest)], capture_output=True, check=True).stdout)
+    subprocess.run(f"tar -C {shlex.quote(str(source))} -c -f - . | "
+                   f"tar -x -f - -C {shlex.quote(reserved)}", shell=True, check=True)
+    out = subprocess.run(["sh", "-c", finish_script(dest, reserved)], capture_output=True,
+                         check=True).stdout
+    assert parse_prepare_output(out).head == ""
+    assert (Path(dest) / "f.txt").read_text() == "hi\n"
+    assert not Path(reserved).exists()
+    with pytest.raises(InvalidInput, match="unexpected directory"):
+        reserved_dir(dest, b"/etc\n")
+    with pytest.raises(InvalidInput, match="unexpected directory"):
+        reserved_dir(dest, (str(tmp_path / "guest" / ".banger-workspace.x") + "/../y").encode())
+
+
+class LocalAgent:
+    """A Client whose guest agent is this host: scripts run here, tar streams unpack here
+    as the agent unpacks them (`tar -x -o`)."""
+
+    def __init__(self, fail_upload: bool = False) -> None:
+        self.fail_upload = fail_upload
+
+    def exec_vm(self, vm: str, argv: list[str], *, on_stdout: Any, on_stderr: Any,
+                ) -> dict[str, Any]:
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        on_stdout(proc.stdout)
+        on_stderr(proc.stderr)
+        return {"exit_code": proc.returncode, "signal": None, "timed_out": False}
+
+    def upload_tar(self, vm: str, guest_dir: str, chunks: Any) -> None:
+        if self.fail_upload:
+            raise GuestFileFailed("the guest's disk is full")
+        data = b"".join(chunks)
+        subprocess.run(["tar", "-x", "-o", "-f", "-", "-C", guest_dir], input=data, check=True)
+
+
+def tree(root: Path) -> list[tuple[str, int, str | bytes]]:
+    """Each path under `root` outside .git: its mode, and its content or link target."""
+    return sorted(
+        (str(p.relative_to(root)), p.lstat().st_mode,
+         os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else b"")
+        for p in root.rglob("*") if p.relative_to(root).parts[0] != ".git"
+    )
+
+
+def test_the_copy_through_the_agent_is_the_copy_over_ssh(repo: Path, guest: Path) -> None:
+    over_ssh = prepare(repo, guest / "ssh", branch="feat")
+    agent: Any = LocalAgent()
+    through_agent, _ = copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "agent"),
+                                 branch="feat")
+    assert through_agent.workspace.base_commit == over_ssh.workspace.base_commit
+    assert tree(guest / "agent") == tree(guest / "ssh")
+    assert git(guest / "agent", "branch", "--show-current").strip() == "feat"
+    assert sorted(p.name for p in guest.iterdir()) == ["agent", "ssh"]  # nothing reserved left
+    with pytest.raises(Conflict, match="already exists"):
+        copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "agent"))
+
+
+def test_a_copy_through_the_agent_that_fails_leaves_nothing(repo: Path, guest: Path) -> None:
+    agent: Any = LocalAgent(fail_upload=True)
+    with pytest.raises(GuestFileFailed, match="disk is full"):
+        copy_repo(agent, find_repo(repo), vm="local", dest=str(guest / "repo"))
+    assert list(guest.iterdir()) == []

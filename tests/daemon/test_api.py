@@ -158,7 +158,7 @@ async def test_bad_request_bodies(api: Api) -> None:
     with pytest.raises(InvalidInput, match="force must be true or false"):
         await api.call(api.client.request, "POST", "/v1/images/pull",
                        {"name": "debian-bookworm", "force": "false"})
-    with pytest.raises(InvalidInput, match="ready must be 'login' or 'sshd'"):
+    with pytest.raises(InvalidInput, match="ready must be 'login', 'sshd' or 'agent'"):
         await api.call(api.client.request, "POST", "/v1/vms", {"ready": "soon"})
 
 

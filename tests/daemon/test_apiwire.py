@@ -19,7 +19,7 @@ from banger.daemon.apiwire import parse, unexpected
         (api.CreateVM, {"vcpu": 2.0}, "vcpu must be an integer"),
         (api.CreateVM, {"vcpu": True}, "vcpu must be an integer"),
         (api.CreateVM, {"name": 3}, "name must be a string"),
-        (api.CreateVM, {"ready": "soon"}, "ready must be 'login' or 'sshd'"),
+        (api.CreateVM, {"ready": "soon"}, "ready must be 'login', 'sshd' or 'agent'"),
         # The string "false" is not false (it used to read as true).
         (api.PullImage, {"name": "a", "force": "false"}, "force must be true or false"),
         (api.PullImage, {}, "name is required"),

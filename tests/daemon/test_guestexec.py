@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from banger.core.errors import GuestAgentFailed, GuestPathNotFound, InvalidInput, InvalidState
+from banger.core.errors import (
+    GuestAgentFailed,
+    GuestAgentUnavailable,
+    GuestPathNotFound,
+    InvalidInput,
+    InvalidState,
+)
 from tests.support.api import Api, serve
 from tests.support.daemon_env import Env, make_env
 from tests.support.fakes import FakeTemplateVMM
@@ -93,3 +101,33 @@ async def test_file_errors(api: Api, tmp_path: Path) -> None:
         await api.call(api.client.write_file, "dev", str(missing / "f"), b"x")
     with pytest.raises(InvalidInput, match="absolute"):
         await api.call(api.client.read_file, "dev", "relative/path")
+
+
+async def test_an_agent_that_stopped_fails_each_exec_at_once(tmp_path: Path) -> None:
+    """An image without perl: its agent's unit says so on the port once; every exec then
+    fails at once with GuestAgentUnavailable (nothing ran: `vm run` takes ssh instead)."""
+    channel = FakeAgentChannel()
+    peers: list[socket.socket] = []
+
+    async def stopped_agent() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(b"ERR banger-agent cannot start: the image has no /usr/bin/perl\n")
+        peers.append(theirs)
+        return await asyncio.open_unix_connection(sock=ours)
+
+    channel.exec_agent = stopped_agent
+
+    def with_agent(runtime: Path) -> Env:
+        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
+                        agent=channel)
+
+    async with serve(tmp_path, make=with_agent) as served:
+        await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
+        vm = await served.call(served.client.create_vm, name="dev", ready="agent")
+        assert vm.state == "running"  # sshd answered
+        for _ in range(2):
+            with pytest.raises(GuestAgentUnavailable, match="no /usr/bin/perl"):
+                await served.call(served.client.exec_vm, "dev", ["true"])
+    assert len(peers) == 1
+    for peer in peers:
+        peer.close()

@@ -12,6 +12,7 @@ import pytest
 
 from banger.core.errors import (
     BootFailed,
+    GuestAgentUnavailable,
     HostError,
     ImageNotFound,
     InvalidInput,
@@ -21,7 +22,7 @@ from banger.core.errors import (
     SSHTimeout,
 )
 from banger.core.guest import SEED_DIR
-from banger.core.models import ProgressEvent, VMSpec, VMState
+from banger.core.models import VM, ProgressEvent, VMSpec, VMState
 from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import spec_line
 from banger.core.units import GIB
@@ -219,6 +220,49 @@ async def test_ssh_timeout_keeps_the_vm_in_error(env: Env) -> None:
     # Kept so the user can look: logs and ssh still work.
     assert env.services.vms.access("dev").ip == vm.ip
 
+
+
+async def test_create_for_the_agent_returns_once_it_answers_and_ssh_waits_for_sshd(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vm run -- CMD` goes through the agent, which a cold boot may have up before sshd;
+    a login right after (`vm ssh`) still waits for sshd."""
+    agent_calls: list[str] = []
+
+    async def agent_answers(vm: VM, timeout: float) -> None:
+        agent_calls.append(vm.name)
+
+    monkeypatch.setattr(env.services.guest_exec, "connect", agent_answers)
+    env.probe.ready = asyncio.Event()
+    events: list[ProgressEvent] = []
+    vm = await create(env, name="quick", login_check=False, agent_ready=True,
+                      progress=events.append)
+    assert vm.state == VMState.RUNNING and agent_calls == ["quick"]
+    assert events[-1].message.endswith("s to agent)")
+    assert env.probe.logins == [False]  # sshd's wait goes on
+    login = asyncio.ensure_future(env.services.vms.login_access("quick"))
+    await asyncio.sleep(0.05)
+    assert not login.done()
+    env.probe.ready.set()
+    assert (await login).ip == vm.ip
+    assert (await env.services.vms.login_access("quick")).ip == vm.ip  # no wait left
+
+
+async def test_create_for_the_agent_waits_for_sshd_in_an_image_without_one(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_agent(vm: VM, timeout: float) -> None:
+        raise GuestAgentUnavailable("the guest agent cannot start")
+
+    monkeypatch.setattr(env.services.guest_exec, "connect", no_agent)
+    env.probe.ready = asyncio.Event()
+    waiting = asyncio.ensure_future(
+        create(env, name="nope", login_check=False, agent_ready=True)
+    )
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    env.probe.ready.set()
+    assert (await waiting).state == VMState.RUNNING
 
 
 async def test_create_can_stop_waiting_at_the_sshd_banner(env: Env) -> None:

@@ -38,6 +38,22 @@ def test_run_uname_prints_the_guest_kernel(banger: BangerEnv) -> None:
     assert "cloud-amd64" in proc.stdout
 
 
+def test_run_command_goes_through_the_agent_and_ssh_works_right_after(
+    banger: BangerEnv,
+) -> None:
+    proc = banger.run("vm", "run", "--name", "viagent", "--", "sh", "-c", "echo on $(hostname)")
+    try:
+        assert proc.stdout.strip() == "on viagent"
+        # No ssh login ran it (the daemon's own wait only reads sshd's banner).
+        logins = banger.run("vm", "exec", "viagent", "--", "sh", "-c",
+                            "journalctl -o cat | grep -c 'Accepted publickey' || true").stdout
+        assert logins.strip() == "0"
+        # The run may have returned before sshd was up: a login right after waits for it.
+        assert banger.run("vm", "ssh", "viagent", "--", "hostname").stdout.strip() == "viagent"
+    finally:
+        banger.run("vm", "delete", "--force", "viagent", check=False)
+
+
 def test_lifecycle_persistence_identity_and_logs(banger: BangerEnv) -> None:
     created = banger.json("vm", "create", "--name", "life", "--memory", "768")
     assert created["state"] == "running"

@@ -128,3 +128,10 @@ def test_image_without_perl_gets_no_template_and_says_why_at_once(
         # (3 x boot_timeout) with the template VM running.
         assert elapsed < 180, elapsed
         assert warm_env.json("image", "show", "noperl")["template"] is None
+        # `vm run -- CMD` in it takes ssh instead of the agent, at once.
+        started = time.monotonic()
+        out = warm_env.run("vm", "run", "--rm", "--image", "noperl", "--", "echo", "ran",
+                           timeout=900)
+        assert out.stdout.strip().endswith("ran")
+        assert "running the command over ssh" in out.stderr, out.stderr
+        assert time.monotonic() - started < 300

@@ -90,6 +90,10 @@ def test_run_export_apply_and_readonly_prepare(
         "ran", "no-ignored", "root 755", "root 644", "root 755", "src/app.py",
     ]
     assert "spec:" in proc.stderr and "copying" in proc.stderr
+    # The copy and the command went through the guest agent: no ssh login yet.
+    logins = banger.run("vm", "exec", "ws", "--", "sh", "-c",
+                        "journalctl -o cat | grep -c 'Accepted publickey' || true").stdout
+    assert logins.strip() == "0"
     guest_status = banger.run("vm", "ssh", "ws", "--", "cat", "/tmp/status").stdout
     assert guest_status == git(repo, "status", "--porcelain")
     shown = banger.json("vm", "workspace", "show", "ws")

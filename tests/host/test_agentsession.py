@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from banger.core.agentframe import HELLO, MAX_PAYLOAD, STDIN_WINDOW, ExecHeader, ExitStatus
-from banger.core.errors import GuestAgentFailed, GuestFileFailed, GuestPathNotFound
+from banger.core.errors import (
+    GuestAgentFailed,
+    GuestAgentUnavailable,
+    GuestFileFailed,
+    GuestPathNotFound,
+)
 from banger.host.agentsession import AgentSession, Execution
 from tests.support.perlagent import perl_agent
 
@@ -237,6 +242,18 @@ async def test_an_agent_that_floods_garbage_before_hello_is_refused() -> None:
 
     with pytest.raises(GuestAgentFailed, match="does not speak"):
         await standin(flood)
+
+
+async def test_an_agent_that_could_not_start_fails_the_connect_at_once() -> None:
+    """banger-agent-failed writes why on the port (an image without perl): the host stops
+    waiting, and says nothing ran, so that `vm run` can take ssh instead."""
+    async def stopped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"ERR banger-agent cannot start: the image has no /usr/bin/perl\n")
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    with pytest.raises(GuestAgentUnavailable, match="agent cannot start: the image has no"):
+        await asyncio.wait_for(standin(stopped), 5)
 
 
 @pytest.mark.parametrize("garbage", [

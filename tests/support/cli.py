@@ -153,9 +153,12 @@ class FakeClient:
         return b"[    0.000000] Linux version 6.1\n", 34
 
     def exec_vm(self, name: str, argv: list[str], **kwargs: Any) -> dict[str, Any]:
-        """The one-shot exec (banger.client.guestreach authorizes a key with it)."""
+        """Answers as a guest would: `exec_result` with `exec_output` written first."""
+        on_stdout, on_stderr = kwargs.pop("on_stdout"), kwargs.pop("on_stderr")
         self._call("exec_vm", name, argv, **kwargs)
-        return {"exit_code": 0, "signal": None, "timed_out": False}
+        for data, stderr in self.exec_output:
+            (on_stderr if stderr else on_stdout)(data)
+        return self.exec_result
 
     def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
         self._call("start_process", name, request)

@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
 
+    from banger.client.workspace import Repo
     from banger.core.api import Readiness
     from banger.core.models import VM
 
@@ -77,17 +78,21 @@ def _create(
         help="Workspace mode: start --branch from this ref."),
     *NETWORK_OPTIONS,
     COLD,
+    Opt("--tty", "-t", flag=True,
+        help="Run COMMAND over ssh with a terminal (for interactive programs)."),
     trailing=True,
 )
 def run(
     ctx: Context, path: str | None, name: str | None,
     image: str | None, vcpu: int | None, memory: int | None, disk_size: str | None,
     remove: bool, branch: str | None, from_ref: str | None, nat: bool,
-    egress_allow: str | None, network_group: str | None, cold: bool,
+    egress_allow: str | None, network_group: str | None, cold: bool, tty: bool,
     command: tuple[str, ...],
 ) -> None:
     """Create and start a VM, then open a shell in it or run COMMAND (after `--`).
 
+    COMMAND runs through banger's guest agent (no ssh login, no terminal: its stdin is
+    this command's when that is not a terminal), unless --tty; the shell over ssh.
     With PATH (a git checkout), the VM gets a copy of it at /root/repo first (tracked and
     untracked, not-ignored files as they are now, plus .git) and the shell or COMMAND
     starts there.
@@ -111,29 +116,33 @@ def run(
         from banger.client.workspace import find_repo
 
         repo = find_repo(path)  # before a VM exists: a bad PATH costs nothing
-    # We log in right away ourselves (with the pinned host key), so the daemon need not.
+    via_agent = bool(command) and not tty
+    # A shell logs in right away itself (with the pinned host key), so the daemon need not;
+    # a COMMAND needs only the agent, which a cold boot may have up before sshd.
     created = _create(
         ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
-        ready="sshd", cold=cold, nat=nat, egress_allow=egress_allow,
+        ready="agent" if via_agent else "sshd", cold=cold, nat=nat, egress_allow=egress_allow,
         network_group=network_group,
     )
-    access = guest_access(ctx.client, created.name)
     cwd = None
     if repo is not None:
-        from banger.cli.workspace import prepare
-
         try:
-            # The mise bootstrap is for interactive sessions; a COMMAND must not race it.
-            prepared = prepare(
-                ctx, created.name, str(repo.root), access=access, branch=branch,
-                from_ref=from_ref, bootstrap_tooling=not command, repo=repo,
-            )
+            cwd = _copy_workspace(ctx, created.name, repo, branch, from_ref, command, via_agent)
         except BangerError:
             if remove:
                 _delete_quietly(ctx, created.name)
             raise
-        cwd = prepared.workspace.guest_path
-    argv = ssh_argv(access, command, cwd=cwd, interactive=sys.stdin.isatty())
+    if via_agent:
+        try:
+            from banger.cli.guestrun import run_command
+
+            code = run_command(ctx, created.name, command, cwd)
+        finally:
+            if remove:
+                _delete_quietly(ctx, created.name)
+        sys.exit(code)
+    argv = ssh_argv(guest_access(ctx.client, created.name), command, cwd=cwd,
+                    interactive=sys.stdin.isatty())
     if not remove:
         if not command:
             echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
@@ -142,6 +151,27 @@ def run(
     code = run_ssh(argv)
     _delete_quietly(ctx, created.name)
     sys.exit(code)
+
+
+def _copy_workspace(
+    ctx: Context, name: str, repo: Repo, branch: str | None, from_ref: str | None,
+    command: tuple[str, ...], via_agent: bool,
+) -> str:
+    """The guest path of `repo`'s copy: through the agent with a COMMAND (over ssh in a VM
+    without one), else over ssh."""
+    from functools import partial
+
+    from banger.cli.workspace import prepare
+    from banger.core.errors import GuestAgentUnavailable
+
+    # The mise bootstrap is for interactive sessions; a COMMAND must not race it.
+    copy = partial(prepare, ctx, name, str(repo.root), branch=branch, from_ref=from_ref,
+                   bootstrap_tooling=not command, repo=repo)
+    try:
+        return copy(through_agent=via_agent).workspace.guest_path
+    except GuestAgentUnavailable as exc:  # nothing was copied
+        echo(f"warning: {exc.message}: copying the workspace over ssh", err=True)
+    return copy().workspace.guest_path
 
 
 def _delete_quietly(ctx: Context, name: str) -> None:

@@ -31,15 +31,17 @@ def prepare(
     ctx: Context, vm: str, path: str, *, access: dict[str, str] | None = None,
     guest_path: str = DEFAULT_GUEST_PATH, branch: str | None = None,
     from_ref: str | None = None, readonly: bool = False, bootstrap_tooling: bool = False,
-    repo: Repo | None = None,
+    repo: Repo | None = None, through_agent: bool = False,
 ) -> PrepareResult:
-    """Copy and record a workspace, rendering progress (shared with `vm run PATH`)."""
+    """Copy and record a workspace, rendering progress (shared with `vm run PATH`); over
+    ssh, or `through_agent`."""
     from banger.client.workspace import prepare_workspace
 
     printer = ProgressPrinter()
     try:
         return prepare_workspace(
-            ctx.client, vm, path, guest_command(ctx, vm, access), guest_path=guest_path,
+            ctx.client, vm, path, None if through_agent else guest_command(ctx, vm, access),
+            guest_path=guest_path,
             branch=branch, from_ref=from_ref, readonly=readonly,
             bootstrap_tooling=bootstrap_tooling, on_progress=printer, repo=repo,
         )

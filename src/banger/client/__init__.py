@@ -180,9 +180,10 @@ class Client(GuestProcesses, GuestFiles):
         egress_allow: list[str] | None = None, network_group: str | None = None,
     ) -> VM:
         """`ready="sshd"` returns once the guest's sshd answers, for callers that log in
-        right away themselves; the default waits for a verified login. `cold` boots even
-        when the image has a warm template. `egress_allow`: CIDRs and DNS names the guest
-        may reach without NAT (None: the config's default)."""
+        right away themselves; `ready="agent"` once its guest agent (or sshd) answers, for
+        callers that go through the agent (exec_vm); the default waits for a verified login.
+        `cold` boots even when the image has a warm template. `egress_allow`: CIDRs and DNS
+        names the guest may reach without NAT (None: the config's default)."""
         from banger.core import api
 
         body = api.CreateVM(

@@ -2,22 +2,26 @@
 changes back as a patch.
 
 The client never assumes the daemon shares its filesystem: it reads the checkout itself and
-streams it to the guest as one tar stream over one ssh connection (`tar c` here, `tar x`
-there), then records the base commit with the daemon. How to reach the guest is the
-caller's: a `GuestCommand` turns a shell script into the argv that runs it in the guest
-(the CLI uses the system ssh with banger's key and pinned host key)."""
+streams it to the guest as one tar stream (`tar c` here, `tar x` there), then records the
+base commit with the daemon. The stream goes over one ssh connection, where a
+`GuestCommand` turns a shell script into the argv that runs it in the guest (the CLI uses
+the system ssh with banger's key and pinned host key), or through the guest agent (a
+Client's exec_vm and upload_tar), which needs no sshd."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from banger.core.errors import HostError, InvalidInput, MissingTool
 from banger.core.models import ProgressEvent, Workspace
@@ -29,12 +33,15 @@ from banger.core.workspace import (
     check_submodule_gitfile,
     describe_export,
     export_script,
+    finish_script,
     guest_error,
     guest_path,
     parse_export_output,
     parse_index,
     parse_prepare_output,
     prepare_script,
+    reserve_script,
+    reserved_dir,
     select,
     split_z,
     tooling_log,
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
     from banger.client import Client
 
 GuestCommand = Callable[[str], list[str]]
+# What the agent path reads from tar at a time (the daemon re-frames it for the agent).
+TAR_CHUNK = 1 << 20
 OnProgress = Callable[[ProgressEvent], None]
 
 
@@ -199,9 +208,9 @@ class Streamed:
     tar_errors: str
 
 
-def stream_to_guest(root: Path, paths: list[str], argv: list[str]) -> Streamed:
-    """`tar c` of `paths` (under `root`) piped into `argv`'s stdin: one stream, one
-    connection, no Python in the data path."""
+@contextlib.contextmanager
+def _tar_of(root: Path, paths: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+    """`tar c` of `paths` (under `root`) on its stdout; its stderr goes to the file."""
     with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as tar_errors:
         # "./" keeps a name that starts with "-" from reading as an option to tar.
         listing.write(b"".join(b"./" + os.fsencode(p) + b"\0" for p in paths))
@@ -214,30 +223,77 @@ def stream_to_guest(root: Path, paths: list[str], argv: list[str]) -> Streamed:
             )
         except FileNotFoundError:
             raise MissingTool("tar not found on this machine", hint="install tar") from None
+        try:
+            yield tar, tar_errors
+        finally:
+            if tar.poll() is None:
+                tar.kill()
+                tar.wait()
+
+
+def _errors_of(tar_errors: IO[bytes]) -> str:
+    tar_errors.seek(0)
+    return tar_errors.read().decode(errors="replace").strip()
+
+
+def stream_to_guest(root: Path, paths: list[str], argv: list[str]) -> Streamed:
+    """`tar c` of `paths` (under `root`) piped into `argv`'s stdin: one stream, one
+    connection, no Python in the data path."""
+    with _tar_of(root, paths) as (tar, tar_errors):
         assert tar.stdout is not None
         try:
             guest = subprocess.Popen(
                 argv, stdin=tar.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except FileNotFoundError:
-            tar.kill()
-            tar.wait()
             raise MissingTool(f"{argv[0]} not found on this machine") from None
         finally:
             tar.stdout.close()  # the guest side holds the only reader now
         out, err = guest.communicate()
         tar_status = tar.wait()
-        tar_errors.seek(0)
-        message = tar_errors.read().decode(errors="replace").strip()
+        message = _errors_of(tar_errors)
     return Streamed(guest.returncode, out, err.decode(errors="replace"), tar_status, message)
 
 
+def send_through_agent(
+    client: Client, vm: str, root: Path, paths: list[str], dest: str, **finish: Any,
+) -> Streamed:
+    """The same copy through the guest agent, without ssh: reserve_script, the tar stream
+    into the directory it made (`Client.upload_tar`), then finish_script (`finish`: its
+    options), each on the daemon's open channel to the agent."""
+    status, out, err = _run_script(client, vm, reserve_script(dest))
+    if status != 0:
+        return Streamed(status, out, err, 0, "")
+    reserved = reserved_dir(dest, out)
+    with _tar_of(root, paths) as (tar, tar_errors):
+        assert tar.stdout is not None
+        try:
+            client.upload_tar(vm, reserved, iter(partial(tar.stdout.read, TAR_CHUNK), b""))
+        except BaseException:
+            _run_script(client, vm, f"rm -rf -- {shlex.quote(reserved)}")
+            raise
+        tar_status = tar.wait()
+        message = _errors_of(tar_errors)
+    status, out, err = _run_script(client, vm, finish_script(dest, reserved, **finish))
+    return Streamed(status, out, err, tar_status, message)
+
+
+def _run_script(client: Client, vm: str, script: str) -> tuple[int, bytes, str]:
+    out, err = bytearray(), bytearray()
+    result = client.exec_vm(vm, shell_command(script), on_stdout=out.extend,
+                            on_stderr=err.extend)
+    signal = result.get("signal")
+    status = 128 + int(signal) if signal is not None else int(result.get("exit_code") or 0)
+    return status, bytes(out), err.decode(errors="replace")
+
+
 def copy_repo(
-    guest: GuestCommand, repo: Repo, *, vm: str, dest: str, branch: str | None = None,
-    from_ref: str | None = None, readonly: bool = False, bootstrap_tooling: bool = False,
-    on_progress: OnProgress = _no_progress,
+    guest: GuestCommand | Client, repo: Repo, *, vm: str, dest: str,
+    branch: str | None = None, from_ref: str | None = None, readonly: bool = False,
+    bootstrap_tooling: bool = False, on_progress: OnProgress = _no_progress,
 ) -> tuple[PrepareResult, FileList]:
-    """Copy `repo` to `dest` in the guest (not recorded with the daemon: see prepare)."""
+    """Copy `repo` to `dest` in the guest (not recorded with the daemon: see prepare):
+    through `guest`'s ssh command, or a Client's guest agent."""
     dest = guest_path(dest)
     if from_ref and not branch:
         raise InvalidInput("--from needs --branch", hint="--branch NAME --from REF")
@@ -248,11 +304,16 @@ def copy_repo(
         f"copying {repo.root} to {vm}:{dest} ({files.files} files, "
         f"{format_size(files.bytes)}, plus .git)",
     ))
-    script = prepare_script(
-        dest, branch=branch, from_ref=from_ref, readonly=readonly,
-        tooling_log_path=tooling_log(repo.root.name) if bootstrap_tooling else None,
-    )
-    streamed = stream_to_guest(repo.root, files.paths, guest(script))
+    options: dict[str, Any] = {
+        "branch": branch, "from_ref": from_ref, "readonly": readonly,
+        "tooling_log_path": tooling_log(repo.root.name) if bootstrap_tooling else None,
+    }
+    if callable(guest):
+        streamed = stream_to_guest(
+            repo.root, files.paths, guest(prepare_script(dest, **options))
+        )
+    else:
+        streamed = send_through_agent(guest, vm, repo.root, files.paths, dest, **options)
     if streamed.status != 0:
         raise guest_error(
             streamed.status, streamed.stderr, vm=vm, dest=dest, stage="copying the workspace"
@@ -278,16 +339,18 @@ def copy_repo(
 
 
 def prepare_workspace(
-    client: Client, vm: str, path: str | os.PathLike[str], guest: GuestCommand, *,
+    client: Client, vm: str, path: str | os.PathLike[str], guest: GuestCommand | None, *,
     guest_path: str = DEFAULT_GUEST_PATH, branch: str | None = None,
     from_ref: str | None = None, readonly: bool = False, bootstrap_tooling: bool = False,
     on_progress: OnProgress = _no_progress, repo: Repo | None = None,
 ) -> PrepareResult:
-    """Copy the checkout at `path` into `vm` and record its base commit with the daemon."""
+    """Copy the checkout at `path` into `vm` (over ssh with `guest`; None: through the guest
+    agent) and record its base commit with the daemon."""
     repo = repo or find_repo(path)
     result, _ = copy_repo(
-        guest, repo, vm=vm, dest=guest_path, branch=branch, from_ref=from_ref,
-        readonly=readonly, bootstrap_tooling=bootstrap_tooling, on_progress=on_progress,
+        guest if guest is not None else client, repo, vm=vm, dest=guest_path, branch=branch,
+        from_ref=from_ref, readonly=readonly, bootstrap_tooling=bootstrap_tooling,
+        on_progress=on_progress,
     )
     recorded = client.record_workspace(vm, result.workspace)
     on_progress(ProgressEvent(

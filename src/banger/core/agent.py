@@ -100,6 +100,19 @@ AGENT_SCRIPT = guest_program(
     **{f"T_{kind.name}": int(kind) for kind in agentframe.FrameType},
 )
 
+# What the script below writes to the port when the agent stopped, before the reason.
+AGENT_STOPPED = "ERR banger-agent "
+
+
+def agent_stopped(preamble: bytes) -> str | None:
+    """Why the agent stopped, if the bytes it left on its port before any HELLO say so."""
+    at = preamble.find(AGENT_STOPPED.encode())
+    end = preamble.find(b"\n", at)
+    if at < 0 or end < 0:
+        return None
+    return preamble[at + len(AGENT_STOPPED):end].decode(errors="replace")
+
+
 # Exit status systemd gives a service whose program it could not execute.
 EXIT_STATUS_EXEC = 203
 
@@ -116,7 +129,7 @@ case "$EXIT_STATUS" in
 *) why="stopped ($SERVICE_RESULT, exit status ${{EXIT_STATUS:-none}})" ;;
 esac
 port=/dev/virtio-ports/{PORT_NAME}
-[ -e "$port" ] && echo "ERR banger-agent $why" > "$port"
+[ -e "$port" ] && echo "{AGENT_STOPPED}$why" > "$port"
 exit 0
 """
 

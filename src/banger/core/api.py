@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from banger.core.errors import InvalidInput
 
-# What `vm create` waits for: a verified login, or only the guest's sshd answering.
-Readiness = Literal["login", "sshd"]
+# What `vm create` waits for: a verified login, only the guest's sshd answering, or its
+# agent or sshd answering, whichever first (for callers that run commands through the agent).
+Readiness = Literal["login", "sshd", "agent"]
 
 
 @dataclass(frozen=True)

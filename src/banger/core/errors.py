@@ -194,6 +194,20 @@ class GuestAgentFailed(HostError):
     )
 
 
+class GuestAgentUnavailable(GuestAgentFailed):
+    """No agent answered the channel (none in the image, or not up yet): nothing was run,
+    so a caller may take another way in (ssh)."""
+
+    code = "agent_unavailable"
+
+
+class GuestAgentStopped(GuestAgentUnavailable):
+    """The agent said it stopped (its unit failed, e.g. no perl in the image): it will not
+    answer until the guest starts again."""
+
+    code = "agent_stopped"
+
+
 class GuestPathNotFound(NotFound):
     code = "guest_path_missing"
     default_hint = "check the path in the guest, e.g. `banger vm exec NAME -- ls -l DIR`"

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from banger.core import api
 from banger.core.agentframe import ExecHeader, ExitStatus
-from banger.core.errors import BootFailed, GuestAgentFailed, InvalidInput
+from banger.core.errors import (
+    BootFailed,
+    GuestAgentFailed,
+    GuestAgentStopped,
+    GuestAgentUnavailable,
+    InvalidInput,
+)
 from banger.core.models import VM
 from banger.daemon.vmrecords import VMRecords
 from banger.daemon.vms import VMService
@@ -34,6 +40,8 @@ class GuestExec:
         self._channels = channels
         # By VM id, with the VMM's PID: a VM started again has a new agent to talk to.
         self._sessions: dict[str, tuple[int | None, AgentSession]] = {}
+        # By VM id, with the VMM's PID: agents that said they stopped, and why.
+        self._stopped: dict[str, tuple[int | None, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def run(
@@ -97,19 +105,29 @@ class GuestExec:
             raise InvalidInput(f"{path!r} is not an absolute guest path")
         return await self.session(name)
 
-    async def _session(self, vm: VM) -> AgentSession:
+    async def connect(self, vm: VM, timeout: float) -> None:
+        """Wait until `vm`'s agent answers (a booting guest's, within `timeout`); the
+        channel stays open for the requests that follow."""
+        await self._session(vm, timeout)
+
+    async def _session(self, vm: VM, timeout: float = CONNECT_TIMEOUT) -> AgentSession:
         async with self._locks.setdefault(vm.id, asyncio.Lock()):
             known = self._sessions.get(vm.id)
             if known is not None and known[0] == vm.pid and known[1].alive:
                 return known[1]
             if known is not None:
                 await known[1].close()
+            stopped = self._stopped.get(vm.id)
+            if stopped is not None and stopped[0] == vm.pid:
+                raise GuestAgentStopped(stopped[1])
             profile, hypervisor = self._records.backend(vm)
             channel = self._channels.get(profile.backend)
             if channel is None or not isinstance(hypervisor, Templates):
-                raise GuestAgentFailed(f"no guest agent channel on the {profile.backend} backend")
+                raise GuestAgentUnavailable(
+                    f"no guest agent channel on the {profile.backend} backend"
+                )
             socket = hypervisor.agent_socket(Path(vm.dir))
-            deadline = time.monotonic() + CONNECT_TIMEOUT
+            deadline = time.monotonic() + timeout
 
             async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
                 try:
@@ -118,9 +136,13 @@ class GuestExec:
                         lambda: self._records.alive(vm),
                     )
                 except BootFailed as exc:
-                    raise GuestAgentFailed(exc.message) from exc
+                    raise GuestAgentUnavailable(exc.message) from exc
 
-            session = await AgentSession.connect(opener, CONNECT_TIMEOUT)
+            try:
+                session = await AgentSession.connect(opener, timeout)
+            except GuestAgentStopped as exc:
+                self._stopped[vm.id] = (vm.pid, exc.message)
+                raise
             self._sessions[vm.id] = (vm.pid, session)
             return session
 

@@ -261,6 +261,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         ("qemu", adapters.agent), ("firecracker", adapters.firecracker_agent),
     ) if channel is not None}
     services.guest_exec = GuestExec(vms, records, channels)
+    boot.connect_agent = lambda vm, timeout: services.guest_exec.connect(vm, timeout)
     services.guest_processes = ProcessTable(services.guest_exec, vms)
     return services
 

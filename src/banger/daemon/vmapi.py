@@ -43,6 +43,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
             start=data.start,
             progress=progress,
             login_check=data.waits_for_login,
+            agent_ready=data.ready == "agent",
             nat=data.nat,
             backend=data.backend,
             kernel=data.kernel,
@@ -167,7 +168,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
 
     @routes.get("/v1/vms/{name}/access")
     async def vm_access(request: web.Request) -> web.Response:
-        return answer(to_dict(vms.access(request.match_info["name"])))
+        return answer(to_dict(await vms.login_access(request.match_info["name"])))
 
     @routes.get("/v1/vms/{name}/workspaces")
     async def list_workspaces(request: web.Request) -> web.Response:

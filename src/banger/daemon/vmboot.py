@@ -10,7 +10,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +59,9 @@ SSH_INSTALL_ALLOWANCE = 600.0
 # From loading a template to the agent's answer; ~1 s on an idle host even under TCG.
 AGENT_TIMEOUT = 60.0
 
+# Opens a VM's agent channel, waiting up to the given seconds for the agent to answer.
+ConnectAgent = Callable[[VM, float], Awaitable[None]]
+
 
 class KernelChooser(Protocol):
     """Which kernel a VM boots: its --kernel, else its image's own or default kernel."""
@@ -95,6 +98,12 @@ class VMBoot:
         self.size_defaults = size_defaults
         self._kernels = kernels
         self._templates = dict(templates or {})
+        # Set once the daemon's GuestExec exists (it needs the VMService this feeds).
+        self.connect_agent: ConnectAgent | None = None
+        # By VM id: sshd's wait, still running after a start that returned on the agent.
+        self._sshd_waits: dict[str, asyncio.Future[None]] = {}
+        # Tasks that outlive the start that began them (the event loop holds them weakly).
+        self._background: set[asyncio.Future[None]] = set()
 
     async def find_template(
         self, backend: str, image: Image, kernel: str, spec: VMSpec, progress: Progress
@@ -164,10 +173,12 @@ class VMBoot:
 
     async def start(
         self, name: str, progress: Progress = no_progress, *, login_check: bool = True,
-        from_snapshot: bool = False,
+        from_snapshot: bool = False, agent_ready: bool = False,
     ) -> VM:
         """Boot and wait for ssh. `login_check=False` returns once sshd answers, for callers
         that log in right away themselves (`vm run`): one ssh handshake fewer per run.
+        `agent_ready` (with login_check=False) returns as soon as the guest agent answers,
+        if that is before sshd, for callers that go through the agent (`vm run -- CMD`).
         `from_snapshot` restores the VM's last `snapshot` instead of booting it."""
         vm = self._records.get(name)
         async with self._records.lock(vm):
@@ -204,6 +215,7 @@ class VMBoot:
             ))
             await self._records.notify(vm)
             started = time.monotonic()
+            agent_first = agent_ready and not login_check and self.connect_agent is not None
             if restored and not login_check:
                 # The agent answered only once this VM's host key was in place and the sshd
                 # the template started was listening: a banner probe would only cost the
@@ -211,8 +223,15 @@ class VMBoot:
                 progress(ProgressEvent("ready", f"{vm.name} is up (restored)"))
                 vm = self._records.save(replace(vm, state=VMState.RUNNING))
                 await self._records.notify(vm)
+                if agent_first:
+                    assert self.connect_agent is not None
+                    # The exec channel, opened while the caller reads this answer: the agent
+                    # looks for a new host only every 50 ms once the identity step's left.
+                    self._in_background(self.connect_agent(vm, AGENT_TIMEOUT))
                 return vm
-            progress(ProgressEvent("ssh", f"waiting for ssh on {vm.ip}"))
+            progress(ProgressEvent(
+                "ssh", f"waiting for {'the guest agent or ' if agent_first else ''}ssh on {vm.ip}"
+            ))
             probe = self._probe.wait_ready(
                 vm.ip,
                 client_key=self._client_key,
@@ -223,10 +242,13 @@ class VMBoot:
                 login=login_check,
             )
             booting = hypervisor if not (restored or from_snapshot) else None
+            reached = "ssh"
             try:
                 async with rebooting_stalled_boots(booting, launch, progress):
                     if image.ssh_on_first_boot:
                         await self._wait_installing_ssh(vm, image, probe, progress)
+                    elif agent_first:
+                        reached = await self._agent_or_sshd(vm, probe)
                     else:
                         await probe
             except (SSHTimeout, GuestSetupFailed) as exc:
@@ -247,13 +269,50 @@ class VMBoot:
                 self._records.save(replace(self._records.get(vm.id), last_error=message))
                 raise
             progress(ProgressEvent(
-                "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to ssh)"
+                "ready", f"{vm.name} is up ({time.monotonic() - started:.1f}s to {reached})"
             ))
             vm = self._records.save(replace(vm, state=VMState.RUNNING))
         await self._records.notify(vm)
         if first_boot and not restored and not from_snapshot:
             self._offer_template(vm, image)
         return vm
+
+    async def _agent_or_sshd(self, vm: VM, sshd: Awaitable[None]) -> str:
+        """Until the guest agent or sshd answers, whichever first ("agent" or "ssh"; an
+        image without perl has no agent). A cold boot starts both at about the same time,
+        and the agent's channel needs no handshake. Once the agent answered, the wait for
+        sshd goes on in the background (`sshd_started`), so a login right after works."""
+        assert self.connect_agent is not None
+        # After sshd won, the agent's answer only opens the channel early, for the first exec.
+        agent = self._in_background(self.connect_agent(vm, self._config.boot_timeout))
+        waiting = asyncio.ensure_future(sshd)
+        try:
+            await asyncio.wait({agent, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if agent.done() and agent.exception() is None and not waiting.done():
+                self._sshd_waits[vm.id] = self._in_background(waiting)  # `vm ssh` waits for it
+                waiting.add_done_callback(lambda _: self._sshd_waits.pop(vm.id, None))
+                return "agent"
+            await waiting
+            return "ssh"
+        except BaseException:
+            waiting.cancel()
+            raise
+
+    def _in_background(self, work: Awaitable[None]) -> asyncio.Future[None]:
+        """`work` as a task held until it ends, its failure logged by nobody (whoever needs
+        its outcome awaits it: a login reports its own failure)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_consume)
+        return task
+
+    async def sshd_started(self, vm: VM) -> None:
+        """Until sshd answers, if a start returned on the agent's answer before it did (or
+        until that wait gave up: ssh then says why itself)."""
+        waiting = self._sshd_waits.get(vm.id)
+        if waiting is not None:
+            await asyncio.wait({waiting})
 
     async def _launch(
         self, vm: VM, image: Image, launch: LaunchSpec, hypervisor: Hypervisor,
@@ -413,3 +472,9 @@ class VMBoot:
             agent=True,  # every VM's exec channel (core/agentframe.py), cold boots too
         )
 
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    """Retrieve a background task's outcome, so that asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()

@@ -137,9 +137,10 @@ class VMService:
         cold: bool = False,
         egress_allow: list[str] | None = None,
         network_group: str = "",
+        agent_ready: bool = False,
     ) -> VM:
         """`cold`: boot even if the image has a warm template. `egress_allow`: None takes
-        the config's `[vm_defaults] egress_allow`."""
+        the config's `[vm_defaults] egress_allow`. `agent_ready`: see VMBoot.start."""
         egress = normalize_egress_allow(
             self._config.vm_defaults.egress_allow if egress_allow is None else egress_allow
         )
@@ -212,7 +213,9 @@ class VMService:
         if not start:
             return vm
         try:
-            return await self.start(vm.name, progress, login_check=login_check)
+            return await self.start(
+                vm.name, progress, login_check=login_check, agent_ready=agent_ready
+            )
         except (SSHTimeout, GuestSetupFailed):
             raise  # the VM is kept for `vm logs`
         except BaseException:
@@ -224,12 +227,20 @@ class VMService:
 
     async def start(
         self, name: str, progress: Progress = no_progress, *, login_check: bool = True,
-        from_snapshot: bool = False,
+        from_snapshot: bool = False, agent_ready: bool = False,
     ) -> VM:
         """Boot and wait for ssh (see VMBoot.start)."""
         return await self._boot.start(
-            name, progress, login_check=login_check, from_snapshot=from_snapshot
+            name, progress, login_check=login_check, from_snapshot=from_snapshot,
+            agent_ready=agent_ready,
         )
+
+    async def login_access(self, name: str) -> GuestAccess:
+        """`access`, once the VM's sshd answers (a start that returned on the guest agent's
+        answer may have come before it)."""
+        self.access(name)
+        await self._boot.sshd_started(self.get(name))
+        return self.access(name)
 
 
     async def stop(self, name: str) -> VM:

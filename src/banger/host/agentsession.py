@@ -20,6 +20,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from banger.core.agent import agent_stopped
 from banger.core.agentframe import (
     HELLO,
     MAX_PAYLOAD,
@@ -45,6 +46,8 @@ from banger.core.agentframe import (
 from banger.core.errors import (
     BangerError,
     GuestAgentFailed,
+    GuestAgentStopped,
+    GuestAgentUnavailable,
     GuestFileFailed,
     GuestPathNotFound,
 )
@@ -76,25 +79,28 @@ class AgentSession:
 
     @classmethod
     async def connect(cls, open_stream: StreamOpener, timeout: float) -> AgentSession:
-        """Open the channel and greet the agent: fails unless it answers HELLO in time."""
+        """Open the channel and greet the agent: fails (GuestAgentUnavailable: nothing was
+        run) unless it answers HELLO in time."""
         try:
             reader, writer = await asyncio.wait_for(open_stream(), timeout)
         except TimeoutError as exc:
-            raise GuestAgentFailed(f"cannot reach the guest agent within {timeout:.0f}s") from exc
+            raise GuestAgentUnavailable(
+                f"cannot reach the guest agent within {timeout:.0f}s"
+            ) from exc
         try:
             writer.write(HELLO)
             await writer.drain()
             leftover = await asyncio.wait_for(_hello_from(reader), timeout)
         except TimeoutError as exc:
             writer.close()
-            raise GuestAgentFailed(
+            raise GuestAgentUnavailable(
                 f"the guest agent did not answer within {timeout:.0f}s"
             ) from exc
-        except (ConnectionError, GuestAgentFailed) as exc:
+        except BaseException as exc:  # cancelled too: the channel takes one host at a time
             writer.close()
-            if isinstance(exc, GuestAgentFailed):
-                raise
-            raise GuestAgentFailed(f"the guest agent's channel failed: {exc}") from exc
+            if isinstance(exc, ConnectionError):
+                raise GuestAgentUnavailable(f"the guest agent's channel failed: {exc}") from exc
+            raise
         return cls(reader, writer, leftover)
 
     @property
@@ -352,10 +358,15 @@ async def _hello_from(reader: asyncio.StreamReader) -> bytes:
     while True:
         data = await reader.read(MAX_PAYLOAD)
         if not data:
-            raise GuestAgentFailed("the guest agent closed the channel before it said hello")
+            raise GuestAgentUnavailable(
+                "the guest agent closed the channel before it said hello"
+            )
         preamble += data
         rest = after_hello(preamble)
         if rest is not None:
             return rest
+        stopped = agent_stopped(preamble)
+        if stopped is not None:
+            raise GuestAgentStopped(f"the guest agent {stopped}")
         if len(preamble) > MAX_PREAMBLE:
-            raise GuestAgentFailed("the guest agent does not speak banger-agent/1")
+            raise GuestAgentUnavailable("the guest agent does not speak banger-agent/1")

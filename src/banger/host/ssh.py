@@ -82,13 +82,19 @@ class AsyncSSHProbe:
         )
 
 
+# sshd execs itself anew for each connection, which a guest short of CPU (TCG on a busy
+# host) may take seconds to do; an attempt given up early leaves that sshd running in the
+# guest, and the next one starts another: measured at guest load 8 with a 2 s wait.
+_BANNER_TIMEOUT = 15.0
+
+
 async def _sshd_banner(ip: str, port: int = 22) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 0.5)
     except (OSError, TimeoutError):
         return False
     try:
-        line = await asyncio.wait_for(reader.readline(), 2.0)
+        line = await asyncio.wait_for(reader.readline(), _BANNER_TIMEOUT)
         return line.startswith(b"SSH-")
     except (OSError, TimeoutError):
         return False
