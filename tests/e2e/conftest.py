@@ -378,14 +378,17 @@ def make_env(
 @contextlib.contextmanager
 def modified_test_image(
     env: BangerEnv, test_image: dict[str, str], workdir: Path, name: str, debugfs: str,
+    then: Callable[[Path], None] | None = None,
 ) -> Iterator[None]:
     """The test image registered in `env` as `name`, its rootfs a copy changed by the
-    `debugfs -w` commands in `debugfs`; deleted afterwards, copy and all (3 GiB that
-    pytest would otherwise keep)."""
+    `debugfs -w` commands in `debugfs` and then by `then(rootfs)`; deleted afterwards, copy
+    and all (3 GiB that pytest would otherwise keep)."""
     rootfs = workdir / f"{name}.ext4"
     subprocess.run(["cp", "--sparse=always", test_image["rootfs"], str(rootfs)], check=True)
     subprocess.run(["debugfs", "-w", "-f", "-", str(rootfs)], input=debugfs, text=True,
                    check=True, capture_output=True)
+    if then is not None:
+        then(rootfs)
     env.run("image", "register", "--name", name, "--rootfs", str(rootfs),
             "--kernel", test_image["kernel"], "--initrd", test_image["initrd"])
     try:

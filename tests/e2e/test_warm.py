@@ -3,12 +3,15 @@ nothing they write, and a missing or broken template means a cold boot with a wa
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from banger.host.imagetree import customize_tree
+from banger.host.perlkit import HostPerlKit
 from tests.e2e.conftest import (
     BangerEnv,
     assert_isolated_then_cold_restart,
@@ -113,9 +116,40 @@ def test_broken_template_falls_back_to_cold_with_a_warning(warm_env: BangerEnv) 
     assert "warning" in out.stderr and "booting cold" in out.stderr, out.stderr
 
 
-def test_image_without_perl_gets_no_template_and_says_why_at_once(
+def test_image_without_perl_gets_the_bundled_perl_and_a_template(
     warm_env: BangerEnv, test_image: dict[str, str], tmp_path: Path,
 ) -> None:
+    # The image loses its perl; then banger's customisation (what an OCI pull runs) bundles
+    # the host's. The agent must run on it: a template, and exec in a VM restored from it.
+    with modified_test_image(warm_env, test_image, tmp_path, "noperl", "rm /usr/bin/perl\n",
+                             then=_bundle_perl):
+        out = warm_env.run("image", "warm", "noperl", timeout=900)
+        assert "warm template" in out.stdout
+        warm_env.run("vm", "create", "--image", "noperl", "--name", "noperl-vm", timeout=600)
+        try:
+            proc = warm_env.run("vm", "exec", "noperl-vm", "--", "sh", "-c",
+                                "echo ran; test -e /usr/bin/perl || echo no-perl")
+            assert proc.stdout.split() == ["ran", "no-perl"], proc.stderr
+        finally:
+            warm_env.run("vm", "delete", "--force", "noperl-vm", check=False, timeout=120)
+
+
+def _bundle_perl(rootfs: Path) -> None:
+    """Customise the image again as an OCI pull would, now that it has no perl."""
+    mount = rootfs.with_suffix(".mnt")
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(rootfs), str(mount)], check=True)
+    try:
+        customize_tree(mount, strict=False, perl_kit=HostPerlKit().kit())
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+        mount.rmdir()
+
+
+def test_registered_image_without_perl_says_why_at_once_and_vm_run_takes_ssh(
+    warm_env: BangerEnv, test_image: dict[str, str], tmp_path: Path,
+) -> None:
+    # A registered image is not customised by banger, so nothing bundles perl into it.
     with modified_test_image(warm_env, test_image, tmp_path, "noperl", "rm /usr/bin/perl\n"):
         started = time.monotonic()
         out = warm_env.run("image", "warm", "noperl", check=False, timeout=900)

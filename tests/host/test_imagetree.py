@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.core import guest
+from banger.core import agent, guest, perlkit
 from banger.core.errors import ImageBuildFailed
 from banger.core.imagerecipe import MASKED_GENERATORS, MASKED_UNITS
 from banger.host.imagetree import (
@@ -16,6 +16,7 @@ from banger.host.imagetree import (
     installed_packages,
     tree_size_bytes,
 )
+from tests.support.host_fakes import FakePerlKits
 
 VENDOR = "lib/systemd/system"
 
@@ -93,6 +94,30 @@ def test_customize_installs_the_boot_contract(tree: Path) -> None:
     fstab = (tree / "etc/fstab").read_text()
     assert fstab.startswith("# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
     assert fstab.endswith(guest.FSTAB)
+
+
+def test_a_tree_without_perl_gets_the_bundled_perl_read_only_and_its_agent_uses_it(
+    tree: Path,
+) -> None:
+    kit = FakePerlKits().kit()
+    customize_tree(tree, perl_kit=kit)
+    perl = tree / perlkit.PERL_PATH.lstrip("/")
+    assert perl.read_bytes() == kit.files[perlkit.PERL_PATH]
+    assert stat.S_IMODE(perl.stat().st_mode) == 0o555
+    module = tree / perlkit.MODULE_DIR.lstrip("/") / "strict.pm"
+    assert stat.S_IMODE(module.stat().st_mode) == 0o444
+    unit = (tree / "etc/systemd/system" / agent.AGENT_UNIT_NAME).read_text()
+    assert f"ExecStart={kit.exec_start}\n" in unit
+    assert not (tree / "usr/bin/perl").exists()
+
+
+def test_a_tree_with_its_own_perl_keeps_it(tree: Path) -> None:
+    (tree / "usr/bin").mkdir(parents=True)
+    (tree / "usr/bin/perl").symlink_to("perl5.36.0")
+    customize_tree(tree, perl_kit=FakePerlKits().kit())
+    assert not (tree / perlkit.PREFIX.lstrip("/")).exists()
+    unit = (tree / "etc/systemd/system" / agent.AGENT_UNIT_NAME).read_text()
+    assert unit == agent.AGENT_UNIT
 
 
 def test_customize_removes_shared_identity(tree: Path) -> None:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from banger.core import perlkit
 from banger.core.errors import ChecksumMismatch, ImageBuildFailed, RegistryError, UnsafeLayer
 from banger.core.models import ProgressEvent
 from banger.core.oci import parse_reference
 from banger.host.oci import BlobCache, RegistryClient
 from banger.host.ocipull import OCIPuller
+from tests.support.host_fakes import FakePerlKits
 from tests.support.ocitools import Entry, Layout, Registry, layer_tar, local_registry, missing_tools
 
 pytestmark = pytest.mark.skipif(
@@ -152,7 +154,8 @@ async def test_pull_matches_umoci_and_writes_a_bootable_layout(
     registry: Registry, layout: Path, tmp_path: Path
 ) -> None:
     events: list[ProgressEvent] = []
-    puller = OCIPuller(tmp_path / "cache")
+    perl_kits = FakePerlKits()
+    puller = OCIPuller(tmp_path / "cache", perl_kits=perl_kits)
     pulled = await puller.pull(
         reference=parse_reference(f"{registry.address}/test/multi:list"),
         dest_dir=tmp_path / "images/multi", max_bytes=1 << 30, progress=events.append,
@@ -179,6 +182,9 @@ async def test_pull_matches_umoci_and_writes_a_bootable_layout(
     added = set(mine) - set(theirs)
     assert "usr/local/lib/banger/banger-boot" in added
     assert "etc/systemd/system/banger-install-ssh.service" in added
+    # The image has no perl: banger-agent gets banger's, read on the host before the chroot.
+    assert perl_kits.kit_requests == 1
+    assert perlkit.PERL_PATH.lstrip("/") in added
     assert all(not p.startswith(("home", "opq", "var")) for p in added)
 
 

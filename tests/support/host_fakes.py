@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from banger.core import agent, dns, nat, stats
+from banger.core import agent, dns, nat, perlkit, stats
 from banger.core.confine import CgroupLimits
 from banger.core.errors import BootFailed, HostError, InvalidInput
 from banger.core.imagerecipe import PACKAGES
@@ -439,3 +439,20 @@ class PlainCodec:
     @contextlib.contextmanager
     def decompress(self, src: IO[bytes]) -> Iterator[IO[bytes]]:
         yield src
+
+
+# banger.host.perlkit
+
+
+@dataclass
+class FakePerlKits:
+    """A bundled perl of two small files; counts how often it was asked for."""
+
+    kit_requests: int = 0
+
+    def kit(self) -> perlkit.PerlKit:
+        self.kit_requests += 1
+        return perlkit.PerlKit(
+            {perlkit.PERL_PATH: b"\x7fELF perl", f"{perlkit.MODULE_DIR}/strict.pm": b"1;\n"},
+            "/usr/lib/banger/perl/ld.so --library-path /usr/lib/banger/perl/lib perl agent",
+        )

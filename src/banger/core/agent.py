@@ -133,17 +133,24 @@ port=/dev/virtio-ports/{PORT_NAME}
 exit 0
 """
 
-AGENT_UNIT = f"""\
+
+def agent_unit(exec_start: str = AGENT_SCRIPT_PATH) -> str:
+    """The agent's systemd unit; `exec_start` is the bundled perl's launcher line in an image
+    without perl (core/perlkit.py)."""
+    return f"""\
 [Unit]
 Description=banger agent: the host's exec channel, and per-VM identity after a restore
 After=local-fs.target
 
 [Service]
 Type=simple
-ExecStart={AGENT_SCRIPT_PATH}
+ExecStart={exec_start}
 ExecStopPost={AGENT_FAILED_SCRIPT_PATH}
 StandardOutput=journal
 
 [Install]
 WantedBy=multi-user.target
 """
+
+
+AGENT_UNIT = agent_unit()

@@ -22,7 +22,7 @@ BOOT_UNIT_NAME = "banger-boot.service"
 AGENT_KERNEL_FLAG = "banger.agent"
 
 # Bump whenever anything below changes, so cached images are rebuilt.
-CONTRACT_VERSION = "14"
+CONTRACT_VERSION = "15"
 
 # Exactly the seeds' hardening; host keys come from the daemon, never generated in the image.
 SSHD_CONFIG = """\

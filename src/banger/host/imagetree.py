@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from banger.core import agent, guest
+from banger.core import agent, guest, perlkit
 from banger.core.errors import ImageBuildFailed
 from banger.core.imagerecipe import (
     DEFAULT_HOSTNAME,
@@ -173,12 +173,29 @@ def _lock_root_password(root: Path) -> None:
     _write(root, "/etc/shadow", "\n".join(lines) + "\n", stat.S_IMODE(os.lstat(shadow).st_mode))
 
 
-def customize_tree(root: Path, *, strict: bool = True) -> None:
+def has_perl(root: Path) -> bool:
+    """Whether the tree has its own perl for banger-agent (a link is not followed: it may
+    point out of the tree)."""
+    return os.path.lexists(_inside(root, perlkit.IMAGE_PERL_PATH))
+
+
+def _install_perl_kit(root: Path, kit: perlkit.PerlKit) -> None:
+    # Read-only: nothing in the guest has a reason to change banger's perl.
+    for path, content in kit.files.items():
+        target = _inside(root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_regular(target, content, 0o444 if path.endswith(".pm") else 0o555)
+
+
+def customize_tree(
+    root: Path, *, strict: bool = True, perl_kit: perlkit.PerlKit | None = None,
+) -> None:
     """Bake the guest boot contract into a bootstrapped tree and trim what slows boot.
 
     ``strict=False`` is for trees banger did not build (OCI pulls): units the tree lacks are
     skipped instead of failing, and sshd is enabled if present or else installed on first
-    boot (see guest.SSH_INSTALL_SCRIPT)."""
+    boot (see guest.SSH_INSTALL_SCRIPT). `perl_kit` is installed, and runs banger-agent,
+    when the tree has no perl of its own."""
     unit_path = f"/etc/systemd/system/{guest.BOOT_UNIT_NAME}"
     _write(root, guest.BOOT_SCRIPT_PATH, guest.BOOT_SCRIPT, 0o755)
     _write(root, unit_path, guest.BOOT_UNIT)
@@ -187,7 +204,11 @@ def customize_tree(root: Path, *, strict: bool = True) -> None:
     agent_unit_path = f"/etc/systemd/system/{agent.AGENT_UNIT_NAME}"
     _write(root, agent.AGENT_SCRIPT_PATH, agent.AGENT_SCRIPT, 0o755)
     _write(root, agent.AGENT_FAILED_SCRIPT_PATH, agent.AGENT_FAILED_SCRIPT, 0o755)
-    _write(root, agent_unit_path, agent.AGENT_UNIT)
+    if perl_kit is not None and not has_perl(root):
+        _install_perl_kit(root, perl_kit)
+        _write(root, agent_unit_path, agent.agent_unit(perl_kit.exec_start))
+    else:
+        _write(root, agent_unit_path, agent.AGENT_UNIT)
     _symlink(
         root, f"/etc/systemd/system/multi-user.target.wants/{agent.AGENT_UNIT_NAME}",
         agent_unit_path,

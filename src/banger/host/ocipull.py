@@ -39,6 +39,7 @@ from banger.core.errors import (
 from banger.core.imagerecipe import image_size_bytes, mkfs_command
 from banger.core.models import ProgressEvent
 from banger.core.oci import Reference
+from banger.core.perlkit import PerlKit
 from banger.core.units import format_size
 from banger.host import imagetree
 from banger.host.flatten import Flattener, debugfs_script, open_layer
@@ -50,6 +51,7 @@ from banger.host.oci import (
     docker_config_path,
     load_docker_config,
 )
+from banger.host.perlkit import HostPerlKit, PerlKitSource
 from banger.host.processes import CommandRunner
 
 ProgressSink = Callable[[ProgressEvent], None]
@@ -60,6 +62,7 @@ _TOUCHED_DIRS = (
     "etc/systemd/system-generators", "etc/default", "usr", "usr/local", "usr/local/lib",
     "usr/local/lib/banger", "var", "var/lib", "var/lib/dbus", "lib", "lib/systemd",
     "lib/systemd/system", "usr/lib", "usr/lib/systemd", "usr/lib/systemd/system",
+    "usr/lib/banger", "usr/lib/banger/perl",
 )
 _SYSTEMD_PATHS = ("lib/systemd/systemd", "usr/lib/systemd/systemd")
 # Customisation writes a few dozen small files (well under a second); the rest is a hang.
@@ -90,9 +93,10 @@ class OCIPuller:
     def __init__(
         self, cache_dir: Path, *, insecure: tuple[str, ...] = (),
         docker_config: Path | None = None, mkfs: str = "mkfs.ext4",
-        runner: CommandRunner | None = None,
+        runner: CommandRunner | None = None, perl_kits: PerlKitSource | None = None,
     ) -> None:
         self._runner = runner  # runs docker credential helpers
+        self._perl_kits = perl_kits or HostPerlKit()
         self._cache = BlobCache(cache_dir)
         self._insecure = insecure
         self._docker_config = docker_config
@@ -204,8 +208,10 @@ class OCIPuller:
         )
 
     def _customize(self, tree: Path) -> None:
+        # Read on the host, before any chroot: an image without perl gets the host's.
+        kit = None if imagetree.has_perl(tree) else self._perl_kits.kit()
         if self._as_root:
-            customize_chrooted(tree)
+            customize_chrooted(tree, perl_kit=kit)
             return
         for directory in _TOUCHED_DIRS:
             with contextlib.suppress(FileNotFoundError):
@@ -215,7 +221,7 @@ class OCIPuller:
                         "its boot files without root",
                         hint="run bangerd as root to import this image",
                     )
-        imagetree.customize_tree(tree, strict=False)
+        imagetree.customize_tree(tree, strict=False, perl_kit=kit)
 
 
 def _apply(flattener: Flattener, blob: Path) -> None:
@@ -223,7 +229,9 @@ def _apply(flattener: Flattener, blob: Path) -> None:
         flattener.apply_layer(stream)
 
 
-def customize_chrooted(tree: Path, deadline: float = CUSTOMIZE_DEADLINE) -> None:
+def customize_chrooted(
+    tree: Path, deadline: float = CUSTOMIZE_DEADLINE, *, perl_kit: PerlKit | None = None,
+) -> None:
     """customize_tree(strict=False) in a forked child chrooted into `tree` (needs root).
     A child still running after `deadline` seconds is killed: whatever the tree holds, the
     pull (and the image lock it holds) ends."""
@@ -235,7 +243,7 @@ def customize_chrooted(tree: Path, deadline: float = CUSTOMIZE_DEADLINE) -> None
             os.close(read_fd)
             os.chroot(tree)
             os.chdir("/")
-            imagetree.customize_tree(Path("/"), strict=False)
+            imagetree.customize_tree(Path("/"), strict=False, perl_kit=perl_kit)
             code = 0
         except BaseException as exc:
             message = exc.message if isinstance(exc, BangerError) else (
