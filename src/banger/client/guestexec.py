@@ -1,4 +1,5 @@
-"""The client side of `POST /v1/vms/{name}/exec`: its NDJSON output lines, decoded."""
+"""The client side of `POST /v1/vms/{name}/exec` and of a process's output: NDJSON output
+lines, decoded."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from banger.core.errors import DaemonUnavailable, error_from_dict
 
 if TYPE_CHECKING:
     from banger.client import Client
+    from banger.client.transport import Response
     from banger.core.api import ExecVM
 
 OnOutput = Callable[[bytes], None]
@@ -18,9 +20,20 @@ OnOutput = Callable[[bytes], None]
 def run_exec(
     client: Client, name: str, request: ExecVM, on_stdout: OnOutput, on_stderr: OnOutput,
 ) -> dict[str, Any]:
-    from banger.client import _json_body, _ndjson, _q
+    from banger.client import _q
 
     response = client._open("POST", f"/v1/vms/{_q(name)}/exec", request.body(), None)
+    return read_output(response, on_stdout, on_stderr, lambda _: None, "exec")
+
+
+def read_output(
+    response: Response, on_stdout: OnOutput, on_stderr: OnOutput,
+    on_dropped: Callable[[int], None], what: str,
+) -> dict[str, Any]:
+    """Hand a process's NDJSON output (an exec's or an attach's) to the callbacks until its
+    result, which is returned; the response is closed either way."""
+    from banger.client import _json_body, _ndjson
+
     try:
         if response.status >= 400:
             raise error_from_dict(_json_body(response)["error"])
@@ -29,6 +42,8 @@ def run_exec(
                 on_stdout(base64.b64decode(item["stdout"]))
             elif "stderr" in item:
                 on_stderr(base64.b64decode(item["stderr"]))
+            elif "dropped" in item:
+                on_dropped(int(item["dropped"]))
             elif "error" in item:
                 raise error_from_dict(item["error"])
             elif "result" in item:
@@ -36,4 +51,4 @@ def run_exec(
                 return result
     finally:
         response.close()
-    raise DaemonUnavailable("bangerd closed the exec stream early", hint="see bangerd.log")
+    raise DaemonUnavailable(f"bangerd closed the {what} stream early", hint="see bangerd.log")

@@ -41,30 +41,12 @@ class GuestProcesses:
         since the last attach; `on_dropped` gets how many bytes it had to drop) until it
         ends; its exit status. Leaving early (an exception in a callback, Ctrl-C) only
         detaches: the process runs on."""
-        import base64
-
-        from banger.client import _json_body, _ndjson
+        from banger.client.guestexec import read_output
         from banger.core import api
-        from banger.core.errors import DaemonUnavailable, error_from_dict
 
         response = self._open("GET", f"{_path(name, pid)}/output", None, None)
-        try:
-            if response.status >= 400:
-                raise error_from_dict(_json_body(response)["error"])
-            for item in _ndjson(response):
-                if "stdout" in item:
-                    on_stdout(base64.b64decode(item["stdout"]))
-                elif "stderr" in item:
-                    on_stderr(base64.b64decode(item["stderr"]))
-                elif "dropped" in item:
-                    on_dropped(int(item["dropped"]))
-                elif "error" in item:
-                    raise error_from_dict(item["error"])
-                elif "result" in item:
-                    return api.ExecResult(**item["result"])
-        finally:
-            response.close()
-        raise DaemonUnavailable("bangerd closed the output stream early", hint="see bangerd.log")
+        result = read_output(response, on_stdout, on_stderr, on_dropped, "output")
+        return api.ExecResult(**result)
 
     def send_stdin(self, name: str, pid: int, data: bytes) -> None:
         """Write `data` to the process's stdin (it must have been started with stdin=True);

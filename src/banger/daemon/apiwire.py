@@ -13,7 +13,7 @@ import logging
 import socket
 import struct
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -190,6 +190,24 @@ async def exec_stream(
     except BangerError as exc:
         line = {"error": exc.to_dict()}
     await response.write(json.dumps(line).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def send_bytes(
+    request: web.Request, first: bytes, rest: AsyncIterator[bytes], content_type: str, *,
+    compress: bool = False,
+) -> web.StreamResponse:
+    """Answer `first` then `rest` as they come. The caller takes `first` before calling, so
+    errors found before the first byte (a missing path) are still plain error answers; one
+    after it cuts the response short."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    if compress:
+        response.enable_compression()
+    await response.prepare(request)
+    await response.write(first)
+    async for piece in rest:
+        await response.write(piece)
     await response.write_eof()
     return response
 

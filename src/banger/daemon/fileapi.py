@@ -12,7 +12,7 @@ from aiohttp import web
 from banger.core import api
 from banger.core.agentframe import MAX_PAYLOAD
 from banger.core.errors import InvalidInput
-from banger.daemon.apiwire import answer, body
+from banger.daemon.apiwire import answer, body, send_bytes
 from banger.daemon.guestfiles import GuestFiles
 from banger.daemon.services import Services
 
@@ -79,13 +79,7 @@ def file_routes(services: Services) -> web.RouteTableDef:
         bytes cuts the answer short (the client's tar reader then fails)."""
         pieces = files.download_tar(request.match_info["name"], request.query.get("path", ""))
         first = await anext(pieces, b"")
-        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-        await response.prepare(request)
-        await response.write(first)
-        async for piece in pieces:
-            await response.write(piece)
-        await response.write_eof()
-        return response
+        return await send_bytes(request, first, pieces, "application/x-tar")
 
     @routes.put("/v1/vms/{name}/files/tar")
     async def upload_tar(request: web.Request) -> web.Response:

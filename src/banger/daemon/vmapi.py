@@ -11,7 +11,7 @@ from banger.core import api
 from banger.core.agentframe import MAX_PAYLOAD
 from banger.core.errors import InvalidInput
 from banger.core.models import Workspace, to_dict
-from banger.daemon.apiwire import answer, body, exec_stream, plain, stream
+from banger.daemon.apiwire import answer, body, exec_stream, plain, send_bytes, stream
 from banger.daemon.services import Services
 from banger.daemon.workspaces import WorkspaceService
 
@@ -120,13 +120,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
             request.match_info["name"], request.query.get("path", "")
         )
         first = await anext(pieces, b"")
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await response.prepare(request)
-        await response.write(first)
-        async for piece in pieces:
-            await response.write(piece)
-        await response.write_eof()
-        return response
+        return await send_bytes(request, first, pieces, "application/octet-stream")
 
     @routes.put("/v1/vms/{name}/files")
     async def write_guest_file(request: web.Request) -> web.Response:

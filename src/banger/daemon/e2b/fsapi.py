@@ -17,6 +17,7 @@ from aiohttp import BodyPartReader, web
 from banger.core.connect import RPCError
 from banger.core.e2bfiles import Entry, watch_events
 from banger.core.errors import BangerError
+from banger.daemon.apiwire import send_bytes
 from banger.daemon.e2b.connectwire import SANDBOX, as_rpc_error, streamed, unary, user_of
 from banger.daemon.e2b.files import RECURSIVE_DEPTH, GuestFiles, resolve
 
@@ -128,15 +129,10 @@ def filesystem_routes(files: GuestFiles) -> web.RouteTableDef:
             first = await anext(pieces, b"")
         except (BangerError, RPCError) as exc:
             return _http_error(exc)
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            response.enable_compression()
-        await response.prepare(request)
-        await response.write(first)
-        async for piece in pieces:
-            await response.write(piece)
-        await response.write_eof()
-        return response
+        return await send_bytes(
+            request, first, pieces, "application/octet-stream",
+            compress="gzip" in request.headers.get("Accept-Encoding", ""),
+        )
 
     @routes.post("/files")
     async def upload(request: web.Request) -> web.Response:
