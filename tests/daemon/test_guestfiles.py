@@ -16,27 +16,13 @@ import aiohttp
 import pytest
 
 from banger.core.errors import GuestFileFailed, GuestPathNotFound, InvalidInput
-from tests.support.api import Api, serve
-from tests.support.daemon_env import Env, make_env
-from tests.support.fakes import FakeTemplateVMM
-from tests.support.host_fakes import FakeAgentChannel
-from tests.support.perlagent import perl_agent
+from tests.support.api import Api, serve_with_agent
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    channel = FakeAgentChannel()
-
-    def with_agent(runtime: Path) -> Env:
-        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
-                        agent=channel)
-
-    with perl_agent() as opener:
-        channel.exec_agent = opener
-        async with serve(tmp_path, make=with_agent) as served:
-            await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
-            await served.call(served.client.create_vm, name="dev")
-            yield served
+    async with serve_with_agent(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture

@@ -17,10 +17,13 @@ from aiohttp import web
 from banger.client import Client
 from banger.daemon.api import make_app
 from banger.daemon.main import _bind_socket
-from tests.support.daemon_env import Env, ready_env
+from tests.support.daemon_env import Env, make_env, ready_env
 from tests.support.fakes import (
     FakeHypervisor,
+    FakeTemplateVMM,
 )
+from tests.support.host_fakes import FakeAgentChannel
+from tests.support.perlagent import perl_agent
 
 T = TypeVar("T")
 
@@ -62,3 +65,21 @@ async def serve(
         await runner.cleanup()
         env.services.store.close()
         shutil.rmtree(runtime.parent, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def serve_with_agent(tmp_path: Path) -> AsyncIterator[Api]:
+    """A daemon whose VMs' guest agent is the real banger-agent (run on this host), with
+    one running VM, `dev`."""
+    channel = FakeAgentChannel()
+
+    def with_agent(runtime: Path) -> Env:
+        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
+                        agent=channel)
+
+    with perl_agent() as opener:
+        channel.exec_agent = opener
+        async with serve(tmp_path, make=with_agent) as served:
+            await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
+            await served.call(served.client.create_vm, name="dev")
+            yield served
