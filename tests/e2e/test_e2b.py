@@ -33,7 +33,9 @@ def e2b_env(second_banger_module: Callable[..., BangerEnv]) -> BangerEnv:
 
 def drive(env: BangerEnv, *args: str, timeout: float = 900) -> dict[str, Any]:
     proc = subprocess.run(
-        env.netns.exec_argv([sys.executable, str(DRIVER), *args]), env=env.env,
+        env.netns.exec_argv([sys.executable, str(DRIVER), *args]),
+        # glibc's fatal messages (an abort in a C extension) to stderr, not the terminal.
+        env={**env.env, "LIBC_FATAL_STDERR_": "1"},
         capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
