@@ -91,6 +91,16 @@ class RenamePath(Request):
     destination: str
 
 
+def _check_command(argv: list[str] | None, command: str | None, timeout: float) -> None:
+    """What an exec and a started process both require of their command and timeout."""
+    if (argv is None) == (command is None):
+        raise InvalidInput("give exactly one of argv and command")
+    if argv is not None and not argv:
+        raise InvalidInput("argv is empty")
+    if timeout < 0:
+        raise InvalidInput("timeout must be 0 (none) or more seconds")
+
+
 @dataclass(frozen=True)
 class ExecVM(Request):
     """`POST /v1/vms/{name}/exec`: `argv` as is, or `command` through /bin/sh -c; `stdin`
@@ -108,12 +118,7 @@ class ExecVM(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.argv is None) == (self.command is None):
-            raise InvalidInput("give exactly one of argv and command")
-        if self.argv is not None and not self.argv:
-            raise InvalidInput("argv is empty")
-        if self.timeout < 0:
-            raise InvalidInput("timeout must be 0 (none) or more seconds")
+        _check_command(self.argv, self.command, self.timeout)
 
     def stdin_bytes(self) -> bytes:
         try:
@@ -165,12 +170,7 @@ class StartProcess(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.argv is None) == (self.command is None):
-            raise InvalidInput("give exactly one of argv and command")
-        if self.argv is not None and not self.argv:
-            raise InvalidInput("argv is empty")
-        if self.timeout < 0:
-            raise InvalidInput("timeout must be 0 (none) or more seconds")
+        _check_command(self.argv, self.command, self.timeout)
 
 
 @dataclass(frozen=True)
