@@ -20,8 +20,8 @@ from tests.e2e.conftest import (
 )
 
 __all__ = [
-    "BangerEnv", "Netns", "boot_to_ssh", "ensure_test_image", "make_env", "report",
-    "temporary_netns", "timed",
+    "BangerEnv", "Netns", "boot_to_ssh", "compile_banger", "ensure_test_image", "make_env",
+    "report", "temporary_netns", "timed",
 ]
 
 
@@ -38,9 +38,23 @@ def report(label: str, samples: list[float], baseline: list[float] | None = None
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds `argv` takes, its stdin /dev/null (an inherited pipe would be data for
+    `banger vm exec` to forward) and its output discarded."""
     started = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def compile_banger() -> None:
+    """Byte-compile banger, as an installed package is: with PYTHONDONTWRITEBYTECODE set (or
+    an unwritable checkout), every CLI start would otherwise compile its modules anew, which
+    costs ~20 ms a run and is no part of what a user's `banger` costs."""
+    import compileall
+
+    import banger
+
+    compileall.compile_dir(str(Path(banger.__file__).parent), quiet=1)
 
 
 def boot_to_ssh(

@@ -13,7 +13,15 @@ import os
 import sys
 import time
 
-from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns, timed
+from common import (
+    BangerEnv,
+    compile_banger,
+    ensure_test_image,
+    make_env,
+    report,
+    temporary_netns,
+    timed,
+)
 
 from banger.client import Client
 from banger.core.paths import paths_from_env
@@ -26,6 +34,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/exec.py needs root (network namespaces)")
     image = ensure_test_image()
+    compile_banger()
     with temporary_netns() as ns:
         env: BangerEnv = make_env(ns, image)
         try:
@@ -53,7 +62,7 @@ def main() -> None:
                     samples.append(cli(verb))
             sdk_times = [sdk() for _ in range(args.reps)]
             report("banger vm ssh NAME -- true", ssh_times)
-            report("banger vm exec NAME -- true", exec_times, ssh_times)
+            report("banger vm exec NAME -- true", exec_times, ssh_times, target=0.15)
             report("Client.exec_vm(NAME, ['true'])", sdk_times, ssh_times)
         finally:
             env.shutdown()

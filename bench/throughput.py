@@ -17,7 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns, timed
+from common import (
+    BangerEnv,
+    compile_banger,
+    ensure_test_image,
+    make_env,
+    report,
+    temporary_netns,
+    timed,
+)
 
 from banger.cli.sshexec import ssh_argv
 from banger.client import Client
@@ -34,6 +42,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/throughput.py needs root (network namespaces)")
     image = ensure_test_image()
+    compile_banger()
     with temporary_netns() as ns, tempfile.TemporaryDirectory(prefix="bgtp-") as tmp:
         # A long boot_timeout: a loaded 2-core host boots a TCG guest slowly.
         env: BangerEnv = make_env(ns, image, "boot_timeout = 900\n")

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns
+from common import BangerEnv, compile_banger, ensure_test_image, make_env, report, temporary_netns
 
 # A long boot_timeout: the cold fleet boots next to the idle VMs booted before it.
 CONFIG = ('warm_start = true\nboot_timeout = 900\n'
@@ -92,6 +92,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/warm.py needs root (network namespaces)")
     image = ensure_test_image()
+    compile_banger()
     config = CONFIG
     if args.firecracker_standin:
         from tests.support.firecracker_standin import write_wrapper

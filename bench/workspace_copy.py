@@ -19,7 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BangerEnv, ensure_test_image, make_env, report, temporary_netns, timed
+from common import (
+    BangerEnv,
+    compile_banger,
+    ensure_test_image,
+    make_env,
+    report,
+    temporary_netns,
+    timed,
+)
 
 from banger.cli.sshexec import ssh_argv
 from banger.client import Client
@@ -58,6 +66,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/workspace_copy.py needs root (network namespaces)")
     image = ensure_test_image()
+    compile_banger()
     with temporary_netns() as ns, tempfile.TemporaryDirectory(prefix="bgws-") as tmp:
         repo = Path(tmp) / "repo"
         started = time.monotonic()

@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Transport,
         UnixSocketTransport,
     )
-    from banger.core.api import FileEntry, ProcessInfo
     from banger.core.errors import (
         APIError,
         BadBundle,
@@ -64,6 +63,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each 
         Unsupported,
         VMNotFound,
     )
+    from banger.core.guestapi import FileEntry, ProcessInfo
     from banger.core.models import (
         VM,
         Check,
@@ -90,7 +90,7 @@ _EXPORTS = {
         "MemoryResponse", "MemoryTransport", "Response", "Transport",
         "UnixSocketTransport",
     ),
-    "banger.core.api": (
+    "banger.core.guestapi": (
         "FileEntry", "ProcessInfo",
     ),
     "banger.core.errors": (

@@ -5,12 +5,13 @@ import os
 import signal
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.errors import DaemonUnavailable, InvalidState
 from tests.support.cli import PID, FakeClient, run
 
@@ -33,14 +34,14 @@ def test_exec_sends_the_command_and_exits_with_its_status(
     code, out, err = run(["vm", "exec", "dev", "--env", "A=1=2", "--cwd", "/tmp", "--",
                           "ls", "-l"], capsys)
     assert (code, out, err) == (3, "out\n", "err\n")
-    [(args, _)] = client.called("start_process")
-    request = args[1]
-    assert args[0] == "dev" and request.argv == ["ls", "-l"]
-    assert request.env == {"A": "1=2"} and request.cwd == "/tmp"
-    assert request.stdin and request.pty is None
+    [(args, _)] = client.called("start_attached")
+    body = args[1]
+    assert args[0] == "dev" and body["argv"] == ["ls", "-l"]
+    assert body["env"] == {"A": "1=2"} and body["cwd"] == "/tmp"
+    assert body["stdin"] and body["pty"] is None
     assert client.guest_stdin == b"piped"  # not a terminal: passed on
-    assert client.called("attach_process") == [(("dev", PID), {})]
     assert client.called("signal_process") == []
+    guestapi.StartProcess(**body)  # what the daemon checks it against
 
 
 def test_exec_with_a_terminal_stdin_passes_it_only_with_i(
@@ -48,10 +49,10 @@ def test_exec_with_a_terminal_stdin_passes_it_only_with_i(
 ) -> None:
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     assert run(["vm", "exec", "dev", "--", "true"], capsys)[0] == 0
-    assert client.started is not None and not client.started.stdin
+    assert client.started is not None and not client.started["stdin"]
     assert client.called("send_stdin") == []
     assert run(["vm", "exec", "-i", "dev", "--", "cat"], capsys)[0] == 0
-    assert client.started.stdin and client.guest_stdin == b"piped"
+    assert client.started["stdin"] and client.guest_stdin == b"piped"
 
 
 def test_exec_does_not_pass_on_dev_null(
@@ -60,7 +61,7 @@ def test_exec_does_not_pass_on_dev_null(
     with open(os.devnull) as null:
         monkeypatch.setattr(sys, "stdin", null)
         assert run(["vm", "exec", "dev", "--", "true"], capsys)[0] == 0
-    assert client.started is not None and not client.started.stdin
+    assert client.started is not None and not client.started["stdin"]
 
 
 def test_exec_with_t_asks_for_a_pty_of_the_terminal_size(
@@ -69,9 +70,9 @@ def test_exec_with_t_asks_for_a_pty_of_the_terminal_size(
     monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((132, 43)))
     monkeypatch.setenv("TERM", "screen")
     assert run(["vm", "exec", "-it", "dev", "--", "bash"], capsys)[0] == 0
-    request = client.started
-    assert request is not None and request.pty == api.PtySize(cols=132, rows=43)
-    assert request.env == {"TERM": "screen"} and request.stdin
+    body = client.started
+    assert body is not None and body["pty"] == {"cols": 132, "rows": 43}
+    assert body["env"] == {"TERM": "screen"} and body["stdin"]
 
 
 def test_exec_of_a_killed_command_exits_like_a_shell(
@@ -81,7 +82,7 @@ def test_exec_of_a_killed_command_exits_like_a_shell(
     code, _, err = run(["vm", "exec", "dev", "--timeout", "2", "--", "sleep", "9"], capsys)
     assert code == 137
     assert "killed after 2s" in err
-    assert client.started is not None and client.started.timeout == 2
+    assert client.started is not None and client.started["timeout"] == 2
 
 
 def test_exec_warns_of_dropped_output(
@@ -95,20 +96,23 @@ def test_exec_warns_of_dropped_output(
 def test_ctrl_c_is_forwarded_as_sigint(
     client: FakeClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def interrupted(*args: object) -> api.ExecResult:
+    def interrupted(name: str, body: object, on_started: Callable[[int], None],
+                    *callbacks: object) -> dict[str, Any]:
+        signal.raise_signal(signal.SIGINT)  # before the daemon named the process: held
+        on_started(PID)
         signal.raise_signal(signal.SIGINT)
-        return api.ExecResult(exit_code=None, signal=2)
+        return {"exit_code": None, "signal": 2, "timed_out": False}
 
-    monkeypatch.setattr(client, "attach_process", interrupted)
+    monkeypatch.setattr(client, "start_attached", interrupted)
     code, _, _ = run(["vm", "exec", "dev", "--", "sleep", "60"], capsys)
     assert code == 130
-    assert client.called("signal_process") == [(("dev", PID, signal.SIGINT), {})]
+    assert client.called("signal_process") == [(("dev", PID, signal.SIGINT), {})] * 2
 
 
 def test_a_failing_exec_command_does_not_leave_its_process_behind(
     client: FakeClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client.fail["attach_process"] = DaemonUnavailable("bangerd closed the output stream early")
+    client.fail["attached"] = DaemonUnavailable("bangerd closed the output stream early")
     code, _, err = run(["vm", "exec", "dev", "--", "sleep", "60"], capsys)
     assert code == 1 and "closed the output stream" in err
     assert client.called("signal_process") == [(("dev", PID, 9), {})]
@@ -121,13 +125,13 @@ def test_exec_refuses_bad_input(
 ) -> None:
     code, _, err = run(args, capsys)
     assert code != 0 and err.startswith("error: ")
-    assert client.called("start_process") == []
+    assert client.called("start_attached") == []
 
 
 def test_exec_on_a_stopped_vm_says_how_to_start_it(
     client: FakeClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client.fail["start_process"] = InvalidState("VM 'dev' is not running (stopped)",
+    client.fail["start_attached"] = InvalidState("VM 'dev' is not running (stopped)",
                                                 hint="banger vm start dev")
     code, _, err = run(["vm", "exec", "dev", "--", "true"], capsys)
     assert code == 1

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from banger.client.transport import MemoryResponse, UnixSocketTransport
-from banger.core.api import FileEntry
 from banger.core.errors import DaemonUnavailable, GuestPathNotFound
+from banger.core.guestapi import FileEntry
 from banger.core.paths import Paths
 from tests.client.test_client import Daemon, client_for
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from banger.core import api as wire
+from banger.core import guestapi as wire
 from banger.core.errors import (
     GuestAgentFailed,
     InvalidInput,
@@ -56,6 +56,16 @@ async def test_a_process_runs_and_is_attached_to(api: Api) -> None:
     assert await api.call(api.client.list_processes, "dev") == []
     with pytest.raises(ProcessNotFound, match=f"no process {info.pid}"):
         await attach(api, info.pid)
+
+
+async def test_a_process_is_started_and_attached_to_in_one_request(api: Api) -> None:
+    pids: list[int] = []
+    out: list[bytes] = []
+    body = wire.StartProcess(command="echo $$; exit 4").body()
+    result = await api.call(api.client.start_attached, "dev", body, pids.append, out.append)
+    assert result == {"exit_code": 4, "signal": None, "timed_out": False}
+    assert out == [f"{pids[0]}\n".encode()]  # the pid came first, and is the guest's
+    assert await api.call(api.client.list_processes, "dev") == []
 
 
 async def test_an_ended_process_is_listed_until_attached(api: Api) -> None:

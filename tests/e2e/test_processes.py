@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from banger.client import Client
-from banger.core import api
+from banger.core import guestapi
 from tests.e2e.conftest import BANGER, BangerEnv
 from tests.e2e.test_interactive import _read_until
 
@@ -43,7 +43,7 @@ class Attached:
 
     def __init__(self, client: Client, pid: int) -> None:
         self.out = bytearray()
-        self.result: api.ExecResult | None = None
+        self.result: guestapi.ExecResult | None = None
         self._thread = threading.Thread(target=self._run, args=(client, pid), daemon=True)
         self._thread.start()
 
@@ -53,7 +53,7 @@ class Attached:
     def wait_for(self, text: bytes, timeout: float = 60) -> None:
         wait_until(lambda: text in self.out, timeout, f"{text!r} in {bytes(self.out)!r}")
 
-    def join(self, timeout: float = 60) -> api.ExecResult:
+    def join(self, timeout: float = 60) -> guestapi.ExecResult:
         self._thread.join(timeout)
         assert self.result is not None, bytes(self.out)
         return self.result
@@ -69,7 +69,7 @@ def wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
 def test_a_background_process_is_reattached_after_its_client_left(
     client: Client, vm: str,
 ) -> None:
-    info = client.start_process(vm, api.StartProcess(
+    info = client.start_process(vm, guestapi.StartProcess(
         command="echo first; sleep 2; echo second", tag="background job",
     ))
     seen: list[bytes] = []
@@ -92,7 +92,7 @@ def test_a_background_process_is_reattached_after_its_client_left(
 
 
 def test_stdin_is_streamed_piece_by_piece(client: Client, vm: str) -> None:
-    info = client.start_process(vm, api.StartProcess(argv=["cat"], stdin=True))
+    info = client.start_process(vm, guestapi.StartProcess(argv=["cat"], stdin=True))
     attached = Attached(client, info.pid)
     client.send_stdin(vm, info.pid, b"one\n")
     attached.wait_for(b"one\n")
@@ -104,7 +104,7 @@ def test_stdin_is_streamed_piece_by_piece(client: Client, vm: str) -> None:
 
 
 def test_a_signal_reaches_the_process(client: Client, vm: str) -> None:
-    info = client.start_process(vm, api.StartProcess(
+    info = client.start_process(vm, guestapi.StartProcess(
         command="trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
     ))
     attached = Attached(client, info.pid)
@@ -115,8 +115,8 @@ def test_a_signal_reaches_the_process(client: Client, vm: str) -> None:
 
 
 def test_a_pty_process_has_a_terminal_that_resizes(client: Client, vm: str) -> None:
-    info = client.start_process(vm, api.StartProcess(
-        command="tty; stty size; read x; stty size", pty=api.PtySize(cols=80, rows=24),
+    info = client.start_process(vm, guestapi.StartProcess(
+        command="tty; stty size; read x; stty size", pty=guestapi.PtySize(cols=80, rows=24),
         stdin=True,
     ))
     attached = Attached(client, info.pid)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.errors import GuestPathNotFound, InvalidState, VMNotFound
 from banger.core.models import VM, VMSpec, VMState, Workspace
 
@@ -45,8 +45,8 @@ class FakeClient:
         self._lock = threading.Lock()
         self.dirs: set[str] = set()
         self.owners: dict[str, str] = {}
-        self.started: list[api.StartProcess] = []
-        self.processes: dict[int, api.ProcessInfo] = {}
+        self.started: list[guestapi.StartProcess] = []
+        self.processes: dict[int, guestapi.ProcessInfo] = {}
         self.signals: list[tuple[int, int]] = []
         self.stdin: list[tuple[int, bytes | None]] = []
 
@@ -122,7 +122,7 @@ class FakeClient:
         self.files[(name, path)] = (data, mode)
         self.owners[path] = owner or "root"
 
-    def _entry(self, name: str, path: str) -> api.FileEntry:
+    def _entry(self, name: str, path: str) -> guestapi.FileEntry:
         if (name, path) in self.files:
             data, mode = self.files[(name, path)]
             kind, size = "file", len(data)
@@ -131,20 +131,20 @@ class FakeClient:
         else:
             raise GuestPathNotFound(f"{path} does not exist in {name}")
         owner = self.owners.get(path, "root")
-        return api.FileEntry(name=posixpath.basename(path), path=path, type=kind, size=size,
-                             mode=mode, uid=0, gid=0, owner=owner, group=owner, mtime=0.0)
+        return guestapi.FileEntry(name=posixpath.basename(path), path=path, type=kind, size=size,
+                                  mode=mode, uid=0, gid=0, owner=owner, group=owner, mtime=0.0)
 
-    def stat_file(self, name: str, path: str) -> api.FileEntry:
+    def stat_file(self, name: str, path: str) -> guestapi.FileEntry:
         return self._entry(name, path)
 
-    def list_files(self, name: str, path: str, depth: int = 1) -> list[api.FileEntry]:
+    def list_files(self, name: str, path: str, depth: int = 1) -> list[guestapi.FileEntry]:
         self._entry(name, path)
         below = {p for _, p in self.files if p.startswith(path.rstrip("/") + "/")}
         below |= {p for p in self.dirs if p.startswith(path.rstrip("/") + "/")}
         return [self._entry(name, p) for p in sorted(below)
                 if p.count("/") - path.rstrip("/").count("/") <= depth]
 
-    def make_dir(self, name: str, path: str, mode: int = 0o755) -> api.FileEntry:
+    def make_dir(self, name: str, path: str, mode: int = 0o755) -> guestapi.FileEntry:
         self.dirs.add(path)
         return self._entry(name, path)
 
@@ -154,7 +154,7 @@ class FakeClient:
         self.files.pop((name, path), None)
         self.dirs.discard(path)
 
-    def rename_file(self, name: str, source: str, destination: str) -> api.FileEntry:
+    def rename_file(self, name: str, source: str, destination: str) -> guestapi.FileEntry:
         self.files[(name, destination)] = self.files.pop((name, source))
         return self._entry(name, destination)
 
@@ -164,10 +164,10 @@ class FakeClient:
 
     # Processes (procs contract): each starts running, pids from 100; a kill ends it.
 
-    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+    def start_process(self, name: str, request: guestapi.StartProcess) -> guestapi.ProcessInfo:
         self._running(name)
         self.started.append(request)
-        info = api.ProcessInfo(
+        info = guestapi.ProcessInfo(
             pid=100 + len(self.started) - 1, tag=request.tag, argv=request.argv,
             command=request.command, env=request.env, cwd=request.cwd, user=request.user,
             pty=False, running=True, exit_code=None, signal=None,
@@ -176,16 +176,16 @@ class FakeClient:
         self.processes[info.pid] = info
         return info
 
-    def list_processes(self, name: str) -> list[api.ProcessInfo]:
+    def list_processes(self, name: str) -> list[guestapi.ProcessInfo]:
         return list(self.processes.values())
 
     def attach_process(
         self, name: str, pid: int, on_stdout: Callable[[bytes], None],
         on_stderr: Callable[[bytes], None],
-    ) -> api.ExecResult:
+    ) -> guestapi.ExecResult:
         info = self.processes[pid]
         on_stdout(b"out\n")
-        return api.ExecResult(info.exit_code, info.signal)
+        return guestapi.ExecResult(info.exit_code, info.signal)
 
     def signal_process(self, name: str, pid: int, signal: int) -> None:
         self.signals.append((pid, signal))

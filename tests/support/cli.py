@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from banger.cli.main import main
-from banger.core import api
+from banger.core import guestapi
 from banger.core.errors import (
     BangerError,
     GuestPathNotFound,
@@ -66,7 +66,7 @@ class FakeClient:
         self.guest_tars: dict[str, bytes] = {}  # a directory's tar, by guest path
         self.exec_result: dict[str, Any] = {"exit_code": 0, "signal": None, "timed_out": False}
         self.exec_dropped = 0
-        self.started: api.StartProcess | None = None
+        self.started: dict[str, Any] | None = None  # the body of the last start_attached
         self.guest_stdin = b""
         self.stdin_closed = threading.Event()
 
@@ -160,27 +160,21 @@ class FakeClient:
             (on_stderr if stderr else on_stdout)(data)
         return self.exec_result
 
-    def start_process(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
-        self._call("start_process", name, request)
-        self.started = request
-        return api.ProcessInfo(
-            pid=PID, tag=request.tag, argv=request.argv, command=request.command,
-            env=request.env, cwd=request.cwd, user=request.user, pty=request.pty is not None,
-            running=True, exit_code=None, signal=None, started_at="2026-01-01T00:00:00Z",
-        )
-
-    def attach_process(self, name: str, pid: int, on_stdout: Any, on_stderr: Any,
-                       on_dropped: Any) -> api.ExecResult:
-        """Answers as a guest would: `exec_result` with `exec_output` written first, once
-        the stdin it was given (if any) is closed."""
-        self._call("attach_process", name, pid)
-        if self.started is not None and self.started.stdin:
+    def start_attached(self, name: str, body: dict[str, Any], on_started: Any,
+                       on_stdout: Any, on_stderr: Any, on_dropped: Any) -> dict[str, Any]:
+        """Answers as a guest would: the pid, then `exec_result` with `exec_output` written
+        first, once the stdin it was given (if any) is closed."""
+        self._call("start_attached", name, body)
+        self.started = body
+        on_started(PID)
+        self._call("attached", name, PID)
+        if body["stdin"]:
             assert self.stdin_closed.wait(5)
         if self.exec_dropped:
             on_dropped(self.exec_dropped)
         for data, stderr in self.exec_output:
             (on_stderr if stderr else on_stdout)(data)
-        return api.ExecResult(**self.exec_result)
+        return dict(self.exec_result)
 
     def send_stdin(self, name: str, pid: int, data: bytes) -> None:
         self._call("send_stdin", name, pid)
@@ -204,7 +198,7 @@ class FakeClient:
         self._call("write_file", name, path, mode=mode)
         self.guest_files[path] = data
 
-    def stat_file(self, name: str, path: str) -> api.FileEntry:
+    def stat_file(self, name: str, path: str) -> guestapi.FileEntry:
         """A file of `guest_files`, or a directory above one (or in `guest_dirs`)."""
         self._call("stat_file", name, path)
         path = path.rstrip("/") or "/"
@@ -214,8 +208,8 @@ class FakeClient:
             kind = "dir"
         else:
             raise GuestPathNotFound(f"cannot stat {path}: No such file or directory")
-        return api.FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
-                         mode=0o755, uid=0, gid=0, owner="root", group="root", mtime=0.0)
+        return guestapi.FileEntry(name=path.rpartition("/")[2], path=path, type=kind, size=0,
+                                  mode=0o755, uid=0, gid=0, owner="root", group="root", mtime=0.0)
 
     def upload_tar(self, name: str, guest_dir: str, chunks: Iterable[bytes]) -> None:
         self._call("upload_tar", name, guest_dir)

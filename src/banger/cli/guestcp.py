@@ -8,7 +8,7 @@ import posixpath
 from pathlib import Path
 
 from banger.cli.context import Context
-from banger.cli.spec import echo
+from banger.cli.spec import Arg, Command, echo
 from banger.core.errors import GuestPathNotFound, InvalidInput
 
 # How many skipped entries a warning names.
@@ -98,3 +98,6 @@ def _from_guest(ctx: Context, name: str, guest_path: str, dst: Path) -> None:
             f.write(data)
     except OSError as exc:
         raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+
+
+cp_command = Command("cp", copy, [Arg("src"), Arg("dst")])

@@ -1,5 +1,5 @@
-"""`banger vm exec` and `banger vm cp` (cli/guestcp.py): commands and files through banger's
-guest agent, without ssh (loaded only when one of them runs)."""
+"""`banger vm exec`: commands through banger's guest agent, without ssh (loaded only when it
+runs; `banger vm cp` is cli/guestcp.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import sys
 
 from banger.cli.context import Context
-from banger.cli.guestcp import copy
 from banger.cli.spec import VMS, Arg, Command, Opt, echo
 from banger.core.errors import InvalidInput
 
@@ -25,7 +24,6 @@ def _exec(
       banger vm exec dev --env CI=1 --cwd /root/repo -- ./build.sh
       banger vm exec -it dev -- bash"""
     from banger.cli.guestproc import run_process, terminal_size
-    from banger.core import api
 
     if not command:
         raise InvalidInput("give the command after `--`", hint="banger vm exec NAME -- CMD ...")
@@ -38,16 +36,18 @@ def _exec(
     if tty:
         variables.setdefault("TERM", os.environ.get("TERM") or "xterm")
     forward_stdin = interactive or _piped_stdin()
-    request = api.StartProcess(
-        argv=list(command), env=variables, cwd=cwd, user=user,
-        pty=terminal_size() if tty else None, stdin=forward_stdin, timeout=timeout,
-    )
-    result = run_process(ctx.client, name, request, forward_stdin)
-    if result.timed_out:
+    if timeout < 0:
+        raise InvalidInput("--timeout must be 0 (none) or more seconds")
+    body = {  # guestapi.StartProcess's fields (see cli/guestproc.py for why not the class)
+        "argv": list(command), "env": variables, "cwd": cwd, "user": user,
+        "pty": terminal_size() if tty else None, "stdin": forward_stdin, "timeout": timeout,
+    }
+    result = run_process(ctx.client, name, body, forward_stdin)
+    if result.get("timed_out"):
         echo(f"error: the command was killed after {timeout:g}s (--timeout)", err=True)
-    if result.signal is not None:
-        sys.exit(128 + result.signal)
-    sys.exit(result.exit_code or 0)
+    if result.get("signal") is not None:
+        sys.exit(128 + int(result["signal"]))
+    sys.exit(int(result.get("exit_code") or 0))
 
 
 def _piped_stdin() -> bool:
@@ -71,4 +71,3 @@ exec_command = Command("exec", _exec, [
     Opt("-i", "--interactive", flag=True, help="Pass this terminal's stdin to the command."),
     Opt("-t", "--tty", flag=True, help="Run the command on a terminal (PTY) in the guest."),
 ], trailing=True)
-cp_command = Command("cp", copy, [Arg("src"), Arg("dst")])

@@ -24,7 +24,7 @@ vm.add(Lazy("workspace", "banger.cli.workspace:workspace",
             "Copy a git checkout into a VM; get the guest's changes back as a patch."))
 vm.add(Lazy("exec", "banger.cli.guestio:exec_command",
             "Run a command in a running VM through banger's guest agent, without ssh."))
-vm.add(Lazy("cp", "banger.cli.guestio:cp_command",
+vm.add(Lazy("cp", "banger.cli.guestcp:cp_command",
             "Copy a file into or out of a running VM through banger's guest agent."))
 
 SIZE_OPTIONS = (

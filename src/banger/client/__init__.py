@@ -258,10 +258,10 @@ class Client(GuestProcesses, GuestFiles):
         import base64
 
         from banger.client.guestexec import run_exec
-        from banger.core import api
+        from banger.core import guestapi
 
-        request = api.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
-                             stdin=base64.b64encode(stdin).decode(), timeout=timeout)
+        request = guestapi.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
+                                  stdin=base64.b64encode(stdin).decode(), timeout=timeout)
         return run_exec(self, name, request, on_stdout, on_stderr)
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from banger.client.transport import Response, Transport
-    from banger.core.api import FileEntry
+    from banger.core.guestapi import FileEntry
 
 
 class GuestFiles:
@@ -140,6 +140,6 @@ class GuestFiles:
 
 
 def _entry(data: dict[str, Any]) -> FileEntry:
-    from banger.core.api import FileEntry
+    from banger.core.guestapi import FileEntry
 
     return FileEntry(**data)

@@ -4,17 +4,19 @@ lines, decoded."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from banger.core.errors import DaemonUnavailable, error_from_dict
 
+TYPE_CHECKING = False  # not typing's: `banger vm exec` starts without it (see core/xdg.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from banger.client import Client
     from banger.client.transport import Response
-    from banger.core.api import ExecVM
+    from banger.core.guestapi import ExecVM
 
-OnOutput = Callable[[bytes], None]
+    OnOutput = Callable[[bytes], None]
 
 
 def run_exec(
@@ -29,9 +31,11 @@ def run_exec(
 def read_output(
     response: Response, on_stdout: OnOutput, on_stderr: OnOutput,
     on_dropped: Callable[[int], None], what: str,
+    on_started: Callable[[int], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Hand a process's NDJSON output (an exec's or an attach's) to the callbacks until its
-    result, which is returned; the response is closed either way."""
+    result, which is returned; the response is closed either way. A stream that started
+    the process first names it: `on_started` gets its pid."""
     from banger.client import _json_body, _ndjson
 
     try:
@@ -44,6 +48,8 @@ def read_output(
                 on_stderr(base64.b64decode(item["stderr"]))
             elif "dropped" in item:
                 on_dropped(int(item["dropped"]))
+            elif "process" in item:
+                on_started(int(item["process"]["pid"]))
             elif "error" in item:
                 raise error_from_dict(item["error"])
             elif "result" in item:

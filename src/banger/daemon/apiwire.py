@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from banger.core.api import ExecResult, Request
+from banger.core.apibase import Request
 from banger.core.errors import BangerError, DiskFull, InvalidInput
+from banger.core.guestapi import ExecResult
 from banger.core.models import ProgressEvent, to_dict
 from banger.daemon.imagebundle import Peer
 from banger.daemon.progress import Progress

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.agentframe import MAX_PAYLOAD
 from banger.core.errors import InvalidInput
 from banger.daemon.apiwire import answer, body, send_bytes
@@ -30,13 +30,13 @@ def file_routes(services: Services) -> web.RouteTableDef:
         except ValueError as exc:
             raise InvalidInput("depth must be an integer") from exc
         batches = files.entries(request.match_info["name"], request.query.get("path", ""), depth)
-        first: list[api.FileEntry] = await anext(batches, [])
+        first: list[guestapi.FileEntry] = await anext(batches, [])
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await response.write(b'{"entries": [')
         written = 0
 
-        async def write(batch: list[api.FileEntry]) -> None:
+        async def write(batch: list[guestapi.FileEntry]) -> None:
             nonlocal written
             for entry in batch:
                 prefix = b", " if written else b""
@@ -57,19 +57,19 @@ def file_routes(services: Services) -> web.RouteTableDef:
 
     @routes.post("/v1/vms/{name}/files/mkdir")
     async def make_dir(request: web.Request) -> web.Response:
-        data = await body(request, api.MakeDir)
+        data = await body(request, guestapi.MakeDir)
         entry = await files.mkdir(request.match_info["name"], data.path, data.mode)
         return answer({"entry": dataclasses.asdict(entry)})
 
     @routes.post("/v1/vms/{name}/files/remove")
     async def remove_path(request: web.Request) -> web.Response:
-        data = await body(request, api.RemovePath)
+        data = await body(request, guestapi.RemovePath)
         await files.remove(request.match_info["name"], data.path, data.recursive)
         return web.Response(status=204)
 
     @routes.post("/v1/vms/{name}/files/rename")
     async def rename_path(request: web.Request) -> web.Response:
-        data = await body(request, api.RenamePath)
+        data = await body(request, guestapi.RenamePath)
         entry = await files.rename(request.match_info["name"], data.source, data.destination)
         return answer({"entry": dataclasses.asdict(entry)})
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.agentframe import ExecHeader, ExitStatus
 from banger.core.errors import (
     BootFailed,
@@ -45,8 +45,8 @@ class GuestExec:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def run(
-        self, name: str, request: api.ExecVM, emit: Callable[[Output], Awaitable[None]],
-    ) -> api.ExecResult:
+        self, name: str, request: guestapi.ExecVM, emit: Callable[[Output], Awaitable[None]],
+    ) -> guestapi.ExecResult:
         """Run the request's command in VM `name`, `emit` its output as it comes; its exit
         status once it ends (killed with SIGKILL once `timeout` seconds have passed)."""
         try:
@@ -76,8 +76,8 @@ class GuestExec:
                 with contextlib.suppress(asyncio.CancelledError, GuestAgentFailed):
                     await killer
         status = execution.status or ExitStatus()
-        return api.ExecResult(exit_code=status.exit_code, signal=status.signal,
-                              timed_out=timed_out)
+        return guestapi.ExecResult(exit_code=status.exit_code, signal=status.signal,
+                                   timed_out=timed_out)
 
     async def read_file(self, name: str, path: str) -> AsyncIterator[bytes]:
         """The content of the guest file `path` of VM `name`, in pieces."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.agentfiles import MAX_DEPTH, Entry
 from banger.core.agentframe import ExecHeader
 from banger.core.errors import GuestFileFailed, InvalidInput
@@ -28,7 +28,9 @@ class GuestFiles:
     def __init__(self, guest_exec: GuestExec) -> None:
         self._exec = guest_exec
 
-    async def entries(self, name: str, path: str, depth: int) -> AsyncIterator[list[api.FileEntry]]:
+    async def entries(
+        self, name: str, path: str, depth: int
+    ) -> AsyncIterator[list[guestapi.FileEntry]]:
         """What is below directory `path`, `depth` levels down, in batches as they come."""
         if not 1 <= depth <= MAX_DEPTH:
             raise InvalidInput(f"depth must be 1 to {MAX_DEPTH}")
@@ -37,11 +39,11 @@ class GuestFiles:
         async for batch in files.entries(path, depth):
             yield [file_entry(entry) for entry in batch]
 
-    async def stat(self, name: str, path: str) -> api.FileEntry:
+    async def stat(self, name: str, path: str) -> guestapi.FileEntry:
         path = _clean(path)
         return file_entry(await (await self._files(name, path)).stat(path))
 
-    async def mkdir(self, name: str, path: str, mode: int) -> api.FileEntry:
+    async def mkdir(self, name: str, path: str, mode: int) -> guestapi.FileEntry:
         if not 0 <= mode <= 0o7777:
             raise InvalidInput(f"mode {mode} is not a file mode (e.g. 493 for 0o755)")
         path = _clean(path)
@@ -53,7 +55,7 @@ class GuestFiles:
             raise InvalidInput("refusing to remove the guest's /")
         await (await self._files(name, path)).remove(path, recursive)
 
-    async def rename(self, name: str, source: str, destination: str) -> api.FileEntry:
+    async def rename(self, name: str, source: str, destination: str) -> guestapi.FileEntry:
         source, destination = _clean(source), _clean(destination)
         await self._files(name, source)
         files = await self._files(name, destination)
@@ -102,8 +104,8 @@ class GuestFiles:
         return AgentFiles(await self._exec._running(name, path))
 
 
-def file_entry(entry: Entry) -> api.FileEntry:
-    return api.FileEntry(
+def file_entry(entry: Entry) -> guestapi.FileEntry:
+    return guestapi.FileEntry(
         name=entry.name, path=entry.path, type=entry.type, size=entry.size, mode=entry.mode,
         uid=entry.uid, gid=entry.gid, owner=entry.owner, group=entry.group, mtime=entry.mtime,
         target=entry.target,

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.agentframe import ExecHeader, ExitStatus
 from banger.core.errors import (
     BangerError,
@@ -52,13 +52,13 @@ Emit = Callable[[Output | Dropped], Awaitable[None]]
 
 
 class GuestProcess:
-    def __init__(self, request: api.StartProcess, execution: Execution, pid: int,
+    def __init__(self, request: guestapi.StartProcess, execution: Execution, pid: int,
                  on_forget: Callable[[GuestProcess], None]) -> None:
         self.request = request
         self.pid = pid
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self.stdin_open = request.stdin
-        self.result: api.ExecResult | None = None
+        self.result: guestapi.ExecResult | None = None
         self.error: BangerError | None = None
         self._execution = execution
         self._on_forget = on_forget
@@ -79,16 +79,16 @@ class GuestProcess:
     def running(self) -> bool:
         return self.result is None and self.error is None
 
-    def info(self) -> api.ProcessInfo:
+    def info(self) -> guestapi.ProcessInfo:
         r = self.request
-        return api.ProcessInfo(
+        return guestapi.ProcessInfo(
             pid=self.pid, tag=r.tag, argv=r.argv, command=r.command, env=r.env, cwd=r.cwd,
             user=r.user, pty=r.pty is not None, running=self.running,
             exit_code=self.result.exit_code if self.result else None,
             signal=self.result.signal if self.result else None, started_at=self.started_at,
         )
 
-    async def attach(self, emit: Emit) -> api.ExecResult:
+    async def attach(self, emit: Emit) -> guestapi.ExecResult:
         """Hand `emit` what was kept since the last attach, then the live output; the exit
         status once it ended. A newer attach takes over: this one then fails."""
         token = object()
@@ -172,8 +172,8 @@ class GuestProcess:
             async for piece in self._execution.output():
                 await self._keep(piece)
             status = self._execution.status or ExitStatus()
-            self.result = api.ExecResult(exit_code=status.exit_code, signal=status.signal,
-                                         timed_out=self._timed_out)
+            self.result = guestapi.ExecResult(exit_code=status.exit_code, signal=status.signal,
+                                              timed_out=self._timed_out)
         except BangerError as exc:
             self.error = exc
         finally:
@@ -219,7 +219,7 @@ class ProcessTable:
         self._vms = vms
         self._by_vm: dict[str, dict[int, GuestProcess]] = {}
 
-    async def start(self, name: str, request: api.StartProcess) -> api.ProcessInfo:
+    async def start(self, name: str, request: guestapi.StartProcess) -> guestapi.ProcessInfo:
         try:
             header = ExecHeader(
                 argv=request.argv, command=request.command, env=request.env or {},
@@ -242,7 +242,7 @@ class ProcessTable:
         table[process.pid] = process  # a pid the guest reused replaces its ended owner
         return process.info()
 
-    def list(self, name: str) -> list[api.ProcessInfo]:
+    def list(self, name: str) -> list[guestapi.ProcessInfo]:
         table = self._by_vm.get(self._vms.get(name).id, {})
         return [process.info() for process in sorted(table.values(), key=lambda p: p.pid)]
 

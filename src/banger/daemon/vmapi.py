@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from banger.core import api
+from banger.core import api, guestapi
 from banger.core.agentframe import MAX_PAYLOAD
 from banger.core.errors import InvalidInput
 from banger.core.models import Workspace, to_dict
@@ -108,7 +108,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     @routes.post("/v1/vms/{name}/exec")
     async def exec_in_vm(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        data = await body(request, api.ExecVM)
+        data = await body(request, guestapi.ExecVM)
         vms.access(name)  # a stopped VM is a plain error answer, before the stream starts
         return await exec_stream(request, lambda emit: services.guest_exec.run(name, data, emit))
 

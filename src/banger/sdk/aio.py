@@ -25,7 +25,7 @@ from banger.sdk.results import ExecResult, OnText
 from banger.sdk.sandbox import Command, OnProgress, Sandbox, _quiet
 
 if TYPE_CHECKING:
-    from banger.core.api import FileEntry, ProcessInfo
+    from banger.core.guestapi import FileEntry, ProcessInfo
     from banger.core.models import Workspace
     from banger.core.ports import Port
     from banger.core.stats import VMStats

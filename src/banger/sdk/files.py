@@ -8,8 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from banger.client import Client
-from banger.core.api import FileEntry
 from banger.core.errors import GuestPathNotFound
+from banger.core.guestapi import FileEntry
 
 Hints = Callable[[], AbstractContextManager[None]]
 

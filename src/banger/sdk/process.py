@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from banger.client import Client
-from banger.core import api
+from banger.core import guestapi
 from banger.core.errors import ProcessNotFound
 from banger.sdk.results import ExecResult, Lines, OnText
 
@@ -33,11 +33,11 @@ class Process:
     _hints: Hints = field(repr=False, compare=False)
 
     @classmethod
-    def of(cls, client: Client, vm: str, info: api.ProcessInfo, hints: Hints) -> Process:
+    def of(cls, client: Client, vm: str, info: guestapi.ProcessInfo, hints: Hints) -> Process:
         return cls(vm, info.pid, info.command, tuple(info.argv) if info.argv else None,
                    info.tag, info.started_at, client, hints)
 
-    def info(self) -> api.ProcessInfo:
+    def info(self) -> guestapi.ProcessInfo:
         """What the daemon knows of it now: `running`, `exit_code`, `signal`, ..."""
         with self._hints():
             found = [p for p in self._client.list_processes(self.vm) if p.pid == self.pid]
@@ -84,7 +84,7 @@ def start_process(
     timeout: float, tag: str | None, hints: Hints,
 ) -> Process:
     """Start it; `stdin` True keeps its stdin open, data is written to it then closed."""
-    request = api.StartProcess(
+    request = guestapi.StartProcess(
         argv=argv, command=shell, env=dict(env) if env else None, cwd=cwd, user=user,
         tag=tag, stdin=bool(stdin), timeout=timeout,
     )

@@ -8,7 +8,7 @@ import posixpath
 import shlex
 from collections.abc import AsyncIterator
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.connect import RPCError
 from banger.core.e2bfiles import MISSING_MARK, Entry, listing_command, parse_listing
 from banger.core.e2bwire import DEFAULT_HOME, DEFAULT_USER
@@ -105,7 +105,7 @@ class GuestFiles:
             (err if piece.stderr else out).extend(piece.data)
 
         result = await self._guest.run(
-            vm, api.ExecVM(argv=["/bin/sh", "-c", command], user=user), keep)
+            vm, guestapi.ExecVM(argv=["/bin/sh", "-c", command], user=user), keep)
         code = result.exit_code if result.exit_code is not None else 128
         return code, bytes(out), bytes(err)
 

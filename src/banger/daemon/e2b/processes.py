@@ -12,7 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.connect import RPCError
 from banger.core.e2bwire import ProcessStart
 from banger.core.errors import BangerError, InvalidState, ProcessNotFound
@@ -32,7 +32,7 @@ class Event:
 
     stream: str = ""
     data: bytes = b""
-    result: api.ExecResult | None = None
+    result: guestapi.ExecResult | None = None
 
 
 @dataclass
@@ -40,7 +40,7 @@ class GuestProcess:
     pid: int
     start: ProcessStart
     listeners: set[asyncio.Queue[Event]] = field(default_factory=set)
-    result: api.ExecResult | None = None
+    result: guestapi.ExecResult | None = None
 
     @property
     def running(self) -> bool:
@@ -94,8 +94,8 @@ class SandboxProcesses:
         timeout: float,
     ) -> tuple[GuestProcess, asyncio.Queue[Event]]:
         """Start the process; it and a queue already receiving all of its output."""
-        pty = api.PtySize(*start.pty) if start.pty else None
-        info = await self._held.start(vm, api.StartProcess(
+        pty = guestapi.PtySize(*start.pty) if start.pty else None
+        info = await self._held.start(vm, guestapi.StartProcess(
             argv=start.argv, env=env, cwd=cwd, user=user, tag=start.tag, pty=pty,
             stdin=start.stdin, timeout=timeout,
         ))
@@ -118,7 +118,7 @@ class SandboxProcesses:
             result = await self._held.get(vm, process.pid).attach(emit)
         except BangerError as exc:
             log.warning("process %d in %s: %s", process.pid, vm, exc.message)
-            result = api.ExecResult(exit_code=None, signal=signal.SIGKILL)
+            result = guestapi.ExecResult(exit_code=None, signal=signal.SIGKILL)
         process.publish(Event(result=result))
         await asyncio.sleep(ENDED_KEPT_FOR)
         table = self._processes.get(vm, {})
@@ -156,7 +156,7 @@ class SandboxProcesses:
                 await task
 
 
-async def _ends(process: GuestProcess) -> AsyncIterator[api.ExecResult]:
+async def _ends(process: GuestProcess) -> AsyncIterator[guestapi.ExecResult]:
     async for event in process.events():
         if event.result is not None:
             yield event.result

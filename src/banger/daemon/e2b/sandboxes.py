@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import replace
 
-from banger.core import api
+from banger.core import guestapi
 from banger.core.e2bwire import DEFAULT_HOME, DEFAULT_USER, SandboxRecord
 from banger.core.errors import BangerError, GuestCommandFailed, SandboxNotFound, VMNotFound
 from banger.daemon.guestexec import GuestExec
@@ -157,7 +157,7 @@ class SandboxService:
         async def keep(piece: Output) -> None:
             errors.extend(piece.data if piece.stderr else b"")
 
-        result = await self._guest.run(vm, api.ExecVM(argv=["/bin/sh", "-c", script]), keep)
+        result = await self._guest.run(vm, guestapi.ExecVM(argv=["/bin/sh", "-c", script]), keep)
         if result.exit_code != 0:
             raise GuestCommandFailed(
                 f"setting up the sandbox's user failed: {errors.decode(errors='replace')}")
