@@ -148,6 +148,15 @@ class BangerEnv:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "--json").stdout)
 
+    @contextlib.contextmanager
+    def vm(self, name: str, *create_args: str) -> Iterator[str]:
+        """A VM made with `vm create --name NAME ...`, deleted afterwards whatever happened."""
+        self.run("vm", "create", "--name", name, *create_args)
+        try:
+            yield name
+        finally:
+            self.run("vm", "delete", "--force", name, check=False)
+
     def daemon_pid(self) -> int | None:
         lock = self.state_dir / "bangerd.lock"
         with contextlib.suppress(OSError, ValueError):

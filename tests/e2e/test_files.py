@@ -20,11 +20,8 @@ VM = "fs"
 
 @pytest.fixture(scope="module")
 def vm(banger: BangerEnv) -> Iterator[str]:
-    banger.run("vm", "create", "--name", VM)
-    try:
-        yield VM
-    finally:
-        banger.run("vm", "delete", "--force", VM, check=False)
+    with banger.vm(VM) as name:
+        yield name
 
 
 @pytest.fixture

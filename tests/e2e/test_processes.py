@@ -25,11 +25,8 @@ VM = "pr"
 
 @pytest.fixture(scope="module")
 def vm(banger: BangerEnv) -> Iterator[str]:
-    banger.run("vm", "create", "--name", VM)
-    try:
-        yield VM
-    finally:
-        banger.run("vm", "delete", "--force", VM, check=False)
+    with banger.vm(VM) as name:
+        yield name
 
 
 @pytest.fixture
