@@ -100,17 +100,31 @@ def _fake_key(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["image", "export", "img", "-o", "out.tar.zst"], ["image", "import", "/dev/null"]],
-)
+@pytest.mark.parametrize("args", [
+    ["image", "register", "--name", "x", "--rootfs", "/srv/r.ext4", "--kernel", "/srv/k"],
+    ["kernel", "register", "--name", "x", "--vmlinuz", "/srv/vmlinuz"],
+])
 def test_host_path_commands_refuse_a_remote_daemon(
     client: FakeClient, capsys: pytest.CaptureFixture[str], args: list[str]
 ) -> None:
+    """Before looking for the files here (they are the remote host's, if anywhere)."""
     client.remote = RemoteHost("devbox", "me")
     code, _, err = run(args, capsys)
-    assert code == 1 and "ssh://me@devbox, not this machine" in err
+    assert code == 1 and "daemon's host (ssh://me@devbox)" in err
+    assert err.count("\n") == 2 and "hint: run it on that host: ssh me@devbox banger" in err
     assert not client.calls
+
+
+def test_bundles_go_through_a_remote_daemon(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client.remote = RemoteHost("devbox", "me")
+    monkeypatch.chdir(tmp_path)
+    assert run(["image", "export", "img", "-o", "b.tar.zst"], capsys)[0] == 0
+    (tmp_path / "b.tar.zst").write_bytes(b"x")
+    assert run(["image", "import", "b.tar.zst", "--name", "y"], capsys)[0] == 0
+    assert [name for name, _, _ in client.calls] == ["export_image", "import_image"]
 
 
 def test_vm_forward_goes_through_the_remote_host(

@@ -115,3 +115,11 @@ def test_a_download_cut_short_is_an_error_not_an_end(short_tmp: Path) -> None:
             pieces.append(piece)
     server.close()
     assert pieces == [b"hello"]
+
+
+def test_a_download_cut_inside_a_chunk_is_an_error_too(short_tmp: Path) -> None:
+    server = OneAnswer(short_tmp / "sock", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                           b"\r\n10\r\nhello")
+    with pytest.raises(DaemonUnavailable, match="cut short"):
+        b"".join(_client(short_tmp).download_tar("dev", "/root/d"))
+    server.close()

@@ -231,3 +231,52 @@ def _read_banner(netns: Netns, port: int) -> str:
     )
     return subprocess.run(netns.exec_argv([sys.executable, "-c", code]), capture_output=True,
                           text=True, timeout=60, check=False).stdout
+
+
+@pytest.mark.timeout(1800)
+def test_images_travel_through_the_connection(remote: Remote, tmp_path: Path) -> None:
+    """`image export` writes the laptop's file, `image import` uploads one: the bundle streams
+    through ssh, and the imported image boots on the remote host."""
+    laptop, host = remote.laptop, remote.host
+    bundle = tmp_path / "bookworm.tar.zst"
+    started = time.monotonic()
+    exported = laptop.run("image", "export", "debian-bookworm", "-o", str(bundle), timeout=900)
+    export_s = time.monotonic() - started
+    assert "exporting debian-bookworm" in exported.stderr
+    assert str(bundle) in exported.stdout and bundle.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bundle.name]  # no .partial left
+
+    started = time.monotonic()
+    imported = laptop.run("image", "import", str(bundle), "--name", "carried", timeout=900)
+    import_s = time.monotonic() - started
+    assert "importing bookworm.tar.zst" in imported.stderr
+    carried = host.json("image", "show", "carried")
+    assert carried["managed"] and carried["source"].startswith("import: bookworm.tar.zst")
+    assert Path(carried["rootfs"]).parent == host.state_dir / "images" / "carried"
+    print(f"\nover ssh: export {export_s:.1f}s, import {import_s:.1f}s, bundle "
+          f"{bundle.stat().st_size >> 20} MiB")
+
+    ran = laptop.run("vm", "run", "--rm", "--name", "fromlaptop", "--image", "carried", "--",
+                     "hostname", timeout=900)
+    assert ran.stdout.strip().splitlines()[-1] == "fromlaptop", ran.stderr
+
+    # A truncated upload: one error, and nothing of it on the remote host.
+    images_before = sorted(os.listdir(host.state_dir / "images"))
+    with open(bundle, "r+b") as f:
+        f.truncate(bundle.stat().st_size // 2)
+    bad = laptop.run("image", "import", str(bundle), "--name", "broken", check=False,
+                     timeout=900)
+    assert bad.returncode != 0 and bad.stderr.count("error:") == 1, bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert sorted(os.listdir(host.state_dir / "images")) == images_before
+    assert "broken" not in [i["name"] for i in host.json("image", "list")]
+
+    # Registering files stays on the daemon's host: one line saying so, and where to run it.
+    refused = laptop.run("image", "register", "--name", "x", "--rootfs", "/srv/rootfs.ext4",
+                         "--kernel", "/srv/vmlinuz", check=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 2, refused.stderr
+    assert f"daemon's host ({URL})" in refused.stderr
+    assert f"hint: run it on that host: ssh root@{REMOTE_IP}" in refused.stderr
+
+    laptop.run("image", "delete", "carried")
+    assert not (host.state_dir / "images" / "carried").exists()

@@ -15,7 +15,7 @@ import pytest
 
 from banger.core.errors import BadBundle, ImageTooLarge, UnsafeLayer
 from banger.core.tarlimits import MAX_EXTENDED_HEADER
-from banger.host.bundle import ZstdCodec, read_bundle
+from banger.host.bundle import Codec, ZstdCodec, read_bundle
 from banger.host.flatten import Flattener, open_layer
 from tests.support.host_fakes import PlainCodec
 
@@ -32,6 +32,11 @@ class CountingReader:
         self.read_bytes += len(data)
         return data
 
+
+
+def unpack(bundle: Path, dest: Path, codec: Codec, max_bytes: int | None = None) -> None:
+    with open(bundle, "rb") as src:
+        read_bundle(src, dest, codec, max_bytes)
 
 def header_block(name: str, kind: bytes, size: int) -> bytes:
     info = tarfile.TarInfo(name)
@@ -138,7 +143,7 @@ def test_an_image_bundle_with_a_header_bomb_is_a_bad_bundle(tmp_path: Path) -> N
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(BadBundle, match="extended tar headers"):
-        read_bundle(bundle, dest, PlainCodec(), lambda done, total: None)
+        unpack(bundle, dest, PlainCodec())
 
 
 def test_an_image_bundle_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
@@ -147,7 +152,7 @@ def test_an_image_bundle_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(ImageTooLarge, match="bundle"):
-        read_bundle(bundle, dest, PlainCodec(), lambda done, total: None, max_bytes=1 << 20)
+        unpack(bundle, dest, PlainCodec(), max_bytes=1 << 20)
 
 
 @pytest.mark.parametrize("mtime", ["1e300", "inf", "nan", "-1e20"])
@@ -175,4 +180,4 @@ def test_endless_data_after_a_bundles_end_is_refused(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(BadBundle, match="after its end"):
-        read_bundle(bundle, dest, ZstdCodec(), lambda done, total: None)
+        unpack(bundle, dest, ZstdCodec())

@@ -34,13 +34,15 @@ class Context:
 
     def require_local_daemon(self, command: str) -> None:
         """Refuse a command whose paths the daemon would resolve on its own host, when that
-        host is a remote one (they would name its files, not this machine's)."""
+        host is a remote one (they would name its files, not this machine's). Commands that
+        call it check their paths after it (the daemon checks them too), so a remote user
+        hears why before hearing that a path is missing here."""
         remote = self.client.remote
         if remote is not None:
             from banger.core.errors import InvalidInput
 
             raise InvalidInput(
-                f"`banger {command}` reads or writes files on the daemon's host, and that is "
-                f"{remote.url}, not this machine",
-                hint=f"run it there: ssh {remote.destination} banger {command} ...",
+                f"`banger {command}` takes files on the daemon's host ({remote.url}) and "
+                "leaves them there: it does not copy files from this machine",
+                hint=f"run it on that host: ssh {remote.destination} banger {command} ...",
             )

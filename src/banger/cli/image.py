@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from banger.cli.context import Context
 from banger.cli.render import ProgressPrinter, iso_time, print_fields, print_json, print_table
-from banger.cli.spec import FILE, IMAGES, KERNELS, Arg, Group, Opt, echo, path
+from banger.cli.spec import FILE, HOST_PATH, IMAGES, KERNELS, Arg, Group, Opt, echo, path
 from banger.core.units import format_size
 
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
@@ -125,11 +125,11 @@ def pull(ctx: Context, name: str, force: bool, as_name: str | None, kernel: str 
 
 @image.command(
     Opt("--name", required=True, help="Image name."),
-    Opt("--rootfs", required=True, type=EXISTING_FILE, complete=FILE,
+    Opt("--rootfs", required=True, type=HOST_PATH, complete=FILE,
         help="Raw ext4 root filesystem (stays where it is)."),
-    Opt("--kernel", required=True, type=EXISTING_FILE, complete=FILE,
+    Opt("--kernel", required=True, type=HOST_PATH, complete=FILE,
         help="Kernel (bzImage/vmlinuz)."),
-    Opt("--initrd", type=EXISTING_FILE, complete=FILE, help="Initial ramdisk."),
+    Opt("--initrd", type=HOST_PATH, complete=FILE, help="Initial ramdisk."),
 )
 def register(
     ctx: Context, name: str, rootfs: str, kernel: str, initrd: str | None
@@ -160,10 +160,10 @@ def delete(ctx: Context, name: str, force: bool) -> None:
 )
 def export(ctx: Context, name: str, output: str) -> None:
     """Write an image (rootfs, kernel, initrd, metadata) to one zstd-compressed bundle with
-    sha256 checksums, for `banger image import` on another machine."""
+    sha256 checksums, for `banger image import` on another machine. FILE is on this machine,
+    also when the daemon is a remote one (the bundle streams through the connection)."""
     import os
 
-    ctx.require_local_daemon("image export")
     printer = ProgressPrinter()
     try:
         result = ctx.client.export_image(name, os.path.abspath(output), on_progress=printer)
@@ -179,9 +179,9 @@ def export(ctx: Context, name: str, output: str) -> None:
     name="import",
 )
 def import_(ctx: Context, bundle: str, as_name: str | None) -> None:
-    """Import an image bundle made by `banger image export`; every file's checksum is
-    verified, and a bad bundle leaves nothing behind."""
-    ctx.require_local_daemon("image import")
+    """Import an image bundle made by `banger image export` (a file on this machine, uploaded
+    to a remote daemon); every file's checksum is verified, and a bad bundle leaves nothing
+    behind."""
     printer = ProgressPrinter()
     try:
         imported = ctx.client.import_image(bundle, as_name=as_name, on_progress=printer)

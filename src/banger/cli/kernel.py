@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from banger.cli.context import Context
 from banger.cli.render import ProgressPrinter, iso_time, print_fields, print_json, print_table
-from banger.cli.spec import DIR, FILE, KERNELS, Arg, Group, Opt, echo, path
+from banger.cli.spec import DIR, FILE, HOST_PATH, KERNELS, Arg, Group, Opt, echo
 from banger.core.units import format_size
 
 kernel = Group("kernel", "Manage kernels (catalog kernels from Debian, or registered files).")
 NAME = Arg("name", complete=KERNELS)
 JSON = Opt("--json", dest="as_json", flag=True, help="Machine-readable output.")
-EXISTING_FILE = path(exists=True, dir_okay=False, resolve=True)
 
 
 @kernel.command(JSON, name="list")
@@ -56,12 +55,12 @@ def pull(ctx: Context, name: str, force: bool) -> None:
 
 @kernel.command(
     Opt("--name", required=True, help="Kernel name."),
-    Opt("--vmlinuz", required=True, type=EXISTING_FILE, complete=FILE,
+    Opt("--vmlinuz", required=True, type=HOST_PATH, complete=FILE,
         help="Kernel image (bzImage/vmlinuz)."),
-    Opt("--initrd", type=EXISTING_FILE, complete=FILE, help="Initial ramdisk."),
-    Opt("--vmlinux", type=EXISTING_FILE, complete=FILE,
+    Opt("--initrd", type=HOST_PATH, complete=FILE, help="Initial ramdisk."),
+    Opt("--vmlinux", type=HOST_PATH, complete=FILE,
         help="Uncompressed ELF kernel (Firecracker)."),
-    Opt("--modules", type=path(exists=True, file_okay=False, resolve=True), complete=DIR,
+    Opt("--modules", type=HOST_PATH, complete=DIR,
         help="Modules tree (lib/modules/VERSION)."),
 )
 def register(

@@ -327,5 +327,10 @@ def path(
     return check
 
 
+# A path the daemon reads where it is (`image register`, `kernel register`): made absolute
+# here, checked by the daemon, after the command refused a remote one.
+HOST_PATH = path(resolve=True)
+
+
 def echo(text: str = "", *, err: bool = False) -> None:
     print(text, file=sys.stderr if err else sys.stdout)

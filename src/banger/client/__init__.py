@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from banger.client.bundles import ImageBundles
 from banger.client.files import GuestFiles
 from banger.client.processes import GuestProcesses
 from banger.client.transport import Response, Transport, UnixSocketTransport
@@ -21,7 +22,7 @@ from banger.core.xdg import socket_path
 # (dataclasses, inspect) load when a method needs them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any
 
     from banger.core.api import Readiness
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     OnProgress = Callable[[ProgressEvent], None]
 
-class Client(GuestProcesses, GuestFiles):
+class Client(GuestProcesses, GuestFiles, ImageBundles):
     def __init__(
         self, paths: Paths | None = None, *, autostart: bool = True,
         env: Mapping[str, str] | None = None, transport: Transport | None = None,
@@ -68,15 +69,18 @@ class Client(GuestProcesses, GuestFiles):
 
     def _open(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None,
-        raw: bytes | None = None,
+        raw: bytes | None = None, chunks: Iterable[bytes] | None = None,
     ) -> Response:
-        """Send `body` as JSON, or `raw` bytes (a file's content)."""
+        """Send `body` as JSON, `raw` bytes (a file's content), or `chunks` of a body of any
+        size, streamed (`chunks` is only iterated once a daemon answers the connection)."""
         payload = json.dumps(body).encode() if body is not None else raw
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        if raw is not None:
+        if raw is not None or chunks is not None:
             headers = {"Content-Type": "application/octet-stream"}
         for attempt in (1, 2):
             try:
+                if chunks is not None:
+                    return self._transport.send_stream(method, path, chunks, headers, timeout)
                 return self._transport.send(method, path, payload, headers, timeout)
             except (FileNotFoundError, ConnectionRefusedError):
                 if self.remote is not None:  # `banger daemon stdio` starts it, if it may
@@ -110,7 +114,10 @@ class Client(GuestProcesses, GuestFiles):
     ) -> Any:
         """Send a long operation; hand each progress event to `on_progress`; return the
         result line's value or raise its error."""
-        response = self._open(method, path, body, None)
+        return self._follow(self._open(method, path, body, None), on_progress)
+
+    def _follow(self, response: Response, on_progress: OnProgress) -> Any:
+        """A long operation's answer: progress events, then its result or error."""
         try:
             if response.status >= 400:
                 data = _json_body(response)
@@ -395,29 +402,6 @@ class Client(GuestProcesses, GuestFiles):
         return _image(
             self.request("DELETE", f"/v1/images/{_q(name)}{query}", timeout=None)
         )
-
-    def export_image(
-        self, name: str, path: str, *, on_progress: OnProgress = lambda _: None
-    ) -> dict[str, Any]:
-        """Write the image as a bundle file at `path` (absolute; on the daemon's host)."""
-        from banger.core import api
-
-        body = api.ExportImage(path=path).body()
-        result: dict[str, Any] = self.stream(
-            "POST", f"/v1/images/{_q(name)}/export", body, on_progress
-        )
-        return result
-
-    def import_image(
-        self, path: str, *, as_name: str | None = None,
-        on_progress: OnProgress = lambda _: None,
-    ) -> Image:
-        """Register the image in the bundle at `path`, after checking every checksum."""
-        from banger.core import api
-
-        body = api.ImportImage(path=path, as_name=as_name).body()
-        return _image(self.stream("POST", "/v1/images/import", body, on_progress))
-
 
 def _q(name: str) -> str:
     from urllib.parse import quote

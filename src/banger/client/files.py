@@ -8,17 +8,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any
 
-    from banger.client.transport import Response, Transport
+    from banger.client.transport import Response
     from banger.core.guestapi import FileEntry
 
 
 class GuestFiles:
     if TYPE_CHECKING:
-        _transport: Transport
-
         def _open(
             self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None,
-            raw: bytes | None = None,
+            raw: bytes | None = None, chunks: Iterable[bytes] | None = None,
         ) -> Response: ...
 
         def request(
@@ -101,16 +99,10 @@ class GuestFiles:
         """Unpack the tar stream `chunks` into `guest_dir` (made if missing), streamed: any
         size. Files are owned by root in the guest, their modes kept."""
         from banger.client import _json_body, _q, _query
-        from banger.core.errors import DaemonUnavailable, error_from_dict
+        from banger.core.errors import error_from_dict
 
         path = f"/v1/vms/{_q(name)}/files/tar?{_query(path=guest_dir)}"
-        try:
-            response = self._transport.send_stream(
-                "PUT", path, chunks, {"Content-Type": "application/x-tar"}, None
-            )
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonUnavailable("bangerd is not running",
-                                    hint="any banger command starts it") from None
+        response = self._open("PUT", path, None, None, chunks=chunks)
         try:
             answer = _json_body(response) if response.status >= 400 else None
         finally:

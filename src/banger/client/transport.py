@@ -98,10 +98,9 @@ class HTTPResponse(Response):
                     self._eof = True
                     return b""
                 self._chunk_left = size
-            data = self._file.read1(self._chunk_left) if self._chunk_left else b""
-            if not data:
-                self._eof = True
-                return b""
+            data = self._file.read1(self._chunk_left)
+            if not data:  # the connection ended inside a chunk
+                raise ConnectionResetError("bangerd ended its answer early")
             self._chunk_left -= len(data)
             if self._chunk_left == 0:
                 self._file.readline()  # CRLF after each chunk

@@ -100,17 +100,6 @@ class WarmImage(Request):
 
 
 @dataclass(frozen=True)
-class ExportImage(Request):
-    path: str
-
-
-@dataclass(frozen=True)
-class ImportImage(Request):
-    path: str
-    as_name: str | None = None
-
-
-@dataclass(frozen=True)
 class PullKernel(Request):
     name: str
     force: bool = False

@@ -1,6 +1,6 @@
 """What every API route shares: JSON answers, request bodies checked against the wire
 schema (core/api.py), NDJSON streams for long operations, errors as
-{"error": {"code", "message", "hint"}}, and the asking process's credentials."""
+{"error": {"code", "message", "hint"}}, and streamed bytes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import dataclasses
 import errno
 import json
 import logging
-import socket
-import struct
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,7 +21,6 @@ from banger.core.apibase import Request
 from banger.core.errors import BangerError, DiskFull, InvalidInput
 from banger.core.guestapi import ExecResult
 from banger.core.models import ProgressEvent, to_dict
-from banger.daemon.imagebundle import Peer
 from banger.daemon.progress import Progress
 from banger.host.agentsession import Output
 
@@ -206,9 +203,16 @@ async def send_bytes(
     if compress:
         response.enable_compression()
     await response.prepare(request)
-    await response.write(first)
-    async for piece in rest:
-        await response.write(piece)
+    try:
+        await response.write(first)
+        async for piece in rest:
+            await response.write(piece)
+    except BaseException:
+        # The status line is out: an answer that ends without its last chunk is the only
+        # way left to say it failed (an error answer written now would land in the body).
+        if request.transport is not None:
+            request.transport.abort()
+        raise
     await response.write_eof()
     return response
 
@@ -219,16 +223,3 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
-
-
-def peer_of(request: web.Request) -> Peer | None:
-    """The requesting process's uid/gid (SO_PEERCRED on the Unix socket)."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _, uid, gid = struct.unpack("3i", raw)
-    return Peer(uid, gid)

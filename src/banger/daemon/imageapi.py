@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+
 from aiohttp import web
 
 from banger.core import api
 from banger.core.errors import MissingTool
 from banger.core.models import to_dict
-from banger.daemon.apiwire import answer, body, peer_of, stream
+from banger.daemon.apiwire import answer, body, send_bytes, stream
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.progress import Progress
 from banger.daemon.services import Services
+
+_UPLOAD_PIECE = 1 << 20
+_MAX_FILE_NAME = 255
 
 
 def image_routes(services: Services) -> web.RouteTableDef:
@@ -60,20 +67,29 @@ def image_routes(services: Services) -> web.RouteTableDef:
             raise MissingTool("image export/import are not available in this daemon")
         return services.bundles
 
-    @routes.post("/v1/images/{name}/export")
+    @routes.get("/v1/images/{name}/bundle")
     async def export_image(request: web.Request) -> web.StreamResponse:
-        data = await body(request, api.ExportImage)
-        name, peer = request.match_info["name"], peer_of(request)
-        images.get(name)
-        return await stream(request, lambda progress: bundles().export(
-            name, data.path, peer, progress))
+        """The bundle's bytes as they are made; an error after the first cuts the answer
+        short (the client then removes what it wrote)."""
+        pieces = bundles().export(request.match_info["name"])
+        async with contextlib.aclosing(pieces):
+            first = await anext(pieces, b"")
+            return await send_bytes(request, first, pieces, "application/octet-stream")
 
-    @routes.post("/v1/images/import")
+    @routes.post("/v1/images/bundle")
     async def import_image(request: web.Request) -> web.StreamResponse:
-        data = await body(request, api.ImportImage)
-        peer = peer_of(request)
+        """The request's body is the bundle; `as_name` and `file` (the client's file name,
+        for the image's source) are in the query."""
+        as_name = request.query.get("as_name") or None
+        bundles().check_new_name(as_name)
+        file_name = PurePosixPath(request.query.get("file", "")).name[:_MAX_FILE_NAME]
+
+        async def content() -> AsyncIterator[bytes]:
+            async for piece in request.content.iter_chunked(_UPLOAD_PIECE):
+                yield piece
+
         return await stream(request, lambda progress: bundles().import_(
-            data.path, data.as_name, peer, progress))
+            content(), as_name, file_name or "upload", progress))
 
     @routes.post("/v1/images/{name}/warm")
     async def warm_image(request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,7 @@
 """Writing and reading image bundles (see banger.core.bundle): tar streamed through a
-compression Codec, sha256 computed on the way. Blocking; callers run these in a thread.
+compression Codec, sha256 computed on the way. `write_bundle` and `read_bundle` block;
+`stream_bundle` and `unpack_stream` run them in a worker thread at the end of a pipe, so a
+bundle travels through the API (export to, import from the client) as it is made or read.
 
 The real codec is the `zstd` binary (multithreaded, and it squeezes the zeros of a sparse
 root filesystem to almost nothing); tests use a codec that stores bytes as they are.
@@ -7,6 +9,7 @@ Import writes zero runs as holes, so a sparse rootfs stays sparse."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -14,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -31,8 +34,6 @@ from banger.core.tarlimits import open_stream
 from banger.core.units import format_size
 from banger.host.safeio import CappedReader
 
-# (bytes done, bytes total): input bytes for export, bundle bytes for import.
-OnBytes = Callable[[int, int], None]
 _CHUNK = 1 << 20
 _BLOCK = 64 << 10  # hole granularity on import
 _ZEROS = bytes(_CHUNK)
@@ -46,8 +47,8 @@ class Codec(Protocol):
         ...
 
     def decompress(self, src: IO[bytes]) -> contextlib.AbstractContextManager[IO[bytes]]:
-        """A readable stream of `src` decompressed. `src` must be a real file: its offset
-        is how far the codec has read (progress)."""
+        """A readable stream of `src` decompressed. `src` must have a file descriptor (a
+        pipe will do): the codec may hand it to a subprocess."""
         ...
 
 
@@ -122,11 +123,10 @@ def _stderr(proc: subprocess.Popen[bytes]) -> str:
 
 
 class _Hashing:
-    """A reader that hashes what passes through and reports progress."""
+    """A reader that hashes what passes through."""
 
-    def __init__(self, f: IO[bytes], on_read: Callable[[int], None]) -> None:
+    def __init__(self, f: IO[bytes]) -> None:
         self._f = f
-        self._on_read = on_read
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -134,23 +134,13 @@ class _Hashing:
         data = self._f.read(n)
         self.sha256.update(data)
         self.size += len(data)
-        self._on_read(len(data))
         return data
 
 
 def write_bundle(
     files: dict[str, str], metadata: dict[str, object], out: IO[bytes], codec: Codec,
-    on_bytes: OnBytes,
 ) -> Manifest:
     """Stream `files` (member name -> path) and then the manifest into `out`."""
-    total = sum(os.stat(path).st_size for path in files.values())
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        on_bytes(done, total)
-
     members: list[Member] = []
     with codec.compress(out) as stream, \
             tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -161,7 +151,7 @@ def write_bundle(
                 info.size = os.fstat(f.fileno()).st_size
                 info.mode = 0o644
                 info.mtime = int(os.fstat(f.fileno()).st_mtime)
-                reader = _Hashing(f, advance)
+                reader = _Hashing(f)
                 tar.addfile(info, reader)
             members.append(Member(name, reader.size, reader.sha256.hexdigest()))
         manifest = Manifest(dict(metadata), members)
@@ -183,45 +173,39 @@ class _BytesReader:
 
 
 def read_bundle(
-    bundle: Path, dest: Path, codec: Codec, on_bytes: OnBytes, max_bytes: int | None = None,
+    src: IO[bytes], dest: Path, codec: Codec, max_bytes: int | None = None,
 ) -> Manifest:
-    """Unpack `bundle` into the (existing, empty) dir `dest` and verify every member against
-    the manifest. Raises BadBundle on anything off; the caller removes `dest` then.
+    """Unpack the bundle read from `src` (a file or a pipe) into the (existing, empty) dir
+    `dest` and verify every member against the manifest. Raises BadBundle on anything off;
+    the caller removes `dest` then.
     `max_bytes` caps the decompressed stream (ImageTooLarge past it): holes are cheap on
     disk, but a crafted bundle could still make an image of any size."""
     found: dict[str, Member] = {}
     raw_manifest: bytes | None = None
-    with open(bundle, "rb") as src:
-        total = os.fstat(src.fileno()).st_size
-
-        def advance() -> None:
-            on_bytes(os.lseek(src.fileno(), 0, os.SEEK_CUR), total)
-
-        try:
-            with codec.decompress(src) as stream, \
-                    open_stream(_capped(stream, max_bytes)) as tar:
-                for info in tar:
-                    check_member_name(info.name)
-                    if not info.isreg():
-                        raise BadBundle(f"bundle member {info.name!r} is not a regular file")
-                    if info.name in found or (info.name == MANIFEST and raw_manifest):
-                        raise BadBundle(f"the bundle holds {info.name!r} twice")
-                    data = tar.extractfile(info)
-                    assert data is not None
-                    if info.name == MANIFEST:
-                        if info.size > _MANIFEST_MAX:
-                            raise BadBundle("the bundle's manifest is implausibly large")
-                        raw_manifest = data.read()
-                        continue
-                    found[info.name] = _write_sparse(data, dest / info.name, advance)
-        except tarfile.TarError as exc:
-            raise BadBundle(f"the bundle is not a readable tar stream: {exc}") from exc
-        except EOFError as exc:
-            raise BadBundle("the bundle ends early (truncated)") from exc
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError | PermissionError):
-                raise
-            raise HostError(f"cannot unpack the bundle: {exc}") from exc
+    try:
+        with codec.decompress(src) as stream, open_stream(_capped(stream, max_bytes)) as tar:
+            for info in tar:
+                check_member_name(info.name)
+                if not info.isreg():
+                    raise BadBundle(f"bundle member {info.name!r} is not a regular file")
+                if info.name in found or (info.name == MANIFEST and raw_manifest):
+                    raise BadBundle(f"the bundle holds {info.name!r} twice")
+                data = tar.extractfile(info)
+                assert data is not None
+                if info.name == MANIFEST:
+                    if info.size > _MANIFEST_MAX:
+                        raise BadBundle("the bundle's manifest is implausibly large")
+                    raw_manifest = data.read()
+                    continue
+                found[info.name] = _write_sparse(data, dest / info.name)
+    except tarfile.TarError as exc:
+        raise BadBundle(f"the bundle is not a readable tar stream: {exc}") from exc
+    except EOFError as exc:
+        raise BadBundle("the bundle ends early (truncated)") from exc
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError):
+            raise
+        raise HostError(f"cannot unpack the bundle: {exc}") from exc
     if raw_manifest is None:
         raise BadBundle("the bundle has no manifest (truncated, or not a banger bundle)")
     manifest = parse_manifest(raw_manifest)
@@ -236,7 +220,7 @@ def _capped(stream: IO[bytes], max_bytes: int | None) -> IO[bytes] | CappedReade
         f"the bundle unpacks to more than {format_size(max_bytes)}: refusing it"))
 
 
-def _write_sparse(data: IO[bytes], target: Path, advance: Callable[[], None]) -> Member:
+def _write_sparse(data: IO[bytes], target: Path) -> Member:
     digest = hashlib.sha256()
     size = 0
     with open(target, "wb") as out:
@@ -256,6 +240,80 @@ def _write_sparse(data: IO[bytes], target: Path, advance: Callable[[], None]) ->
                     else:
                         out.write(block)
             size += len(chunk)
-            advance()
         out.truncate(size)  # a trailing hole
     return Member(target.name, size, digest.hexdigest())
+
+
+async def stream_bundle(
+    files: dict[str, str], metadata: dict[str, object], codec: Codec,
+) -> AsyncGenerator[bytes, None]:
+    """The bundle of `files`, piece by piece as `write_bundle` makes it in a worker thread.
+    The pipe between them is the back-pressure: a slow reader slows the writer. Closing the
+    generator early stops the writer (its next write fails: the pipe has no reader)."""
+    read_fd, write_fd = os.pipe()
+
+    def write() -> Manifest:
+        with open(write_fd, "wb") as out:
+            return write_bundle(files, metadata, out, codec)
+
+    reader = asyncio.StreamReader(limit=_CHUNK)
+    pipe = open(read_fd, "rb", buffering=0)  # noqa: SIM115 (the transport closes it)
+    try:
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except BaseException:
+        pipe.close()
+        os.close(write_fd)
+        raise
+    writer = asyncio.ensure_future(asyncio.to_thread(write))
+    try:
+        while piece := await reader.read(_CHUNK):
+            yield piece
+        await writer  # the end of the pipe is not the end of the bundle if the writer failed
+    finally:
+        transport.close()
+        with contextlib.suppress(Exception):
+            await writer
+
+
+async def unpack_stream(
+    pieces: AsyncIterator[bytes], dest: Path, codec: Codec, max_bytes: int | None = None,
+) -> Manifest:
+    """`read_bundle` of a bundle that arrives as `pieces` (an upload), through a pipe to a
+    worker thread: memory stays bounded whatever the size. Pieces that end early make a
+    truncated bundle (BadBundle); an error from `pieces` itself is raised as it is, once the
+    worker stopped writing into `dest`."""
+    read_fd, write_fd = os.pipe()
+
+    def read() -> Manifest:
+        with open(read_fd, "rb") as src:
+            return read_bundle(src, dest, codec, max_bytes)
+
+    reader = asyncio.ensure_future(asyncio.to_thread(read))
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin,
+            open(write_fd, "wb", buffering=0))  # noqa: SIM115 (the transport closes it)
+        sink = asyncio.StreamWriter(transport, protocol, None, loop)
+        try:
+            async for piece in pieces:
+                if not await _fed(sink, piece):
+                    break  # the reader stopped before the end: its outcome says why
+        finally:
+            sink.close()  # the end of the bundle, as the reader sees it
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await reader
+        raise
+    return await reader
+
+
+async def _fed(sink: asyncio.StreamWriter, piece: bytes) -> bool:
+    """Whether `piece` went into the pipe (False: its reader is gone)."""
+    try:
+        sink.write(piece)
+        await sink.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
