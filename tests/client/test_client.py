@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from banger.client import Client
+from banger.client import Client, _q
 from banger.client.transport import MemoryResponse, MemoryTransport
 from banger.core.errors import InvalidInput, VMNotFound
 from banger.core.models import VM, ProgressEvent, VMSpec, VMState, Workspace, to_dict
@@ -90,3 +92,10 @@ def test_ping_and_plain_requests(tmp_path: Any) -> None:
     assert [(m, p) for m, p, _ in daemon.requests] == [
         ("GET", "/v1/status"), ("DELETE", "/v1/vms/dev?force=1"),
     ]
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))
+def test_names_are_quoted_as_path_segments_like_urllib(name: str) -> None:
+    from urllib.parse import quote
+
+    assert _q(name) == quote(name, safe="")

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 
 from banger.core.errors import BangerError
 
@@ -46,6 +45,8 @@ def run_process(client: Any, name: str, body: dict[str, Any], forward_stdin: boo
             with contextlib.suppress(BangerError, OSError):
                 client.signal_process(name, pid, signal.SIGINT)
         if forward_stdin:
+            import threading
+
             threading.Thread(target=_pump_stdin, args=(client, name, pid), daemon=True).start()
 
     ended = False

@@ -403,10 +403,17 @@ class Client(GuestProcesses, GuestFiles, ImageBundles):
             self.request("DELETE", f"/v1/images/{_q(name)}{query}", timeout=None)
         )
 
-def _q(name: str) -> str:
-    from urllib.parse import quote
+# What a path segment may hold as is (RFC 3986's unreserved characters).
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
-    return quote(name, safe="")
+
+def _q(name: str) -> str:
+    """`name` as one path segment, like urllib.parse.quote(name, safe=""): that module
+    (with ipaddress, which it imports) costs `banger vm exec` ~2 ms to load."""
+    return "".join(
+        char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in name
+    )
 
 
 def _query(**params: str | int) -> str:
