@@ -317,14 +317,14 @@ class FakeGuestStats:
         self.forgotten: list[str] = []
 
     async def sample(
-        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+        self, ip: str, port: int = 22, *, client_key: Path, known_hosts: Path, timeout: float
     ) -> stats.GuestFigures:
         self.calls.append(ip)
         if self.error is not None:
             raise self.error
         return self.figures
 
-    async def forget(self, ip: str) -> None:
+    async def forget(self, ip: str, port: int = 22) -> None:
         self.forgotten.append(ip)
 
 
