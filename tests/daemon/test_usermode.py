@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from banger.core import slirp
-from banger.core.errors import Unsupported
+from banger.core.errors import InvalidState, Unsupported
 from banger.core.netmode import NetworkMode
 from banger.daemon.vmfollowers import VMFollowers
 from tests.support.daemon_env import Env, create, known_hosts, make_env, public_host_key
@@ -142,3 +142,14 @@ async def test_followers_stay_off_the_host_and_doctor_names_the_setup(user_env: 
     assert "user-mode networking" in checks["network"].detail
     assert checks["network"].hint.endswith("sudo banger system setup --user dev")
     assert "network rules" not in checks and "dns server" not in checks
+
+
+async def test_nat_is_switched_while_stopped_only(user_env: Env) -> None:
+    await create(user_env, name="dev")
+    with pytest.raises(InvalidState, match="NAT is switched when a VM starts"):
+        await user_env.services.vms.set("dev", vcpu=None, memory_mib=None, disk_size=None,
+                                        nat=True)
+    await user_env.services.vms.stop("dev")
+    await user_env.services.vms.set("dev", vcpu=None, memory_mib=None, disk_size=None, nat=True)
+    await user_env.services.vms.start("dev")
+    assert user_env.hypervisor.launched[-1].user_net == slirp.UserNet(40000, restrict=False)

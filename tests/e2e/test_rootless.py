@@ -149,3 +149,17 @@ def test_an_ordinary_user_without_setup_gets_user_mode_networking(
     tables = subprocess.run(netns.as_root(["nft", "list", "tables"]), capture_output=True,
                             text=True, check=True).stdout
     assert tables.strip() == ""
+
+
+def test_warm_start_restores_onto_the_user_network(rootless: BangerEnv, user: str) -> None:
+    rootless.write_config("warm_start = true\n")
+    shutil.chown(rootless.root / "home/.config/banger/config.toml", user, user)
+    rootless.run("daemon", "stop")
+    assert "warm template" in rootless.run("image", "warm", "debian-bookworm",
+                                           timeout=900).stdout
+    vm = rootless.json("vm", "create", "--name", "warm")
+    assert vm["template"]  # restored: a failed restore would have booted cold without it
+    assert rootless.run("vm", "ssh", "warm", "--", "hostname").stdout == "warm\n"
+    assert rootless.run("vm", "exec", "warm", "--", "ip", "-4", "-o", "addr", "show",
+                        "eth0").stdout.split()[3] == "10.0.2.15/24"
+    rootless.run("vm", "delete", "--force", "warm")

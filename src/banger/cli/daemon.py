@@ -23,7 +23,15 @@ def status(ctx: Context, as_json: bool) -> None:
         ("pid", str(info["pid"])), ("version", info["version"]), ("socket", info["socket"]),
         ("log", info["log"]), ("state", info["state_dir"]),
         ("backend", f"{info['backend']} ({info['accel']})"), ("vms", str(info["vms"])),
+        ("network", _NETWORKS.get(info.get("network", "bridge"), info.get("network", ""))),
     ])
+
+
+_NETWORKS = {
+    "bridge": "bridge (banger's bridge, TAPs, nftables rules and .vm DNS)",
+    "user": "user-mode networking (guests behind 127.0.0.1 ports, no .vm names; "
+            "see `banger doctor`)",
+}
 
 
 @daemon.command()

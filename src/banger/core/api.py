@@ -333,6 +333,7 @@ class Status:
     backend: str
     accel: str
     vms: int
+    network: str = "bridge"  # core/netmode.py's NetworkMode
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ class GuestNetwork(Protocol):
     """What the VM lifecycle needs of the guests' network, whichever kind it is."""
 
     mode: NetworkMode
+    # Whether a running VM's NAT can be switched (else it takes effect at its next start).
+    nat_applies_live: bool
     bridge_listeners: list[Callable[[], Awaitable[None]]]
     attach_guards: list[Callable[[str], Awaitable[None]]]
     detach_listeners: list[Callable[[str], Awaitable[None]]]
@@ -53,6 +55,7 @@ class GuestNetwork(Protocol):
 
 class HostNetwork:
     mode = NetworkMode.BRIDGE
+    nat_applies_live = True
 
     def __init__(self, config: Config, adapter: HostNetworkAdapter, store: Store) -> None:
         self._config = config
@@ -131,6 +134,7 @@ class UserNetwork:
     names, and a VM without NAT reaches nothing at all (QEMU's `restrict=on`)."""
 
     mode = NetworkMode.USER
+    nat_applies_live = False  # `restrict` is fixed when the VMM starts
 
     def __init__(self, ports: LoopbackPorts, user: str) -> None:
         self._ports = ports

@@ -376,6 +376,12 @@ class VMService:
                 raise InvalidState(
                     f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
                 )
+            if (nat is not None and nat != vm.nat and not self._net.nat_applies_live
+                    and not self._records.allows(vm, "resize")):
+                raise InvalidState(
+                    f"VM {vm.name!r} is running, and under user-mode networking NAT is "
+                    "switched when a VM starts", hint=f"banger vm stop {vm.name} first",
+                )
             spec = vm.spec
             if disk_size is not None:
                 size = parse_size(disk_size, what="disk size")
