@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +124,15 @@ def test_an_ordinary_user_without_setup_gets_user_mode_networking(
     assert fetched.stdout == "hello from the internet\n"  # NAT through slirp
     shown = rootless.run("vm", "show", "solo").stdout
     assert f"127.0.0.1:{vm['ssh_port']}" in shown and "no .vm names" in shown
+    # Plain ssh through the generated ssh_config (its port, the key pinned under the name).
+    config = netns.root / "home/.config/banger/ssh_config"
+    plain = subprocess.run(netns.exec_argv(["ssh", "-F", str(config), "solo.vm", "hostname"]),
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert plain.stdout == "solo\n", plain.stderr
+    listening = {p["port"]: p["reach"] for p in rootless.json("vm", "ports", "solo")
+                 if p["proto"] == "tcp" and p["address"] in ("0.0.0.0", "*")}
+    assert listening[22] == "banger vm forward solo 22"
+    assert guest_banner_through_forward(rootless, "solo", 47022).startswith(b"SSH-2.0-")
 
     repo = netns.root / "repo"
     repo.mkdir()
@@ -149,6 +160,26 @@ def test_an_ordinary_user_without_setup_gets_user_mode_networking(
     tables = subprocess.run(netns.as_root(["nft", "list", "tables"]), capture_output=True,
                             text=True, check=True).stdout
     assert tables.strip() == ""
+
+
+def guest_banner_through_forward(env: BangerEnv, name: str, local_port: int) -> bytes:
+    """The first bytes the guest's sshd sends through `vm forward NAME LOCAL:22`."""
+    forward = subprocess.Popen(
+        env.netns.exec_argv([*BANGER, "vm", "forward", name, f"{local_port}:22"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    read = (f"import socket, time\nfor _ in range(150):\n    try:\n"
+            f"        s = socket.create_connection(('127.0.0.1', {local_port}), timeout=30)\n"
+            f"        data = s.recv(64)\n        if data:\n            break\n"
+            f"    except OSError:\n        pass\n    time.sleep(0.2)\n"
+            f"import sys; sys.stdout.buffer.write(data)\n")
+    try:
+        return subprocess.run(Netns(env.netns.name).exec_argv([sys.executable, "-c", read]),
+                              capture_output=True, timeout=120, check=False).stdout
+    finally:
+        os.killpg(forward.pid, signal.SIGTERM)
+        forward.wait(timeout=30)
 
 
 def test_warm_start_restores_onto_the_user_network(rootless: BangerEnv, user: str) -> None:
