@@ -1,31 +1,25 @@
-from __future__ import annotations
-
-from banger.core import slirp
 from banger.core.netmode import NetworkMode, choose_network_mode, setup_command
 
 
-def test_root_gets_the_bridge_others_the_pool_if_set_up_else_user_mode() -> None:
-    assert choose_network_mode(0, has_user_setup=False) == NetworkMode.BRIDGE
-    assert choose_network_mode(0, has_user_setup=True) == NetworkMode.BRIDGE
-    assert choose_network_mode(1000, has_user_setup=True) == NetworkMode.POOL
-    assert choose_network_mode(1000, has_user_setup=False) == NetworkMode.USER
-    assert NetworkMode.USER.value == "user"
+def test_root_bridges_even_with_a_setup() -> None:
+    assert choose_network_mode(0, has_setup=True).mode is NetworkMode.BRIDGE
+    assert choose_network_mode(0, has_setup=False).mode is NetworkMode.BRIDGE
+
+
+def test_an_ordinary_user_with_a_setup_takes_the_pool() -> None:
+    assert choose_network_mode(1000, has_setup=True).mode is NetworkMode.POOL
+
+
+def test_an_ordinary_user_without_setup_falls_back_to_user_networking() -> None:
+    choice = choose_network_mode(1000, has_setup=False)
+    assert choice.mode is NetworkMode.USER
+    assert "system setup" in choice.reason
+
+
+def test_the_mode_is_its_wire_string() -> None:
+    assert NetworkMode("pool") is NetworkMode.POOL
+    assert NetworkMode.USER == "user"
 
 
 def test_the_setup_command_names_the_user() -> None:
     assert setup_command("ada") == "sudo banger system setup --user ada"
-
-
-def test_netdev_forwards_loopback_to_sshd_and_restricts_without_nat() -> None:
-    assert slirp.netdev(slirp.UserNet(ssh_port=40022, restrict=True), "net0") == (
-        "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,ipv6=off,restrict=on,"
-        "hostfwd=tcp:127.0.0.1:40022-:22"
-    )
-    template = slirp.netdev(slirp.UserNet(ssh_port=0, restrict=False), "n")
-    assert "hostfwd" not in template and "restrict=off" in template
-
-
-def test_ssh_endpoint_and_known_host_names() -> None:
-    assert slirp.ssh_endpoint("172.16.0.2", 0) == ("172.16.0.2", 22)
-    assert slirp.ssh_endpoint("10.0.2.15", 40022) == ("127.0.0.1", 40022)
-    assert slirp.known_host_names("dev", 40022) == "[127.0.0.1]:40022,dev.vm"

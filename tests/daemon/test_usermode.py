@@ -139,8 +139,8 @@ async def test_followers_stay_off_the_host_and_doctor_names_the_setup(user_env: 
     finally:
         await followers.close()
     checks = {c.name: c for c in user_env.services.doctor()}
-    assert "user-mode networking" in checks["network"].detail
-    assert checks["network"].hint.endswith("sudo banger system setup --user dev")
+    assert "user-mode networking" in checks["network mode"].detail
+    assert checks["network mode"].hint.endswith("sudo banger system setup --user dev")
     assert "network rules" not in checks and "dns server" not in checks
 
 

@@ -19,11 +19,12 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
+    network = info.get("network", "bridge")
     print_fields([
         ("pid", str(info["pid"])), ("version", info["version"]), ("socket", info["socket"]),
         ("log", info["log"]), ("state", info["state_dir"]),
-        ("backend", f"{info['backend']} ({info['accel']})"), ("vms", str(info["vms"])),
-        ("network", _NETWORKS.get(info.get("network", "bridge"), info.get("network", ""))),
+        ("backend", f"{info['backend']} ({info['accel']})"),
+        ("network", _NETWORKS.get(network, network)), ("vms", str(info["vms"])),
     ])
 
 

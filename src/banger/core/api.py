@@ -333,7 +333,7 @@ class Status:
     backend: str
     accel: str
     vms: int
-    network: str = "bridge"  # core/netmode.py's NetworkMode
+    network: str = "bridge"  # a NetworkMode: bridge, pool or user
 
 
 @dataclass(frozen=True)

@@ -110,13 +110,13 @@ def network_check(mode: NetworkMode, user: str) -> Check:
     """The network mode the daemon chose at start-up, and what it lacks."""
     if mode == NetworkMode.USER:
         return Check(
-            "network", "warn",
+            "network mode", "warn",
             "user-mode networking (not root, no setup for this user): each guest reached "
             "through a 127.0.0.1 port, no .vm DNS names, a VM has --nat or no network "
             "(no egress allowlists, no network groups), no Firecracker",
             f"for full networking run once: {setup_command(user)}", False,
         )
-    return Check("network", "ok", f"{mode.value}: banger's bridge, TAPs, nftables rules and "
+    return Check("network mode", "ok", f"{mode.value}: banger's bridge, TAPs, nftables rules and "
                  ".vm DNS", required=False)
 
 

@@ -100,7 +100,7 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     runner = SubprocessRunner()
     user = pwd.getpwuid(os.geteuid()).pw_name
     # Pool mode (a host prepared by `banger system setup`) is not offered by this daemon yet.
-    network_mode = choose_network_mode(os.geteuid(), has_user_setup=False)
+    network_mode = choose_network_mode(os.geteuid(), has_setup=False).mode
     confinement = Confinement(detect_cgroups(), ClaimedVMMUids(uid_range(config.vmm_uids)))
     return Adapters(
         network=IPRoute2Network(runner),
