@@ -305,6 +305,13 @@ def test_json_output_parses(
     json.loads(out)
 
 
+def test_daemon_status_names_the_network_mode(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run(["daemon", "status"], capsys)
+    assert "network" in out and "user-mode networking" in out
+
+
 def test_vm_json_fields(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(["vm", "show", "dev", "--json"], capsys)
     data = json.loads(out)

@@ -5,7 +5,7 @@ import shlex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from banger.cli.sshexec import ssh_argv
+from banger.cli.sshexec import forward_argv, loopback_forwarded, ssh_argv
 
 ACCESS = {
     "name": "dev", "ip": "172.16.0.2", "user": "root",
@@ -87,3 +87,21 @@ def test_classic_curve25519_kex_only() -> None:
     opts = options(ssh_argv(ACCESS, ["true"], interactive=True))
     kex = [o for o in opts if o.startswith("KexAlgorithms=")]
     assert kex == ["KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org"]
+
+
+def test_a_loopback_port_is_reached_with_the_key_pinned_under_the_name() -> None:
+    access = {**ACCESS, "ip": "10.0.2.15", "ssh_host": "127.0.0.1", "ssh_port": "40022"}
+    argv = ssh_argv(access, ["true"], interactive=False)
+    assert argv[argv.index("-p") + 1] == "40022"
+    assert "HostKeyAlias=dev.vm" in options(argv)
+    assert argv[-3] == "root@127.0.0.1"
+    assert "-p" not in ssh_argv(ACCESS, ["true"], interactive=False)
+
+
+def test_forward_goes_through_the_guests_sshd_to_its_own_address() -> None:
+    access = {**ACCESS, "ip": "10.0.2.15", "ssh_host": "127.0.0.1", "ssh_port": "40022"}
+    assert loopback_forwarded(access) and not loopback_forwarded(ACCESS)
+    argv = forward_argv(access, 9000, 8000)
+    assert argv[argv.index("-L") + 1] == "127.0.0.1:9000:10.0.2.15:8000"
+    assert "-N" in argv and "ExitOnForwardFailure=yes" in options(argv)
+    assert argv[-1] == "root@127.0.0.1"

@@ -199,6 +199,18 @@ def test_a_socket_bound_to_the_guest_address_is_reachable() -> None:
     assert [r.reach for r in ports(bound, vm="box", ip="172.16.0.2")] == ["box.vm:8000", ""]
 
 
+def test_under_user_mode_networking_tcp_ports_are_reached_through_vm_forward() -> None:
+    rows = ports(parse_report(GUEST_SS), vm="box", ip="10.0.2.15", forwarded=True)
+    assert [(r.proto, r.port, r.reach) for r in rows] == [
+        ("tcp", 22, "banger vm forward box 22"),
+        ("tcp", 22, ""),
+        ("tcp", 3000, "banger vm forward box 3000"),
+        ("tcp", 3001, ""),
+        ("tcp", 7000, ""),
+        ("udp", 5300, ""),  # ssh forwards TCP only
+    ]
+
+
 def test_table_rows() -> None:
     rows = ports(
         [sock("tcp", "*", 80, True, ("nginx", 701), ("nginx", 700), ("systemd", 1)),

@@ -44,6 +44,15 @@ def test_one_host_entry_per_vm_with_bangers_key_and_pinned_host_keys() -> None:
     assert text.endswith("ForwardX11 no\n")
 
 
+def test_a_guest_behind_a_loopback_port_is_reached_there_under_its_name() -> None:
+    text = sshconfig.render_ssh_config(
+        [("box", "10.0.2.15"), ("web", "172.16.0.3")], identity_file=KEY, known_hosts=KNOWN,
+        loopback_ports={"box": 40022},
+    )
+    assert "Host box.vm\n    HostName 127.0.0.1\n    Port 40022\n    HostKeyAlias box.vm\n" in text
+    assert "Host web.vm\n    HostName 172.16.0.3\n    User root\n" in text
+
+
 def test_no_vms_is_a_comment_only_file() -> None:
     text = sshconfig.render_ssh_config([], identity_file=KEY, known_hosts=KNOWN)
     assert all(line.startswith("#") for line in text.splitlines())

@@ -35,9 +35,14 @@ def test_key_is_stable_and_covers_every_input() -> None:
         {"vcpu": 4},
         {"memory_mib": 2048},
         {"aslr": False},
+        {"nic": "user"},
     ]
     keys = {template_key(replace(INPUTS, **change)) for change in changes}  # type: ignore[arg-type]
     assert len(keys) == len(changes) and template_key(INPUTS) not in keys
+
+
+def test_tap_templates_keep_the_key_they_had_before_the_nic_was_recorded() -> None:
+    assert template_key(INPUTS) == "8ed5b1c895a7006e85d21723ca3c38a2"
 
 
 def test_meta_round_trips() -> None:
@@ -57,6 +62,7 @@ def test_differences_say_what_changed() -> None:
     assert differences(INPUTS, replace(INPUTS, aslr=False)) == [
         "the guest_aslr setting changed"
     ]
+    assert differences(INPUTS, replace(INPUTS, nic="user")) == ["the network mode changed"]
     firecracker = replace(INPUTS, backend="firecracker", vmm_version="Firecracker v1.16.1")
     assert differences(firecracker, replace(firecracker, vmm_version="Firecracker v1.17.0")) == [
         "Firecracker changed"

@@ -25,7 +25,7 @@ async def test_overlay_is_backed_by_the_shared_base(tmp_path: Path) -> None:
 async def test_work_disk_is_sparse_and_labelled(tmp_path: Path) -> None:
     runner = FakeRunner()
     disk = tmp_path / "work.ext4"
-    await HostDisks(runner).create_work_disk(disk, 1 << 30, tmp_path / "staging")
+    await HostDisks(runner, as_root=True).create_work_disk(disk, 1 << 30, tmp_path / "staging")
     assert disk.stat().st_size == 1 << 30
     assert disk.stat().st_blocks * 512 < 1 << 20
     [argv] = runner.calls
@@ -59,3 +59,12 @@ async def test_shrinking_is_refused(tmp_path: Path) -> None:
         await HostDisks(runner).grow_work_disk(disk, 1024)
     assert disk.stat().st_size == 4096
     assert runner.calls == []
+
+
+async def test_without_root_the_staged_files_become_roots_through_a_user_namespace(
+    tmp_path: Path,
+) -> None:
+    runner = FakeRunner()
+    disk = tmp_path / "work.ext4"
+    await HostDisks(runner, as_root=False).create_work_disk(disk, 1 << 30, tmp_path / "s")
+    assert list(runner.calls[0][:3]) == ["unshare", "--map-root-user", "mkfs.ext4"]

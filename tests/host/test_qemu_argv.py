@@ -4,6 +4,7 @@ from pathlib import Path
 
 from banger.core.confine import RunAs
 from banger.core.guest import BootIdentity, kernel_cmdline
+from banger.core.slirp import UserNet
 from banger.host.vmm.base import LaunchSpec
 from banger.host.vmm.launch import Confinement
 from banger.host.vmm.qemu import QemuHypervisor, qemu_argv
@@ -77,6 +78,14 @@ def test_no_initrd() -> None:
 def test_tap_and_mac() -> None:
     argv = qemu_argv("qemu", spec())
     assert "tap,id=net0,ifname=bgr0123456789ab,script=no,downscript=no" in options(argv, "-netdev")
+    assert "virtio-net-device,netdev=net0,mac=02:aa:bb:cc:dd:ee" in options(argv, "-device")
+
+
+def test_user_mode_networking_replaces_the_tap() -> None:
+    argv = qemu_argv("qemu", spec(user_net=UserNet(ssh_port=40022, restrict=True)))
+    [netdev] = options(argv, "-netdev")
+    assert netdev.startswith("user,id=net0,") and "hostfwd=tcp:127.0.0.1:40022-:22" in netdev
+    assert "bgr0123456789ab" not in " ".join(argv)
     assert "virtio-net-device,netdev=net0,mac=02:aa:bb:cc:dd:ee" in options(argv, "-device")
 
 

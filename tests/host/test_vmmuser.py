@@ -39,6 +39,14 @@ async def test_ids_the_host_knows_are_skipped(tmp_path: Path) -> None:
     assert await claims.run_as(vm_dir(tmp_path, "one")) == RunAs(5002, 5002)
 
 
+async def test_a_daemon_that_is_not_root_leaves_root_daemons_registry_alone(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "registry").mkdir(mode=0)  # a root daemon's: not openable by this one
+    uids(tmp_path, root=False).release(vm_dir(tmp_path, "one"))
+    assert not (tmp_path / "registry" / ".lock").exists()
+
+
 async def test_a_released_uid_goes_to_the_next_vm(tmp_path: Path) -> None:
     claims = uids(tmp_path)
     one = vm_dir(tmp_path, "one")

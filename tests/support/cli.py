@@ -82,7 +82,7 @@ class FakeClient:
         self._call("status")
         return {"pid": 1, "version": "0.1.0", "socket": str(self.paths.socket),
                 "log": "/s/bangerd.log", "state_dir": "/s", "backend": "qemu",
-                "accel": "tcg", "vms": 1}
+                "accel": "tcg", "vms": 1, "network": "user"}
 
     def ping(self) -> bool:
         self._call("ping")

@@ -9,6 +9,7 @@ from typing import Any
 
 from banger.core.config import Config
 from banger.core.models import VM, VMState
+from banger.core.netmode import NetworkMode
 from banger.core.paths import Paths
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host.hostinfo import KVMFacts
@@ -19,6 +20,7 @@ from tests.support.host_fakes import (
     FakeImageBuilder,
     FakeImagePuller,
     FakeKernelFetcher,
+    FakeLoopbackPorts,
     FakeNetwork,
     PlainCodec,
 )
@@ -60,6 +62,8 @@ def make_env(
     runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
     agent: FakeAgentChannel | None = None, firecracker: FakeHypervisor | None = None,
     firecracker_agent: FakeAgentChannel | None = None,
+    network_mode: NetworkMode = NetworkMode.BRIDGE,
+    loopback_ports: FakeLoopbackPorts | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters.
     `hypervisor` is the QEMU backend, `firecracker` the Firecracker one (if any); with an
@@ -90,6 +94,9 @@ def make_env(
         firecracker=firecracker,
         firecracker_agent=firecracker_agent,
         firecracker_version=(lambda: "Firecracker v1.16.fake") if firecracker_agent else None,
+        network_mode=network_mode,
+        user="dev",
+        loopback_ports=loopback_ports or FakeLoopbackPorts(),
     )
     services = build_services(paths, config or Config(), adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)

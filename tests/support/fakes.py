@@ -247,12 +247,14 @@ class FakeProbe:
         self.ready: asyncio.Event | None = None
         self.calls: list[tuple[str, str]] = []
         self.logins: list[bool] = []
+        self.ports: list[int] = []
 
     async def wait_ready(
-        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        self, ip: str, port: int = 22, *, client_key: Path, host_key: str, timeout: float,
         alive: Callable[[], bool], login: bool = True,
     ) -> None:
         self.calls.append((ip, host_key))
+        self.ports.append(port)
         self.logins.append(login)
         if not alive():
             raise HostError("the VM exited while booting")

@@ -87,6 +87,23 @@ class FakeNetwork:
         return [t for t, master in self.taps.items() if t.startswith(prefix) and master == bridge]
 
 
+class FakeLoopbackPorts:
+    """Ports from 40000 up; `taken` are in use by someone else."""
+
+    def __init__(self) -> None:
+        self.taken: set[int] = set()
+        self._next = 40000
+
+    def is_free(self, port: int) -> bool:
+        return port not in self.taken
+
+    def pick_free(self) -> int:
+        while self._next in self.taken:
+            self._next += 1
+        self._next += 1
+        return self._next - 1
+
+
 # banger.host.disks
 
 
@@ -317,14 +334,14 @@ class FakeGuestStats:
         self.forgotten: list[str] = []
 
     async def sample(
-        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+        self, ip: str, port: int = 22, *, client_key: Path, known_hosts: Path, timeout: float
     ) -> stats.GuestFigures:
         self.calls.append(ip)
         if self.error is not None:
             raise self.error
         return self.figures
 
-    async def forget(self, ip: str) -> None:
+    async def forget(self, ip: str, port: int = 22) -> None:
         self.forgotten.append(ip)
 
 

@@ -19,11 +19,20 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
+    network = info.get("network", "bridge")
     print_fields([
         ("pid", str(info["pid"])), ("version", info["version"]), ("socket", info["socket"]),
         ("log", info["log"]), ("state", info["state_dir"]),
-        ("backend", f"{info['backend']} ({info['accel']})"), ("vms", str(info["vms"])),
+        ("backend", f"{info['backend']} ({info['accel']})"),
+        ("network", _NETWORKS.get(network, network)), ("vms", str(info["vms"])),
     ])
+
+
+_NETWORKS = {
+    "bridge": "bridge (banger's bridge, TAPs, nftables rules and .vm DNS)",
+    "user": "user-mode networking (guests behind 127.0.0.1 ports, no .vm names; "
+            "see `banger doctor`)",
+}
 
 
 @daemon.command()

@@ -16,6 +16,40 @@ def ssh_argv(
     access: dict[str, str], command: Sequence[str], *, cwd: str | None = None,
     interactive: bool,
 ) -> list[str]:
+    argv = _options(access)
+    if interactive:
+        argv.append("-t")
+    else:
+        argv += ["-o", "BatchMode=yes"]
+    argv.append(_destination(access))
+    remote = shlex.join(command) if command else ""
+    if cwd:
+        remote = f"cd {shlex.quote(cwd)} && " + (remote or "exec \"$SHELL\" -l")
+    if remote:
+        argv += ["--", remote]
+    return argv
+
+
+def loopback_forwarded(access: dict[str, str]) -> bool:
+    """Whether the guest's sshd is reached through a loopback port (user-mode networking):
+    its other ports are then reachable only through that sshd."""
+    return int(access.get("ssh_port") or 22) != 22
+
+
+def forward_argv(access: dict[str, str], local_port: int, guest_port: int) -> list[str]:
+    """ssh forwarding 127.0.0.1:`local_port` here to the guest's own address and
+    `guest_port`, through the guest's sshd, until interrupted."""
+    return [
+        *_options(access), "-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+        "-L", f"127.0.0.1:{local_port}:{access['ip']}:{guest_port}", _destination(access),
+    ]
+
+
+def _destination(access: dict[str, str]) -> str:
+    return f"{access['user']}@{access.get('ssh_host') or access['ip']}"
+
+
+def _options(access: dict[str, str]) -> list[str]:
     argv = [
         "ssh",
         "-F", "none",
@@ -34,16 +68,9 @@ def ssh_argv(
     ]
     if access.get("proxy_command"):  # a guest on a remote host's bridge
         argv += ["-o", f"ProxyCommand={access['proxy_command']}"]
-    if interactive:
-        argv.append("-t")
-    else:
-        argv += ["-o", "BatchMode=yes"]
-    argv.append(f"{access['user']}@{access['ip']}")
-    remote = shlex.join(command) if command else ""
-    if cwd:
-        remote = f"cd {shlex.quote(cwd)} && " + (remote or "exec \"$SHELL\" -l")
-    if remote:
-        argv += ["--", remote]
+    if loopback_forwarded(access):
+        # Every guest's key is pinned under its name: the port of a deleted VM is reused.
+        argv += ["-p", str(access["ssh_port"]), "-o", f"HostKeyAlias={access['name']}.vm"]
     return argv
 
 

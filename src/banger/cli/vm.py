@@ -348,13 +348,15 @@ def stats(ctx: Context, name: str, as_json: bool) -> None:
 def ports(ctx: Context, name: str, as_json: bool) -> None:
     """List the TCP and UDP sockets listening in a running VM, with their process and the
     NAME.vm:PORT address the host reaches them at ("-": not from the host, e.g. loopback)."""
+    from banger.cli.sshexec import loopback_forwarded
     from banger.cli.workspace import guest_command
     from banger.client.guestreach import guest_access
     from banger.client.ports import list_ports
     from banger.core.ports import PORT_HEADERS, port_rows
 
     access = guest_access(ctx.client, name)
-    found = list_ports(guest_command(ctx, name, access), vm=access["name"], ip=access["ip"])
+    found = list_ports(guest_command(ctx, name, access), vm=access["name"], ip=access["ip"],
+                       forwarded=loopback_forwarded(access))
     if as_json:
         print_json(found)
     else:
@@ -368,19 +370,28 @@ def ports(ctx: Context, name: str, as_json: bool) -> None:
 )
 def forward(ctx: Context, name: str, port: str) -> None:
     """Make a guest's TCP port reachable on this machine's 127.0.0.1 until Ctrl-C, also
-    when bangerd runs on a remote host (through its sshd).
+    when bangerd runs on a remote host (through its sshd), or without root (through the
+    guest's sshd).
 
       banger vm forward web 8000         # http://127.0.0.1:8000 reaches web's :8000
       banger vm forward web 9000:8000
     """
-    from banger.client.forward import forward_through_host, relay_forever
+    from banger.cli.sshexec import forward_argv, loopback_forwarded, run_ssh
+    from banger.client.forward import forward_through_host, free_local_port, relay_forever
+    from banger.client.guestreach import guest_access
 
     local_text, _, guest_text = port.rpartition(":")
     if not guest_text.isdigit() or not (local_text or "0").isdigit():
         raise InvalidInput(f"invalid port {port!r}", hint="PORT or LOCAL:PORT, e.g. 9000:8000")
     guest_port = int(guest_text)
     local_port = int(local_text) if local_text else guest_port
-    ip = ctx.client.vm_access(name)["ip"]
+    access = ctx.client.vm_access(name)
+    if loopback_forwarded(access):  # user-mode networking: only the guest's sshd is reachable
+        local_port = local_port or free_local_port()
+        echo(f"127.0.0.1:{local_port} -> {name}:{guest_port} through its sshd "
+             "(Ctrl-C ends it)", err=True)
+        sys.exit(run_ssh(forward_argv(guest_access(ctx.client, name), local_port, guest_port)))
+    ip = access["ip"]
     remote = ctx.client.remote
     if remote is not None:
         echo(f"127.0.0.1:{local_port} -> {name}:{guest_port} through {remote.url} "
@@ -419,9 +430,17 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         print_json(v)
         return
+    network = [("ip", v.ip), ("dns", f"{v.name}.vm"), ("mac", v.mac), ("tap", v.tap)]
+    if v.ssh_port:
+        network = [
+            ("ip", f"{v.ip} (user-mode networking: inside the VM only)"),
+            ("ssh", f"127.0.0.1:{v.ssh_port}"),
+            ("dns", "- (user-mode networking has no .vm names; `banger doctor` says more)"),
+            ("mac", v.mac),
+        ]
     pairs = [
         ("name", v.name), ("id", v.id), ("state", str(v.state)), ("image", v.image),
-        ("ip", v.ip), ("dns", f"{v.name}.vm"), ("mac", v.mac), ("tap", v.tap),
+        *network,
         ("vcpu", str(v.spec.vcpu)), ("memory", f"{v.spec.memory_mib} MiB"),
         ("disk", format_size(v.spec.disk_size_bytes)),
         ("backend", f"{v.backend} ({v.accel})"), ("pid", str(v.pid or "-")),

@@ -40,6 +40,13 @@ def forward_over_ssh(
     return subprocess.call(argv, env=dict(env))
 
 
+def free_local_port() -> int:
+    """A port free on 127.0.0.1 now, for a program that cannot be asked for any (ssh -L)."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def relay_forever(
     local_port: int, guest_ip: str, guest_port: int,
     on_listening: Callable[[int], None] = lambda _: None,

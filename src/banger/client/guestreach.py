@@ -22,6 +22,8 @@ from banger.core.sshconfig import render_ssh_config
 
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 if TYPE_CHECKING:
+    from typing import Any
+
     from banger.client import Client
     from banger.core.remote import RemoteHost
 
@@ -54,7 +56,8 @@ def guest_access(client: Client, name: str) -> dict[str, str]:
             hint=f"see `banger vm logs {name}`",
         )
     files = RemoteFiles(client.paths.config_dir, client.remote, key)
-    files.remember(access["name"], access["ip"], access["host_key"])
+    files.remember(access["name"], access["ip"], access["host_key"],
+                   int(access.get("ssh_port") or 22))
     return {
         **access, "identity_file": str(key), "known_hosts": str(files.known_hosts),
         "proxy_command": proxy_command(client, client.remote),
@@ -94,23 +97,30 @@ class RemoteFiles:
         self.ssh_config = self.dir / "ssh_config"
         self._guests = self.dir / "guests.json"
 
-    def remember(self, name: str, ip: str, host_key: str) -> None:
+    def remember(self, name: str, ip: str, host_key: str, ssh_port: int = 22) -> None:
         """Pin `name`'s host key (replacing what its name or address had) and list it in
-        the ssh_config."""
+        the ssh_config. `ssh_port`: not 22 for a guest behind a loopback port of the host
+        (user-mode networking, where every guest has the same address)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        guests: dict[str, dict[str, str]] = {}
+        guests: dict[str, dict[str, Any]] = {}
         if self._guests.exists():
             guests = json.loads(self._guests.read_text())
-        guests = {n: g for n, g in guests.items() if n != name and g["ip"] != ip}
-        guests[name] = {"ip": ip, "host_key": host_key}
+        guests = {n: g for n, g in guests.items()
+                  if n != name and (g["ip"], g.get("ssh_port", 22)) != (ip, ssh_port)}
+        guests[name] = {"ip": ip, "host_key": host_key, "ssh_port": ssh_port}
         _write(self._guests, json.dumps(guests, indent=1) + "\n")
+        # A guest behind a port is checked under its name only (HostKeyAlias): its address
+        # is every such guest's.
         _write(self.known_hosts, "".join(
-            f"{g['ip']},{n}.vm {g['host_key']}\n" for n, g in sorted(guests.items())
+            f"{'' if g.get('ssh_port', 22) != 22 else g['ip'] + ','}{n}.vm {g['host_key']}\n"
+            for n, g in sorted(guests.items())
         ))
         _write(self.ssh_config, render_ssh_config(
             [(n, g["ip"]) for n, g in guests.items()],
             identity_file=str(self._identity_file),
             known_hosts=str(self.known_hosts), proxy_jump=self.remote.jump,
+            loopback_ports={n: g["ssh_port"] for n, g in guests.items()
+                            if g.get("ssh_port", 22) != 22},
         ))
 
 

@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 _TIMEOUT = 60.0
 
 
-def list_ports(guest: GuestCommand, *, vm: str, ip: str) -> list[Port]:
-    """The sockets listening in `vm` (guest address `ip`), with how the host reaches them."""
+def list_ports(
+    guest: GuestCommand, *, vm: str, ip: str, forwarded: bool = False
+) -> list[Port]:
+    """The sockets listening in `vm` (guest address `ip`), with how the host reaches them
+    (`forwarded`: only through `banger vm forward`, under user-mode networking)."""
     try:
         proc = subprocess.run(
             guest(REPORT_SCRIPT), capture_output=True, check=False, timeout=_TIMEOUT
@@ -40,4 +43,4 @@ def list_ports(guest: GuestCommand, *, vm: str, ip: str) -> list[Port]:
         sockets = parse_report(proc.stdout.decode(errors="replace"))
     except ValueError as exc:
         raise GuestCommandFailed(f"unreadable socket list from {vm}: {exc}") from None
-    return ports(sockets, vm=vm, ip=ip)
+    return ports(sockets, vm=vm, ip=ip, forwarded=forwarded)

@@ -66,6 +66,9 @@ class VM:
     # Egress without NAT: CIDRs and DNS names (see banger.core.egress); [] reaches nothing.
     egress_allow: list[str] = field(default_factory=list)
     network_group: str = ""  # VMs of one group reach each other; "" is alone
+    # User-mode networking: the 127.0.0.1 port forwarded to the guest's sshd (0: none, the
+    # guest's own address is reachable from the host).
+    ssh_port: int = 0
 
 
 @dataclass

@@ -176,19 +176,27 @@ def _sorted(sockets: list[ListeningSocket]) -> list[ListeningSocket]:
     return sorted(sockets, key=lambda s: (s.proto, s.port, s.address))
 
 
-def ports(sockets: list[ListeningSocket], *, vm: str, ip: str) -> list[Port]:
+def ports(
+    sockets: list[ListeningSocket], *, vm: str, ip: str, forwarded: bool = False
+) -> list[Port]:
     """The rows for `vm`, whose guest address is `ip`: `reach` is set for sockets the host
-    can connect to (a wildcard or the guest's address, over IPv4)."""
+    can connect to (a wildcard or the guest's address, over IPv4). `forwarded`: the guest's
+    address is not the host's to reach (user-mode networking), its TCP ports are reached
+    through `banger vm forward`."""
     rows = []
     for s in sockets:
         reachable = s.ipv4 and (s.address in _WILDCARDS or s.address == ip)
+        reach = f"{vm}.vm:{s.port}"
+        if forwarded:
+            reachable = reachable and s.proto.startswith("tcp")
+            reach = f"banger vm forward {vm} {s.port}"
         rows.append(Port(
             proto=s.proto,
             address=s.address,
             port=s.port,
             process=", ".join(dict.fromkeys(p.name for p in s.processes if p.name)),
             pids=[p.pid for p in s.processes],
-            reach=f"{vm}.vm:{s.port}" if reachable else "",
+            reach=reach if reachable else "",
         ))
     return rows
 

@@ -11,10 +11,11 @@ first changes nothing for any other host."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 from banger.core.errors import InvalidInput
+from banger.core.slirp import LOOPBACK
 
 BEGIN = "# >>> banger ssh-config >>>"
 END = "# <<< banger ssh-config <<<"
@@ -32,11 +33,14 @@ def _argument(value: str) -> str:
 
 def render_ssh_config(
     vms: Iterable[tuple[str, str]], *, identity_file: str, known_hosts: str,
-    proxy_jump: str | None = None,
+    proxy_jump: str | None = None, loopback_ports: Mapping[str, int] | None = None,
 ) -> str:
     """banger's ssh_config: a `Host <name>.vm` entry per (name, ip). HostName is the IP, so
     the entries work whether or not the host resolves `.vm` names. `proxy_jump`: the
-    remote host whose bridge the guests are on (`user@host:port`)."""
+    remote host whose bridge the guests are on (`user@host:port`). `loopback_ports`: by
+    name, the 127.0.0.1 port forwarded to a guest's sshd (user-mode networking), which its
+    entry reaches instead of the IP; its pinned key is found under `<name>.vm`."""
+    ports = loopback_ports or {}
     identity, pinned = _argument(identity_file), _argument(known_hosts)
     jump = f"    ProxyJump {_argument(proxy_jump)}\n" if proxy_jump else ""
     parts = [
@@ -44,9 +48,13 @@ def render_ssh_config(
         "# Use it from ~/.ssh/config with `banger ssh-config --install`.\n"
     ]
     for name, ip in sorted(vms):
+        where = f"    HostName {ip}\n"
+        if name in ports:
+            where = (f"    HostName {LOOPBACK}\n    Port {ports[name]}\n"
+                     f"    HostKeyAlias {name}.vm\n")
         parts.append(
             f"\nHost {name}.vm\n"
-            f"    HostName {ip}\n"
+            f"{where}"
             f"{jump}"
             "    User root\n"
             f"    IdentityFile {identity}\n"

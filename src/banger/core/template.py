@@ -51,10 +51,15 @@ class TemplateInputs:
     vcpu: int
     memory_mib: int
     aslr: bool = True  # the guest kernel's address-space randomisation (config guest_aslr)
+    # The NIC's backend when it is not a TAP ("user": QEMU user-mode networking, whose state
+    # is in the saved stream).
+    nic: str = ""
 
 
 def template_key(inputs: TemplateInputs) -> str:
     facts: dict[str, Any] = asdict(inputs)
+    if not facts["nic"]:
+        del facts["nic"]  # the keys of TAP templates made before it existed stay valid
     facts["format"] = FORMAT_VERSION
     facts["contract"] = CONTRACT_VERSION
     blob = json.dumps(facts, sort_keys=True).encode()
@@ -91,6 +96,7 @@ class TemplateMeta:
             vcpu=int(raw["vcpu"]),
             memory_mib=int(raw["memory_mib"]),
             aslr=bool(raw.get("aslr", True)),
+            nic=str(raw.get("nic", "")),
         )
         return cls(
             inputs=inputs,
@@ -118,4 +124,6 @@ def differences(old: TemplateInputs, new: TemplateInputs) -> list[str]:
         out.append("the accelerator changed")
     if old.aslr != new.aslr:
         out.append("the guest_aslr setting changed")
+    if old.nic != new.nic:
+        out.append("the network mode changed")
     return out

@@ -57,6 +57,7 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
             backend=services.profile.backend,
             accel=services.profile.accel,
             vms=len(services.vms.all()),
+            network=services.network.mode.value,
         )))
 
     @routes.post("/v1/shutdown")
@@ -66,7 +67,7 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
 
     @routes.get("/v1/doctor")
     async def doctor(_: web.Request) -> web.Response:
-        await services.vm_followers.nat.verify()
+        await services.vm_followers.verify()
         return answer([to_dict(c) for c in services.doctor()])
 
     return routes

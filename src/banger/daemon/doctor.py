@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from banger.core.config import Config
 from banger.core.models import Check
+from banger.core.netmode import NetworkMode, setup_command
 from banger.core.sizing import SizeDefaults
 from banger.core.units import GIB, format_size
 from banger.daemon.backends import backend_checks
@@ -25,6 +25,7 @@ def run_checks(
     default_image_local: bool,
     default_image_in_catalog: bool,
     apt_sources_ok: Callable[[], str | None],
+    network_mode: NetworkMode = NetworkMode.BRIDGE,
 ) -> list[Check]:
     checks: list[Check] = []
 
@@ -55,20 +56,8 @@ def run_checks(
     tool("resize2fs", "resize2fs", "apt-get install e2fsprogs")
     tool("ssh", "ssh", "apt-get install openssh-client")
     tool("ssh-keygen", "ssh-keygen", "apt-get install openssh-client")
-    ip_found = tool("ip", "ip", "apt-get install iproute2")
-    if ip_found:
-        if os.geteuid() == 0:
-            checks.append(Check("network privileges", "ok", "running as root"))
-        elif hostinfo.which("sudo"):
-            checks.append(Check(
-                "network privileges", "warn", "not root: bridge/TAP changes use `sudo -n`",
-                "allow passwordless sudo for `ip`, or run bangerd as root", False,
-            ))
-        else:
-            checks.append(Check(
-                "network privileges", "fail", "not root and no sudo",
-                "run as root or install sudo with a rule for `ip`",
-            ))
+    if network_mode == NetworkMode.BRIDGE:
+        tool("ip", "ip", "apt-get install iproute2")  # the bridge and TAPs
     free = hostinfo.free_bytes(state_dir)
     status = "ok" if free >= 10 * GIB else ("warn" if free >= 2 * GIB else "fail")
     checks.append(Check(
@@ -115,6 +104,20 @@ def run_checks(
         required=False,
     ))
     return checks
+
+
+def network_check(mode: NetworkMode, user: str) -> Check:
+    """The network mode the daemon chose at start-up, and what it lacks."""
+    if mode == NetworkMode.USER:
+        return Check(
+            "network mode", "warn",
+            "user-mode networking (not root, no setup for this user): each guest reached "
+            "through a 127.0.0.1 port, no .vm DNS names, a VM has --nat or no network "
+            "(no egress allowlists, no network groups), no Firecracker",
+            f"for full networking run once: {setup_command(user)}", False,
+        )
+    return Check("network mode", "ok", f"{mode.value}: banger's bridge, TAPs, nftables rules and "
+                 ".vm DNS", required=False)
 
 
 def confinement_check(

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
+from banger.core.netmode import choose_network_mode
 from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
 from banger.daemon.api import make_app
 from banger.daemon.leftovers import sweep_half_made
@@ -96,6 +98,9 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host.vmmuser import ClaimedVMMUids
 
     runner = SubprocessRunner()
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    # Pool mode (a host prepared by `banger system setup`) is not offered by this daemon yet.
+    network_mode = choose_network_mode(os.geteuid(), has_setup=False).mode
     confinement = Confinement(detect_cgroups(), ClaimedVMMUids(uid_range(config.vmm_uids)))
     return Adapters(
         network=IPRoute2Network(runner),
@@ -128,6 +133,8 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         firecracker_version=lambda: hostinfo.vmm_version(
             config.firecracker_bin or "firecracker"
         ),
+        network_mode=network_mode,
+        user=user,
     )
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from banger.core.backends import BackendChoice
 from banger.core.config import Config
 from banger.core.confine import uid_range
-from banger.core.errors import BangerError, ConfigError, MissingTool
+from banger.core.errors import BangerError, ConfigError, MissingTool, Unsupported
 from banger.core.models import Check
+from banger.core.netmode import NetworkMode, setup_command
 from banger.core.paths import Paths
 from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
@@ -23,7 +24,7 @@ from banger.daemon.guestprocs import ProcessTable
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.kernels import KernelService
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork, HostNetwork, UserNetwork
 from banger.daemon.ociimages import OCIImages
 from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
@@ -40,7 +41,7 @@ from banger.host.disks import DiskAdapter
 from banger.host.hostinfo import AccelChoice, KVMFacts
 from banger.host.imagebuild import ImageBuilder
 from banger.host.kernelpull import FetchedKernel, KernelFetcher
-from banger.host.network import HostNetworkAdapter
+from banger.host.network import HostLoopbackPorts, HostNetworkAdapter, LoopbackPorts
 from banger.host.ocipull import ImagePuller
 from banger.host.ssh import GuestProbe, KeyMaker
 from banger.host.vmm.base import Hypervisor
@@ -72,6 +73,11 @@ class Adapters:
     vmm_version: Callable[[], str] | None = None
     firecracker_agent: AgentChannel | None = None
     firecracker_version: Callable[[], str] | None = None
+    # How guests are networked (core/netmode.py), for the daemon's `user`; user-mode
+    # networking forwards loopback ports to them.
+    network_mode: NetworkMode = NetworkMode.BRIDGE
+    user: str = "root"
+    loopback_ports: LoopbackPorts = field(default_factory=HostLoopbackPorts)
 
 
 @dataclass
@@ -80,7 +86,7 @@ class Services:
     config: Config
     store: Store
     images: ImageService
-    network: HostNetwork
+    network: GuestNetwork
     vms: VMService
     profile: BackendProfile
     accel: AccelChoice
@@ -128,10 +134,23 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
-        ), doctor.confinement_check(
+            network_mode=self.network.mode,
+        ), doctor.network_check(self.network.mode, self.adapters.user),
+        doctor.confinement_check(
             self.config, cgroups.version if cgroups else None, os.geteuid() == 0,
             host_ids_in(uid_range(self.config.vmm_uids)),
         ), *self.vm_followers.checks()]
+
+
+def _no_user_mode_firecracker(user: str) -> Callable[[], None]:
+    def preflight() -> None:
+        raise Unsupported(
+            "Firecracker has no user-mode networking, which this daemon uses (not root, no "
+            "setup for this user)",
+            hint=f"use --backend qemu, or run once: {setup_command(user)}",
+        )
+
+    return preflight
 
 
 def client_key_path(paths: Paths, config: Config) -> Path:
@@ -161,15 +180,25 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         backend="qemu", accel=accel.accel, tsc_khz=hostinfo.tsc_khz(), preflight=preflight
     )
     backends: dict[str, tuple[BackendProfile, Hypervisor]] = {"qemu": (qemu, adapters.hypervisor)}
+    user_mode = adapters.network_mode == NetworkMode.USER
     if adapters.firecracker is not None:
-        backends["firecracker"] = (firecracker_profile(config), adapters.firecracker)
+        firecracker = firecracker_profile(config)
+        if user_mode:
+            firecracker = replace(firecracker, preflight=_no_user_mode_firecracker(adapters.user))
+        backends["firecracker"] = (firecracker, adapters.firecracker)
     choice = default_backend(config, adapters.kvm)
-    if choice.name not in backends:
+    if choice.name not in backends or (
+        # Not chosen in config: the default falls back to QEMU, which has user-mode net.
+        user_mode and choice.name == "firecracker" and config.backend != choice.name
+    ):
         if config.backend == choice.name:
             raise ConfigError(f"backend = \"{choice.name}\" is not available in this daemon")
         choice = BackendChoice("qemu", "the default")
     profile, hypervisor = backends[choice.name]
-    network = HostNetwork(config, adapters.network, store)
+    network: GuestNetwork = (
+        UserNetwork(adapters.loopback_ports, adapters.user) if user_mode
+        else HostNetwork(config, adapters.network, store)
+    )
 
     def images_in_use(image: str) -> list[str]:
         return [vm.name for vm in store.list_vms() if vm.image == image]
@@ -193,6 +222,8 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     ):
         if name not in backends or agent is None or version is None:
             continue
+        if user_mode and name == "firecracker":
+            continue  # it cannot start VMs here at all
         backend_profile, backend_hypervisor = backends[name]
         templates[name] = TemplateService(
             backend=name,

@@ -31,9 +31,11 @@ class SSHConfigFile:
             log.error("could not write %s: %s", self.path, exc)
 
     def _write(self) -> None:
+        vms = self._store.list_vms()
         text = render_ssh_config(
-            ((vm.name, vm.ip) for vm in self._store.list_vms()),
+            ((vm.name, vm.ip) for vm in vms),
             identity_file=str(self._identity_file), known_hosts=str(self._known_hosts),
+            loopback_ports={vm.name: vm.ssh_port for vm in vms if vm.ssh_port},
         )
         try:
             unchanged = self.path.read_text() == text and self.path.stat().st_mode & 0o077 == 0

@@ -16,6 +16,7 @@ from banger.core.config import Config
 from banger.core.confine import cgroup_name
 from banger.core.errors import BangerError
 from banger.core.models import VM, VMState
+from banger.core.slirp import ssh_endpoint
 from banger.core.stats import (
     GuestFigures,
     HostFigures,
@@ -54,7 +55,7 @@ class StatsService:
         # there, so the cost of sampling the guest over ssh never counts as guest activity.
         self._marks: dict[str, tuple[float, int]] = {}
         self._last_active: dict[str, float] = {}
-        self._ips: dict[str, str] = {}
+        self._ssh_endpoints: dict[str, tuple[str, int]] = {}
         self._vmm: dict[str, VMMCounters] = {}
         self._since = clock()
 
@@ -81,11 +82,12 @@ class StatsService:
                 cgroup=self._cgroups.usage(cgroup_name(vm.id)) if self._cgroups else None,
             )
         guest, error = None, ""
-        self._ips[vm.id] = vm.ip
+        endpoint = ssh_endpoint(vm.ip, vm.ssh_port)
+        self._ssh_endpoints[vm.id] = endpoint
         try:
             access = self._vms.access(vm.name)
             guest = await self._guest.sample(
-                vm.ip, client_key=Path(access.identity_file),
+                *endpoint, client_key=Path(access.identity_file),
                 known_hosts=Path(access.known_hosts), timeout=GUEST_TIMEOUT,
             )
         except BangerError as exc:
@@ -177,7 +179,7 @@ class StatsService:
             await self._forget(vm.id)
 
     async def close(self) -> None:
-        for vm_id in list(self._ips):
+        for vm_id in list(self._ssh_endpoints):
             await self._forget(vm_id)
 
     async def _forget(self, vm_id: str) -> None:
@@ -185,6 +187,6 @@ class StatsService:
         self._marks.pop(vm_id, None)
         self._last_active.pop(vm_id, None)
         self._vmm.pop(vm_id, None)
-        ip = self._ips.pop(vm_id, None)
-        if ip is not None:
-            await self._guest.forget(ip)
+        endpoint = self._ssh_endpoints.pop(vm_id, None)
+        if endpoint is not None:
+            await self._guest.forget(*endpoint)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from banger.core.models import VMState
 from banger.core.vmstates import ADOPTED_AS_RUNNING, ALIVE_STATES, SUPERVISED_STATES
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.vmrecords import VMRecords
 from banger.host.processes import process_argvs
 
@@ -20,7 +20,7 @@ log = logging.getLogger("banger.vms")
 
 
 class Supervisor:
-    def __init__(self, *, records: VMRecords, network: HostNetwork, vms_dir: Path) -> None:
+    def __init__(self, *, records: VMRecords, network: GuestNetwork, vms_dir: Path) -> None:
         self._records = records
         self._net = network
         self._dir = vms_dir

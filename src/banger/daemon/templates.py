@@ -40,7 +40,7 @@ from banger.core.template import (
 from banger.core.vmdir import VMDir
 from banger.daemon.bootwatch import rebooting_stalled_boots
 from banger.daemon.images import ImageService
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.host.agent import AgentChannel
 from banger.host.disks import DiskAdapter
@@ -97,7 +97,7 @@ class TemplateService:
         config: Config,
         images: ImageService,
         kernels: BootImages | None,
-        network: HostNetwork,
+        network: GuestNetwork,
         disks: DiskAdapter,
         hypervisor: Hypervisor,
         agent: AgentChannel,
@@ -155,6 +155,7 @@ class TemplateService:
             vcpu=vcpu,
             memory_mib=memory_mib,
             aslr=self._aslr,
+            nic="user" if self._net.vmm_net(None) is not None else "",
         )
 
     @property
@@ -288,6 +289,7 @@ class TemplateService:
             memory_file=work / MEMORY_FILE,
             memory_shared=True,
             agent=True,
+            user_net=self._net.vmm_net(None),
         )
         progress(ProgressEvent("template", f"booting a template VM of {boot.name}"))
         await self._net.attach(spec.tap)

@@ -33,7 +33,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def create_vm(request: web.Request) -> web.StreamResponse:
         data = await body(request, api.CreateVM)
         if data.nat:
-            services.vm_followers.nat.require()
+            services.vm_followers.require_nat()
         return await stream(request, lambda progress: vms.create(
             name=data.name,
             image=data.image,
@@ -92,7 +92,7 @@ def vm_routes(services: Services) -> web.RouteTableDef:
     async def set_vm(request: web.Request) -> web.Response:
         data = await body(request, api.SetVM)
         if data.nat:
-            services.vm_followers.nat.require()
+            services.vm_followers.require_nat()
         vm = await vms.set(
             request.match_info["name"], vcpu=data.vcpu, memory_mib=data.memory_mib,
             disk_size=data.disk_size, nat=data.nat, egress_allow=data.egress_allow,

@@ -32,11 +32,12 @@ from banger.core.guest import (
 )
 from banger.core.models import VM, Image, ProgressEvent, VMSpec, VMState
 from banger.core.sizing import SizeDefaults
+from banger.core.slirp import ssh_endpoint
 from banger.core.vmdir import HOST_KEY, VMDir
 from banger.daemon.bootwatch import rebooting_stalled_boots
 from banger.daemon.filesync import stage_file_sync
 from banger.daemon.images import ImageService
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.templates import Template, TemplateService
 from banger.daemon.vmrecords import VMRecords, unsupported
@@ -77,7 +78,7 @@ class VMBoot:
         records: VMRecords,
         config: Config,
         images: ImageService,
-        network: HostNetwork,
+        network: GuestNetwork,
         disks: DiskAdapter,
         keys: KeyMaker,
         probe: GuestProbe,
@@ -201,6 +202,7 @@ class VMBoot:
             else:
                 progress(ProgressEvent("boot", f"booting {vm.name} ({vm.accel})"))
             first_boot = vm.started_at is None
+            vm = self._with_ssh_port(vm)
             await self._net.attach(vm.tap)
             try:
                 launch = self._launch_spec(vm, image)
@@ -233,7 +235,7 @@ class VMBoot:
                 "ssh", f"waiting for {'the guest agent or ' if agent_first else ''}ssh on {vm.ip}"
             ))
             probe = self._probe.wait_ready(
-                vm.ip,
+                *ssh_endpoint(vm.ip, vm.ssh_port),
                 client_key=self._client_key,
                 host_key=self._records.host_key(vm),
                 timeout=self._config.boot_timeout
@@ -410,11 +412,21 @@ class VMBoot:
         root.unlink(missing_ok=True)
         await self._disks.create_overlay(Path(image.rootfs), root)
 
+    def _with_ssh_port(self, vm: VM) -> VM:
+        """The VM with the loopback port its sshd is forwarded to on this start (user-mode
+        networking), recorded (with the pinned key's new name) when it changed."""
+        port = self._net.ssh_port(vm)
+        if port == vm.ssh_port:
+            return vm
+        vm = self._records.save(replace(vm, ssh_port=port))
+        self._records.write_known_hosts()
+        return vm
+
     def _identity(self, vm: VM) -> Identity:
         return Identity(
             ip_cidr=f"{vm.ip}/{self._net.prefix_len}",
             gateway=self._net.gateway,
-            dns=self._config.dns_server,
+            dns=self._net.dns_server,
             hostname=vm.name,
             mac=vm.mac,
             now_ns=time.time_ns(),
@@ -449,7 +461,7 @@ class VMBoot:
             ip=vm.ip,
             prefix_len=self._net.prefix_len,
             gateway=self._net.gateway,
-            dns=self._config.dns_server,
+            dns=self._net.dns_server,
             hostname=vm.name,
         )
         tsc = self._records.backend(vm)[0].tsc_khz if vm.accel == "tcg" else None
@@ -470,6 +482,7 @@ class VMBoot:
             vm_dir=Path(vm.dir),
             accel=vm.accel,
             agent=True,  # every VM's exec channel (core/agentframe.py), cold boots too
+            user_net=self._net.vmm_net(vm),
         )
 
 

@@ -1,6 +1,8 @@
 """The services that follow the VM lifecycle: the `.vm` DNS server, the network rules
 (containment, NAT) and the stats poller. Each listens to VMService's notifications and
-rebuilds from the store, so a daemon restart (or a crash) leaves nothing stale behind."""
+rebuilds from the store, so a daemon restart (or a crash) leaves nothing stale behind.
+Under user-mode networking there is no bridge to serve DNS on and no rules to make: the
+DNS server and the rules stay idle."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from dataclasses import dataclass, field
 
 from banger.core.config import Config
 from banger.core.models import Check
+from banger.core.netmode import NetworkMode
 from banger.daemon.consoles import ConsoleKeeper
 from banger.daemon.dns import DNSService
 from banger.daemon.nat import NatService
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.stats import StatsService
 from banger.daemon.store import Store
 from banger.daemon.vms import VMService
@@ -44,19 +47,25 @@ class VMFollowers:
     dns: DNSService
     nat: NatService
     stats: StatsService
-    network: HostNetwork
+    network: GuestNetwork
     consoles: ConsoleKeeper | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    @property
+    def _host_rules(self) -> bool:
+        """Whether guests are on a bridge banger contains (and names) itself."""
+        return self.network.mode != NetworkMode.USER
+
     async def start(self) -> None:
         """After reconcile: serve DNS, rebuild the NAT rules, start the poller."""
-        await self.dns.start()
-        if await self.network.bridge_exists():
-            await self.dns.on_bridge_ready()
-        try:
-            await self.nat.sync(startup=True)
-        except Exception:
-            log.exception("NAT rules could not be rebuilt at startup")
+        if self._host_rules:
+            await self.dns.start()
+            if await self.network.bridge_exists():
+                await self.dns.on_bridge_ready()
+            try:
+                await self.nat.sync(startup=True)
+            except Exception:
+                log.exception("NAT rules could not be rebuilt at startup")
         self._tasks.append(asyncio.create_task(self.stats.run()))
         if self.consoles is not None:
             self._tasks.append(asyncio.create_task(self.consoles.run()))
@@ -70,12 +79,24 @@ class VMFollowers:
         await self.stats.close()
         await self.dns.close()
 
+    def require_nat(self) -> None:
+        """Fail a request for NAT when this host cannot contain it (user-mode networking
+        needs nothing of the host for it)."""
+        if self._host_rules:
+            self.nat.require()
+
+    async def verify(self) -> None:
+        if self._host_rules:
+            await self.nat.verify()
+
     def checks(self) -> list[Check]:
+        if not self._host_rules:
+            return []  # the network mode's own doctor line says what is missing
         return [*self.dns.checks(), *self.nat.checks()]
 
 
 def build_vm_followers(
-    config: Config, store: Store, network: HostNetwork, vms: VMService,
+    config: Config, store: Store, network: GuestNetwork, vms: VMService,
     adapters: VMFollowerAdapters,
 ) -> VMFollowers:
     nat = NatService(config, store, adapters.nat)
@@ -88,10 +109,13 @@ def build_vm_followers(
         config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats,
         cgroups=adapters.cgroups,
     )
-    vms.listeners += [dns.on_vm_event, nat.on_vm_event, stats.on_vm_event]
-    network.bridge_listeners.append(dns.on_bridge_ready)
-    network.attach_guards.append(nat.before_attach)
-    network.detach_listeners.append(nat.after_detach)
+    if network.mode != NetworkMode.USER:
+        vms.listeners += [dns.on_vm_event, nat.on_vm_event]
+    vms.listeners.append(stats.on_vm_event)
+    if network.mode != NetworkMode.USER:
+        network.bridge_listeners.append(dns.on_bridge_ready)
+        network.attach_guards.append(nat.before_attach)
+        network.detach_listeners.append(nat.after_detach)
     return VMFollowers(dns, nat, stats, network)
 
 

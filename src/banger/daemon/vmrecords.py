@@ -13,9 +13,10 @@ from pathlib import Path
 
 from banger.core.errors import InvalidInput, InvalidState, Unsupported, VMNotFound
 from banger.core.models import VM, VMState
+from banger.core.slirp import known_host_names
 from banger.core.vmdir import VMDir
 from banger.core.vmstates import Operation, allows
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.store import Store
 from banger.host.vmm.base import Hypervisor
 
@@ -42,7 +43,7 @@ class VMRecords:
         self,
         *,
         store: Store,
-        network: HostNetwork,
+        network: GuestNetwork,
         profile: BackendProfile,
         hypervisor: Hypervisor,
         known_hosts: Path,
@@ -157,7 +158,9 @@ class VMRecords:
         lines = []
         for vm in self._store.list_vms():
             try:
-                lines.append(f"{vm.ip},{vm.name}.vm {self.host_key(vm)}\n")
+                names = (known_host_names(vm.name, vm.ssh_port) if vm.ssh_port
+                         else f"{vm.ip},{vm.name}.vm")
+                lines.append(f"{names} {self.host_key(vm)}\n")
             except OSError:
                 continue
         self._known_hosts.parent.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,11 @@ from banger.core.models import VM, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
 from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import effective_spec, require_room, spec_line
+from banger.core.slirp import ssh_endpoint
 from banger.core.units import parse_size
 from banger.core.vmdir import VMDir
 from banger.daemon.images import ImageService
-from banger.daemon.network import HostNetwork
+from banger.daemon.network import GuestNetwork
 from banger.daemon.progress import Progress, no_progress
 from banger.daemon.vmboot import KernelChooser, VMBoot
 from banger.daemon.vmrecords import VMRecords, unsupported
@@ -53,6 +54,10 @@ class GuestAccess:
     identity_file: str
     known_hosts: str
     host_key: str  # the guest's pinned public host key, for a client on another machine
+    # Where sshd answers: the guest's own address and 22, or (user-mode networking) a
+    # loopback port forwarded to it.
+    ssh_host: str = ""
+    ssh_port: int = 22
 
 
 
@@ -65,7 +70,7 @@ class VMService:
         config: Config,
         vms_dir: Path,
         images: ImageService,
-        network: HostNetwork,
+        network: GuestNetwork,
         disks: DiskAdapter,
         client_key: Path,
         known_hosts: Path,
@@ -109,9 +114,10 @@ class VMService:
             raise InvalidState(
                 f"VM {vm.name!r} is not running ({vm.state})", hint=f"banger vm start {vm.name}"
             )
+        ssh_host, ssh_port = ssh_endpoint(vm.ip, vm.ssh_port)
         return GuestAccess(
             vm.name, vm.ip, "root", str(self._client_key), str(self._known_hosts),
-            self._records.host_key(vm),
+            self._records.host_key(vm), ssh_host, ssh_port,
         )
 
     def console_log(self, name: str, offset: int) -> tuple[bytes, int]:
@@ -145,6 +151,7 @@ class VMService:
             self._config.vm_defaults.egress_allow if egress_allow is None else egress_allow
         )
         validate_group(network_group)
+        self._net.check_policy(egress_allow=egress, network_group=network_group)
         if kernel and self._kernels is not None:
             self._kernels.check(kernel)
         if name is not None:
@@ -360,6 +367,7 @@ class VMService:
         egress = None if egress_allow is None else normalize_egress_allow(egress_allow)
         if network_group is not None:
             validate_group(network_group)
+        self._net.check_policy(egress_allow=egress or [], network_group=network_group or "")
         vm = self.get(name)
         resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._records.lock(vm):
@@ -367,6 +375,12 @@ class VMService:
             if resizing and not self._records.allows(vm, "resize"):
                 raise InvalidState(
                     f"VM {vm.name!r} is running", hint=f"banger vm stop {vm.name} first"
+                )
+            if (nat is not None and nat != vm.nat and not self._net.nat_applies_live
+                    and not self._records.allows(vm, "resize")):
+                raise InvalidState(
+                    f"VM {vm.name!r} is running, and under user-mode networking NAT is "
+                    "switched when a VM starts", hint=f"banger vm stop {vm.name} first",
                 )
             spec = vm.spec
             if disk_size is not None:

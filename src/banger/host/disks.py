@@ -23,8 +23,9 @@ class DiskAdapter(Protocol):
 
 
 class HostDisks:
-    def __init__(self, runner: CommandRunner) -> None:
+    def __init__(self, runner: CommandRunner, *, as_root: bool | None = None) -> None:
         self._run = runner
+        self._as_root = os.geteuid() == 0 if as_root is None else as_root
 
     def free_bytes(self, path: Path) -> int:
         return hostinfo.free_bytes(path)
@@ -38,10 +39,15 @@ class HostDisks:
     async def create_work_disk(self, path: Path, size_bytes: int, staging: Path) -> None:
         with open(path, "wb") as f:
             f.truncate(size_bytes)  # sparse: costs only what is written
-        await self._run.run([
+        mkfs = [
             "mkfs.ext4", "-q", "-F", "-L", WORK_DISK_LABEL, "-E", "root_owner=0:0",
             "-d", str(staging), str(path),
-        ])
+        ]
+        # mkfs copies each file's owner: a daemon that is not root would hand the guest's
+        # /root/.ssh to its own uid, which sshd's StrictModes refuses. In a user namespace
+        # that maps the daemon's uid to root (as mmdebstrap's unshare mode does), the
+        # staged files read as root's.
+        await self._run.run(mkfs if self._as_root else ["unshare", "--map-root-user", *mkfs])
 
     async def grow_work_disk(self, path: Path, size_bytes: int) -> None:
         current = path.stat().st_size

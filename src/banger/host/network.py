@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Protocol
 
 from banger.core.errors import HostError
@@ -67,3 +68,29 @@ class IPRoute2Network:
             link["ifname"] for link in json.loads(result.stdout or "[]")
             if link.get("ifname", "").startswith(prefix) and link.get("master") == bridge
         ]
+
+
+class LoopbackPorts(Protocol):
+    """TCP ports on 127.0.0.1 (user-mode networking forwards one to each guest's sshd)."""
+
+    def is_free(self, port: int) -> bool: ...
+    def pick_free(self) -> int: ...
+
+
+class HostLoopbackPorts:
+    def is_free(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    def pick_free(self) -> int:
+        # The kernel's choice, released at once for QEMU to bind: another program could
+        # take it in between, and QEMU then fails to start with "could not set up host
+        # forwarding rule", which the start reports.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        return port

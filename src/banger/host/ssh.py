@@ -33,11 +33,11 @@ class SSHKeygen:
 
 class GuestProbe(Protocol):
     async def wait_ready(
-        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        self, ip: str, port: int = 22, *, client_key: Path, host_key: str, timeout: float,
         alive: Callable[[], bool], login: bool = True,
     ) -> None:
-        """Wait until the guest's sshd answers; with `login`, until a real login (our key,
-        the pinned host key) runs a command."""
+        """Wait until the guest's sshd at `ip`:`port` answers; with `login`, until a real
+        login (our key, the pinned host key) runs a command."""
         ...
 
 
@@ -45,14 +45,15 @@ class AsyncSSHProbe:
     """Connects with banger's key, trusting only the VM's pinned host key."""
 
     async def wait_ready(
-        self, ip: str, *, client_key: Path, host_key: str, timeout: float,
+        self, ip: str, port: int = 22, *, client_key: Path, host_key: str, timeout: float,
         alive: Callable[[], bool], login: bool = True,
     ) -> None:
         from banger.host.sshlib import load_asyncssh
 
         asyncssh = load_asyncssh()
 
-        trusted = asyncssh.import_known_hosts(f"{ip} {host_key}\n")
+        where = ip if port == 22 else f"[{ip}]:{port}"
+        trusted = asyncssh.import_known_hosts(f"{where} {host_key}\n")
         deadline = time.monotonic() + timeout
         last_error = "no answer"
         while time.monotonic() < deadline:
@@ -60,7 +61,7 @@ class AsyncSSHProbe:
                 raise HostError("the VM exited while booting", hint="see `banger vm logs`")
             # Cheap first: until sshd sends its banner, a full ssh attempt only burns time
             # (a connect to a guest whose network is not up yet hangs until its timeout).
-            if not await _sshd_banner(ip):
+            if not await _sshd_banner(ip, port):
                 last_error = "sshd not answering yet"
                 await asyncio.sleep(0.1)
                 continue
@@ -68,7 +69,8 @@ class AsyncSSHProbe:
                 return
             try:
                 async with asyncssh.connect(
-                    ip, username="root", client_keys=[str(client_key)], known_hosts=trusted,
+                    ip, port, username="root", client_keys=[str(client_key)],
+                    known_hosts=trusted,
                     connect_timeout=10, agent_path=None, config=[],
                 ) as conn:
                     await conn.run("true", check=True, timeout=10)
@@ -77,7 +79,7 @@ class AsyncSSHProbe:
                 last_error = str(exc) or type(exc).__name__
             await asyncio.sleep(0.1)
         raise SSHTimeout(
-            f"ssh to {ip} not ready after {timeout:.0f}s ({last_error})",
+            f"ssh to {where} not ready after {timeout:.0f}s ({last_error})",
             hint="the VM is kept; see `banger vm logs NAME`",
         )
 

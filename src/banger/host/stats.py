@@ -97,11 +97,12 @@ async def read_bounded(stream: ByteReader, limit: int) -> bytes:
 
 class GuestStats(Protocol):
     async def sample(
-        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+        self, ip: str, port: int = 22, *, client_key: Path, known_hosts: Path, timeout: float
     ) -> stats.GuestFigures: ...
 
-    async def forget(self, ip: str) -> None:
-        """Drop what is kept open for the guest at `ip` (it stopped or went away)."""
+    async def forget(self, ip: str, port: int = 22) -> None:
+        """Drop what is kept open for the guest's sshd at `ip`:`port` (it stopped or went
+        away)."""
         ...
 
 
@@ -111,10 +112,10 @@ class SSHGuestStats:
     than everything else it does while idle, and hide idleness from auto-stop."""
 
     def __init__(self) -> None:
-        self._conns: dict[str, Any] = {}
+        self._conns: dict[tuple[str, int], Any] = {}
 
     async def sample(
-        self, ip: str, *, client_key: Path, known_hosts: Path, timeout: float
+        self, ip: str, port: int = 22, *, client_key: Path, known_hosts: Path, timeout: float
     ) -> stats.GuestFigures:
         from banger.host.sshlib import load_asyncssh
 
@@ -122,14 +123,14 @@ class SSHGuestStats:
 
         try:
             async with asyncio.timeout(timeout):
-                conn = self._conns.get(ip)
+                conn = self._conns.get((ip, port))
                 if conn is None:
                     conn = await asyncssh.connect(
-                        ip, username="root", client_keys=[str(client_key)],
+                        ip, port, username="root", client_keys=[str(client_key)],
                         known_hosts=str(known_hosts), agent_path=None, config=[],
                         connect_timeout=timeout,
                     )
-                    self._conns[ip] = conn
+                    self._conns[ip, port] = conn
                 process = await conn.create_process(
                     stats.GUEST_REPORT_SCRIPT, encoding=None, stderr=asyncssh.DEVNULL
                 )
@@ -142,7 +143,7 @@ class SSHGuestStats:
                 if process.exit_status != 0:
                     raise HostError(f"the report exited with {process.exit_status}")
         except (OSError, asyncssh.Error, TimeoutError, HostError) as exc:
-            await self.forget(ip)
+            await self.forget(ip, port)
             raise HostError(f"guest stats from {ip}: {exc or type(exc).__name__}") from exc
         output = report.decode(errors="replace")
         try:
@@ -150,7 +151,7 @@ class SSHGuestStats:
         except (ValueError, IndexError) as exc:
             raise HostError(f"guest stats from {ip}: unreadable report ({exc})") from exc
 
-    async def forget(self, ip: str) -> None:
-        conn = self._conns.pop(ip, None)
+    async def forget(self, ip: str, port: int = 22) -> None:
+        conn = self._conns.pop((ip, port), None)
         if conn is not None:
             conn.close()

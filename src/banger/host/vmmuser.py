@@ -83,7 +83,8 @@ class ClaimedVMMUids:
         return RunAs(uid, uid)
 
     def release(self, vm_dir: Path) -> None:
-        if not self._uids or not self._registry.is_dir():
+        # Not root: it claimed nothing, and root daemons' registry is not its to open.
+        if not self.confines() or not self._registry.is_dir():
             return
         with self._locked():
             uid = self._claims().get(str(vm_dir.absolute()))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from banger.core.firecracker import MetricsSample
+from banger.core.slirp import UserNet
 from banger.core.vmdir import VMDir
 
 
@@ -34,6 +35,8 @@ class LaunchSpec:
     memory_shared: bool = False
     agent: bool = False
     incoming: bool = False
+    # User-mode networking made by the VMM itself instead of the TAP (QEMU only).
+    user_net: UserNet | None = None
 
     @property
     def files(self) -> VMDir:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from banger.core import agent
+from banger.core import agent, slirp
 from banger.core.confine import (
     QEMU_SANDBOX,
     QEMU_SANDBOX_RUNAS,
@@ -67,7 +67,8 @@ def qemu_argv(qemu_bin: str, spec: LaunchSpec, run_as: RunAs | None = None) -> l
         "-device", "virtio-blk-device,drive=root",
         "-drive", f"id=work,file={spec.work_disk},format=raw,if=none,discard=unmap{_KEEP_FD}",
         "-device", "virtio-blk-device,drive=work",
-        "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
+        "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no"
+        if spec.user_net is None else slirp.netdev(spec.user_net, "net0"),
         "-device", f"virtio-net-device,netdev=net0,mac={spec.mac}",
         "-object", "rng-random,id=rng0,filename=/dev/urandom",
         "-device", "virtio-rng-device,rng=rng0",
