@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from banger.core.errors import InvalidInput, PermissionDenied
+from banger.core.models import ProgressEvent
+from banger.host.usernet import SystemLayout, UserNetworks, read_user_network, unit_text
+from tests.support.host_fakes import FakeRunner
+
+UIDS = {"alice": 1000, "bob": 1001}
+
+
+def layout(tmp_path: Path, *, systemd: bool = False) -> SystemLayout:
+    running = tmp_path / "run/systemd/system"
+    if systemd:
+        running.mkdir(parents=True)
+    (tmp_path / "net").mkdir(exist_ok=True)
+    return SystemLayout(users_dir=tmp_path / "users", systemd_dir=tmp_path / "systemd",
+                        systemd_running=running, sys_class_net=tmp_path / "net")
+
+
+def networks(tmp_path: Path, runner: FakeRunner, *, systemd: bool = False,
+             euid: int = 0) -> UserNetworks:
+    return UserNetworks(runner, layout(tmp_path, systemd=systemd), euid=lambda: euid,
+                        lookup_uid=UIDS.__getitem__, banger="/opt/banger/bin/banger")
+
+
+
+def test_setup_makes_the_bridge_user_owned_taps_rules_and_the_description(
+        tmp_path: Path) -> None:
+    runner = FakeRunner()
+    seen: list[ProgressEvent] = []
+    result = asyncio.run(networks(tmp_path, runner).setup("alice", 4, seen.append))
+    net = result.network
+    assert ("ip", "link", "add", "bgu0", "type", "bridge") in runner.calls
+    for slot in net.slots:
+        assert ("ip", "tuntap", "add", "dev", slot.tap, "mode", "tap", "user", "1000") \
+            in runner.calls
+        assert ("ip", "link", "set", slot.tap, "master", "bgu0") in runner.calls
+    script = runner.inputs[runner.calls.index(("nft", "-f", "-"))]
+    assert script is not None and b"redirect to :5300" in script
+    description = tmp_path / "users/alice.json"
+    assert description.stat().st_mode & 0o777 == 0o644
+    assert read_user_network("alice", tmp_path / "users") == net
+    assert "not persisted" in result.persisted
+    assert seen[-1].stage == "ready"
+
+
+def test_a_second_user_gets_another_network_and_setup_again_keeps_the_first(
+        tmp_path: Path) -> None:
+    runner = FakeRunner()
+    nets = networks(tmp_path, runner)
+    alice = asyncio.run(nets.setup("alice", None, lambda e: None)).network
+    bob = asyncio.run(nets.setup("bob", None, lambda e: None)).network
+    again = asyncio.run(nets.setup("alice", None, lambda e: None)).network
+    assert alice == again
+    assert (alice.bridge, alice.cidr) != (bob.bridge, bob.cidr)
+
+
+def test_setup_installs_and_enables_the_boot_unit_under_systemd(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    result = asyncio.run(networks(tmp_path, runner, systemd=True).setup(
+        "alice", None, lambda e: None))
+    unit = tmp_path / "systemd/banger-user-network@.service"
+    assert unit.read_text() == unit_text("/opt/banger/bin/banger")
+    assert "ExecStart=/opt/banger/bin/banger system setup --user %i --no-persist" \
+        in unit.read_text()
+    assert ("systemctl", "enable", "banger-user-network@alice.service") in runner.calls
+    assert "banger-user-network@alice.service" in result.persisted
+
+
+def test_teardown_removes_exactly_what_setup_made_and_is_idempotent(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    nets = networks(tmp_path, runner)
+    net = asyncio.run(nets.setup("alice", 2, lambda e: None)).network
+    asyncio.run(nets.setup("bob", 2, lambda e: None))
+    for name in ("bgu0", *(s.tap for s in net.slots)):  # what the fake ip "made"
+        (tmp_path / "net" / name).mkdir()
+    runner.calls.clear()
+    assert asyncio.run(nets.teardown("alice", lambda e: None)) == ["alice"]
+    deleted = {c[-1] for c in runner.calls if c[:3] == ("ip", "link", "del")}
+    assert deleted == {"bgu0", *(s.tap for s in net.slots)}
+    assert not (tmp_path / "users/alice.json").exists()
+    assert (tmp_path / "users/bob.json").exists()
+    assert asyncio.run(nets.teardown("alice", lambda e: None)) == []
+    assert asyncio.run(nets.teardown(None, lambda e: None)) == ["bob"]
+
+
+def test_setup_and_teardown_need_root_and_a_real_ordinary_user(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    with pytest.raises(PermissionDenied) as caught:
+        asyncio.run(networks(tmp_path, runner, euid=1000).setup("alice", None, lambda e: None))
+    assert "sudo banger system setup" in caught.value.hint
+    with pytest.raises(InvalidInput, match="no user named"):
+        asyncio.run(networks(tmp_path, runner).setup("carol", None, lambda e: None))
+    assert runner.calls == []
+
+
+def test_a_user_without_setup_has_no_description(tmp_path: Path) -> None:
+    assert read_user_network("alice", tmp_path) is None
