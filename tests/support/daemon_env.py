@@ -9,9 +9,12 @@ from typing import Any
 
 from banger.core.config import Config
 from banger.core.models import VM, VMState
+from banger.core.netmode import ModeChoice, NetworkMode
 from banger.core.paths import Paths
+from banger.core.usernet import UserNetwork
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host.hostinfo import KVMFacts
+from banger.host.poolnet import SetupRules
 from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_vm_follower_adapters
 from tests.support.host_fakes import (
     FakeAgentChannel,
@@ -59,11 +62,12 @@ def make_env(
     root: Path, config: Config | None = None, builder: FakeImageBuilder | None = None,
     runtime_dir: Path | None = None, hypervisor: FakeHypervisor | None = None,
     agent: FakeAgentChannel | None = None, firecracker: FakeHypervisor | None = None,
-    firecracker_agent: FakeAgentChannel | None = None,
+    firecracker_agent: FakeAgentChannel | None = None, pool: UserNetwork | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters.
     `hypervisor` is the QEMU backend, `firecracker` the Firecracker one (if any); with an
-    agent channel, the backend makes warm templates."""
+    agent channel, the backend makes warm templates. `pool`: an ordinary user's daemon on
+    the network root set up (pool mode, root's rules stand)."""
     paths = make_paths(root, runtime_dir)
     network, disks = FakeNetwork(), FakeDisks()
     hypervisor = hypervisor or FakeHypervisor()
@@ -91,7 +95,15 @@ def make_env(
         firecracker_agent=firecracker_agent,
         firecracker_version=(lambda: "Firecracker v1.16.fake") if firecracker_agent else None,
     )
-    services = build_services(paths, config or Config(), adapters)
+    config = config or Config()
+    if pool is not None:
+        adapters.network_mode = ModeChoice(NetworkMode.POOL, "root prepared this user's network")
+        adapters.pool = pool
+        adapters.vm_followers.nat = SetupRules(pool)
+        config = config.model_copy(update={
+            "bridge_name": pool.bridge, "bridge_ip": pool.gateway, "cidr": pool.cidr,
+        })
+    services = build_services(paths, config, adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)
 
 

@@ -22,7 +22,8 @@ def status(ctx: Context, as_json: bool) -> None:
     print_fields([
         ("pid", str(info["pid"])), ("version", info["version"]), ("socket", info["socket"]),
         ("log", info["log"]), ("state", info["state_dir"]),
-        ("backend", f"{info['backend']} ({info['accel']})"), ("vms", str(info["vms"])),
+        ("backend", f"{info['backend']} ({info['accel']})"),
+        ("network", info.get("network", "bridge")), ("vms", str(info["vms"])),
     ])
 
 

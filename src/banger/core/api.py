@@ -333,6 +333,7 @@ class Status:
     backend: str
     accel: str
     vms: int
+    network: str = "bridge"  # a NetworkMode: bridge, pool or user
 
 
 @dataclass(frozen=True)

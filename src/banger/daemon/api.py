@@ -57,6 +57,7 @@ def daemon_routes(services: Services, on_shutdown: Callable[[], None]) -> web.Ro
             backend=services.profile.backend,
             accel=services.profile.accel,
             vms=len(services.vms.all()),
+            network=services.network.mode.value,
         )))
 
     @routes.post("/v1/shutdown")

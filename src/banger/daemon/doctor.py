@@ -8,8 +8,10 @@ from pathlib import Path
 
 from banger.core.config import Config
 from banger.core.models import Check
+from banger.core.netmode import ModeChoice, NetworkMode
 from banger.core.sizing import SizeDefaults
 from banger.core.units import GIB, format_size
+from banger.core.usernet import UserNetwork
 from banger.daemon.backends import backend_checks
 from banger.host import hostinfo
 from banger.host.hostinfo import AccelChoice, KVMFacts
@@ -25,6 +27,7 @@ def run_checks(
     default_image_local: bool,
     default_image_in_catalog: bool,
     apt_sources_ok: Callable[[], str | None],
+    network_mode: NetworkMode = NetworkMode.BRIDGE,
 ) -> list[Check]:
     checks: list[Check] = []
 
@@ -55,7 +58,10 @@ def run_checks(
     tool("resize2fs", "resize2fs", "apt-get install e2fsprogs")
     tool("ssh", "ssh", "apt-get install openssh-client")
     tool("ssh-keygen", "ssh-keygen", "apt-get install openssh-client")
-    ip_found = tool("ip", "ip", "apt-get install iproute2")
+    # In pool mode root's setup made the network: bangerd needs neither ip nor privileges.
+    ip_found = network_mode is not NetworkMode.POOL and tool(
+        "ip", "ip", "apt-get install iproute2"
+    )
     if ip_found:
         if os.geteuid() == 0:
             checks.append(Check("network privileges", "ok", "running as root"))
@@ -140,3 +146,17 @@ def confinement_check(
                      f"uses ({shown}); banger skips them", "move vmm_uids to unused ids", False)
     return Check("confinement", "ok", f"QEMU runs in its seccomp sandbox as a uid of its own "
                  f"per VM ({config.vmm_uids}), in a cgroup ({cgroups}) per VM")
+
+
+def network_mode_check(choice: ModeChoice, pool: UserNetwork | None) -> Check:
+    """How guests get a network, and what an ordinary user can ask root for."""
+    if choice.mode is NetworkMode.POOL and pool is not None:
+        with_nat = sum(s.nat for s in pool.slots)
+        return Check("network mode", "ok", f"pool: {choice.reason}; bridge {pool.bridge} "
+                     f"({pool.cidr}), {len(pool.slots)} TAPs ({with_nat} with NAT), .vm DNS "
+                     f"on {pool.gateway}:53 (-> :{pool.dns_port})", required=False)
+    if choice.mode is NetworkMode.USER:
+        return Check("network mode", "warn", f"user: {choice.reason}: no bridge, no .vm DNS",
+                     "for the full network, ask root once: "
+                     "`sudo banger system setup --user $USER`", False)
+    return Check("network mode", "ok", f"{choice.mode.value}: {choice.reason}", required=False)

@@ -12,9 +12,11 @@ from banger.core.config import Config
 from banger.core.confine import uid_range
 from banger.core.errors import BangerError, ConfigError, MissingTool
 from banger.core.models import Check
+from banger.core.netmode import ROOT_BRIDGE, ModeChoice
 from banger.core.paths import Paths
 from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
+from banger.core.usernet import UserNetwork
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_profile
 from banger.daemon.consoles import ConsoleKeeper
@@ -72,6 +74,9 @@ class Adapters:
     vmm_version: Callable[[], str] | None = None
     firecracker_agent: AgentChannel | None = None
     firecracker_version: Callable[[], str] | None = None
+    # How guests get a network (see banger.core.netmode); the pool root set up, in pool mode.
+    network_mode: ModeChoice = ROOT_BRIDGE
+    pool: UserNetwork | None = None
 
 
 @dataclass
@@ -119,7 +124,8 @@ class Services:
 
         name = self.config.default_image_name
         cgroups = self.adapters.vm_followers.cgroups
-        return [*doctor.run_checks(
+        return [doctor.network_mode_check(self.adapters.network_mode, self.adapters.pool),
+                *doctor.run_checks(
             config=self.config,
             state_dir=self.paths.state_dir,
             facts=self.adapters.kvm,
@@ -128,6 +134,7 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
+            network_mode=self.adapters.network_mode.mode,
         ), doctor.confinement_check(
             self.config, cgroups.version if cgroups else None, os.geteuid() == 0,
             host_ids_in(uid_range(self.config.vmm_uids)),
@@ -169,7 +176,9 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
             raise ConfigError(f"backend = \"{choice.name}\" is not available in this daemon")
         choice = BackendChoice("qemu", "the default")
     profile, hypervisor = backends[choice.name]
-    network = HostNetwork(config, adapters.network, store)
+    network = HostNetwork(
+        config, adapters.network, store, mode=adapters.network_mode.mode, pool=adapters.pool
+    )
 
     def images_in_use(image: str) -> list[str]:
         return [vm.name for vm in store.list_vms() if vm.image == image]
@@ -245,7 +254,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     )
     vms.listeners.append(ssh_config.on_vm_event)
     ssh_config.write()
-    vm_followers = build_vm_followers(config, store, network, vms, adapters.vm_followers)
+    vm_followers = build_vm_followers(
+        config, store, network, vms, adapters.vm_followers,
+        **({"dns_port": adapters.pool.dns_port} if adapters.pool else {}),
+    )
     vm_followers.consoles = ConsoleKeeper(
         [(paths.vms_dir, 1), (paths.state_dir / "templates", 2)],
         parse_size(config.console_log_max_size),

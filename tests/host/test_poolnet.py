@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from banger.core.errors import HostError, Unsupported
+from banger.core.usernet import plan_user_network
+from banger.host.poolnet import PoolLinks, SetupRules
+
+NET = plan_user_network("alice", 1000, 0, taps=2)
+
+
+def sysfs(tmp_path: Path) -> Path:
+    (tmp_path / NET.bridge).mkdir()
+    tap = tmp_path / NET.slots[0].tap
+    tap.mkdir()
+    (tap / "master").symlink_to(tmp_path / NET.bridge)
+    return tmp_path
+
+
+def test_pool_links_only_look_and_point_at_the_setup_when_something_is_missing(
+        tmp_path: Path) -> None:
+    links = PoolLinks(NET, sysfs(tmp_path))
+    asyncio.run(links.ensure_bridge(NET.bridge, NET.gateway, 24))
+    asyncio.run(links.create_tap(NET.slots[0].tap, NET.bridge))
+    with pytest.raises(HostError) as caught:
+        asyncio.run(links.create_tap(NET.slots[1].tap, NET.bridge))
+    assert "sudo banger system setup --user alice" in caught.value.hint
+    asyncio.run(links.delete_tap(NET.slots[0].tap))
+    assert (tmp_path / NET.slots[0].tap).exists()  # back to the pool, not deleted
+    with pytest.raises(HostError):
+        asyncio.run(PoolLinks(NET, tmp_path / "none").ensure_bridge(NET.bridge, "", 24))
+
+
+def test_setup_rules_change_nothing_and_refuse_allowlists() -> None:
+    rules = SetupRules(NET)
+    assert rules.available()
+    assert asyncio.run(rules.missing(NET.bridge)) == []
+    with pytest.raises(Unsupported):
+        asyncio.run(rules.allow(NET.bridge, "vm", [("192.0.2.1", 60)]))
