@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
-from banger.core.errors import InvalidInput, PermissionDenied
+from banger.core import posixacl
+from banger.core.errors import HostError, InvalidInput, PermissionDenied
 from banger.core.models import ProgressEvent
 from banger.host.usernet import SystemLayout, UserNetworks, read_user_network, unit_text
 from tests.support.host_fakes import FakeRunner
@@ -18,8 +20,11 @@ def layout(tmp_path: Path, *, systemd: bool = False) -> SystemLayout:
     if systemd:
         running.mkdir(parents=True)
     (tmp_path / "net").mkdir(exist_ok=True)
+    tun = tmp_path / "tun"
+    tun.touch()
+    tun.chmod(0o666)
     return SystemLayout(users_dir=tmp_path / "users", systemd_dir=tmp_path / "systemd",
-                        systemd_running=running, sys_class_net=tmp_path / "net")
+                        systemd_running=running, sys_class_net=tmp_path / "net", tun=tun)
 
 
 def networks(tmp_path: Path, runner: FakeRunner, *, systemd: bool = False,
@@ -101,3 +106,21 @@ def test_setup_and_teardown_need_root_and_a_real_ordinary_user(tmp_path: Path) -
 
 def test_a_user_without_setup_has_no_description(tmp_path: Path) -> None:
     assert read_user_network("alice", tmp_path) is None
+
+
+def test_a_root_only_tun_gets_an_acl_entry_for_the_user_until_teardown(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    nets = networks(tmp_path, runner)
+    tun = tmp_path / "tun"
+    tun.chmod(0o600)
+    try:
+        net = asyncio.run(nets.setup("alice", None, lambda e: None)).network
+    except HostError as exc:
+        pytest.skip(f"no ACLs on this file system: {exc.message}")
+    assert net.tun_acl
+    assert posixacl.user_perm(posixacl.parse(os.getxattr(tun, posixacl.XATTR)), 1000) == 6
+    assert asyncio.run(nets.setup("alice", None, lambda e: None)).network.tun_acl
+    asyncio.run(nets.teardown("alice", lambda e: None))
+    with pytest.raises(OSError):
+        os.getxattr(tun, posixacl.XATTR)
+    assert tun.stat().st_mode & 0o777 == 0o600

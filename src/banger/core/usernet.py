@@ -49,6 +49,8 @@ class UserNetwork:
     gateway: str
     dns_port: int
     slots: tuple[TapSlot, ...]
+    # The setup gave the user an ACL entry on /dev/net/tun (its teardown takes it back).
+    tun_acl: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -113,7 +115,7 @@ def parse_user_network(text: str, *, source: str) -> UserNetwork:
         net = UserNetwork(
             user=str(data["user"]), uid=int(data["uid"]), index=int(data["index"]),
             bridge=str(data["bridge"]), cidr=str(data["cidr"]), gateway=str(data["gateway"]),
-            dns_port=int(data["dns_port"]), slots=slots,
+            dns_port=int(data["dns_port"]), slots=slots, tun_acl=bool(data.get("tun_acl")),
         )
         network = ipaddress.IPv4Network(net.cidr)
         if ipaddress.IPv4Address(net.gateway) not in network or not all(

@@ -4,6 +4,7 @@ the user daemon's reading side."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -12,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from banger.core import nat, usernet
-from banger.core.errors import ConfigError, InvalidInput, PermissionDenied
+from banger.core import nat, posixacl, usernet
+from banger.core.errors import ConfigError, HostError, InvalidInput, PermissionDenied
 from banger.core.models import ProgressEvent
 from banger.core.usernet import UserNetwork
 from banger.host.processes import CommandRunner
@@ -70,6 +71,7 @@ class SystemLayout:
     systemd_dir: Path = Path("/etc/systemd/system")
     systemd_running: Path = Path("/run/systemd/system")  # exists when systemd is PID 1
     sys_class_net: Path = Path("/sys/class/net")
+    tun: Path = Path("/dev/net/tun")  # QEMU, as the user, opens it to attach its TAP
 
 
 class UserNetworks:
@@ -117,7 +119,7 @@ class UserNetworks:
         index = mine.index if mine else usernet.free_index({n.index for n in others})
         count = taps or (len(mine.slots) if mine else usernet.DEFAULT_TAPS)
         net = usernet.plan_user_network(user, uid, index, count)
-        if mine is not None and mine != net:
+        if mine is not None and (mine.bridge, mine.slots) != (net.bridge, net.slots):
             await self._remove_links(mine, keep=net)
         progress(ProgressEvent("bridge", f"bridge {net.bridge} {net.gateway}/24"))
         await self._ensure_bridge(net)
@@ -125,6 +127,8 @@ class UserNetworks:
                                f"({sum(s.nat for s in net.slots)} with NAT)"))
         for slot in net.slots:
             await self._ensure_tap(slot.tap, net)
+        granted = self._grant_tun(user, uid)
+        net = dataclasses.replace(net, tun_acl=granted or (mine is not None and mine.tun_acl))
         progress(ProgressEvent("rules", f"nftables rules; DNS {net.gateway}:53 -> "
                                f":{net.dns_port}"))
         await self._run.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], privileged=True)
@@ -151,6 +155,8 @@ class UserNetworks:
             await self._remove_rules(net)
             await self._remove_links(net)
             await self._unpersist(net.user)
+            if net.tun_acl:
+                self._revoke_tun(net.uid)
             (self._layout.users_dir / f"{net.user}.json").unlink(missing_ok=True)
         return [n.user for n in nets]
 
@@ -212,8 +218,48 @@ class UserNetworks:
         if not self.existing() or all(n.user == user for n in self.existing()):
             (self._layout.systemd_dir / UNIT_NAME).unlink(missing_ok=True)
 
+    def _grant_tun(self, user: str, uid: int) -> bool:
+        """Let `uid` open /dev/net/tun: an ACL entry of its own, unless everyone may (most
+        distributions' udev makes it 0666). Whether an entry was added."""
+        tun = self._layout.tun
+        mode = tun.stat().st_mode
+        if mode & 0o006 == 0o006:
+            return False
+        entries = _acl(tun) or posixacl.from_mode(mode)
+        if posixacl.user_perm(entries, uid) == 6:
+            return False
+        try:
+            os.setxattr(tun, posixacl.XATTR, posixacl.render(posixacl.with_user(entries, uid, 6)))
+        except OSError as exc:
+            raise HostError(
+                f"cannot let {user} open {tun}: {exc.strerror}",
+                hint=f"make {tun} readable and writable by {user} (mode 0666, as udev does on "
+                "most distributions), then run the setup again",
+            ) from exc
+        return True
+
+    def _revoke_tun(self, uid: int) -> None:
+        tun = self._layout.tun
+        entries = _acl(tun)
+        if not entries or posixacl.user_perm(entries, uid) is None:
+            return
+        left = posixacl.without_user(entries, uid)
+        if left is None:
+            os.removexattr(tun, posixacl.XATTR)
+            mode = tun.stat().st_mode & 0o7777
+            os.chmod(tun, (mode & ~0o070) | (posixacl.group_obj_perm(entries) << 3))
+        else:
+            os.setxattr(tun, posixacl.XATTR, posixacl.render(left))
+
     def _link(self, name: str) -> Path:
         return self._layout.sys_class_net / name
+
+
+def _acl(path: Path) -> list[posixacl.Entry] | None:
+    try:
+        return posixacl.parse(os.getxattr(path, posixacl.XATTR))
+    except OSError:
+        return None  # no ACL (ENODATA), or a file system without them
 
 
 def _owner(link: Path) -> int | None:
