@@ -25,13 +25,27 @@ async def test_overlay_is_backed_by_the_shared_base(tmp_path: Path) -> None:
 async def test_work_disk_is_sparse_and_labelled(tmp_path: Path) -> None:
     runner = FakeRunner()
     disk = tmp_path / "work.ext4"
-    await HostDisks(runner).create_work_disk(disk, 1 << 30, tmp_path / "staging")
+    await HostDisks(runner, as_root=True).create_work_disk(disk, 1 << 30, tmp_path / "staging")
     assert disk.stat().st_size == 1 << 30
     assert disk.stat().st_blocks * 512 < 1 << 20
     [argv] = runner.calls
     assert argv[0] == "mkfs.ext4"
     assert argv[argv.index("-L") + 1] == WORK_DISK_LABEL
     assert argv[argv.index("-d") + 1] == str(tmp_path / "staging")
+
+
+async def test_an_ordinary_users_staged_files_become_roots_in_the_guest(
+        tmp_path: Path) -> None:
+    runner = FakeRunner()
+    staging = tmp_path / "staging"
+    (staging / ".ssh").mkdir(parents=True)
+    (staging / ".ssh/authorized_keys").write_text("key\n")
+    await HostDisks(runner, as_root=False).create_work_disk(tmp_path / "w.ext4", 1 << 30, staging)
+    assert runner.calls[1] == ("debugfs", "-w", "-f", "-", str(tmp_path / "w.ext4"))
+    script = (runner.inputs[1] or b"").decode()
+    assert 'sif "/.ssh/authorized_keys" uid 0' in script and 'sif "/.ssh" gid 0' in script
+    await HostDisks(runner, as_root=True).create_work_disk(tmp_path / "r.ext4", 1 << 30, staging)
+    assert runner.calls[-1][0] == "mkfs.ext4"
 
 
 async def test_grow_resizes_the_filesystem(tmp_path: Path) -> None:

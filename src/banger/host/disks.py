@@ -23,8 +23,9 @@ class DiskAdapter(Protocol):
 
 
 class HostDisks:
-    def __init__(self, runner: CommandRunner) -> None:
+    def __init__(self, runner: CommandRunner, *, as_root: bool | None = None) -> None:
         self._run = runner
+        self._as_root = os.geteuid() == 0 if as_root is None else as_root
 
     def free_bytes(self, path: Path) -> int:
         return hostinfo.free_bytes(path)
@@ -42,6 +43,18 @@ class HostDisks:
             "mkfs.ext4", "-q", "-F", "-L", WORK_DISK_LABEL, "-E", "root_owner=0:0",
             "-d", str(staging), str(path),
         ])
+        if not self._as_root:
+            await self._give_to_root(path, staging)
+
+    async def _give_to_root(self, path: Path, staging: Path) -> None:
+        """`mkfs.ext4 -d` copies the staged files' owner: an ordinary user's daemon would
+        give the guest's root a /root/.ssh that sshd refuses. The guest sees them as root's."""
+        script = "".join(
+            f'sif "/{entry.relative_to(staging)}" {field} 0\n'
+            for entry in sorted(staging.rglob("*")) for field in ("uid", "gid")
+        )
+        if script:
+            await self._run.run(["debugfs", "-w", "-f", "-", str(path)], input=script.encode())
 
     async def grow_work_disk(self, path: Path, size_bytes: int) -> None:
         current = path.stat().st_size

@@ -83,7 +83,8 @@ class ClaimedVMMUids:
         return RunAs(uid, uid)
 
     def release(self, vm_dir: Path) -> None:
-        if not self._uids or not self._registry.is_dir():
+        # A daemon that is not root never claimed one (and cannot open root's registry).
+        if not self.confines() or not self._registry.is_dir():
             return
         with self._locked():
             uid = self._claims().get(str(vm_dir.absolute()))
