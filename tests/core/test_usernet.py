@@ -61,6 +61,7 @@ def test_setup_rules_pin_each_slot_redirect_dns_and_keep_other_users_out() -> No
     assert f"ip saddr {contained.ip} oifname" not in script
     assert f"ether saddr {contained.mac} ip saddr {contained.ip} accept" in script
     assert "th dport 53 redirect to :5300" in script
+    assert "th dport 53 dnat ip to 10.213.0.1:5300" in script  # the host's own queries
     assert "insert rule inet banger in_bgu0" in script  # before the input chain's drop
     assert "meta skuid != { 0, 1000 } drop" in script
 

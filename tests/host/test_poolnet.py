@@ -12,26 +12,25 @@ from banger.host.poolnet import PoolLinks, SetupRules
 NET = plan_user_network("alice", 1000, 0, taps=2)
 
 
-def sysfs(tmp_path: Path) -> Path:
-    (tmp_path / NET.bridge).mkdir()
-    tap = tmp_path / NET.slots[0].tap
-    tap.mkdir()
-    (tap / "master").symlink_to(tmp_path / NET.bridge)
-    return tmp_path
+def net_dev(tmp_path: Path, names: list[str]) -> Path:
+    path = tmp_path / "dev"
+    rows = "".join(f"{name:>6}: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" for name in names)
+    path.write_text("Inter-| header\n face |header\n" + rows)
+    return path
 
 
 def test_pool_links_only_look_and_point_at_the_setup_when_something_is_missing(
         tmp_path: Path) -> None:
-    links = PoolLinks(NET, sysfs(tmp_path))
+    links = PoolLinks(NET, net_dev(tmp_path, ["lo", NET.bridge, NET.slots[0].tap]))
     asyncio.run(links.ensure_bridge(NET.bridge, NET.gateway, 24))
     asyncio.run(links.create_tap(NET.slots[0].tap, NET.bridge))
     with pytest.raises(HostError) as caught:
         asyncio.run(links.create_tap(NET.slots[1].tap, NET.bridge))
     assert "sudo banger system setup --user alice" in caught.value.hint
     asyncio.run(links.delete_tap(NET.slots[0].tap))
-    assert (tmp_path / NET.slots[0].tap).exists()  # back to the pool, not deleted
+    assert asyncio.run(links.link_exists(NET.slots[0].tap))  # back to the pool, not deleted
     with pytest.raises(HostError):
-        asyncio.run(PoolLinks(NET, tmp_path / "none").ensure_bridge(NET.bridge, "", 24))
+        asyncio.run(PoolLinks(NET, net_dev(tmp_path, ["lo"])).ensure_bridge(NET.bridge, "", 24))
 
 
 def test_setup_rules_change_nothing_and_refuse_allowlists() -> None:

@@ -19,12 +19,19 @@ def layout(tmp_path: Path, *, systemd: bool = False) -> SystemLayout:
     running = tmp_path / "run/systemd/system"
     if systemd:
         running.mkdir(parents=True)
-    (tmp_path / "net").mkdir(exist_ok=True)
+    net_dev(tmp_path, [])
     tun = tmp_path / "tun"
     tun.touch()
     tun.chmod(0o666)
     return SystemLayout(users_dir=tmp_path / "users", systemd_dir=tmp_path / "systemd",
-                        systemd_running=running, sys_class_net=tmp_path / "net", tun=tun)
+                        systemd_running=running, proc_net_dev=tmp_path / "net_dev",
+                        tun=tun)
+
+
+def net_dev(tmp_path: Path, names: list[str]) -> None:
+    """A /proc/net/dev listing `names` (what the fake `ip` made)."""
+    rows = "".join(f"{name:>6}: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" for name in names)
+    (tmp_path / "net_dev").write_text("Inter-| header\n face |header\n" + rows)
 
 
 def networks(tmp_path: Path, runner: FakeRunner, *, systemd: bool = False,
@@ -82,8 +89,7 @@ def test_teardown_removes_exactly_what_setup_made_and_is_idempotent(tmp_path: Pa
     nets = networks(tmp_path, runner)
     net = asyncio.run(nets.setup("alice", 2, lambda e: None)).network
     asyncio.run(nets.setup("bob", 2, lambda e: None))
-    for name in ("bgu0", *(s.tap for s in net.slots)):  # what the fake ip "made"
-        (tmp_path / "net" / name).mkdir()
+    net_dev(tmp_path, ["lo", "bgu0", *(s.tap for s in net.slots)])
     runner.calls.clear()
     assert asyncio.run(nets.teardown("alice", lambda e: None)) == ["alice"]
     deleted = {c[-1] for c in runner.calls if c[:3] == ("ip", "link", "del")}

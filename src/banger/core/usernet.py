@@ -148,12 +148,13 @@ def render_setup_rules(net: UserNetwork) -> str:
         f"add chain {inet} {dns_in} "
         "{ type nat hook prerouting priority dstnat; policy accept; }",
         f"add chain {inet} {dns_out} "
-        "{ type nat hook output priority dstnat; policy accept; }",
+        "{ type nat hook output priority -100; policy accept; }",
         f"add chain {inet} {owner} "
         "{ type filter hook output priority filter; policy accept; }",
         *(f"flush chain {inet} {chain}" for chain in (dns_in, dns_out, owner)),
         f'add rule {inet} {dns_in} iifname "{net.bridge}" {dns} 53 redirect to :{net.dns_port}',
-        f"add rule {inet} {dns_out} {dns} 53 redirect to :{net.dns_port}",
+        # Not `redirect` here: for the host's own packets it means 127.0.0.1.
+        f"add rule {inet} {dns_out} {dns} 53 dnat ip to {net.gateway}:{net.dns_port}",
         # Before the input chain's drop (render_rules just refilled it).
         f'insert rule {inet} {chains.input} iifname "{net.bridge}" {dns} {net.dns_port} accept',
         f'add rule {inet} {owner} oifname "{net.bridge}" meta skuid != {{ 0, {net.uid} }} '

@@ -1,5 +1,7 @@
 """Pool mode's adapters: the network root prepared (`banger system setup`), looked at but
-never changed. They run no `ip`, `nft`, `sysctl` or sudo: the links are read from sysfs."""
+never changed. They run no `ip`, `nft`, `sysctl` or sudo: the links are read from
+/proc/self/net/dev, which (unlike a sysfs mounted elsewhere) always shows the network
+namespace the process is in."""
 
 from __future__ import annotations
 
@@ -10,6 +12,14 @@ from banger.core.errors import HostError, Unsupported
 from banger.core.nat import GuestNet
 from banger.core.usernet import UserNetwork
 
+PROC_NET_DEV = Path("/proc/self/net/dev")
+
+
+def link_names(proc_net_dev: Path = PROC_NET_DEV) -> set[str]:
+    """The network interfaces of this process's namespace."""
+    lines = proc_net_dev.read_text().splitlines()[2:]  # two header lines
+    return {line.split(":", 1)[0].strip() for line in lines if ":" in line}
+
 
 def _setup_hint(net: UserNetwork) -> str:
     return f"ask root to run `sudo banger system setup --user {net.user}` (again)"
@@ -18,12 +28,12 @@ def _setup_hint(net: UserNetwork) -> str:
 class PoolLinks:
     """The HostNetworkAdapter of pool mode: the bridge and TAPs exist already."""
 
-    def __init__(self, net: UserNetwork, sys_class_net: Path = Path("/sys/class/net")) -> None:
+    def __init__(self, net: UserNetwork, proc_net_dev: Path = PROC_NET_DEV) -> None:
         self._net = net
-        self._sys = sys_class_net
+        self._proc_net_dev = proc_net_dev
 
     async def link_exists(self, name: str) -> bool:
-        return (self._sys / name).exists()
+        return name in link_names(self._proc_net_dev)
 
     async def ensure_bridge(self, name: str, ip: str, prefix_len: int) -> None:
         if not await self.link_exists(name):
@@ -31,9 +41,8 @@ class PoolLinks:
                             hint=_setup_hint(self._net))
 
     async def create_tap(self, tap: str, bridge: str) -> None:
-        master = self._sys / tap / "master"
-        if not master.exists() or master.resolve().name != bridge:
-            raise HostError(f"TAP {tap} of this user's pool is missing or not on {bridge}",
+        if not await self.link_exists(tap):
+            raise HostError(f"TAP {tap} of this user's pool is missing",
                             hint=_setup_hint(self._net))
 
     async def delete_tap(self, tap: str) -> None:

@@ -17,6 +17,7 @@ from banger.core import nat, posixacl, usernet
 from banger.core.errors import ConfigError, HostError, InvalidInput, PermissionDenied
 from banger.core.models import ProgressEvent
 from banger.core.usernet import UserNetwork
+from banger.host.poolnet import PROC_NET_DEV, link_names
 from banger.host.processes import CommandRunner
 
 Progress = Callable[[ProgressEvent], None]
@@ -70,7 +71,7 @@ class SystemLayout:
     users_dir: Path = Path(usernet.USERS_DIR)
     systemd_dir: Path = Path("/etc/systemd/system")
     systemd_running: Path = Path("/run/systemd/system")  # exists when systemd is PID 1
-    sys_class_net: Path = Path("/sys/class/net")
+    proc_net_dev: Path = PROC_NET_DEV  # the links of the namespace we run in
     tun: Path = Path("/dev/net/tun")  # QEMU, as the user, opens it to attach its TAP
 
 
@@ -161,7 +162,7 @@ class UserNetworks:
         return [n.user for n in nets]
 
     async def _ensure_bridge(self, net: UserNetwork) -> None:
-        if not self._link(net.bridge).exists():
+        if net.bridge not in self._links():
             await self._run.run(["ip", "link", "add", net.bridge, "type", "bridge"],
                                 privileged=True)
         await self._run.run(["ip", "addr", "replace", f"{net.gateway}/24", "dev", net.bridge],
@@ -169,10 +170,9 @@ class UserNetworks:
         await self._run.run(["ip", "link", "set", net.bridge, "up"], privileged=True)
 
     async def _ensure_tap(self, tap: str, net: UserNetwork) -> None:
-        link = self._link(tap)
-        if link.exists() and _owner(link) != net.uid:
-            await self._run.run(["ip", "link", "del", "dev", tap], privileged=True)
-        if not link.exists():
+        # One that exists is this user's from an earlier setup (the names are banger's), maybe
+        # in use by a running VM: it stays.
+        if tap not in self._links():
             await self._run.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap",
                                  "user", str(net.uid)], privileged=True)
         await self._run.run(["ip", "link", "set", tap, "master", net.bridge], privileged=True)
@@ -180,10 +180,11 @@ class UserNetworks:
 
     async def _remove_links(self, net: UserNetwork, keep: UserNetwork | None = None) -> None:
         kept = {s.tap for s in keep.slots} if keep else set()
+        present = self._links()
         for slot in net.slots:
-            if slot.tap not in kept and self._link(slot.tap).exists():
+            if slot.tap not in kept and slot.tap in present:
                 await self._run.run(["ip", "link", "del", "dev", slot.tap], privileged=True)
-        if keep is None and self._link(net.bridge).exists():
+        if keep is None and net.bridge in present:
             await self._run.run(["ip", "link", "del", "dev", net.bridge], privileged=True)
 
     async def _remove_rules(self, net: UserNetwork) -> None:
@@ -251,8 +252,8 @@ class UserNetworks:
         else:
             os.setxattr(tun, posixacl.XATTR, posixacl.render(left))
 
-    def _link(self, name: str) -> Path:
-        return self._layout.sys_class_net / name
+    def _links(self) -> set[str]:
+        return link_names(self._layout.proc_net_dev)
 
 
 def _acl(path: Path) -> list[posixacl.Entry] | None:
@@ -260,13 +261,6 @@ def _acl(path: Path) -> list[posixacl.Entry] | None:
         return posixacl.parse(os.getxattr(path, posixacl.XATTR))
     except OSError:
         return None  # no ACL (ENODATA), or a file system without them
-
-
-def _owner(link: Path) -> int | None:
-    try:
-        return int((link / "owner").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _set_names(listing: str) -> list[str]:
