@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from banger.core import posixacl
 from tests.e2e.conftest import (
     BANGER,
     INTERNET_URL,
@@ -233,4 +235,8 @@ def test_teardown_leaves_no_bridge_tap_or_rule_behind(
     assert not set(netns.links()) & {s["tap"] for s in net["slots"]}
     assert net["bridge"] not in nft_inet(netns)
     assert not Path(setup["description"]).exists()
+    uid = pwd.getpwnam(user_of(env)).pw_uid
+    with contextlib.suppress(OSError):  # no ACL at all is fine too
+        acl = posixacl.parse(os.getxattr("/dev/net/tun", posixacl.XATTR))
+        assert posixacl.user_perm(acl, uid) is None
     assert system(netns, "teardown", "--user", user_of(env)).stdout == "nothing to remove\n"

@@ -110,6 +110,15 @@ def test_setup_and_teardown_need_root_and_a_real_ordinary_user(tmp_path: Path) -
     assert runner.calls == []
 
 
+def test_a_setup_that_fails_halfway_is_on_record_for_teardown(tmp_path: Path) -> None:
+    runner = FakeRunner(fail_on={("nft", "-f", "-")})
+    nets = networks(tmp_path, runner)
+    with pytest.raises(HostError):
+        asyncio.run(nets.setup("alice", 2, lambda e: None))
+    assert read_user_network("alice", tmp_path / "users") is not None
+    assert asyncio.run(nets.teardown("alice", lambda e: None)) == ["alice"]
+
+
 def test_a_user_without_setup_has_no_description(tmp_path: Path) -> None:
     assert read_user_network("alice", tmp_path) is None
 

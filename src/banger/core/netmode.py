@@ -21,6 +21,9 @@ class ModeChoice:
     reason: str
 
 
+ROOT_BRIDGE = ModeChoice(NetworkMode.BRIDGE, "bangerd runs as root")
+
+
 def choose_network_mode(euid: int, *, has_setup: bool) -> ModeChoice:
     """Root always bridges (a setup for some user does not bind root's own daemon); an
     ordinary user gets the pool root prepared for them, or user-mode networking."""
@@ -29,6 +32,3 @@ def choose_network_mode(euid: int, *, has_setup: bool) -> ModeChoice:
     if has_setup:
         return ModeChoice(NetworkMode.POOL, "root prepared this user's network")
     return ModeChoice(NetworkMode.USER, "not root and no `banger system setup` for this user")
-
-
-ROOT_BRIDGE = ModeChoice(NetworkMode.BRIDGE, "bangerd runs as root")

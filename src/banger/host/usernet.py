@@ -120,6 +120,14 @@ class UserNetworks:
         index = mine.index if mine else usernet.free_index({n.index for n in others})
         count = taps or (len(mine.slots) if mine else usernet.DEFAULT_TAPS)
         net = usernet.plan_user_network(user, uid, index, count)
+        needs_acl = self._tun_needs_acl(uid)
+        net = dataclasses.replace(net, tun_acl=needs_acl or (mine is not None and mine.tun_acl))
+        # Written first: a setup that fails halfway is still on record for teardown (and a
+        # second run finishes it).
+        description = self._layout.users_dir / f"{user}.json"
+        self._layout.users_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        _write_public(description, net.to_json())
+        progress(ProgressEvent("description", f"wrote {description}"))
         if mine is not None and (mine.bridge, mine.slots) != (net.bridge, net.slots):
             await self._remove_links(mine, keep=net)
         progress(ProgressEvent("bridge", f"bridge {net.bridge} {net.gateway}/24"))
@@ -128,17 +136,13 @@ class UserNetworks:
                                f"({sum(s.nat for s in net.slots)} with NAT)"))
         for slot in net.slots:
             await self._ensure_tap(slot.tap, net)
-        granted = self._grant_tun(user, uid)
-        net = dataclasses.replace(net, tun_acl=granted or (mine is not None and mine.tun_acl))
+        if needs_acl:
+            self._grant_tun(user, uid)
         progress(ProgressEvent("rules", f"nftables rules; DNS {net.gateway}:53 -> "
                                f":{net.dns_port}"))
         await self._run.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], privileged=True)
         await self._run.run(["nft", "-f", "-"], privileged=True,
                             input=usernet.render_setup_rules(net).encode())
-        description = self._layout.users_dir / f"{user}.json"
-        self._layout.users_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
-        _write_public(description, net.to_json())
-        progress(ProgressEvent("description", f"wrote {description}"))
         persisted = await self._persist(user) if persist else "re-applied (--no-persist)"
         progress(ProgressEvent("ready", f"{user} can now run banger without root"))
         return SetupResult(net, str(description), persisted)
@@ -219,16 +223,19 @@ class UserNetworks:
         if not self.existing() or all(n.user == user for n in self.existing()):
             (self._layout.systemd_dir / UNIT_NAME).unlink(missing_ok=True)
 
-    def _grant_tun(self, user: str, uid: int) -> bool:
-        """Let `uid` open /dev/net/tun: an ACL entry of its own, unless everyone may (most
-        distributions' udev makes it 0666). Whether an entry was added."""
+    def _tun_needs_acl(self, uid: int) -> bool:
+        """Whether `uid` needs an ACL entry to open /dev/net/tun: not where everyone may
+        (most distributions' udev makes it 0666), nor where it has one already."""
         tun = self._layout.tun
         mode = tun.stat().st_mode
         if mode & 0o006 == 0o006:
             return False
-        entries = _acl(tun) or posixacl.from_mode(mode)
-        if posixacl.user_perm(entries, uid) == 6:
-            return False
+        entries = _acl(tun)
+        return entries is None or posixacl.user_perm(entries, uid) != 6
+
+    def _grant_tun(self, user: str, uid: int) -> None:
+        tun = self._layout.tun
+        entries = _acl(tun) or posixacl.from_mode(tun.stat().st_mode)
         try:
             os.setxattr(tun, posixacl.XATTR, posixacl.render(posixacl.with_user(entries, uid, 6)))
         except OSError as exc:
@@ -237,7 +244,6 @@ class UserNetworks:
                 hint=f"make {tun} readable and writable by {user} (mode 0666, as udev does on "
                 "most distributions), then run the setup again",
             ) from exc
-        return True
 
     def _revoke_tun(self, uid: int) -> None:
         tun = self._layout.tun
