@@ -223,6 +223,22 @@ def test_two_users_have_their_own_networks_and_cannot_reach_each_other(
     assert setup_a["network"]["bridge"] in netns.links()
 
 
+def test_warm_start_takes_slots_too(alice: tuple[BangerEnv, dict], internet: Netns) -> None:
+    env, setup = alice
+    slots = {s["tap"]: s for s in setup["network"]["slots"]}
+    env.write_config("warm_start = true\n")
+    env.run("daemon", "stop")
+    assert "warm template" in env.run("image", "warm", "debian-bookworm", timeout=900).stdout
+    made = env.run("vm", "create", "--name", "warm", "--nat", "--json", timeout=600)
+    assert "restor" in made.stderr, made.stderr
+    vm = json.loads(made.stdout)
+    assert (vm["ip"], vm["mac"]) == (slots[vm["tap"]]["ip"], slots[vm["tap"]]["mac"])
+    assert env.run("vm", "exec", "warm", "--", "hostname").stdout == "warm\n"
+    assert env.run("vm", "exec", "warm", "--", "python3", "-c", FETCH,
+                   timeout=60).stdout == "hello from the internet\n"
+    env.run("vm", "delete", "--force", "warm")
+
+
 def test_teardown_leaves_no_bridge_tap_or_rule_behind(
     alice: tuple[BangerEnv, dict], netns: Netns,
 ) -> None:
