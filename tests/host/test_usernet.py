@@ -9,29 +9,11 @@ import pytest
 from banger.core import posixacl
 from banger.core.errors import HostError, InvalidInput, PermissionDenied
 from banger.core.models import ProgressEvent
-from banger.host.usernet import SystemLayout, UserNetworks, read_user_network, unit_text
+from banger.host.usernet import UserNetworks, read_user_network, unit_text
 from tests.support.host_fakes import FakeRunner
+from tests.support.usernet import layout, net_dev
 
 UIDS = {"alice": 1000, "bob": 1001}
-
-
-def layout(tmp_path: Path, *, systemd: bool = False) -> SystemLayout:
-    running = tmp_path / "run/systemd/system"
-    if systemd:
-        running.mkdir(parents=True)
-    net_dev(tmp_path, [])
-    tun = tmp_path / "tun"
-    tun.touch()
-    tun.chmod(0o666)
-    return SystemLayout(users_dir=tmp_path / "users", systemd_dir=tmp_path / "systemd",
-                        systemd_running=running, proc_net_dev=tmp_path / "net_dev",
-                        tun=tun)
-
-
-def net_dev(tmp_path: Path, names: list[str]) -> None:
-    """A /proc/net/dev listing `names` (what the fake `ip` made)."""
-    rows = "".join(f"{name:>6}: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" for name in names)
-    (tmp_path / "net_dev").write_text("Inter-| header\n face |header\n" + rows)
 
 
 def networks(tmp_path: Path, runner: FakeRunner, *, systemd: bool = False,
