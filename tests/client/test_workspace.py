@@ -153,6 +153,16 @@ def test_a_path_outside_git_is_a_clear_error(tmp_path: Path) -> None:
         find_repo(tmp_path / "missing")
 
 
+def test_an_unreadable_path_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    with pytest.raises(InvalidInput, match="permission denied"):
+        find_repo(tmp_path / "theirs")
+
+
 def test_a_linked_worktree_is_refused_with_a_hint(repo: Path, tmp_path: Path) -> None:
     git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))
     with pytest.raises(InvalidInput, match="linked worktree") as info:

@@ -77,6 +77,9 @@ async def test_no_uid_when_not_root_or_turned_off(tmp_path: Path) -> None:
     assert await off.run_as(vm_dir(tmp_path, "b")) is None
     off.release(tmp_path / "vms" / "b")
     assert not (tmp_path / "registry").exists()
+    (tmp_path / "registry").mkdir(mode=0o700)  # root's, from a root daemon
+    uids(tmp_path, root=False).release(tmp_path / "vms" / "a")
+    assert list((tmp_path / "registry").iterdir()) == []
 
 
 def test_the_default_range_is_unused_on_this_host() -> None:

@@ -9,10 +9,12 @@ from typing import Any
 
 from banger.core.config import Config
 from banger.core.models import VM, VMState
-from banger.core.netmode import NetworkMode
+from banger.core.netmode import ModeChoice, NetworkMode
 from banger.core.paths import Paths
+from banger.core.usernet import UserNetwork
 from banger.daemon.services import Adapters, Services, build_services
 from banger.host.hostinfo import KVMFacts
+from banger.host.poolnet import SetupRules
 from tests.support.fakes import FakeHypervisor, FakeKeyMaker, FakeProbe, fake_vm_follower_adapters
 from tests.support.host_fakes import (
     FakeAgentChannel,
@@ -63,11 +65,12 @@ def make_env(
     agent: FakeAgentChannel | None = None, firecracker: FakeHypervisor | None = None,
     firecracker_agent: FakeAgentChannel | None = None,
     network_mode: NetworkMode = NetworkMode.BRIDGE,
-    loopback_ports: FakeLoopbackPorts | None = None,
+    loopback_ports: FakeLoopbackPorts | None = None, pool: UserNetwork | None = None,
 ) -> Env:
     """Services wired the way bangerd wires them (build_services), on fake adapters.
     `hypervisor` is the QEMU backend, `firecracker` the Firecracker one (if any); with an
-    agent channel, the backend makes warm templates."""
+    agent channel, the backend makes warm templates. `pool`: an ordinary user's daemon on
+    the network root set up (pool mode, root's rules stand)."""
     paths = make_paths(root, runtime_dir)
     network, disks = FakeNetwork(), FakeDisks()
     hypervisor = hypervisor or FakeHypervisor()
@@ -94,11 +97,19 @@ def make_env(
         firecracker=firecracker,
         firecracker_agent=firecracker_agent,
         firecracker_version=(lambda: "Firecracker v1.16.fake") if firecracker_agent else None,
-        network_mode=network_mode,
+        network_mode=ModeChoice(network_mode, "the test's choice"),
         user="dev",
         loopback_ports=loopback_ports or FakeLoopbackPorts(),
     )
-    services = build_services(paths, config or Config(), adapters)
+    config = config or Config()
+    if pool is not None:
+        adapters.network_mode = ModeChoice(NetworkMode.POOL, "root prepared this user's network")
+        adapters.pool = pool
+        adapters.vm_followers.nat = SetupRules(pool)
+        config = config.model_copy(update={
+            "bridge_name": pool.bridge, "bridge_ip": pool.gateway, "cidr": pool.cidr,
+        })
+    services = build_services(paths, config, adapters)
     return Env(services, paths, network, disks, hypervisor, keys, probe, builder)
 
 

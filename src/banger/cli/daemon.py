@@ -30,6 +30,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
 _NETWORKS = {
     "bridge": "bridge (banger's bridge, TAPs, nftables rules and .vm DNS)",
+    "pool": "pool (the bridge and TAPs root made with `banger system setup`, .vm DNS)",
     "user": "user-mode networking (guests behind 127.0.0.1 ports, no .vm names; "
             "see `banger doctor`)",
 }

@@ -37,6 +37,8 @@ for _name, _target, _help in (
     ("doctor", "banger.cli.doctor:doctor", "Check that this host can run banger VMs."),
     ("ssh-config", "banger.cli.sshconfig:ssh_config",
      "Make plain `ssh NAME.vm` work: print or install an Include for ~/.ssh/config."),
+    ("system", "banger.cli.system:system",
+     "Prepare this host for ordinary users (run as root, once)."),
     ("context", "banger.cli.contexts:context",
      "Name remote bangerds (ssh://USER@HOST) and choose the one to use."),
     ("mcp", "banger.cli.mcp:mcp", "Serve banger's sandboxes to MCP clients (coding agents)."),

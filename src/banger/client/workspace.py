@@ -118,7 +118,13 @@ def _git(root: Path, *args: str) -> bytes:
 def find_repo(path: str | os.PathLike[str]) -> Repo:
     """The git checkout that contains `path` (its top level)."""
     start = Path(path).expanduser()
-    if not start.is_dir():
+    try:
+        is_dir = start.is_dir()
+    except PermissionError:
+        raise InvalidInput(
+            f"{path}: permission denied", hint="pass a checkout your user can read",
+        ) from None
+    if not is_dir:
         raise InvalidInput(
             f"{path} is not a directory",
             hint="pass the path of a git checkout, e.g. banger vm run ./repo",

@@ -34,10 +34,12 @@ class DNSService:
     def __init__(
         self, *, config: Config, store: Store, listener: DNSListener, forwarder: Forwarder,
         resolved: ResolvedLinks, resolv_conf: Callable[[], str],
-        allow: Allower,
+        allow: Allower, port: int = DNS_PORT,
     ) -> None:
-        """`allow`: how addresses from answers get into a guest's allow set."""
+        """`allow`: how addresses from answers get into a guest's allow set. `port`: where
+        to listen (pool mode: the user's unprivileged port, root's rules redirect 53 to it)."""
         self._config = config
+        self.port = port
         self._store = store
         self._listener = listener
         self._forwarder = forwarder
@@ -74,13 +76,13 @@ class DNSService:
     async def start(self) -> None:
         self.refresh()
         try:
-            await self._listener.start(self._config.bridge_ip, DNS_PORT, self.handle)
+            await self._listener.start(self._config.bridge_ip, self.port, self.handle)
         except OSError as exc:
-            self.error = f"cannot listen on {self._config.bridge_ip}:{DNS_PORT}: {exc}"
+            self.error = f"cannot listen on {self._config.bridge_ip}:{self.port}: {exc}"
             log.warning("DNS server not started: %s", self.error)
             return
         self.serving = True
-        log.info("serving .vm on %s:%d", self._config.bridge_ip, DNS_PORT)
+        log.info("serving .vm on %s:%d", self._config.bridge_ip, self.port)
 
     async def close(self) -> None:
         await self._listener.close()
@@ -148,7 +150,9 @@ class DNSService:
     # Doctor
 
     def checks(self) -> list[Check]:
-        where = f"{self._config.bridge_ip}:{DNS_PORT}"
+        where = f"{self._config.bridge_ip}:{self.port}"
+        if self.port != DNS_PORT:
+            where += f" (port {DNS_PORT} redirected there by root's rules)"
         if self.serving:
             server = Check("dns server", "ok", f"serving .vm on {where}", required=False)
         else:

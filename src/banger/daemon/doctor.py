@@ -7,9 +7,10 @@ from pathlib import Path
 
 from banger.core.config import Config
 from banger.core.models import Check
-from banger.core.netmode import NetworkMode, setup_command
+from banger.core.netmode import ModeChoice, NetworkMode, setup_command
 from banger.core.sizing import SizeDefaults
 from banger.core.units import GIB, format_size
+from banger.core.usernet import UserNetwork
 from banger.daemon.backends import backend_checks
 from banger.host import hostinfo
 from banger.host.hostinfo import AccelChoice, KVMFacts
@@ -106,20 +107,6 @@ def run_checks(
     return checks
 
 
-def network_check(mode: NetworkMode, user: str) -> Check:
-    """The network mode the daemon chose at start-up, and what it lacks."""
-    if mode == NetworkMode.USER:
-        return Check(
-            "network mode", "warn",
-            "user-mode networking (not root, no setup for this user): each guest reached "
-            "through a 127.0.0.1 port, no .vm DNS names, a VM has --nat or no network "
-            "(no egress allowlists, no network groups), no Firecracker",
-            f"for full networking run once: {setup_command(user)}", False,
-        )
-    return Check("network mode", "ok", f"{mode.value}: banger's bridge, TAPs, nftables rules and "
-                 ".vm DNS", required=False)
-
-
 def confinement_check(
     config: Config, cgroups: str | None, is_root: bool, host_ids: list[int] | None = None
 ) -> Check:
@@ -143,3 +130,23 @@ def confinement_check(
                      f"uses ({shown}); banger skips them", "move vmm_uids to unused ids", False)
     return Check("confinement", "ok", f"QEMU runs in its seccomp sandbox as a uid of its own "
                  f"per VM ({config.vmm_uids}), in a cgroup ({cgroups}) per VM")
+
+
+def network_mode_check(choice: ModeChoice, pool: UserNetwork | None, user: str) -> Check:
+    """How guests get a network (the mode the daemon chose at start-up), and what an
+    ordinary user can ask root for."""
+    if choice.mode is NetworkMode.POOL and pool is not None:
+        with_nat = sum(s.nat for s in pool.slots)
+        return Check("network mode", "ok", f"pool: {choice.reason}; bridge {pool.bridge} "
+                     f"({pool.cidr}), {len(pool.slots)} TAPs ({with_nat} with NAT), .vm DNS "
+                     f"on {pool.gateway}:53 (-> :{pool.dns_port})", required=False)
+    if choice.mode is NetworkMode.USER:
+        return Check(
+            "network mode", "warn",
+            f"user-mode networking ({choice.reason}): each guest reached through a 127.0.0.1 "
+            "port, no .vm DNS names, a VM has --nat or no network (no egress allowlists, "
+            "no network groups), no Firecracker",
+            f"for full networking, ask root once: {setup_command(user)}", False,
+        )
+    return Check("network mode", "ok", f"{choice.mode.value}: {choice.reason}; banger's "
+                 "bridge, TAPs, nftables rules and .vm DNS", required=False)

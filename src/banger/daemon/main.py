@@ -18,8 +18,9 @@ from aiohttp import web
 
 from banger.core.config import Config, parse_config
 from banger.core.errors import BangerError
-from banger.core.netmode import choose_network_mode
+from banger.core.netmode import ROOT_BRIDGE, ModeChoice, choose_network_mode
 from banger.core.paths import Paths, paths_from_env, refuse_foreign_dirs
+from banger.core.usernet import UserNetwork
 from banger.daemon.api import make_app
 from banger.daemon.leftovers import sweep_half_made
 from banger.daemon.logs import (
@@ -78,7 +79,25 @@ def _bind_socket(path: Path) -> socket.socket:
     return sock
 
 
-def real_adapters(config: Config, paths: Paths) -> Adapters:
+def network_mode(config: Config) -> tuple[Config, ModeChoice, UserNetwork | None]:
+    """Bridge for root; for an ordinary user, the pool root set up for them (its bridge and
+    subnet replace the config's), else user-mode networking."""
+    from banger.host.usernet import read_user_network
+
+    euid = os.geteuid()
+    pool = None if euid == 0 else read_user_network(pwd.getpwuid(euid).pw_name)
+    choice = choose_network_mode(euid, has_setup=pool is not None)
+    if pool is not None:
+        config = config.model_copy(update={
+            "bridge_name": pool.bridge, "bridge_ip": pool.gateway, "cidr": pool.cidr,
+        })
+    return config, choice, pool
+
+
+def real_adapters(
+    config: Config, paths: Paths, mode: ModeChoice | None = None,
+    pool: UserNetwork | None = None,
+) -> Adapters:
     from banger.core.aptsources import archive_for_suite
     from banger.core.confine import uid_range
     from banger.host import hostinfo
@@ -90,6 +109,7 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
     from banger.host.kernelpull import DebianKernelFetcher
     from banger.host.network import IPRoute2Network
     from banger.host.ocipull import OCIPuller
+    from banger.host.poolnet import PoolLinks
     from banger.host.processes import SubprocessRunner
     from banger.host.ssh import AsyncSSHProbe, SSHKeygen
     from banger.host.vmm.firecracker import FirecrackerHypervisor
@@ -99,11 +119,9 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
 
     runner = SubprocessRunner()
     user = pwd.getpwuid(os.geteuid()).pw_name
-    # Pool mode (a host prepared by `banger system setup`) is not offered by this daemon yet.
-    network_mode = choose_network_mode(os.geteuid(), has_setup=False).mode
     confinement = Confinement(detect_cgroups(), ClaimedVMMUids(uid_range(config.vmm_uids)))
     return Adapters(
-        network=IPRoute2Network(runner),
+        network=IPRoute2Network(runner) if pool is None else PoolLinks(pool),
         disks=HostDisks(runner),
         hypervisor=QemuHypervisor(config.qemu_bin, confinement),
         keys=SSHKeygen(runner),
@@ -113,7 +131,7 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         kvm=hostinfo.kvm_facts(),
         host_cpus=hostinfo.cpu_count(),
         host_memory=hostinfo.memory_bytes(),
-        vm_followers=real_vm_follower_adapters(),
+        vm_followers=real_vm_follower_adapters(pool),
         firecracker=FirecrackerHypervisor(
             config.firecracker_bin, paths.state_dir / "firecracker", runner=runner,
             confinement=confinement, jailer_bin=config.jailer_bin,
@@ -133,7 +151,8 @@ def real_adapters(config: Config, paths: Paths) -> Adapters:
         firecracker_version=lambda: hostinfo.vmm_version(
             config.firecracker_bin or "firecracker"
         ),
-        network_mode=network_mode,
+        network_mode=mode or ROOT_BRIDGE,
+        pool=pool,
         user=user,
     )
 
@@ -208,7 +227,9 @@ def main() -> None:
     try:
         config = load_config(paths)
         setup_logging(paths.daemon_log, config.log_level)
-        services = build_services(paths, config, real_adapters(config, paths))
+        config, mode, pool = network_mode(config)
+        log.info("network mode %s: %s", mode.mode.value, mode.reason)
+        services = build_services(paths, config, real_adapters(config, paths, mode, pool))
     except BangerError as exc:
         # The CLI reads this line back to explain why the daemon did not come up.
         log.error(exc.message, extra={"code": exc.code, "hint": exc.hint})

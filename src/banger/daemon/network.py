@@ -1,22 +1,35 @@
-"""The guests' network on the host, one of two kinds chosen at start-up (core/netmode.py):
-HostNetwork (a root daemon: the bridge, per-VM TAPs and guest address allocation) or
-UserNetwork (no privileges: QEMU user-mode networking, nothing made on the host)."""
+"""The guests' network on the host, one of three kinds chosen at start-up (core/netmode.py):
+HostNetwork in bridge mode (a root daemon: the bridge, per-VM TAPs and guest address
+allocation) or in pool mode (an ordinary user's daemon on the network root made with `banger
+system setup`, see core/usernet.py: a VM takes a free slot of the user's pool, its TAP, IP
+and MAC, and gives it back when deleted; what root's fixed rules cannot express is refused),
+or SlirpNetwork (no privileges and no setup: QEMU user-mode networking, nothing made on the
+host)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from banger.core import slirp
 from banger.core.config import Config
-from banger.core.errors import Unsupported
+from banger.core.errors import NetworkExhausted, Unsupported
 from banger.core.models import VM
 from banger.core.netmode import NetworkMode, setup_command
-from banger.core.netplan import TAP_PREFIX, allocate_ip, prefix_len
+from banger.core.netplan import TAP_PREFIX, allocate_ip, mac_for, prefix_len, tap_name_for
 from banger.core.slirp import UserNet
+from banger.core.usernet import UserNetwork
 from banger.daemon.store import Store
 from banger.host.network import HostNetworkAdapter, LoopbackPorts
+
+
+@dataclass(frozen=True)
+class GuestAddress:
+    ip: str
+    mac: str
+    tap: str
 
 
 class GuestNetwork(Protocol):
@@ -36,8 +49,14 @@ class GuestNetwork(Protocol):
     @property
     def dns_server(self) -> str: ...
     def allocate_ip(self, reserved: set[str] | None = None) -> str: ...
-    def check_policy(self, *, egress_allow: list[str], network_group: str) -> None:
-        """Refuse a VM network policy this kind of network cannot enforce."""
+    def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
+        """The address of a new VM (`key`: its id) or template build (`nat` None)."""
+        ...
+    def require_policy(
+        self, *, nat: bool, egress_allow: list[str], network_group: str, tap: str = "",
+    ) -> None:
+        """Refuse a VM network policy this kind of network cannot enforce (`tap`: an
+        existing VM's)."""
         ...
     def ssh_port(self, vm: VM) -> int:
         """The loopback port to forward to `vm`'s sshd on this start (0: none, the guest's
@@ -53,14 +72,22 @@ class GuestNetwork(Protocol):
     async def banger_taps(self) -> list[str]: ...
 
 
+_POOL_HINT = "in pool mode root's `banger system setup` rules are fixed; run bangerd as root"
+
+
 class HostNetwork:
-    mode = NetworkMode.BRIDGE
     nat_applies_live = True
 
-    def __init__(self, config: Config, adapter: HostNetworkAdapter, store: Store) -> None:
+    def __init__(
+        self, config: Config, adapter: HostNetworkAdapter, store: Store, *,
+        mode: NetworkMode = NetworkMode.BRIDGE, pool: UserNetwork | None = None,
+    ) -> None:
         self._config = config
         self._net = adapter
         self._store = store
+        self.mode = mode
+        self.pool = pool
+        self._leases: dict[str, str] = {}  # tap -> VM or template build id, until stored/freed
         self._bridge_ready = False
         self._lock = asyncio.Lock()
         # Called after the bridge was (re)made, e.g. to point the host's resolver at it.
@@ -86,8 +113,45 @@ class HostNetwork:
         used = {vm.ip for vm in self._store.list_vms()} | (reserved or set())
         return allocate_ip(self._config.bridge_ip, self._config.cidr, used)
 
-    def check_policy(self, *, egress_allow: list[str], network_group: str) -> None:
-        return None
+    def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
+        """The address of a new VM (`key`: its id) or template build. In pool mode: a free
+        slot of the pool, of the kind `nat` asks for (None: any, a template's)."""
+        if self.pool is None:
+            return GuestAddress(self.allocate_ip(), mac_for(key), tap_name_for(key))
+        stored = {vm.id: vm.tap for vm in self._store.list_vms()}
+        self._leases = {t: k for t, k in self._leases.items() if k not in stored}
+        used = set(stored.values()) | set(self._leases)
+        kinds = [nat] if nat is not None else [False, True]
+        free = [s for kind in kinds for s in self.pool.free_slots(used, nat=kind)]
+        if not free:
+            kind = {True: "with NAT ", False: "without NAT ", None: ""}[nat]
+            raise NetworkExhausted(
+                f"every TAP {kind}of this user's pool is taken "
+                f"({len(self.pool.slots)} in all, half with NAT)",
+                hint="delete a VM you no longer need, or ask root for more: "
+                f"`sudo banger system setup --user {self.pool.user} --taps N`",
+            )
+        self._leases[free[0].tap] = key
+        return GuestAddress(free[0].ip, free[0].mac, free[0].tap)
+
+    def require_policy(
+        self, *, nat: bool, egress_allow: list[str], network_group: str, tap: str = "",
+    ) -> None:
+        """Refuse what the pool's fixed rules cannot do (a VM's TAP `tap`: its NAT cannot
+        change, the slot decides it)."""
+        if self.pool is None:
+            return
+        if egress_allow:
+            raise Unsupported("egress allowlists need per-VM firewall rules, which a daemon "
+                              "without root cannot make", hint=f"use --nat or none; {_POOL_HINT}")
+        if network_group:
+            raise Unsupported("network groups need per-VM firewall rules, which a daemon "
+                              "without root cannot make", hint=_POOL_HINT)
+        slot = next((s for s in self.pool.slots if s.tap == tap), None)
+        if slot is not None and slot.nat != nat:
+            raise Unsupported("in pool mode a VM keeps the NAT it was created with (its TAP "
+                              "is masqueraded or not by root's rules)",
+                              hint="create a new VM with (or without) --nat")
 
     def ssh_port(self, vm: VM) -> int:
         return 0
@@ -118,6 +182,7 @@ class HostNetwork:
         await self._net.create_tap(tap, self._config.bridge_name)
 
     async def detach(self, tap: str) -> None:
+        self._leases.pop(tap, None)
         await self._net.delete_tap(tap)
         for listener in self.detach_listeners:
             await listener(tap)
@@ -126,7 +191,7 @@ class HostNetwork:
         return await self._net.list_taps(TAP_PREFIX, self._config.bridge_name)
 
 
-class UserNetwork:
+class SlirpNetwork:
     """QEMU user-mode networking: each VMM holds its guest's private network (the same
     addresses in every VM), NATs what a VM with NAT sends through ordinary sockets of the
     daemon's user, and forwards a loopback port to the guest's sshd. Nothing is made on the
@@ -158,7 +223,13 @@ class UserNetwork:
     def allocate_ip(self, reserved: set[str] | None = None) -> str:
         return slirp.GUEST_IP
 
-    def check_policy(self, *, egress_allow: list[str], network_group: str) -> None:
+    def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
+        # The same address in every VM, each behind its own VMM; the TAP name is never made.
+        return GuestAddress(slirp.GUEST_IP, mac_for(key), tap_name_for(key))
+
+    def require_policy(
+        self, *, nat: bool, egress_allow: list[str], network_group: str, tap: str = "",
+    ) -> None:
         what = ("an egress allowlist" if egress_allow
                 else "network groups" if network_group else "")
         if what:

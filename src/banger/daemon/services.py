@@ -12,10 +12,11 @@ from banger.core.config import Config
 from banger.core.confine import uid_range
 from banger.core.errors import BangerError, ConfigError, MissingTool, Unsupported
 from banger.core.models import Check
-from banger.core.netmode import NetworkMode, setup_command
+from banger.core.netmode import ROOT_BRIDGE, ModeChoice, NetworkMode, setup_command
 from banger.core.paths import Paths
 from banger.core.sizing import size_defaults
 from banger.core.units import parse_size
+from banger.core.usernet import UserNetwork
 from banger.daemon import doctor
 from banger.daemon.backends import default_backend, firecracker_profile
 from banger.daemon.consoles import ConsoleKeeper
@@ -24,7 +25,7 @@ from banger.daemon.guestprocs import ProcessTable
 from banger.daemon.imagebundle import ImageBundles
 from banger.daemon.images import CATALOG, ImageService
 from banger.daemon.kernels import KernelService
-from banger.daemon.network import GuestNetwork, HostNetwork, UserNetwork
+from banger.daemon.network import GuestNetwork, HostNetwork, SlirpNetwork
 from banger.daemon.ociimages import OCIImages
 from banger.daemon.sshconfig import SSHConfigFile
 from banger.daemon.store import Store
@@ -73,9 +74,10 @@ class Adapters:
     vmm_version: Callable[[], str] | None = None
     firecracker_agent: AgentChannel | None = None
     firecracker_version: Callable[[], str] | None = None
-    # How guests are networked (core/netmode.py), for the daemon's `user`; user-mode
-    # networking forwards loopback ports to them.
-    network_mode: NetworkMode = NetworkMode.BRIDGE
+    # How guests get a network (core/netmode.py), for the daemon's `user`: the pool root
+    # set up, in pool mode; user-mode networking forwards loopback ports to them.
+    network_mode: ModeChoice = ROOT_BRIDGE
+    pool: UserNetwork | None = None
     user: str = "root"
     loopback_ports: LoopbackPorts = field(default_factory=HostLoopbackPorts)
 
@@ -125,7 +127,9 @@ class Services:
 
         name = self.config.default_image_name
         cgroups = self.adapters.vm_followers.cgroups
-        return [*doctor.run_checks(
+        return [doctor.network_mode_check(self.adapters.network_mode, self.adapters.pool,
+                                          self.adapters.user),
+                *doctor.run_checks(
             config=self.config,
             state_dir=self.paths.state_dir,
             facts=self.adapters.kvm,
@@ -135,8 +139,7 @@ class Services:
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
             network_mode=self.network.mode,
-        ), doctor.network_check(self.network.mode, self.adapters.user),
-        doctor.confinement_check(
+        ), doctor.confinement_check(
             self.config, cgroups.version if cgroups else None, os.geteuid() == 0,
             host_ids_in(uid_range(self.config.vmm_uids)),
         ), *self.vm_followers.checks()]
@@ -180,7 +183,7 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         backend="qemu", accel=accel.accel, tsc_khz=hostinfo.tsc_khz(), preflight=preflight
     )
     backends: dict[str, tuple[BackendProfile, Hypervisor]] = {"qemu": (qemu, adapters.hypervisor)}
-    user_mode = adapters.network_mode == NetworkMode.USER
+    user_mode = adapters.network_mode.mode is NetworkMode.USER
     if adapters.firecracker is not None:
         firecracker = firecracker_profile(config)
         if user_mode:
@@ -196,8 +199,9 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
         choice = BackendChoice("qemu", "the default")
     profile, hypervisor = backends[choice.name]
     network: GuestNetwork = (
-        UserNetwork(adapters.loopback_ports, adapters.user) if user_mode
-        else HostNetwork(config, adapters.network, store)
+        SlirpNetwork(adapters.loopback_ports, adapters.user) if user_mode
+        else HostNetwork(config, adapters.network, store, mode=adapters.network_mode.mode,
+                         pool=adapters.pool)
     )
 
     def images_in_use(image: str) -> list[str]:
@@ -276,7 +280,10 @@ def build_services(paths: Paths, config: Config, adapters: Adapters) -> Services
     )
     vms.listeners.append(ssh_config.on_vm_event)
     ssh_config.write()
-    vm_followers = build_vm_followers(config, store, network, vms, adapters.vm_followers)
+    vm_followers = build_vm_followers(
+        config, store, network, vms, adapters.vm_followers,
+        **({"dns_port": adapters.pool.dns_port} if adapters.pool else {}),
+    )
     vm_followers.consoles = ConsoleKeeper(
         [(paths.vms_dir, 1), (paths.state_dir / "templates", 2)],
         parse_size(config.console_log_max_size),

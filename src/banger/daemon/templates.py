@@ -24,7 +24,6 @@ from banger.core.config import Config
 from banger.core.errors import BangerError, ImageNotFound, Unsupported
 from banger.core.guest import guest_aslr, kernel_cmdline
 from banger.core.models import Image, ProgressEvent
-from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import DEFAULT_DISK_BYTES
 from banger.core.template import (
     MEMORY_FILE,
@@ -269,6 +268,7 @@ class TemplateService:
             await self._disks.create_overlay(Path(boot.rootfs), files.root_disk)
         with open(files.work_disk, "wb") as placeholder:
             placeholder.truncate(WORK_PLACEHOLDER_BYTES)
+        address = self._net.address_for(build_id, nat=None)
         spec = LaunchSpec(
             vm_id=build_id,
             name=f"template-{boot.name}",
@@ -282,8 +282,8 @@ class TemplateService:
             ),
             root_disk=files.root_disk,
             work_disk=files.work_disk,
-            tap=tap_name_for(build_id),
-            mac=mac_for(build_id),
+            tap=address.tap,
+            mac=address.mac,
             vm_dir=work,
             accel=self._accel,
             memory_file=work / MEMORY_FILE,

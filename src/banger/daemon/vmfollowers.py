@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from banger.core.config import Config
 from banger.core.models import Check
 from banger.core.netmode import NetworkMode
+from banger.core.usernet import UserNetwork
 from banger.daemon.consoles import ConsoleKeeper
-from banger.daemon.dns import DNSService
+from banger.daemon.dns import DNS_PORT, DNSService
 from banger.daemon.nat import NatService
 from banger.daemon.network import GuestNetwork
 from banger.daemon.stats import StatsService
@@ -97,13 +98,13 @@ class VMFollowers:
 
 def build_vm_followers(
     config: Config, store: Store, network: GuestNetwork, vms: VMService,
-    adapters: VMFollowerAdapters,
+    adapters: VMFollowerAdapters, *, dns_port: int = DNS_PORT,
 ) -> VMFollowers:
     nat = NatService(config, store, adapters.nat)
     dns = DNSService(
         config=config, store=store, listener=adapters.dns_listener,
         forwarder=adapters.dns_forwarder, resolved=adapters.resolved,
-        resolv_conf=adapters.resolv_conf, allow=nat.allow,
+        resolv_conf=adapters.resolv_conf, allow=nat.allow, port=dns_port,
     )
     stats = StatsService(
         config=config, vms=vms, proc=adapters.proc, guest=adapters.guest_stats,
@@ -119,10 +120,12 @@ def build_vm_followers(
     return VMFollowers(dns, nat, stats, network)
 
 
-def real_vm_follower_adapters() -> VMFollowerAdapters:
+def real_vm_follower_adapters(pool: UserNetwork | None = None) -> VMFollowerAdapters:
+    """`pool`: root prepared this user's network; its rules stand, nothing is changed."""
     from banger.host.cgroups import detect_cgroups
     from banger.host.dns import AsyncioDNSListener, Resolvectl, UDPForwarder, read_resolv_conf
     from banger.host.nat import Nftables
+    from banger.host.poolnet import NoResolved, SetupRules
     from banger.host.processes import SubprocessRunner
     from banger.host.stats import ProcFS, SSHGuestStats
 
@@ -130,9 +133,9 @@ def real_vm_follower_adapters() -> VMFollowerAdapters:
     return VMFollowerAdapters(
         dns_listener=AsyncioDNSListener(),
         dns_forwarder=UDPForwarder(),
-        resolved=Resolvectl(runner),
+        resolved=Resolvectl(runner) if pool is None else NoResolved(),
         resolv_conf=read_resolv_conf,
-        nat=Nftables(runner),
+        nat=Nftables(runner) if pool is None else SetupRules(pool),
         proc=ProcFS(),
         guest_stats=SSHGuestStats(),
         cgroups=detect_cgroups(),

@@ -27,7 +27,6 @@ from banger.core.errors import (
 from banger.core.firecracker import MetricsSample
 from banger.core.models import VM, ProgressEvent, VMSpec, VMState
 from banger.core.names import generate_name, validate_name
-from banger.core.netplan import mac_for, tap_name_for
 from banger.core.sizing import effective_spec, require_room, spec_line
 from banger.core.slirp import ssh_endpoint
 from banger.core.units import parse_size
@@ -151,7 +150,7 @@ class VMService:
             self._config.vm_defaults.egress_allow if egress_allow is None else egress_allow
         )
         validate_group(network_group)
-        self._net.check_policy(egress_allow=egress, network_group=network_group)
+        self._net.require_policy(nat=nat, egress_allow=egress, network_group=network_group)
         if kernel and self._kernels is not None:
             self._kernels.check(kernel)
         if name is not None:
@@ -185,15 +184,16 @@ class VMService:
                 raise NameTaken(f"a VM named {name!r} already exists")
             vm_id = secrets.token_hex(6)
             vm_dir = self._dir / vm_id
+            address = self._net.address_for(vm_id, nat=nat)
             vm = VM(
                 id=vm_id,
                 name=name,
                 image=resolved.name,
                 state=VMState.CREATED,
                 spec=spec,
-                ip=self._net.allocate_ip(),
-                mac=mac_for(vm_id),
-                tap=tap_name_for(vm_id),
+                ip=address.ip,
+                mac=address.mac,
+                tap=address.tap,
                 dir=str(vm_dir),
                 backend=profile.backend,
                 accel=profile.accel,
@@ -367,8 +367,13 @@ class VMService:
         egress = None if egress_allow is None else normalize_egress_allow(egress_allow)
         if network_group is not None:
             validate_group(network_group)
-        self._net.check_policy(egress_allow=egress or [], network_group=network_group or "")
         vm = self.get(name)
+        self._net.require_policy(
+            nat=vm.nat if nat is None else nat,
+            egress_allow=vm.egress_allow if egress is None else egress,
+            network_group=vm.network_group if network_group is None else network_group,
+            tap=vm.tap,
+        )
         resizing = (vcpu, memory_mib, disk_size) != (None, None, None)
         async with self._records.lock(vm):
             vm = self.get(vm.id)
