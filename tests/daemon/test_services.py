@@ -6,6 +6,7 @@ import pytest
 
 from banger.core.config import Config
 from banger.core.errors import ConfigError
+from banger.host.hostinfo import KVMFacts
 from tests.support.daemon_env import Env, make_env
 
 
@@ -50,3 +51,11 @@ def test_doctor_reports_each_requirement(env: Env) -> None:
     assert "built on first use" in checks["default image"].detail
     assert "(host)" in checks["vm defaults"].detail
     assert all(check.status in ("ok", "warn", "fail") for check in checks.values())
+
+
+def test_doctor_says_how_to_reach_a_hardware_kvm_the_user_cannot_open(env: Env) -> None:
+    env.services.adapters.kvm = KVMFacts(device=True, usable=False, pvm=False,
+                                         vendor_module=True, cpu_flag=True)
+    accel = {check.name: check for check in env.services.doctor()}["accel"]
+    assert accel.status == "warn" and "dev cannot open it" in accel.detail
+    assert accel.hint is not None and "sudo banger system setup --user dev" in accel.hint

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -17,9 +18,11 @@ UIDS = {"alice": 1000, "bob": 1001}
 
 
 def networks(tmp_path: Path, runner: FakeRunner, *, systemd: bool = False,
-             euid: int = 0) -> UserNetworks:
+             euid: int = 0, groups: set[str] | None = None) -> UserNetworks:
     return UserNetworks(runner, layout(tmp_path, systemd=systemd), euid=lambda: euid,
-                        lookup_uid=UIDS.__getitem__, banger="/opt/banger/bin/banger")
+                        lookup_uid=UIDS.__getitem__, banger="/opt/banger/bin/banger",
+                        groups_of=lambda user: groups or set(),
+                        group_name=lambda gid: "kvm")
 
 
 
@@ -121,3 +124,35 @@ def test_a_root_only_tun_gets_an_acl_entry_for_the_user_until_teardown(tmp_path:
     with pytest.raises(OSError):
         os.getxattr(tun, posixacl.XATTR)
     assert tun.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_user_joins_the_group_of_dev_kvm_until_teardown(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    nets = networks(tmp_path, runner)
+    kvm = tmp_path / "kvm"
+    kvm.touch()
+    kvm.chmod(0o660)
+    try:
+        os.chown(kvm, -1, 4242)  # a group of its own, as udev makes it
+    except PermissionError:
+        os.chown(kvm, -1, os.getgid())  # not root: our own group, which is not root's
+    net = asyncio.run(nets.setup("alice", None, lambda e: None)).network
+    assert net.kvm_group == "kvm" and ("gpasswd", "-a", "alice", "kvm") in runner.calls
+    assert read_user_network("alice", tmp_path / "users") == net
+    asyncio.run(nets.teardown("alice", lambda e: None))
+    assert ("gpasswd", "-d", "alice", "kvm") in runner.calls
+
+
+def test_a_user_already_in_the_kvm_group_or_a_root_only_kvm_is_left_alone(
+        tmp_path: Path) -> None:
+    runner = FakeRunner()
+    kvm = tmp_path / "kvm"
+    kvm.touch()
+    kvm.chmod(0o600)  # root only (as here): no group to join
+    assert asyncio.run(networks(tmp_path, runner).setup(
+        "alice", None, lambda e: None)).network.kvm_group == ""
+    kvm.chmod(0o660)
+    with contextlib.suppress(PermissionError):
+        os.chown(kvm, -1, 4242)
+    asyncio.run(networks(tmp_path, runner, groups={"kvm"}).setup("bob", None, lambda e: None))
+    assert not [c for c in runner.calls if c[0] == "gpasswd"]

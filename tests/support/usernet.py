@@ -17,7 +17,7 @@ def layout(tmp_path: Path, *, systemd: bool = False) -> SystemLayout:
     tun.chmod(0o666)
     return SystemLayout(users_dir=tmp_path / "users", systemd_dir=tmp_path / "systemd",
                         systemd_running=running, proc_net_dev=tmp_path / "net_dev",
-                        tun=tun)
+                        tun=tun, kvm=tmp_path / "kvm")
 
 
 def net_dev(tmp_path: Path, names: list[str]) -> None:

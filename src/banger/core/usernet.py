@@ -51,6 +51,9 @@ class UserNetwork:
     slots: tuple[TapSlot, ...]
     # The setup gave the user an ACL entry on /dev/net/tun (its teardown takes it back).
     tun_acl: bool = False
+    # The group owning /dev/kvm the setup added the user to ("": none; teardown takes the
+    # user out of it again).
+    kvm_group: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -116,6 +119,7 @@ def parse_user_network(text: str, *, source: str) -> UserNetwork:
             user=str(data["user"]), uid=int(data["uid"]), index=int(data["index"]),
             bridge=str(data["bridge"]), cidr=str(data["cidr"]), gateway=str(data["gateway"]),
             dns_port=int(data["dns_port"]), slots=slots, tun_acl=bool(data.get("tun_acl")),
+            kvm_group=str(data.get("kvm_group", "")),
         )
         network = ipaddress.IPv4Network(net.cidr)
         if ipaddress.IPv4Address(net.gateway) not in network or not all(

@@ -27,6 +27,7 @@ def run_checks(
     default_image_in_catalog: bool,
     apt_sources_ok: Callable[[], str | None],
     network_mode: NetworkMode = NetworkMode.BRIDGE,
+    user: str = "root",
 ) -> list[Check]:
     checks: list[Check] = []
 
@@ -46,7 +47,15 @@ def run_checks(
         f"{', emulated pvm module' if facts.pvm else ''}"
         f"{', hardware virtualisation' if facts.vendor_module or facts.cpu_flag else ''}"
     )
-    if accel.accel == "kvm" and not facts.real:
+    hardware = (facts.vendor_module or facts.cpu_flag) and not facts.pvm
+    if facts.device and hardware and not facts.usable:
+        checks.append(Check(
+            "accel", "warn", f"{accel.accel}: /dev/kvm is there but {user} cannot open it, "
+            "so guests run under TCG (much slower)",
+            f"join the group that owns /dev/kvm: {setup_command(user)} does it (then log in "
+            "again)", False,
+        ))
+    elif accel.accel == "kvm" and not facts.real:
         checks.append(Check(
             "accel", "warn", f"kvm ({accel.reason}); {kvm_detail}",
             "this KVM is not hardware KVM: accel = \"tcg\" is usually faster", False,

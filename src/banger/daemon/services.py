@@ -138,7 +138,7 @@ class Services:
             default_image_local=self.store.get_image(name) is not None,
             default_image_in_catalog=name in CATALOG,
             apt_sources_ok=apt_ok,
-            network_mode=self.network.mode,
+            network_mode=self.network.mode, user=self.adapters.user,
         ), doctor.confinement_check(
             self.config, cgroups.version if cgroups else None, os.geteuid() == 0,
             host_ids_in(uid_range(self.config.vmm_uids)),

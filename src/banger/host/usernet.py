@@ -5,6 +5,7 @@ the user daemon's reading side."""
 from __future__ import annotations
 
 import dataclasses
+import grp
 import json
 import os
 import pwd
@@ -73,6 +74,12 @@ class SystemLayout:
     systemd_running: Path = Path("/run/systemd/system")  # exists when systemd is PID 1
     proc_net_dev: Path = PROC_NET_DEV  # the links of the namespace we run in
     tun: Path = Path("/dev/net/tun")  # QEMU, as the user, opens it to attach its TAP
+    kvm: Path = Path("/dev/kvm")  # and this, where KVM is real, through its group
+
+
+def _groups_of(user: str) -> set[str]:
+    entry = pwd.getpwnam(user)
+    return {grp.getgrgid(gid).gr_name for gid in os.getgrouplist(user, entry.pw_gid)}
 
 
 class UserNetworks:
@@ -82,12 +89,16 @@ class UserNetworks:
         self, runner: CommandRunner, layout: SystemLayout | None = None, *,
         euid: Callable[[], int] = os.geteuid,
         lookup_uid: Callable[[str], int] = lambda name: pwd.getpwnam(name).pw_uid,
+        groups_of: Callable[[str], set[str]] = _groups_of,
+        group_name: Callable[[int], str] = lambda gid: grp.getgrgid(gid).gr_name,
         banger: str = "",
     ) -> None:
         self._run = runner
         self._layout = layout or SystemLayout()
         self._euid = euid
         self._lookup_uid = lookup_uid
+        self._groups_of = groups_of
+        self._group_name = group_name
         self._banger = banger or str(Path(sys.argv[0]).resolve())
 
     def _require_root(self, verb: str) -> None:
@@ -138,6 +149,15 @@ class UserNetworks:
             await self._ensure_tap(slot.tap, net)
         if needs_acl:
             self._grant_tun(user, uid)
+        kvm_group = self._kvm_group_to_join(user)
+        if kvm_group:
+            progress(ProgressEvent("kvm", f"{user} joins group {kvm_group} (/dev/kvm; from "
+                                   "their next login)"))
+            await self._run.run(["gpasswd", "-a", user, kvm_group], privileged=True)
+        if kvm_group or (mine is not None and mine.kvm_group):
+            net = dataclasses.replace(net, kvm_group=kvm_group or (mine.kvm_group if mine
+                                                                  else ""))
+            _write_public(description, net.to_json())
         progress(ProgressEvent("rules", f"nftables rules; DNS {net.gateway}:53 -> "
                                f":{net.dns_port}"))
         await self._run.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], privileged=True)
@@ -162,6 +182,9 @@ class UserNetworks:
             await self._unpersist(net.user)
             if net.tun_acl:
                 self._revoke_tun(net.uid)
+            if net.kvm_group:
+                await self._run.run(["gpasswd", "-d", net.user, net.kvm_group],
+                                    privileged=True, check=False)
             (self._layout.users_dir / f"{net.user}.json").unlink(missing_ok=True)
         return [n.user for n in nets]
 
@@ -222,6 +245,19 @@ class UserNetworks:
         await self._run.run(["systemctl", "disable", instance], privileged=True, check=False)
         if not self.existing() or all(n.user == user for n in self.existing()):
             (self._layout.systemd_dir / UNIT_NAME).unlink(missing_ok=True)
+
+    def _kvm_group_to_join(self, user: str) -> str:
+        """The group that owns /dev/kvm, if the user is not in it yet: "" where there is no
+        /dev/kvm, or root's group owns it (then only root may use it, and no group would
+        help: the user's VMs run under TCG)."""
+        try:
+            info = self._layout.kvm.stat()
+        except OSError:
+            return ""
+        if info.st_gid == 0 or not info.st_mode & 0o060:
+            return ""
+        group = self._group_name(info.st_gid)
+        return "" if group in self._groups_of(user) else group
 
     def _tun_needs_acl(self, uid: int) -> bool:
         """Whether `uid` needs an ACL entry to open /dev/net/tun: not where everyone may
