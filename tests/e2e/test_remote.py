@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
+    BANGER,
     BangerEnv,
     Netns,
     joined_namespace,
@@ -174,6 +175,19 @@ def test_the_laptop_drives_the_remote_host(remote: Remote, tmp_path: Path) -> No
     back = tmp_path / "back"
     laptop.run("vm", "cp", "far:/root/tree", str(back))
     assert (back / "sub" / "data.bin").read_bytes() == (tree / "sub" / "data.bin").read_bytes()
+
+    # Completion lists the remote host's VMs (a Tab gives up after a few seconds and offers
+    # nothing: a loaded host gets three presses).
+    for _ in range(3):
+        completing = subprocess.run(
+            laptop.netns.exec_argv([*BANGER]), capture_output=True, text=True, timeout=120,
+            env={**laptop.env, "_BANGER_COMPLETE": "bash_complete",
+                 "COMP_WORDS": "banger vm ssh f", "COMP_CWORD": "3"},
+            stdin=subprocess.DEVNULL, check=True,
+        )
+        if completing.stdout:
+            break
+    assert completing.stdout.splitlines() == ["plain,far"], completing
 
     # vm ssh and plain `ssh far.vm` hop through the remote host.
     assert laptop.run("vm", "ssh", "far", "--", "hostname").stdout.strip() == "far"
