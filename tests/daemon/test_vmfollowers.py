@@ -233,6 +233,17 @@ async def test_rules_follow_the_vm(world: World) -> None:
     assert world.nat.calls[-1] == "remove"  # nothing left behind
 
 
+async def test_rules_are_written_again_only_when_they_change(world: World) -> None:
+    await create(world, "one")
+    written = world.nat.calls.count("replace")
+    await world.env.services.vm_followers.nat.sync()  # nothing changed: nothing written
+    assert world.nat.calls.count("replace") == written
+    await world.env.services.vm_followers.nat.sync(startup=True)  # a new daemon: always
+    assert world.nat.calls.count("replace") == written + 1
+    await create(world, "two")
+    assert world.nat.calls.count("replace") > written + 1
+
+
 async def test_a_tap_is_quarantined_before_it_joins_the_bridge(world: World) -> None:
     seen: list[set[str]] = []
     replace = world.nat.replace

@@ -46,6 +46,9 @@ class NatService:
         self._nat = adapter
         self._lock = asyncio.Lock()
         self._applied = False
+        # What the last replace put in place: a sync that would write the same again (a VM
+        # going from starting to running) skips it, ~20 ms of nft on every VM start.
+        self._in_place: tuple[frozenset[GuestNet], frozenset[str]] | None = None
         self._pending_taps: set[str] = set()
         self._missing: list[str] | None = None
         self.error = ""
@@ -68,15 +71,19 @@ class NatService:
             bridge = self._config.bridge_name
             taps = {g.tap for g in guests}
             quarantined = self._pending_taps - taps
+            wanted = (frozenset(guests), frozenset(quarantined))
             try:
-                if guests or quarantined:
+                if (guests or quarantined) and (startup or wanted != self._in_place):
+                    self._in_place = None  # unknown until the replace went through
                     if any(g.nat or g.allow_cidrs or g.allow_names for g in guests):
                         await self._nat.enable_forwarding()
                     await self._nat.replace(bridge, self._config.bridge_ip, guests, quarantined)
-                    self._applied = True
-                elif self._applied or (startup and await self._left_behind(bridge)):
+                    self._applied, self._in_place = True, wanted
+                elif not (guests or quarantined) and (
+                    self._applied or (startup and await self._left_behind(bridge))
+                ):
                     await self._nat.remove(bridge)
-                    self._applied = False
+                    self._applied, self._in_place = False, None
             except Exception as exc:
                 self.error = str(exc)
                 log.warning("network rules not updated: %s", exc)
