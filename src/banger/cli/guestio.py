@@ -36,9 +36,7 @@ def _exec(
     if tty:
         variables.setdefault("TERM", os.environ.get("TERM") or "xterm")
     forward_stdin = interactive or _piped_stdin()
-    if timeout < 0:
-        raise InvalidInput("--timeout must be 0 (none) or more seconds")
-    body = {  # guestapi.StartProcess's fields (see cli/guestproc.py for why not the class)
+    body = {  # StartProcess's fields, checked by the daemon (cli/guestproc.py: why no class)
         "argv": list(command), "env": variables, "cwd": cwd, "user": user,
         "pty": terminal_size() if tty else None, "stdin": forward_stdin, "timeout": timeout,
     }

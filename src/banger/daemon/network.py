@@ -48,7 +48,6 @@ class GuestNetwork(Protocol):
     def prefix_len(self) -> int: ...
     @property
     def dns_server(self) -> str: ...
-    def allocate_ip(self, reserved: set[str] | None = None) -> str: ...
     def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
         """The address of a new VM (`key`: its id) or template build (`nat` None)."""
         ...
@@ -109,15 +108,13 @@ class HostNetwork:
     def dns_server(self) -> str:
         return self._config.dns_server
 
-    def allocate_ip(self, reserved: set[str] | None = None) -> str:
-        used = {vm.ip for vm in self._store.list_vms()} | (reserved or set())
-        return allocate_ip(self._config.bridge_ip, self._config.cidr, used)
-
     def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
         """The address of a new VM (`key`: its id) or template build. In pool mode: a free
         slot of the pool, of the kind `nat` asks for (None: any, a template's)."""
         if self.pool is None:
-            return GuestAddress(self.allocate_ip(), mac_for(key), tap_name_for(key))
+            used = {vm.ip for vm in self._store.list_vms()}
+            ip = allocate_ip(self._config.bridge_ip, self._config.cidr, used)
+            return GuestAddress(ip, mac_for(key), tap_name_for(key))
         stored = {vm.id: vm.tap for vm in self._store.list_vms()}
         self._leases = {t: k for t, k in self._leases.items() if k not in stored}
         used = set(stored.values()) | set(self._leases)
@@ -129,7 +126,7 @@ class HostNetwork:
                 f"every TAP {kind}of this user's pool is taken "
                 f"({len(self.pool.slots)} in all, half with NAT)",
                 hint="delete a VM you no longer need, or ask root for more: "
-                f"`sudo banger system setup --user {self.pool.user} --taps N`",
+                f"`{setup_command(self.pool.user)} --taps N`",
             )
         self._leases[free[0].tap] = key
         return GuestAddress(free[0].ip, free[0].mac, free[0].tap)
@@ -219,9 +216,6 @@ class SlirpNetwork:
     @property
     def dns_server(self) -> str:
         return slirp.DNS
-
-    def allocate_ip(self, reserved: set[str] | None = None) -> str:
-        return slirp.GUEST_IP
 
     def address_for(self, key: str, *, nat: bool | None) -> GuestAddress:
         # The same address in every VM, each behind its own VMM; the TAP name is never made.

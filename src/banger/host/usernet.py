@@ -132,7 +132,11 @@ class UserNetworks:
         count = taps or (len(mine.slots) if mine else usernet.DEFAULT_TAPS)
         net = usernet.plan_user_network(user, uid, index, count)
         needs_acl = self._tun_needs_acl(uid)
-        net = dataclasses.replace(net, tun_acl=needs_acl or (mine is not None and mine.tun_acl))
+        kvm_group = self._kvm_group_to_join(user)
+        net = dataclasses.replace(
+            net, tun_acl=needs_acl or (mine is not None and mine.tun_acl),
+            kvm_group=kvm_group or (mine.kvm_group if mine is not None else ""),
+        )
         # Written first: a setup that fails halfway is still on record for teardown (and a
         # second run finishes it).
         description = self._layout.users_dir / f"{user}.json"
@@ -149,15 +153,10 @@ class UserNetworks:
             await self._ensure_tap(slot.tap, net)
         if needs_acl:
             self._grant_tun(user, uid)
-        kvm_group = self._kvm_group_to_join(user)
         if kvm_group:
             progress(ProgressEvent("kvm", f"{user} joins group {kvm_group} (/dev/kvm; from "
                                    "their next login)"))
             await self._run.run(["gpasswd", "-a", user, kvm_group], privileged=True)
-        if kvm_group or (mine is not None and mine.kvm_group):
-            net = dataclasses.replace(net, kvm_group=kvm_group or (mine.kvm_group if mine
-                                                                  else ""))
-            _write_public(description, net.to_json())
         progress(ProgressEvent("rules", f"nftables rules; DNS {net.gateway}:53 -> "
                                f":{net.dns_port}"))
         await self._run.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], privileged=True)
