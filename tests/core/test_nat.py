@@ -108,6 +108,15 @@ def test_removal_is_valid_whether_or_not_the_chains_exist() -> None:
         "delete chain bridge banger fwd_bgt1", "delete set inet banger eg_bgt1_x",
     ]
     assert any(line.startswith("add chain bridge banger pre_bgt1 ") for line in lines)
+    assert nat.render_removal("bgt1", [], ["inet"]).splitlines()[-1] == "delete table inet banger"
+
+
+def test_holds_only_this_bridges_chains_and_sets() -> None:
+    ours = "table inet banger {\n\tset eg_bgt1_x {\n\t\ttype ipv4_addr\n\t}\n" \
+        "\tchain nat_bgt1 {\n\t\tip saddr 10.0.0.2 masquerade\n\t}\n}\n"
+    assert nat.holds_only(ours, "bgt1") and nat.holds_only("", "bgt1")
+    assert not nat.holds_only(ours, "banger0")
+    assert not nat.holds_only(ours.replace("eg_bgt1_x", "eg_bgt2_x"), "bgt1")
 
 
 def test_allow_restarts_the_timeout() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -114,6 +115,24 @@ async def test_vm_restores_from_the_template_with_its_own_identity(
     other = await create(env, "two")
     second = agent.identities[-1][1]
     assert other.ip != vm.ip and second.seed != identity.seed
+
+
+async def test_a_restored_guest_has_its_network_rules_while_it_applies_its_identity(
+    warm: tuple[Env, FakeTemplateVMM, FakeAgentChannel],
+) -> None:
+    env, _, agent = warm
+    await templates(env).build("debian-bookworm")
+    send, ruled = agent.send_identity, []
+
+    async def slow_guest(socket: Path, identity: Any, timeout: float, alive: Any) -> None:
+        for _ in range(50):  # the guest at work: the admission's sync runs meanwhile
+            await asyncio.sleep(0)
+        ruled.extend(g.name for g in env.services.vm_followers.nat.guests())
+        await send(socket, identity, timeout, alive)
+
+    agent.send_identity = slow_guest  # type: ignore[method-assign]
+    vm = await create(env, "one")
+    assert vm.template and ruled == ["one"]
 
 
 async def test_second_start_of_a_restored_vm_boots_cold(

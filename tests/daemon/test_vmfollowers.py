@@ -59,6 +59,7 @@ async def make_world(root: Path, config: Config | None = None, **fakes: Any) -> 
         env.services.network.bridge_listeners.clear()
         env.services.network.attach_guards.clear()
         env.services.network.detach_listeners.clear()
+        env.services.network.admit_listeners.clear()
         vm_followers = build_vm_followers(
             env.services.config, env.services.store, env.services.network, env.services.vms,
             adapters,
@@ -256,6 +257,22 @@ async def test_a_tap_is_quarantined_before_it_joins_the_bridge(world: World) -> 
     vm = await create(world, "new")
     assert seen[0] == {vm.tap}  # before the TAP existed: all its frames dropped
     assert world.nat.rules["banger0"].quarantined == set()  # now it is a guest
+
+
+async def test_an_admitted_guest_has_its_rules_before_its_vm_is_live(world: World) -> None:
+    """A restored guest gets its rules while it applies its identity (vmboot's warm start),
+    before the store says its VM runs; they go with its TAP if the start fails."""
+    network = world.env.services.network
+    await create(world, "one")
+    await world.env.services.vms.stop("one")
+    vm = world.env.services.vms.get("one")
+    await network.attach(vm.tap)
+    assert world.nat.rules["banger0"].quarantined == {vm.tap}
+    await network.admit(vm)
+    assert nat_ips(world) == [(vm.ip, False)]
+    assert world.nat.rules["banger0"].quarantined == set()
+    await network.detach(vm.tap)
+    assert world.nat.guests == {} and world.nat.calls[-1] == "remove"
 
 
 async def test_groups_and_egress_reach_the_rules(world: World) -> None:

@@ -53,20 +53,26 @@ async def test_replace_applies_one_script(tmp_path: Path) -> None:
 
 
 async def test_remove_drops_the_tables_only_when_empty(tmp_path: Path) -> None:
+    ours = "table inet banger {\n\tset eg_banger0_x {\n\t}\n\tchain nat_banger0 {\n\t}\n}\n"
     empty = ScriptRunner(responses={
-        INET: Result(INET, 0, "table inet banger {\n}\n", ""),
-        BRIDGE: Result(BRIDGE, 0, "table bridge banger {\n}\n", ""),
+        INET: Result(INET, 0, ours, ""),
+        BRIDGE: Result(BRIDGE, 0, "table bridge banger {\n\tchain pre_banger0 {\n\t}\n}\n", ""),
     })
     await Nftables(empty, tmp_path).remove("banger0")
-    assert ("nft", "delete", "table", "inet", "banger") in empty.calls
-    assert ("nft", "delete", "table", "bridge", "banger") in empty.calls
-    assert "delete chain inet banger nat_banger0" in script(empty, 1)
-    assert "delete chain bridge banger pre_banger0" in script(empty, 1)
+    assert sorted(empty.calls) == sorted([INET, BRIDGE, ("nft", "-f", "-")])  # one transaction
+    removal = script(empty, -1).splitlines()
+    assert "delete chain inet banger nat_banger0" in removal
+    assert "delete chain bridge banger pre_banger0" in removal
+    assert removal[-3:] == ["delete set inet banger eg_banger0_x",
+                            "delete table bridge banger", "delete table inet banger"]
 
     other = "table inet banger {\n\tchain nat_bgt1 {\n\t}\n}\n"
-    shared = ScriptRunner(responses={INET: Result(INET, 0, other, "")})
+    shared = ScriptRunner(responses={INET: Result(INET, 0, other, ""),
+                                     BRIDGE: Result(BRIDGE, 1, "", "No such file")})
     await Nftables(shared, tmp_path).remove("banger0")
-    assert ("nft", "delete", "table", "inet", "banger") not in shared.calls
+    removal = script(shared, -1).splitlines()
+    assert "delete table inet banger" not in removal  # another bridge's chain is in it
+    assert removal[-1] == "delete table bridge banger"  # made by the definitions: goes too
 
 
 async def test_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -116,6 +117,14 @@ class FakeClient:
         state = VMState.RUNNING if kwargs["start"] else VMState.CREATED
         return replace(VM_DEV, name=kwargs["name"] or "calm-otter", state=state)
 
+    def _create_vm_wire(self, body: dict[str, Any], on_event: Any) -> dict[str, Any]:
+        """`banger vm run`'s create: recorded as a create_vm with the body's fields."""
+        kwargs = {key: value for key, value in body.items() if key not in ("start", "backend",
+                                                                             "kernel")}
+        kwargs["network_group"] = kwargs["network_group"] or None
+        return to_dict(self.create_vm(on_progress=lambda event: on_event(to_dict(event)),
+                                      **kwargs, start=body["start"]))
+
     def start_vm(self, name: str, on_progress: Any = None, *, from_snapshot: bool = False) -> VM:
         self._call("start_vm", name, from_snapshot=from_snapshot)
         return replace(VM_DEV, name=name)
@@ -144,6 +153,9 @@ class FakeClient:
         self._call("delete_vm", name, force=force)
         return replace(VM_DEV, name=name)
 
+    def _delete_vm_wire(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        return to_dict(self.delete_vm(name, force=force))
+
     def set_vm(self, name: str, **kwargs: Any) -> VM:
         self._call("set_vm", name, **kwargs)
         return replace(VM_DEV, name=name, spec=VMSpec(4, 4096, 16 << 30))
@@ -159,6 +171,13 @@ class FakeClient:
         for data, stderr in self.exec_output:
             (on_stderr if stderr else on_stdout)(data)
         return self.exec_result
+
+    def _exec_vm_wire(self, name: str, body: dict[str, Any], on_stdout: Any,
+                      on_stderr: Any) -> dict[str, Any]:
+        """`banger vm run`'s exec: recorded as an exec_vm of the body's argv, cwd, stdin."""
+        return self.exec_vm(name, body["argv"], cwd=body["cwd"],
+                            stdin=base64.b64decode(body["stdin"]), on_stdout=on_stdout,
+                            on_stderr=on_stderr)
 
     def start_attached(self, name: str, body: dict[str, Any], on_started: Any,
                        on_stdout: Any, on_stderr: Any, on_dropped: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""A stand-in for bangerd on a Unix socket: canned JSON answers for GET routes, or, silent,
-a daemon that accepts connections and never answers."""
+"""A stand-in for bangerd on a Unix socket: canned answers by path (JSON, or raw bytes such
+as NDJSON streams), whatever the method; or, silent, a daemon that accepts connections and
+never answers."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class FakeDaemon:
                     data += chunk
                 path = data.split(b" ", 2)[1].decode()
                 self.requests.append(path)
-                body = json.dumps(self.routes.get(path, {"error": {"code": "not_found"}})).encode()
+                answer = self.routes.get(path, {"error": {"code": "not_found"}})
+                body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body

@@ -15,15 +15,18 @@ def run_command(ctx: Context, name: str, command: Sequence[str], cwd: str | None
     this process's; its exit status as a shell reports it (128+N for signal N). Its stdin
     is this process's stdin when that is not a terminal (read whole first). Ctrl-C ends the
     request, and the daemon kills the command: 130."""
-    from banger.cli.sshexec import run_ssh, ssh_argv
+    import base64
 
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    # An ExecVM body by hand, as `banger vm exec` builds its own (see cli/guestproc.py).
+    body = {"argv": list(command), "cwd": cwd, "stdin": base64.b64encode(stdin).decode()}
     try:
-        result = ctx.client.exec_vm(name, list(command), cwd=cwd, stdin=stdin,
-                                    on_stdout=_to(sys.stdout), on_stderr=_to(sys.stderr))
+        result = ctx.client._exec_vm_wire(name, body, _to(sys.stdout), _to(sys.stderr))
     except KeyboardInterrupt:
         return 130
     except GuestAgentUnavailable as exc:  # nothing ran
+        from banger.cli.sshexec import run_ssh, ssh_argv
+
         echo(f"warning: {exc.message}: running the command over ssh", err=True)
         return run_ssh(ssh_argv(ctx.client.vm_access(name), command, cwd=cwd,
                                 interactive=False))

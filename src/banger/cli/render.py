@@ -21,11 +21,18 @@ class ProgressPrinter:
         self._live = False
 
     def __call__(self, event: ProgressEvent) -> None:
+        self.show(event.stage, event.message)
+
+    def wire(self, event: dict[str, Any]) -> None:
+        """An event in its wire form (a ProgressEvent's fields)."""
+        self.show(str(event.get("stage", "")), str(event.get("message", "")))
+
+    def show(self, stage: str, message: str) -> None:
         from banger.core.terminal import neutralize
 
         # The spec line and stage results stay on screen; chatty build output is overwritten.
-        persistent = event.stage in ("spec", "ready", "create", "warning") or not self._tty
-        message = neutralize(event.message)  # may quote a guest's console or an installer
+        persistent = stage in ("spec", "ready", "create", "warning") or not self._tty
+        message = neutralize(message)  # may quote a guest's console or an installer
         if self._tty:
             width = 100
             text = message[:width]

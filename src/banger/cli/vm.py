@@ -14,6 +14,7 @@ from banger.core.units import format_size
 TYPE_CHECKING = False  # not typing's: see banger.core.xdg
 
 if TYPE_CHECKING:
+    from typing import Any
 
     from banger.client.workspace import Repo
     from banger.core.api import Readiness
@@ -101,9 +102,6 @@ def run(
       banger vm run --rm -- make test    # run a command, exit with its status
       banger vm run ./repo -- make test  # the same, in a copy of ./repo
     """
-    from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
-    from banger.client.guestreach import guest_access
-
     if path is None and (branch or from_ref):
         raise InvalidInput(
             "--branch/--from need a workspace PATH",
@@ -119,38 +117,67 @@ def run(
     via_agent = bool(command) and not tty
     # A shell logs in right away itself (with the pinned host key), so the daemon need not;
     # a COMMAND needs only the agent, which a cold boot may have up before sshd.
-    created = _create(
-        ctx, name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size, start=True,
+    created = _create_for_run(ctx, create_body(
+        name=name, image=image, vcpu=vcpu, memory=memory, disk_size=disk_size,
         ready="agent" if via_agent else "sshd", cold=cold, nat=nat, egress_allow=egress_allow,
         network_group=network_group,
-    )
+    ))
     cwd = None
     if repo is not None:
         try:
-            cwd = _copy_workspace(ctx, created.name, repo, branch, from_ref, command, via_agent)
+            cwd = _copy_workspace(ctx, created, repo, branch, from_ref, command, via_agent)
         except BangerError:
             if remove:
-                _delete_quietly(ctx, created.name)
+                _delete_quietly(ctx, created)
             raise
     if via_agent:
         try:
             from banger.cli.guestrun import run_command
 
-            code = run_command(ctx, created.name, command, cwd)
+            code = run_command(ctx, created, command, cwd)
         finally:
             if remove:
-                _delete_quietly(ctx, created.name)
+                _delete_quietly(ctx, created)
         sys.exit(code)
-    argv = ssh_argv(guest_access(ctx.client, created.name), command, cwd=cwd,
+    from banger.cli.sshexec import exec_ssh, run_ssh, ssh_argv
+    from banger.client.guestreach import guest_access
+
+    argv = ssh_argv(guest_access(ctx.client, created), command, cwd=cwd,
                     interactive=sys.stdin.isatty())
     if not remove:
         if not command:
-            echo(f"connecting to {created.name} (leave with `exit`; the VM keeps running)",
+            echo(f"connecting to {created} (leave with `exit`; the VM keeps running)",
                  err=True)
         exec_ssh(argv)
     code = run_ssh(argv)
-    _delete_quietly(ctx, created.name)
+    _delete_quietly(ctx, created)
     sys.exit(code)
+
+
+def create_body(
+    *, name: str | None, image: str | None, vcpu: int | None, memory: int | None,
+    disk_size: str | None, ready: str, cold: bool, nat: bool, egress_allow: str | None,
+    network_group: str | None,
+) -> dict[str, Any]:
+    """`vm run`'s CreateVM body, built by hand: the model classes (dataclasses, inspect)
+    would cost `vm run -- CMD` more start-up than its whole exec (see cli/guestproc.py).
+    tests/cli check it against CreateVM's."""
+    return {
+        "name": name, "image": image, "vcpu": vcpu, "memory_mib": memory,
+        "disk_size": disk_size, "start": True, "ready": ready, "nat": nat, "backend": None,
+        "kernel": None, "cold": cold,
+        "egress_allow": None if egress_allow is None else [egress_allow],
+        "network_group": network_group or "",
+    }
+
+
+def _create_for_run(ctx: Context, body: dict[str, Any]) -> str:
+    """Create and start the VM `body` describes, its progress on stderr: its name."""
+    printer = ProgressPrinter()
+    try:
+        return str(ctx.client._create_vm_wire(body, printer.wire)["name"])
+    finally:
+        printer.done()
 
 
 def _copy_workspace(
@@ -176,7 +203,7 @@ def _copy_workspace(
 
 def _delete_quietly(ctx: Context, name: str) -> None:
     try:
-        ctx.client.delete_vm(name, force=True)
+        ctx.client._delete_vm_wire(name, force=True)
     except BangerError as exc:
         echo(f"warning: could not delete {name}: {exc.message}", err=True)
 

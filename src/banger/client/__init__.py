@@ -118,13 +118,19 @@ class Client(GuestProcesses, GuestFiles, ImageBundles):
 
     def _follow(self, response: Response, on_progress: OnProgress) -> Any:
         """A long operation's answer: progress events, then its result or error."""
+        return self._follow_wire(response, lambda event: on_progress(_event(event)))
+
+    def _follow_wire(
+        self, response: Response, on_event: Callable[[dict[str, Any]], None],
+    ) -> Any:
+        """`_follow` with the progress events in their wire form."""
         try:
             if response.status >= 400:
                 data = _json_body(response)
                 raise error_from_dict(data["error"])
             for item in _ndjson(response):
                 if "event" in item:
-                    on_progress(_event(item["event"]))
+                    on_event(item["event"])
                 elif "error" in item:
                     raise error_from_dict(item["error"])
                 elif "result" in item:
@@ -200,6 +206,16 @@ class Client(GuestProcesses, GuestFiles, ImageBundles):
         )
         return _vm(self.stream("POST", "/v1/vms", body.body(), on_progress))
 
+    def _create_vm_wire(
+        self, body: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """create_vm with its request, events and answer in their wire form, for `banger vm
+        run -- CMD`, whose start-up has no room for the model classes (see
+        cli/guestproc.py). Not part of the SDK."""
+        result: dict[str, Any] = self._follow_wire(self._open("POST", "/v1/vms", body, None),
+                                                   on_event)
+        return result
+
     def start_vm(
         self, name: str, on_progress: OnProgress = lambda _: None, *,
         from_snapshot: bool = False,
@@ -235,8 +251,14 @@ class Client(GuestProcesses, GuestFiles, ImageBundles):
         return _vm(self.request("POST", f"/v1/vms/{_q(name)}/kill", body))
 
     def delete_vm(self, name: str, *, force: bool = False) -> VM:
+        return _vm(self._delete_vm_wire(name, force=force))
+
+    def _delete_vm_wire(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        """delete_vm with the answer in its wire form (see `_create_vm_wire`)."""
         query = "?force=1" if force else ""
-        return _vm(self.request("DELETE", f"/v1/vms/{_q(name)}{query}", timeout=None))
+        result: dict[str, Any] = self.request("DELETE", f"/v1/vms/{_q(name)}{query}",
+                                              timeout=None)
+        return result
 
     def set_vm(
         self, name: str, *, vcpu: int | None = None, memory_mib: int | None = None,
@@ -264,12 +286,20 @@ class Client(GuestProcesses, GuestFiles, ImageBundles):
         {"exit_code", "signal", "timed_out"}: an exit code, or the signal that killed it."""
         import base64
 
-        from banger.client.guestexec import run_exec
         from banger.core import guestapi
 
         request = guestapi.ExecVM(argv=argv, command=command, env=env, cwd=cwd, user=user,
                                   stdin=base64.b64encode(stdin).decode(), timeout=timeout)
-        return run_exec(self, name, request, on_stdout, on_stderr)
+        return self._exec_vm_wire(name, request.body(), on_stdout, on_stderr)
+
+    def _exec_vm_wire(
+        self, name: str, body: dict[str, Any], on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+    ) -> dict[str, Any]:
+        """exec_vm with an ExecVM body built by hand (see `_create_vm_wire`)."""
+        from banger.client.guestexec import run_exec
+
+        return run_exec(self, name, body, on_stdout, on_stderr)
 
     def vm_logs(self, name: str, offset: int = 0) -> tuple[bytes, int]:
         import base64

@@ -14,17 +14,17 @@ if TYPE_CHECKING:
 
     from banger.client import Client
     from banger.client.transport import Response
-    from banger.core.guestapi import ExecVM
 
     OnOutput = Callable[[bytes], None]
 
 
 def run_exec(
-    client: Client, name: str, request: ExecVM, on_stdout: OnOutput, on_stderr: OnOutput,
+    client: Client, name: str, body: dict[str, Any], on_stdout: OnOutput, on_stderr: OnOutput,
 ) -> dict[str, Any]:
+    """`body`: an ExecVM's `body()`, or those keys built by hand (`banger vm run`)."""
     from banger.client import _q
 
-    response = client._open("POST", f"/v1/vms/{_q(name)}/exec", request.body(), None)
+    response = client._open("POST", f"/v1/vms/{_q(name)}/exec", body, None)
     return read_output(response, on_stdout, on_stderr, lambda _: None, "exec")
 
 

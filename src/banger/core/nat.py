@@ -190,9 +190,12 @@ def _groups(guests: Sequence[GuestNet]) -> dict[str, list[str]]:
     return groups
 
 
-def render_removal(bridge: str, existing_sets: Iterable[str] = ()) -> str:
-    """Delete this bridge's chains and sets. Adding the chains first makes the delete valid
-    whether or not they exist, in the same atomic transaction."""
+def render_removal(
+    bridge: str, existing_sets: Iterable[str] = (), drop_tables: Iterable[str] = (),
+) -> str:
+    """Delete this bridge's chains and sets, and the tables of `drop_tables` (families whose
+    table holds nothing else, see `holds_only`). Adding the chains first makes the delete
+    valid whether or not they exist, in the same atomic transaction."""
     c = chain_names(bridge)
     inet, l2 = f"{FAMILY} {TABLE}", f"{BRIDGE_FAMILY} {TABLE}"
     ours = _SET_PREFIX + _safe(bridge) + "_"
@@ -202,6 +205,7 @@ def render_removal(bridge: str, existing_sets: Iterable[str] = ()) -> str:
         *(f"delete chain {l2} {chain}" for chain in c.bridge()),
         *(f"delete set {inet} {name}" for name in sorted(set(existing_sets))
           if name.startswith(ours)),
+        *(f"delete table {family} {TABLE}" for family in sorted(set(drop_tables))),
     ]) + "\n"
 
 
@@ -227,6 +231,23 @@ def table_is_empty(listing: str) -> bool:
     return not any(
         line.strip().startswith(("chain ", "set ")) for line in listing.splitlines()
     )
+
+
+def holds_only(listing: str, bridge: str) -> bool:
+    """Whether `nft list table ...` shows no chain and no set but `bridge`'s (then the table
+    can go with them)."""
+    c = chain_names(bridge)
+    chains = {*c.inet(), *c.bridge()}
+    sets = _SET_PREFIX + _safe(bridge) + "_"
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) < 2:
+            continue
+        if words[0] == "chain" and words[1] not in chains:
+            return False
+        if words[0] == "set" and not words[1].startswith(sets):
+            return False
+    return True
 
 
 def set_names(listing: str) -> list[str]:

@@ -41,6 +41,7 @@ class GuestNetwork(Protocol):
     bridge_listeners: list[Callable[[], Awaitable[None]]]
     attach_guards: list[Callable[[str], Awaitable[None]]]
     detach_listeners: list[Callable[[str], Awaitable[None]]]
+    admit_listeners: list[Callable[[VM], Awaitable[None]]]
 
     @property
     def gateway(self) -> str: ...
@@ -68,6 +69,10 @@ class GuestNetwork(Protocol):
     async def bridge_exists(self) -> bool: ...
     async def attach(self, tap: str) -> None: ...
     async def detach(self, tap: str) -> None: ...
+    async def admit(self, vm: VM) -> None:
+        """`vm`'s guest is about to come up on its attached TAP before its VMM is recorded
+        (a restored guest applying its identity): let its network rules go in now."""
+        ...
     async def banger_taps(self) -> list[str]: ...
 
 
@@ -95,6 +100,8 @@ class HostNetwork:
         # be in place first; raising stops the attach) and after it is gone.
         self.attach_guards: list[Callable[[str], Awaitable[None]]] = []
         self.detach_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # Called with a VM whose guest comes up before its VMM is recorded (see `admit`).
+        self.admit_listeners: list[Callable[[VM], Awaitable[None]]] = []
 
     @property
     def gateway(self) -> str:
@@ -184,6 +191,10 @@ class HostNetwork:
         for listener in self.detach_listeners:
             await listener(tap)
 
+    async def admit(self, vm: VM) -> None:
+        for listener in self.admit_listeners:
+            await listener(vm)
+
     async def banger_taps(self) -> list[str]:
         return await self._net.list_taps(TAP_PREFIX, self._config.bridge_name)
 
@@ -204,6 +215,8 @@ class SlirpNetwork:
         self.bridge_listeners: list[Callable[[], Awaitable[None]]] = []
         self.attach_guards: list[Callable[[str], Awaitable[None]]] = []
         self.detach_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # Called with a VM whose guest comes up before its VMM is recorded (see `admit`).
+        self.admit_listeners: list[Callable[[VM], Awaitable[None]]] = []
 
     @property
     def gateway(self) -> str:
@@ -251,6 +264,9 @@ class SlirpNetwork:
         return None
 
     async def detach(self, tap: str) -> None:
+        return None
+
+    async def admit(self, vm: VM) -> None:
         return None
 
     async def banger_taps(self) -> list[str]:

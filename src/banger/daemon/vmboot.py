@@ -383,10 +383,15 @@ class VMBoot:
                 pid = await hypervisor.start_from_template(warm, template.state)
                 loaded = time.monotonic()
                 started = pid
-                await templates.agent.send_identity(
-                    hypervisor.agent_socket(warm.vm_dir), self._identity(vm), AGENT_TIMEOUT,
-                    alive=lambda: hypervisor.is_running(started, Path(vm.dir)),
-                )
+                # The guest's network rules go in while it applies its identity, not after.
+                admitted = asyncio.ensure_future(self._net.admit(vm))
+                try:
+                    await templates.agent.send_identity(
+                        hypervisor.agent_socket(warm.vm_dir), self._identity(vm),
+                        AGENT_TIMEOUT, alive=lambda: hypervisor.is_running(started, Path(vm.dir)),
+                    )
+                finally:
+                    await _settled(admitted)
                 log.info("%s: template loaded in %.2fs, identity applied in %.2fs", vm.name,
                          loaded - clock, time.monotonic() - loaded)
                 return pid, vm
@@ -491,3 +496,12 @@ def _consume(task: asyncio.Future[None]) -> None:
     """Retrieve a background task's outcome, so that asyncio does not log it as lost."""
     if not task.cancelled():
         task.exception()
+
+
+async def _settled(admission: asyncio.Future[None]) -> None:
+    """Wait for an `admit`; its failure is logged, not raised, as a VM listener's is: the
+    sync that follows the VM's start tries again, and doctor reports what is missing."""
+    try:
+        await admission
+    except Exception as exc:
+        log.warning("network rules not updated ahead of the start: %s", exc)

@@ -117,6 +117,7 @@ def build_vm_followers(
         network.bridge_listeners.append(dns.on_bridge_ready)
         network.attach_guards.append(nat.before_attach)
         network.detach_listeners.append(nat.after_detach)
+        network.admit_listeners.append(nat.admit)
     return VMFollowers(dns, nat, stats, network)
 
 

@@ -3,6 +3,7 @@ forwarding."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -68,13 +69,14 @@ class Nftables:
         ))
 
     async def remove(self, bridge: str) -> None:
-        await self._apply(nat.render_removal(bridge, await self._sets()))
-        for family in (nat.FAMILY, nat.BRIDGE_FAMILY):
-            listing = await self._listing(family)
-            if listing is not None and nat.table_is_empty(listing):
-                await self._run.run(
-                    ["nft", "delete", "table", family, nat.TABLE], privileged=True, check=False
-                )
+        inet, l2 = await asyncio.gather(
+            self._listing(nat.FAMILY), self._listing(nat.BRIDGE_FAMILY)
+        )
+        # A table left with nothing in it goes in the same transaction: every nft process
+        # that unregisters hooks waits for the kernel (~15 ms), one instead of three.
+        drop = [family for family, listing in ((nat.FAMILY, inet), (nat.BRIDGE_FAMILY, l2))
+                if listing is None or nat.holds_only(listing, bridge)]
+        await self._apply(nat.render_removal(bridge, nat.set_names(inet or ""), drop))
 
     async def missing(self, bridge: str) -> list[str]:
         if not self.available():

@@ -4,14 +4,18 @@ in a fake (tests/support/host_fakes.py) that records calls instead of touching t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from banger.core.errors import HostError, MissingTool, PermissionDenied
+
+log = logging.getLogger("banger.host")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class SubprocessRunner:
             args = ["sudo", "-n", *args]
         if shutil.which(args[0]) is None:
             raise MissingTool(f"{args[0]} not found on PATH")
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
@@ -59,6 +64,8 @@ class SubprocessRunner:
             env=self._env,
         )
         out, err = await proc.communicate(input)
+        log.debug("%s: exit %s in %.0f ms", " ".join(args[:4]), proc.returncode,
+                  (time.monotonic() - started) * 1000)
         result = Result(
             tuple(args), proc.returncode or 0, out.decode(errors="replace"),
             err.decode(errors="replace"),
