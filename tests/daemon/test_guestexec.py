@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from banger.core.agentframe import HELLO
 from banger.core.errors import (
     GuestAgentFailed,
+    GuestAgentStopped,
     GuestAgentUnavailable,
     GuestPathNotFound,
     InvalidInput,
@@ -90,6 +93,49 @@ async def test_file_errors(api: Api, tmp_path: Path) -> None:
         await api.call(api.client.write_file, "dev", str(missing / "f"), b"x")
     with pytest.raises(InvalidInput, match="absolute"):
         await api.call(api.client.read_file, "dev", "relative/path")
+
+
+async def test_an_agent_that_stops_during_an_exec_fails_the_next_at_once(
+    tmp_path: Path,
+) -> None:
+    """The exec in flight fails (agent_failed: it may have run, so `vm run` must not run it
+    again over ssh); the next is told at once that the agent stopped (agent_stopped: nothing
+    ran), without a 10 s wait for a HELLO that cannot come."""
+    channel = FakeAgentChannel()
+    peers: list[socket.socket] = []
+
+    def agent(theirs: socket.socket) -> None:
+        """Greets, and dies once the exec has come: its stop script's line."""
+        theirs.sendall(HELLO)
+        hello = b""
+        while len(hello) < len(HELLO):
+            hello += theirs.recv(len(HELLO) - len(hello))
+        theirs.recv(1)  # the exec
+        theirs.sendall(b"ERR banger-agent stopped (signal, exit status KILL)\n")
+
+    async def dying_agent() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        ours, theirs = socket.socketpair()
+        peers.append(theirs)
+        threading.Thread(target=agent, args=(theirs,), daemon=True).start()
+        return await asyncio.open_unix_connection(sock=ours)
+
+    channel.exec_agent = dying_agent
+
+    def with_agent(runtime: Path) -> Env:
+        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
+                        agent=channel)
+
+    async with serve(tmp_path, make=with_agent) as served:
+        await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
+        await served.call(served.client.create_vm, name="dev", ready="agent")
+        with pytest.raises(GuestAgentFailed, match="agent stopped") as failed:
+            await served.call(served.client.exec_vm, "dev", ["sleep", "60"])
+        assert not isinstance(failed.value, GuestAgentUnavailable)
+        with pytest.raises(GuestAgentStopped, match="stopped \\(signal"):
+            await served.call(served.client.exec_vm, "dev", ["true"])
+    assert len(peers) == 1  # no second connection was tried
+    for peer in peers:
+        peer.close()
 
 
 async def test_an_agent_that_stopped_fails_each_exec_at_once(tmp_path: Path) -> None:

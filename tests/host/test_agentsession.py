@@ -277,6 +277,24 @@ async def test_garbage_fails_the_streams_in_flight(garbage: bytes) -> None:
         await session.exec(ExecHeader(argv=["true"]))
 
 
+async def test_an_agent_that_stops_mid_session_says_why() -> None:
+    """Its unit's stop script writes why where the next frame would be: the streams in
+    flight fail with that (not "garbage"), and the session keeps it for the next request."""
+    async def killed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_hello(reader, writer)
+        await reader.read(1)
+        writer.write(b"ERR banger-agent stopped (signal, exit status KILL)\n")
+        await writer.drain()
+
+    session = await standin(killed)
+    execution = await session.exec(ExecHeader(argv=["sleep", "60"]))
+    with pytest.raises(GuestAgentFailed, match=r"^the guest agent stopped \(signal"):
+        async for _ in execution.output():
+            pass
+    assert not session.alive
+    assert session.stopped == "the guest agent stopped (signal, exit status KILL)"
+
+
 async def test_an_agent_that_goes_away_fails_the_streams_in_flight() -> None:
     async def leaves(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await answer_hello(reader, writer)

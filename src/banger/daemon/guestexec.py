@@ -117,6 +117,8 @@ class GuestExec:
                 return known[1]
             if known is not None:
                 await known[1].close()
+                if known[0] == vm.pid and known[1].stopped is not None:
+                    self._stopped[vm.id] = (vm.pid, known[1].stopped)
             stopped = self._stopped.get(vm.id)
             if stopped is not None and stopped[0] == vm.pid:
                 raise GuestAgentStopped(stopped[1])

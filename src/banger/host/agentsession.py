@@ -74,6 +74,8 @@ class AgentSession:
         self._streams: dict[int, asyncio.Queue[Frame | None]] = {}
         self._ids = itertools.count(1)
         self._failure: GuestAgentFailed | None = None
+        # Why the agent stopped, when it said so on the channel (its unit's stop script).
+        self.stopped: str | None = None
         self._decoder = FrameDecoder()
         self._task = asyncio.create_task(self._read(leftover))
 
@@ -252,7 +254,18 @@ class AgentSession:
                     self._fail(GuestAgentFailed("the guest agent closed the channel"))
                     return
         except FrameError as exc:
-            self._fail(GuestAgentFailed(f"the guest agent sent garbage: {exc}"))
+            # An agent that died mid-session: its unit's stop script writes why, a line
+            # where the next frame would be. The requests in flight fail (they may have
+            # run), and the next one is told at once (GuestExec).
+            stopped = agent_stopped(data)
+            if stopped is not None:
+                self.stopped = f"the guest agent {stopped}"
+                self._fail(GuestAgentFailed(
+                    self.stopped, hint="`banger vm restart NAME` starts it again; "
+                    "`banger vm logs NAME` may say why it stopped",
+                ))
+            else:
+                self._fail(GuestAgentFailed(f"the guest agent sent garbage: {exc}"))
         except ConnectionError as exc:
             self._fail(GuestAgentFailed(f"the guest agent's channel failed: {exc}"))
         finally:
