@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -95,13 +96,33 @@ async def test_file_errors(api: Api, tmp_path: Path) -> None:
         await api.call(api.client.read_file, "dev", "relative/path")
 
 
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+@contextlib.asynccontextmanager
+async def vm_with_agent(tmp_path: Path, opener: Opener) -> AsyncIterator[Api]:
+    """A daemon whose VM "dev" is up (sshd answered), its agent channel opened by
+    `opener`."""
+    channel = FakeAgentChannel()
+    channel.exec_agent = opener
+
+    def with_agent(runtime: Path) -> Env:
+        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
+                        agent=channel)
+
+    async with serve(tmp_path, make=with_agent) as served:
+        await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
+        vm = await served.call(served.client.create_vm, name="dev", ready="agent")
+        assert vm.state == "running"
+        yield served
+
+
 async def test_an_agent_that_stops_during_an_exec_fails_the_next_at_once(
     tmp_path: Path,
 ) -> None:
     """The exec in flight fails (agent_failed: it may have run, so `vm run` must not run it
     again over ssh); the next is told at once that the agent stopped (agent_stopped: nothing
     ran), without a 10 s wait for a HELLO that cannot come."""
-    channel = FakeAgentChannel()
     peers: list[socket.socket] = []
 
     def agent(theirs: socket.socket) -> None:
@@ -119,15 +140,7 @@ async def test_an_agent_that_stops_during_an_exec_fails_the_next_at_once(
         threading.Thread(target=agent, args=(theirs,), daemon=True).start()
         return await asyncio.open_unix_connection(sock=ours)
 
-    channel.exec_agent = dying_agent
-
-    def with_agent(runtime: Path) -> Env:
-        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
-                        agent=channel)
-
-    async with serve(tmp_path, make=with_agent) as served:
-        await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
-        await served.call(served.client.create_vm, name="dev", ready="agent")
+    async with vm_with_agent(tmp_path, dying_agent) as served:
         with pytest.raises(GuestAgentFailed, match="agent stopped") as failed:
             await served.call(served.client.exec_vm, "dev", ["sleep", "60"])
         assert not isinstance(failed.value, GuestAgentUnavailable)
@@ -141,7 +154,6 @@ async def test_an_agent_that_stops_during_an_exec_fails_the_next_at_once(
 async def test_an_agent_that_stopped_fails_each_exec_at_once(tmp_path: Path) -> None:
     """An image without perl: its agent's unit says so on the port once; every exec then
     fails at once with GuestAgentUnavailable (nothing ran: `vm run` takes ssh instead)."""
-    channel = FakeAgentChannel()
     peers: list[socket.socket] = []
 
     async def stopped_agent() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -150,16 +162,7 @@ async def test_an_agent_that_stopped_fails_each_exec_at_once(tmp_path: Path) -> 
         peers.append(theirs)
         return await asyncio.open_unix_connection(sock=ours)
 
-    channel.exec_agent = stopped_agent
-
-    def with_agent(runtime: Path) -> Env:
-        return make_env(tmp_path, runtime_dir=runtime, hypervisor=FakeTemplateVMM(),
-                        agent=channel)
-
-    async with serve(tmp_path, make=with_agent) as served:
-        await served.env.keys.make_ed25519(served.env.paths.default_ssh_key, "banger")
-        vm = await served.call(served.client.create_vm, name="dev", ready="agent")
-        assert vm.state == "running"  # sshd answered
+    async with vm_with_agent(tmp_path, stopped_agent) as served:
         for _ in range(2):
             with pytest.raises(GuestAgentUnavailable, match="no /usr/bin/perl"):
                 await served.call(served.client.exec_vm, "dev", ["true"])
