@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,53 +47,19 @@ def test_cli_path_stays_light(code: str) -> None:
     assert imported_after(code).isdisjoint(HEAVY)
 
 
-def test_vm_list_skips_what_it_does_not_need() -> None:
-    """`banger vm list`, the most frequent call, stays clear of modules that cost
-    milliseconds at every start (docs/architecture.md has the numbers)."""
-    vm = {
-        "id": "0123456789ab", "name": "dev", "image": "debian-bookworm", "state": "running",
-        "spec": {"vcpu": 2, "memory_mib": 2048, "disk_size_bytes": 8 << 30},
-        "ip": "172.16.0.2", "created_at": 1_700_000_000.0,
-    }
-    # A short path (Unix sockets), and a daemon stand-in: nothing may autostart bangerd.
+def cli_against(routes: dict[str, Any], argv: list[str],
+                ) -> tuple[subprocess.CompletedProcess[str], list[str], set[str]]:
+    """`banger ARGV` in a fresh interpreter against a daemon stand-in answering `routes`
+    (a short socket path; nothing may autostart bangerd): the process (the modules it
+    loaded printed last, at exit), the paths it asked for, and those modules."""
     root = Path(tempfile.mkdtemp(prefix="bgi-", dir="/tmp"))
     (root / "banger").mkdir()
-    fake = FakeDaemon(root / "banger" / "bangerd.sock", routes={"/v1/vms": [vm]})
-    try:
-        code = (
-            "from banger.cli.main import main\nmain(['vm', 'list'])\n"
-            "import json, sys\nprint(json.dumps(sorted(sys.modules)))"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-            env={**os.environ, "XDG_RUNTIME_DIR": str(root)}, check=True,
-        )
-    finally:
-        fake.close()
-        shutil.rmtree(root, ignore_errors=True)
-    table, modules = proc.stdout.splitlines()[1], proc.stdout.splitlines()[-1]
-    assert table.split()[:3] == ["dev", "running", "172.16.0.2"]
-    costly = {"typing", "dataclasses", "inspect", "pathlib", "subprocess", "urllib.parse",
-              "datetime", "shutil", "banger.core.models", "banger.cli.workspace"}
-    assert set(json.loads(modules)).isdisjoint(costly), set(json.loads(modules)) & costly
-
-
-def test_vm_run_command_skips_the_model_classes() -> None:
-    """`banger vm run --rm -- CMD` (create, exec through the agent, delete) builds its
-    bodies by hand: the model classes would cost it more than its exec in the guest."""
-    root = Path(tempfile.mkdtemp(prefix="bgi-", dir="/tmp"))
-    (root / "banger").mkdir()
-    fake = FakeDaemon(root / "banger" / "bangerd.sock", routes={
-        "/v1/vms": b'{"event": {"stage": "ready", "message": "dev is up"}}\n'
-                   b'{"result": {"name": "dev"}}\n',
-        "/v1/vms/dev/exec": b'{"stdout": "aGkK"}\n{"result": {"exit_code": 3}}\n',
-        "/v1/vms/dev?force=1": {"name": "dev"},
-    })
+    fake = FakeDaemon(root / "banger" / "bangerd.sock", routes=routes)
     try:
         code = (
             "import atexit, json, sys\n"
             "atexit.register(lambda: print(json.dumps(sorted(sys.modules))))\n"
-            "from banger.cli.main import main\nmain(['vm', 'run', '--rm', '--', 'true'])\n"
+            f"from banger.cli.main import main\nmain({argv!r})\n"
         )
         proc = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -101,14 +68,41 @@ def test_vm_run_command_skips_the_model_classes() -> None:
     finally:
         fake.close()
         shutil.rmtree(root, ignore_errors=True)
+    return proc, fake.requests, set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_vm_list_skips_what_it_does_not_need() -> None:
+    """`banger vm list`, the most frequent call, stays clear of modules that cost
+    milliseconds at every start (docs/architecture.md has the numbers)."""
+    vm = {
+        "id": "0123456789ab", "name": "dev", "image": "debian-bookworm", "state": "running",
+        "spec": {"vcpu": 2, "memory_mib": 2048, "disk_size_bytes": 8 << 30},
+        "ip": "172.16.0.2", "created_at": 1_700_000_000.0,
+    }
+    proc, _, modules = cli_against({"/v1/vms": [vm]}, ["vm", "list"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[:3] == ["dev", "running", "172.16.0.2"]
+    costly = {"typing", "dataclasses", "inspect", "pathlib", "subprocess", "urllib.parse",
+              "datetime", "shutil", "banger.core.models", "banger.cli.workspace"}
+    assert modules.isdisjoint(costly), modules & costly
+
+
+def test_vm_run_command_skips_the_model_classes() -> None:
+    """`banger vm run --rm -- CMD` (create, exec through the agent, delete) builds its
+    bodies by hand: the model classes would cost it more than its exec in the guest."""
+    proc, requests, modules = cli_against({
+        "/v1/vms": b'{"event": {"stage": "ready", "message": "dev is up"}}\n'
+                   b'{"result": {"name": "dev"}}\n',
+        "/v1/vms/dev/exec": b'{"stdout": "aGkK"}\n{"result": {"exit_code": 3}}\n',
+        "/v1/vms/dev?force=1": {"name": "dev"},
+    }, ["vm", "run", "--rm", "--", "true"])
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.splitlines()[0] == "hi" and "dev is up" in proc.stderr
-    assert [path.split("?")[0] for path in fake.requests] == [
+    assert [path.split("?")[0] for path in requests] == [
         "/v1/vms", "/v1/vms/dev/exec", "/v1/vms/dev",
     ]
     costly = {"dataclasses", "inspect", "typing", "banger.core.models", "banger.core.api",
               "banger.core.guestapi", "banger.client.guestreach"}
-    modules = set(json.loads(proc.stdout.splitlines()[-1]))
     assert modules.isdisjoint(costly), modules & costly
 
 

@@ -119,11 +119,10 @@ class FakeClient:
 
     def _create_vm_wire(self, body: dict[str, Any], on_event: Any) -> dict[str, Any]:
         """`banger vm run`'s create: recorded as a create_vm with the body's fields."""
-        kwargs = {key: value for key, value in body.items() if key not in ("start", "backend",
-                                                                             "kernel")}
+        kwargs = {key: value for key, value in body.items() if key not in ("backend", "kernel")}
         kwargs["network_group"] = kwargs["network_group"] or None
         return to_dict(self.create_vm(on_progress=lambda event: on_event(to_dict(event)),
-                                      **kwargs, start=body["start"]))
+                                      **kwargs))
 
     def start_vm(self, name: str, on_progress: Any = None, *, from_snapshot: bool = False) -> VM:
         self._call("start_vm", name, from_snapshot=from_snapshot)

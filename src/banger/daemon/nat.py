@@ -114,11 +114,10 @@ class NatService:
         await self.sync()
 
     async def after_detach(self, tap: str) -> None:
-        if self._admitted.pop(tap, None) is not None:
-            self._pending_taps.add(tap)  # synced away just below
-        if tap in self._pending_taps:
+        admitted = self._admitted.pop(tap, None) is not None
+        if tap in self._pending_taps or admitted:
             self._pending_taps.discard(tap)
-            # A stale drop rule for a TAP that is gone harms no one: the lifecycle goes on.
+            # A stale rule for a TAP that is gone harms no one: the lifecycle goes on.
             with contextlib.suppress(Exception):
                 await self.sync()
 
